@@ -1,0 +1,6 @@
+/**
+ * Edge agent SDK: TPM-signed, geofenced metrics with createAgent().send(metrics), enrolment, location providers, durable outbox, OpenTelemetry exporter.
+ *
+ * @packageDocumentation
+ */
+export {};

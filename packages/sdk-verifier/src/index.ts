@@ -1,0 +1,6 @@
+/**
+ * Verify TPM-signed, geofenced edge data: registry, nonce stores, geo policy, aligned errors, attestation appraisal, Express and Fastify middleware.
+ *
+ * @packageDocumentation
+ */
+export {};
