@@ -3,4 +3,12 @@
  *
  * @packageDocumentation
  */
-export {};
+export {
+  AgentState,
+  AgentStateError,
+  type AgentStateErrorCode,
+  type AppKeyAlgorithm,
+  type AppKeyTpm,
+  defaultStateDir,
+  type StoredTpmKey,
+} from './state.js';
