@@ -3,4 +3,5 @@
  *
  * @packageDocumentation
  */
-export {};
+export * from './errors.js';
+export * from './protocol.js';
