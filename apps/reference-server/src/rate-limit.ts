@@ -1,0 +1,71 @@
+/**
+ * Token-bucket rate limiter keyed by client IP and by claimed keyid. The table is bounded (least
+ * recently used keys are dropped first) so a flood of distinct keys cannot exhaust memory.
+ */
+
+/** Result of {@link RateLimiter.take}. */
+export interface RateDecision {
+  allowed: boolean;
+  /** Whole seconds until one token is available again (for `Retry-After`). */
+  retryAfterSeconds: number;
+  remaining: number;
+}
+
+interface Bucket {
+  tokens: number;
+  updated: number;
+}
+
+/** One token bucket per key, refilled at `ratePerSecond` up to `burst`. */
+export class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    readonly ratePerSecond: number,
+    readonly burst: number,
+    private readonly maxKeys = 100_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Takes one token for `key`. */
+  take(key: string): RateDecision {
+    const t = this.now();
+    let b = this.buckets.get(key);
+    if (b) {
+      this.buckets.delete(key); // re-insert below: Map order doubles as LRU order
+      b.tokens = Math.min(this.burst, b.tokens + ((t - b.updated) / 1000) * this.ratePerSecond);
+      b.updated = t;
+    } else {
+      b = { tokens: this.burst, updated: t };
+      if (this.buckets.size >= this.maxKeys) {
+        const oldest = this.buckets.keys().next().value;
+        if (oldest !== undefined) this.buckets.delete(oldest);
+      }
+    }
+    this.buckets.set(key, b);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return { allowed: true, retryAfterSeconds: 0, remaining: Math.floor(b.tokens) };
+    }
+    return {
+      allowed: false,
+      retryAfterSeconds: Math.max(1, Math.ceil((1 - b.tokens) / this.ratePerSecond)),
+      remaining: 0,
+    };
+  }
+
+  /** Number of tracked keys (exposed on `/gateway/rate-limits`). */
+  get size(): number {
+    return this.buckets.size;
+  }
+}
+
+/** Extracts the claimed keyid of a request for rate limiting only (never trusted for anything else). */
+export function claimedKeyid(query: unknown, signatureInput: string | undefined): string | undefined {
+  if (query && typeof query === 'object') {
+    const v = (query as Record<string, unknown>).public_key_hash;
+    if (typeof v === 'string' && /^[0-9a-f]{64}$/.test(v)) return v;
+  }
+  const m = signatureInput ? /keyid="([0-9a-f]{64})"/.exec(signatureInput) : null;
+  return m?.[1];
+}

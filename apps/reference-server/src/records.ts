@@ -1,0 +1,157 @@
+/**
+ * Durable store of accepted records (SPEC §10): the raw request body exactly as received, the verdict,
+ * the verifying headers and the receive time, in SQLite (WAL, `synchronous=FULL`). `insert` returns
+ * only after the transaction is committed, so a record acknowledged with 200 survives a crash.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+
+/** One stored record. */
+export interface StoredRecord {
+  /** Record id returned to the agent as `record_id`. */
+  id: string;
+  agentName: string;
+  keyid: string;
+  /** ISO-8601 time the collector received and accepted the message. */
+  receivedAt: string;
+  /** Raw request body bytes, exactly as received (for offline re-verification). */
+  body: Buffer;
+  /** Verification verdict at ingestion time (checks run, rejected_by none, mode). */
+  verdict: Record<string, unknown>;
+  /** Signature-related request headers as received (signature-input, signature, content-digest, workload-geo-id). */
+  headers: Record<string, string>;
+}
+
+/** Input of {@link RecordStore.insert}. */
+export type NewRecord = Omit<StoredRecord, 'id' | 'receivedAt'> & { receivedAt?: string };
+
+/** Query of {@link RecordStore.list}. */
+export interface RecordQuery {
+  agent?: string | undefined;
+  /** Only records received at or after this ISO time. */
+  since?: string | undefined;
+  /** Page cursor: only records with a sequence number greater than this (from `next`). */
+  after?: number | undefined;
+  /** Page size (1–1000). */
+  limit: number;
+}
+
+interface Row {
+  seq: number;
+  id: string;
+  agent_name: string;
+  keyid: string;
+  received_at: string;
+  body: Buffer;
+  verdict: string;
+  headers: string;
+}
+
+function toRecord(r: Row): StoredRecord & { seq: number } {
+  return {
+    seq: r.seq,
+    id: r.id,
+    agentName: r.agent_name,
+    keyid: r.keyid,
+    receivedAt: r.received_at,
+    body: r.body,
+    verdict: JSON.parse(r.verdict) as Record<string, unknown>,
+    headers: JSON.parse(r.headers) as Record<string, string>,
+  };
+}
+
+/** SQLite-backed record store; safe for several processes on one file (WAL, busy timeout). */
+export class RecordStore {
+  private readonly db: Database.Database;
+  private readonly insertStmt: Database.Statement;
+  private readonly byIdStmt: Database.Statement;
+  private readonly countStmt: Database.Statement;
+
+  /** Opens (creating when needed) the store at `path`. */
+  constructor(path: string) {
+    mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    // FULL: the WAL is fsynced at every commit, so an acknowledged record survives power loss too.
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(`CREATE TABLE IF NOT EXISTS records (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      id TEXT NOT NULL UNIQUE,
+      agent_name TEXT NOT NULL,
+      keyid TEXT NOT NULL,
+      received_at TEXT NOT NULL,
+      body BLOB NOT NULL,
+      verdict TEXT NOT NULL,
+      headers TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS records_agent ON records(agent_name, seq);
+    CREATE INDEX IF NOT EXISTS records_time ON records(received_at);`);
+    this.insertStmt = this.db.prepare(
+      'INSERT INTO records (id, agent_name, keyid, received_at, body, verdict, headers) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.byIdStmt = this.db.prepare('SELECT * FROM records WHERE id = ?');
+    this.countStmt = this.db.prepare('SELECT COUNT(*) AS n FROM records');
+  }
+
+  /** Stores a record durably and returns it with its id. */
+  insert(rec: NewRecord): StoredRecord {
+    const id = `rec_${crypto.randomUUID()}`;
+    const receivedAt = rec.receivedAt ?? new Date().toISOString();
+    this.insertStmt.run(
+      id,
+      rec.agentName,
+      rec.keyid,
+      receivedAt,
+      rec.body,
+      JSON.stringify(rec.verdict),
+      JSON.stringify(rec.headers),
+    );
+    return { ...rec, id, receivedAt };
+  }
+
+  /** Looks a record up by id. */
+  get(id: string): StoredRecord | undefined {
+    const row = this.byIdStmt.get(id) as Row | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  /** Pages through records in insertion order; `next` is the cursor for the following page. */
+  list(q: RecordQuery): { records: Array<StoredRecord & { seq: number }>; next: number | null } {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.agent) {
+      where.push('agent_name = ?');
+      args.push(q.agent);
+    }
+    if (q.since) {
+      where.push('received_at >= ?');
+      args.push(q.since);
+    }
+    if (q.after !== undefined) {
+      where.push('seq > ?');
+      args.push(q.after);
+    }
+    const sql = `SELECT * FROM records ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...args, q.limit + 1) as Row[];
+    const page = rows.slice(0, q.limit).map(toRecord);
+    const last = page[page.length - 1];
+    return { records: page, next: rows.length > q.limit && last ? last.seq : null };
+  }
+
+  /** Number of stored records. */
+  count(): number {
+    return (this.countStmt.get() as { n: number }).n;
+  }
+
+  /** Cheap liveness check used by `/ready`. */
+  ping(): boolean {
+    return (this.db.prepare('SELECT 1 AS ok').get() as { ok: number }).ok === 1;
+  }
+
+  /** Closes the database. */
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * Express plumbing shared by the collector and the gateway: request ids, problem+json answers in the
+ * aligned error model, admin bearer-token auth, rate limiting, 404/405 for unknown routes, and the
+ * final error handler (no stack traces in bodies).
+ */
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '@geofence/verifier';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
+import type { Logger } from '../logger.js';
+import { claimedKeyid, type RateLimiter } from '../rate-limit.js';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** Correlation id (also sent back as `X-Request-Id`). */
+    requestId?: string;
+  }
+}
+
+/** Request id of `req` (set by {@link requestIdMiddleware}). */
+export function requestIdOf(req: Request): string {
+  return req.requestId ?? 'unknown';
+}
+
+/** Assigns a fresh request id; a client-supplied `X-Request-Id` is never trusted as ours. */
+export function requestIdMiddleware(): RequestHandler {
+  return (req, res, next) => {
+    req.requestId = randomUUID();
+    res.setHeader('x-request-id', req.requestId);
+    next();
+  };
+}
+
+/** Answers with an aligned-model problem+json body. */
+export function sendProblem(req: Request, res: Response, err: GeofenceError, rejectedBy: RejectedBy): void {
+  if (err.retryAfter !== undefined) res.setHeader('retry-after', String(err.retryAfter));
+  res.validationType = err.validationType;
+  res
+    .status(err.status)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(JSON.stringify(err.toProblem({ rejectedBy, requestId: requestIdOf(req) })));
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/**
+ * Requires `Authorization: Bearer <admin token>` (SPEC §8), compared in constant time. A missing or
+ * wrong token answers 403 with validation_type `agent_verification` (the closed set of SPEC §7 has no
+ * separate authentication type; the `error` member says "Admin authentication required").
+ */
+export function adminAuth(token: string, rejectedBy: RejectedBy): RequestHandler {
+  return (req, res, next) => {
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(.+)$/i.exec(header);
+    if (m?.[1] && safeEqual(m[1].trim(), token)) return next();
+    res.setHeader('www-authenticate', 'Bearer realm="geofence-admin"');
+    sendProblem(
+      req,
+      res,
+      new GeofenceError('agent_verification', 'Admin authentication required'),
+      rejectedBy,
+    );
+  };
+}
+
+/** Per-IP and per-claimed-keyid rate limiting → 429 `rate_limit` with `Retry-After`. */
+export function rateLimitMiddleware(
+  limiters: { ip: RateLimiter; keyid: RateLimiter } | undefined,
+  rejectedBy: RejectedBy,
+  onLimited?: (kind: 'ip' | 'keyid') => void,
+): RequestHandler {
+  return (req, res, next) => {
+    if (!limiters) return next();
+    const ipDecision = limiters.ip.take(`ip:${req.ip ?? 'unknown'}`);
+    let kind: 'ip' | 'keyid' | undefined = ipDecision.allowed ? undefined : 'ip';
+    let retry = ipDecision.retryAfterSeconds;
+    if (!kind) {
+      const kid = claimedKeyid(req.query, headerString(req, 'signature-input'));
+      if (kid) {
+        const d = limiters.keyid.take(`kid:${kid}`);
+        if (!d.allowed) {
+          kind = 'keyid';
+          retry = d.retryAfterSeconds;
+        }
+      }
+    }
+    if (!kind) return next();
+    onLimited?.(kind);
+    sendProblem(
+      req,
+      res,
+      new GeofenceError('rate_limit', undefined, { retryAfter: retry, details: { limited_by: kind } }),
+      rejectedBy,
+    );
+  };
+}
+
+/** A header as one string (joined when repeated). */
+export function headerString(req: Request, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/**
+ * 404 for unknown routes (no catch-all proxying, SPEC §8). The body is the aligned problem of type
+ * `request_validation`; only the HTTP status is 404, which GeofenceError does not allow for that type.
+ */
+export function notFound(rejectedBy: RejectedBy): RequestHandler {
+  return (req, res) => {
+    const problem = new GeofenceError('request_validation', 'Not found', {
+      details: { method: req.method, path: req.path },
+    }).toProblem({ rejectedBy, requestId: requestIdOf(req) });
+    res.validationType = 'request_validation';
+    res
+      .status(404)
+      .type(PROBLEM_CONTENT_TYPE)
+      .send(JSON.stringify({ ...problem, status: 404 }));
+  };
+}
+
+/** Final error handler: body-parser errors → 400/413/415, everything else → opaque 500. */
+export function errorHandler(log: Logger, rejectedBy: RejectedBy): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    let gf: GeofenceError;
+    const status = (err as { status?: number; statusCode?: number }).status;
+    if (err instanceof GeofenceError) gf = err;
+    else if (status === 413)
+      gf = new GeofenceError('request_validation', 'Payload too large', { status: 413 });
+    else if (status === 415)
+      gf = new GeofenceError('request_validation', 'Unsupported media type', { status: 415 });
+    else if (status !== undefined && status >= 400 && status < 500)
+      gf = new GeofenceError('request_validation', 'Invalid request');
+    else {
+      log.error({ err, request_id: requestIdOf(req) }, 'unhandled error');
+      gf = new GeofenceError('internal');
+    }
+    sendProblem(req, res, gf, rejectedBy);
+  };
+}
