@@ -1,6 +1,37 @@
 /**
- * Pure TypeScript TPM 2.0 structures: TPM2B_PUBLIC, Names, TPMS_ATTEST, TPMT_SIGNATURE, software MakeCredential.
+ * Pure TypeScript TPM 2.0 structures: TPM2B_PUBLIC, Names, TPMS_ATTEST, TPMT_SIGNATURE, software
+ * MakeCredential. No native code; all cryptography uses `node:crypto`.
  *
  * @packageDocumentation
  */
-export {};
+export { decodeObjectAttributes, encodeObjectAttributes, type ObjectAttributes } from './attributes.js';
+export { type HashAlg, hashAlgId, hashSize, TPM_GENERATED_VALUE } from './constants.js';
+export { TpmWireError, type TpmWireErrorCode } from './errors.js';
+export {
+  keyIdFromSpki,
+  keyIdOfPublic,
+  objectName,
+  objectNameHex,
+  publicToJwk,
+  publicToKeyObject,
+  publicToPem,
+  publicToSpkiDer,
+} from './keys.js';
+export {
+  type AsymScheme,
+  type EccCurve,
+  type EccPublicParams,
+  type EccSchemeName,
+  type KdfName,
+  type KdfScheme,
+  marshalPublic,
+  marshalTpmtPublic,
+  parsePublic,
+  parseTpmtPublic,
+  type RsaPublicParams,
+  type RsaSchemeName,
+  type SymAlgorithm,
+  type SymDefObject,
+  type SymMode,
+  type TpmPublic,
+} from './public.js';
