@@ -4,4 +4,5 @@
  * @packageDocumentation
  */
 export * from './errors.js';
+export * from './geo.js';
 export * from './protocol.js';

@@ -1,0 +1,372 @@
+/**
+ * Geo policy engine (SPEC §5.3). One engine evaluates the per-agent policy (registry record) and the
+ * global policy (configuration): hierarchical region/state/city allow entries, GeoJSON
+ * Polygon/MultiPolygon fences with a conservative accuracy-circle rule, minimum location quality and
+ * maximum fix age.
+ */
+import { booleanPointInPolygon } from '@turf/boolean-point-in-polygon';
+import type { Polygon } from 'geojson';
+import { z } from 'zod';
+import { type GeographicRegion, LOCATION_QUALITIES, type LocationQuality } from './protocol.js';
+
+const allowName = z.string().min(1).max(256);
+
+/**
+ * One hierarchical allow entry. `{region}` allows every state and city of the region,
+ * `{region, state}` every city of the state, `{region, state, city}` exactly that city.
+ * @public
+ */
+export const geoAllowEntrySchema = z
+  .strictObject({ region: allowName, state: allowName.optional(), city: allowName.optional() })
+  .refine((e) => e.city === undefined || e.state !== undefined, {
+    message: 'an entry with a city needs a state',
+  });
+
+const position = z.tuple([z.number().min(-180).max(180), z.number().min(-90).max(90)]).rest(z.number());
+const ring = z
+  .array(position)
+  .min(4)
+  .max(100_000)
+  .refine((r) => r[0]![0] === r[r.length - 1]![0] && r[0]![1] === r[r.length - 1]![1], {
+    message: 'a linear ring must be closed (first position == last position)',
+  });
+const polygonSchema = z.strictObject({
+  type: z.literal('Polygon'),
+  coordinates: z.array(ring).min(1).max(10_000),
+  bbox: z.array(z.number()).optional(),
+});
+const multiPolygonSchema = z.strictObject({
+  type: z.literal('MultiPolygon'),
+  coordinates: z.array(z.array(ring).min(1).max(10_000)).min(1).max(10_000),
+  bbox: z.array(z.number()).optional(),
+});
+const fenceGeometry = z.discriminatedUnion('type', [polygonSchema, multiPolygonSchema]);
+
+/**
+ * A geofence: a GeoJSON (RFC 7946) Polygon or MultiPolygon, bare or wrapped in a Feature.
+ * Edges are straight lines in longitude/latitude (as in `@turf/*`); polygons must not cross the
+ * antimeridian (split them into a MultiPolygon, as RFC 7946 §3.1.9 recommends).
+ * @public
+ */
+export const geoFenceSchema = z.union([
+  fenceGeometry,
+  z.strictObject({
+    type: z.literal('Feature'),
+    geometry: fenceGeometry,
+    properties: z.record(z.string(), z.unknown()).nullable(),
+    id: z.union([z.string(), z.number()]).optional(),
+    bbox: z.array(z.number()).optional(),
+  }),
+]);
+/**
+ * A geofence.
+ * @public
+ */
+export type GeoFence = z.infer<typeof geoFenceSchema>;
+
+/**
+ * A geo policy (SPEC §5.3). Every present constraint must hold; absent constraints do not restrict.
+ * @public
+ */
+export const geoPolicySchema = z.strictObject({
+  /** Hierarchical allow list; when present and non-empty the claimed place must match one entry. */
+  allow: z.array(geoAllowEntrySchema).max(100_000).optional(),
+  /** Fences; when present and non-empty the reported point and its accuracy circle must lie inside one. */
+  fences: z.array(geoFenceSchema).max(10_000).optional(),
+  /** Minimum location quality (GNSS \> mobile \> wifi \> ip \> static). */
+  min_quality: z.enum(LOCATION_QUALITIES).optional(),
+  /** Maximum age of the fix in seconds (requires `fix_time`). */
+  max_fix_age_seconds: z.number().positive().finite().optional(),
+});
+/**
+ * A geo policy.
+ * @public
+ */
+export type GeoPolicy = z.infer<typeof geoPolicySchema>;
+
+/**
+ * What was observed about a request's location.
+ * @public
+ */
+export interface GeoObservation {
+  /** Claimed place (payload `geographic_region`, or the Workload-Geo-ID location at the gateway). */
+  region?: Partial<GeographicRegion> | undefined;
+  /** Reported point; `accuracy` is a radius in metres. */
+  point?: { lat: number; lon: number; accuracy?: number | undefined } | undefined;
+  /** Reported quality. */
+  quality?: LocationQuality | string | undefined;
+  /** Time of the fix (ISO 8601 or Date). */
+  fixTime?: string | Date | undefined;
+  /** Evaluation time (defaults to now). */
+  now?: Date | undefined;
+  /** Accepted clock skew for fixes in the future, in seconds (default 60). */
+  clockSkewSeconds?: number | undefined;
+}
+
+/**
+ * Which constraint failed.
+ * @public
+ */
+export type GeoCheck = 'region' | 'fence' | 'quality' | 'fix_age';
+
+/**
+ * Result of {@link evaluateGeoPolicy}.
+ * @public
+ */
+export type GeoDecision =
+  | { allowed: true }
+  | { allowed: false; check: GeoCheck; reason: string; expected: unknown; received: unknown };
+
+/**
+ * Unicode-aware comparison key: NFC, then full case folding approximated by upper- then
+ * lower-casing (so "STRASSE" and "straße" compare equal), then NFC again.
+ * @public
+ */
+export function foldPlaceName(name: string): string {
+  return name.normalize('NFC').toUpperCase().toLowerCase().normalize('NFC');
+}
+
+interface RegionNode {
+  all: boolean;
+  states: Map<string, { all: boolean; cities: Set<string> }>;
+}
+
+type Ring = ReadonlyArray<readonly number[]>;
+interface CompiledPolygon {
+  geometry: Polygon;
+  rings: Ring[];
+  bbox: [number, number, number, number];
+}
+
+interface CompiledPolicy {
+  regions: Map<string, RegionNode> | undefined;
+  polygons: CompiledPolygon[] | undefined;
+  minQualityRank: number | undefined;
+  maxFixAgeMs: number | undefined;
+  source: GeoPolicy;
+}
+
+const compiled = new WeakMap<GeoPolicy, CompiledPolicy>();
+
+function compileRegions(entries: GeoPolicy['allow']): Map<string, RegionNode> | undefined {
+  if (!entries || entries.length === 0) return undefined;
+  const map = new Map<string, RegionNode>();
+  for (const e of entries) {
+    const r = foldPlaceName(e.region);
+    let node = map.get(r);
+    if (!node) {
+      node = { all: false, states: new Map() };
+      map.set(r, node);
+    }
+    if (e.state === undefined) {
+      node.all = true;
+      continue;
+    }
+    const s = foldPlaceName(e.state);
+    let st = node.states.get(s);
+    if (!st) {
+      st = { all: false, cities: new Set() };
+      node.states.set(s, st);
+    }
+    if (e.city === undefined) st.all = true;
+    else st.cities.add(foldPlaceName(e.city));
+  }
+  return map;
+}
+
+function compilePolygons(fences: GeoPolicy['fences']): CompiledPolygon[] | undefined {
+  if (!fences || fences.length === 0) return undefined;
+  const out: CompiledPolygon[] = [];
+  for (const f of fences) {
+    const g = f.type === 'Feature' ? f.geometry : f;
+    const polys = g.type === 'Polygon' ? [g.coordinates] : g.coordinates;
+    for (const rings of polys) {
+      let minX = Number.POSITIVE_INFINITY;
+      let minY = Number.POSITIVE_INFINITY;
+      let maxX = Number.NEGATIVE_INFINITY;
+      let maxY = Number.NEGATIVE_INFINITY;
+      for (const p of rings[0] ?? []) {
+        const [x, y] = p as [number, number];
+        if (x < minX) minX = x;
+        if (x > maxX) maxX = x;
+        if (y < minY) minY = y;
+        if (y > maxY) maxY = y;
+      }
+      out.push({
+        geometry: { type: 'Polygon', coordinates: rings as Polygon['coordinates'] },
+        rings: rings as Ring[],
+        bbox: [minX, minY, maxX, maxY],
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Validate a policy and precompute its lookup structures. {@link evaluateGeoPolicy} does this
+ * itself (cached per policy object); call it at configuration time to fail early.
+ * @throws ZodError when the policy is invalid
+ * @public
+ */
+export function compileGeoPolicy(policy: GeoPolicy): void {
+  getCompiled(policy, true);
+}
+
+function getCompiled(policy: GeoPolicy, validate: boolean): CompiledPolicy {
+  let c = compiled.get(policy);
+  if (c) return c;
+  const p = validate ? geoPolicySchema.parse(policy) : policy;
+  c = {
+    regions: compileRegions(p.allow),
+    polygons: compilePolygons(p.fences),
+    minQualityRank: p.min_quality === undefined ? undefined : LOCATION_QUALITIES.indexOf(p.min_quality),
+    maxFixAgeMs: p.max_fix_age_seconds === undefined ? undefined : p.max_fix_age_seconds * 1000,
+    source: policy,
+  };
+  compiled.set(policy, c);
+  return c;
+}
+
+/**
+ * Whether a policy constrains location at all (has allow entries or fences). Callers use this to
+ * refuse agents with no geographic policy instead of silently allowing everywhere.
+ * @public
+ */
+export function geoPolicyRestricts(policy: GeoPolicy | undefined): boolean {
+  return !!policy && ((policy.allow?.length ?? 0) > 0 || (policy.fences?.length ?? 0) > 0);
+}
+
+function matchRegion(regions: Map<string, RegionNode>, obs: GeoObservation['region']): boolean {
+  // Missing or empty fields never match a non-empty requirement.
+  const region = typeof obs?.region === 'string' && obs.region !== '' ? foldPlaceName(obs.region) : undefined;
+  if (region === undefined) return false;
+  const node = regions.get(region);
+  if (!node) return false;
+  if (node.all) return true;
+  const state = typeof obs?.state === 'string' && obs.state !== '' ? foldPlaceName(obs.state) : undefined;
+  if (state === undefined) return false;
+  const st = node.states.get(state);
+  if (!st) return false;
+  if (st.all) return true;
+  const city = typeof obs?.city === 'string' && obs.city !== '' ? foldPlaceName(obs.city) : undefined;
+  return city !== undefined && st.cities.has(city);
+}
+
+// Conservative metres-per-degree: the shortest meridian degree on the WGS84 ellipsoid, and the
+// polar radius for parallels, so computed distances never exceed true distances.
+const M_PER_DEG_LAT = 110_574;
+const M_PER_DEG_LON_AT_EQUATOR = (6_356_752 * Math.PI) / 180;
+
+/** Squared distance from (0,0) to segment a–b in a plane. */
+function segDist2(ax: number, ay: number, bx: number, by: number): number {
+  const dx = bx - ax;
+  const dy = by - ay;
+  const len2 = dx * dx + dy * dy;
+  let t = len2 === 0 ? 0 : -(ax * dx + ay * dy) / len2;
+  if (t < 0) t = 0;
+  else if (t > 1) t = 1;
+  const x = ax + t * dx;
+  const y = ay + t * dy;
+  return x * x + y * y;
+}
+
+/**
+ * Accuracy-circle rule: the point lies strictly inside the polygon (a point on the border is not
+ * inside) and no edge of any ring (outer or hole) is closer than `accuracy` metres. Distances use
+ * a local plane around the point with conservative scales, consistent with the planar
+ * longitude/latitude edges `@turf/boolean-point-in-polygon` uses.
+ */
+function circleInside(poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean {
+  const [minX, minY, maxX, maxY] = poly.bbox;
+  if (lon <= minX || lon >= maxX || lat <= minY || lat >= maxY) return false;
+  if (!booleanPointInPolygon([lon, lat], poly.geometry, { ignoreBoundary: true })) return false;
+  if (accuracy <= 0) return true;
+  const dLat = accuracy / M_PER_DEG_LAT;
+  const worstLat = Math.min(90, Math.abs(lat) + dLat);
+  const kx = M_PER_DEG_LON_AT_EQUATOR * Math.cos((worstLat * Math.PI) / 180);
+  const ky = M_PER_DEG_LAT;
+  // The circle reaches beyond the bbox: cannot be inside.
+  if ((lat - minY) * ky < accuracy || (maxY - lat) * ky < accuracy) return false;
+  if (kx <= 0) return false;
+  if ((lon - minX) * kx < accuracy || (maxX - lon) * kx < accuracy) return false;
+  const acc2 = accuracy * accuracy;
+  for (const r of poly.rings) {
+    for (let i = 1; i < r.length; i++) {
+      const a = r[i - 1]!;
+      const b = r[i]!;
+      const d2 = segDist2((a[0]! - lon) * kx, (a[1]! - lat) * ky, (b[0]! - lon) * kx, (b[1]! - lat) * ky);
+      if (d2 < acc2) return false;
+    }
+  }
+  return true;
+}
+
+function qualityRank(q: unknown): number {
+  return typeof q === 'string' ? (LOCATION_QUALITIES as readonly string[]).indexOf(q) : -1;
+}
+
+/**
+ * Evaluate one policy against an observation (SPEC §5.3). Checks, in order: region hierarchy,
+ * fences, minimum quality, maximum fix age. The first failing check is reported.
+ * The policy is validated and compiled on first use and cached per policy object.
+ * @public
+ */
+export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation): GeoDecision {
+  const c = getCompiled(policy, true);
+  if (c.regions && !matchRegion(c.regions, observation.region)) {
+    return {
+      allowed: false,
+      check: 'region',
+      reason: 'Location is not in an allowed region',
+      expected: policy.allow,
+      received: observation.region ?? null,
+    };
+  }
+  if (c.polygons) {
+    const pt = observation.point;
+    const ok =
+      pt !== undefined &&
+      Number.isFinite(pt.lat) &&
+      Number.isFinite(pt.lon) &&
+      (pt.accuracy === undefined || (Number.isFinite(pt.accuracy) && pt.accuracy >= 0)) &&
+      c.polygons.some((poly) => circleInside(poly, pt.lon, pt.lat, pt.accuracy ?? 0));
+    if (!ok) {
+      return {
+        allowed: false,
+        check: 'fence',
+        reason: pt
+          ? 'Location (with its accuracy circle) is not inside an allowed fence'
+          : 'No precise location',
+        expected: { fences: c.polygons.length },
+        received: pt ?? null,
+      };
+    }
+  }
+  if (c.minQualityRank !== undefined) {
+    const rank = qualityRank(observation.quality);
+    if (rank < 0 || rank > c.minQualityRank) {
+      return {
+        allowed: false,
+        check: 'quality',
+        reason: 'Location quality below the required minimum',
+        expected: { min_quality: policy.min_quality },
+        received: { quality: observation.quality ?? null },
+      };
+    }
+  }
+  if (c.maxFixAgeMs !== undefined) {
+    const now = (observation.now ?? new Date()).getTime();
+    const fix = observation.fixTime === undefined ? Number.NaN : new Date(observation.fixTime).getTime();
+    const skewMs = (observation.clockSkewSeconds ?? 60) * 1000;
+    if (!Number.isFinite(fix) || now - fix > c.maxFixAgeMs || fix - now > skewMs) {
+      return {
+        allowed: false,
+        check: 'fix_age',
+        reason: Number.isFinite(fix) ? 'Location fix is too old or in the future' : 'No fix time',
+        expected: { max_fix_age_seconds: policy.max_fix_age_seconds },
+        received: { fix_time: observation.fixTime ?? null },
+      };
+    }
+  }
+  return { allowed: true };
+}

@@ -1,0 +1,272 @@
+import { booleanWithin } from '@turf/boolean-within';
+import { circle } from '@turf/circle';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { evaluateGeoPolicy, foldPlaceName, type GeoPolicy, geoPolicySchema } from '../src/index.js';
+
+const allow: GeoPolicy = {
+  allow: [
+    { region: 'US', state: 'California', city: 'Santa Clara' },
+    { region: 'US', state: 'Texas', city: 'Austin' },
+    { region: 'DE', state: 'Bayern' },
+    { region: 'FR' },
+    { region: 'DE', state: 'Baden-Württemberg', city: 'Straße' },
+  ],
+};
+
+describe('region hierarchy', () => {
+  it('follows the SPEC examples', () => {
+    const ok = (region: Record<string, string>) => evaluateGeoPolicy(allow, { region }).allowed;
+    expect(ok({ region: 'US', state: 'California', city: 'Santa Clara' })).toBe(true);
+    expect(ok({ region: 'US', state: 'Texas', city: 'Santa Clara' })).toBe(false);
+    expect(ok({ region: 'US', state: 'California', city: 'Austin' })).toBe(false);
+    expect(ok({ region: 'US', state: 'California' })).toBe(false);
+    expect(ok({ region: 'US' })).toBe(false);
+    expect(ok({ region: 'FR', state: 'Île-de-France', city: 'Paris' })).toBe(true);
+    expect(ok({ region: 'FR' })).toBe(true);
+    expect(ok({ region: 'DE', state: 'Bayern', city: 'München' })).toBe(true);
+    expect(ok({ region: 'DE', state: 'Berlin', city: 'Berlin' })).toBe(false);
+    expect(ok({ region: 'EU', state: 'Germany', city: 'Berlin' })).toBe(false);
+  });
+
+  it('compares after NFC and case folding, never matching empty fields', () => {
+    const ok = (region: Record<string, string>) => evaluateGeoPolicy(allow, { region }).allowed;
+    expect(ok({ region: 'us', state: 'CALIFORNIA', city: 'santa clara' })).toBe(true);
+    // decomposed ü (u + U+0308) equals the precomposed one after NFC
+    expect(ok({ region: 'de', state: 'Baden-Wu\u0308rttemberg', city: 'STRASSE' })).toBe(true);
+    expect(ok({ region: 'US', state: 'California', city: '' })).toBe(false);
+    expect(ok({ region: '', state: 'California', city: 'Santa Clara' })).toBe(false);
+    expect(ok({ region: 'US', state: 'California', city: 'Santa Clara ' })).toBe(false);
+    expect(evaluateGeoPolicy(allow, {}).allowed).toBe(false);
+  });
+
+  it('property: an observation is allowed iff some entry is a prefix of it (folded)', () => {
+    const name = fc.constantFrom(
+      'US',
+      'us',
+      'DE',
+      'FR',
+      'California',
+      'Texas',
+      'Austin',
+      'Bayern',
+      'x',
+      'Paris',
+    );
+    const entry = fc
+      .record({ region: name, state: name, city: name }, { requiredKeys: ['region'] })
+      .filter((e) => e.city === undefined || e.state !== undefined);
+    const obs = fc.record({
+      region: fc.option(name, { nil: undefined }),
+      state: fc.option(name, { nil: undefined }),
+      city: fc.option(name, { nil: undefined }),
+    });
+    fc.assert(
+      fc.property(fc.array(entry, { minLength: 1, maxLength: 6 }), obs, (entries, o) => {
+        const eq = (a: string | undefined, b: string | undefined) =>
+          a !== undefined && b !== undefined && foldPlaceName(a) === foldPlaceName(b);
+        const expected = entries.some(
+          (e) =>
+            eq(e.region, o.region) &&
+            (e.state === undefined || eq(e.state, o.state)) &&
+            (e.city === undefined || eq(e.city, o.city)),
+        );
+        expect(evaluateGeoPolicy({ allow: entries }, { region: o }).allowed).toBe(expected);
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
+
+// A 0.2° x 0.2° square around Santa Clara and a MultiPolygon with a hole.
+const square: GeoPolicy = {
+  fences: [
+    {
+      type: 'Polygon',
+      coordinates: [
+        [
+          [-122.1, 37.2],
+          [-121.9, 37.2],
+          [-121.9, 37.4],
+          [-122.1, 37.4],
+          [-122.1, 37.2],
+        ],
+      ],
+    },
+  ],
+};
+const squareFeature = {
+  type: 'Feature' as const,
+  properties: {},
+  geometry: square.fences![0] as { type: 'Polygon'; coordinates: number[][][] },
+};
+
+describe('fences', () => {
+  it('requires the point strictly inside and the whole accuracy circle inside', () => {
+    const ok = (lat: number, lon: number, accuracy?: number) =>
+      evaluateGeoPolicy(square, { point: { lat, lon, accuracy } }).allowed;
+    expect(ok(37.3, -122.0)).toBe(true);
+    expect(ok(37.3, -122.0, 5000)).toBe(true);
+    expect(ok(37.3, -122.0, 12_000)).toBe(false); // ~11 km to the nearest edge
+    expect(ok(37.2, -122.0)).toBe(false); // on the border
+    expect(ok(37.3, -121.9)).toBe(false);
+    expect(ok(37.2001, -122.0, 5)).toBe(true); // ~11 m from the edge
+    expect(ok(37.2001, -122.0, 20)).toBe(false);
+    expect(ok(52.52, 13.4)).toBe(false);
+    expect(evaluateGeoPolicy(square, {}).allowed).toBe(false);
+    expect(evaluateGeoPolicy(square, { point: { lat: Number.NaN, lon: 0 } }).allowed).toBe(false);
+  });
+
+  it('handles holes and MultiPolygon features', () => {
+    const holed: GeoPolicy = {
+      fences: [
+        {
+          type: 'Feature',
+          properties: null,
+          geometry: {
+            type: 'MultiPolygon',
+            coordinates: [
+              [
+                [
+                  [0, 0],
+                  [10, 0],
+                  [10, 10],
+                  [0, 10],
+                  [0, 0],
+                ],
+                [
+                  [4, 4],
+                  [6, 4],
+                  [6, 6],
+                  [4, 6],
+                  [4, 4],
+                ],
+              ],
+              [
+                [
+                  [20, 20],
+                  [21, 20],
+                  [21, 21],
+                  [20, 21],
+                  [20, 20],
+                ],
+              ],
+            ],
+          },
+        },
+      ],
+    };
+    const ok = (lat: number, lon: number, accuracy?: number) =>
+      evaluateGeoPolicy(holed, { point: { lat, lon, accuracy } }).allowed;
+    expect(ok(2, 2)).toBe(true);
+    expect(ok(5, 5)).toBe(false); // in the hole
+    expect(ok(3.99, 5, 10)).toBe(true);
+    expect(ok(3.99, 5, 5000)).toBe(false); // circle reaches into the hole
+    expect(ok(20.5, 20.5, 1000)).toBe(true);
+    expect(ok(15, 15)).toBe(false);
+  });
+
+  it('property: accepted circles are inside the polygon (cross-checked with @turf/circle + booleanWithin)', () => {
+    const lon = fc.double({ min: -122.15, max: -121.85, noNaN: true });
+    const lat = fc.double({ min: 37.15, max: 37.45, noNaN: true });
+    const acc = fc.double({ min: 0, max: 15_000, noNaN: true });
+    fc.assert(
+      fc.property(lon, lat, acc, (x, y, a) => {
+        const allowed = evaluateGeoPolicy(square, { point: { lat: y, lon: x, accuracy: a } }).allowed;
+        if (allowed) {
+          expect(x > -122.1 && x < -121.9 && y > 37.2 && y < 37.4).toBe(true);
+          if (a > 1) {
+            const c = circle([x, y], a / 1000, { steps: 64, units: 'kilometers' });
+            expect(booleanWithin(c, squareFeature)).toBe(true);
+          }
+        }
+        // distance to the nearest edge (metres, generous spherical scale) comfortably above the
+        // accuracy means the engine must accept.
+        const dy = Math.min(y - 37.2, 37.4 - y) * 111_000;
+        const dx = Math.min(x + 122.1, -121.9 - x) * 111_000 * Math.cos((y * Math.PI) / 180);
+        if (Math.min(dx, dy) > a * 1.02 + 1) expect(allowed).toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('property: points on the border are never inside; points just outside never are', () => {
+    const t = fc.double({ min: 0, max: 1, noNaN: true });
+    const side = fc.integer({ min: 0, max: 3 });
+    const eps = fc.double({ min: 0, max: 0.01, noNaN: true });
+    fc.assert(
+      fc.property(t, side, eps, (u, s, e) => {
+        const along = -122.1 + u * 0.2;
+        const alongLat = 37.2 + u * 0.2;
+        const onBorder = [
+          [along, 37.2],
+          [along, 37.4],
+          [-122.1, alongLat],
+          [-121.9, alongLat],
+        ][s]!;
+        const outward = [
+          [0, -e],
+          [0, e],
+          [-e, 0],
+          [e, 0],
+        ][s]!;
+        const [bx, by] = onBorder as [number, number];
+        expect(evaluateGeoPolicy(square, { point: { lon: bx, lat: by } }).allowed).toBe(false);
+        expect(
+          evaluateGeoPolicy(square, { point: { lon: bx + outward[0]!, lat: by + outward[1]! } }).allowed,
+        ).toBe(false);
+        // just inside but with an accuracy radius larger than the distance to the border
+        const inside = { lon: bx - outward[0]! / 2, lat: by - outward[1]! / 2, accuracy: e * 111_000 };
+        if (e > 0) expect(evaluateGeoPolicy(square, { point: inside }).allowed).toBe(false);
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
+
+describe('quality and fix age', () => {
+  const policy: GeoPolicy = { min_quality: 'wifi', max_fix_age_seconds: 30 };
+  const now = new Date('2026-11-28T21:00:00Z');
+  it('enforces minimum quality', () => {
+    expect(evaluateGeoPolicy({ min_quality: 'wifi' }, { quality: 'GNSS' }).allowed).toBe(true);
+    expect(evaluateGeoPolicy({ min_quality: 'wifi' }, { quality: 'wifi' }).allowed).toBe(true);
+    expect(evaluateGeoPolicy({ min_quality: 'wifi' }, { quality: 'ip' }).allowed).toBe(false);
+    expect(evaluateGeoPolicy({ min_quality: 'wifi' }, { quality: 'static' }).allowed).toBe(false);
+    expect(evaluateGeoPolicy({ min_quality: 'wifi' }, {}).allowed).toBe(false);
+    expect(evaluateGeoPolicy({ min_quality: 'wifi' }, { quality: 'bogus' }).allowed).toBe(false);
+  });
+  it('enforces maximum fix age', () => {
+    const at = (fixTime: string | undefined) =>
+      evaluateGeoPolicy(policy, { quality: 'GNSS', fixTime, now }).allowed;
+    expect(at('2026-11-28T20:59:45Z')).toBe(true);
+    expect(at('2026-11-28T20:59:00Z')).toBe(false);
+    expect(at('2026-11-28T21:10:00Z')).toBe(false);
+    expect(at(undefined)).toBe(false);
+    expect(at('not a date')).toBe(false);
+  });
+  it('reports the failing check', () => {
+    const d = evaluateGeoPolicy(allow, { region: { region: 'EU', state: 'Germany', city: 'Berlin' } });
+    expect(d).toMatchObject({ allowed: false, check: 'region', received: { region: 'EU' } });
+  });
+  it('validates policies', () => {
+    expect(geoPolicySchema.safeParse({ allow: [{ region: 'US', city: 'Austin' }] }).success).toBe(false);
+    expect(
+      geoPolicySchema.safeParse({
+        fences: [
+          {
+            type: 'Polygon',
+            coordinates: [
+              [
+                [0, 0],
+                [1, 0],
+                [1, 1],
+                [0, 1],
+              ],
+            ],
+          },
+        ],
+      }).success,
+    ).toBe(false);
+    expect(() => evaluateGeoPolicy({ min_quality: 'best' } as unknown as GeoPolicy, {})).toThrow();
+  });
+});
