@@ -3,6 +3,17 @@
  *
  * @packageDocumentation
  */
+
+export { BUILTIN_REGION_TABLE, lookupRegion, type RegionBox } from './location/geocode.js';
+export { type GpsdLocationOptions, gpsdLocation, sensorIdHash } from './location/gpsd.js';
+export { type StaticLocationOptions, staticLocation } from './location/static.js';
+export {
+  type LocationObservation,
+  type LocationProvider,
+  type NoLocationCode,
+  NoLocationError,
+  type SensorIdentity,
+} from './location/types.js';
 export {
   AgentState,
   AgentStateError,

@@ -1,0 +1,130 @@
+/**
+ * Parsing of the gpsd JSON protocol (https://gpsd.gitlab.io/gpsd/gpsd_json.html): only the members
+ * the agent relies on, each type-checked, so a hostile or broken daemon cannot smuggle values of the
+ * wrong type into a signed payload.
+ */
+
+/** A TPV (time-position-velocity) report, reduced to what the agent uses. */
+export interface GpsdTpv {
+  class: 'TPV';
+  /** Device path the report came from. */
+  device?: string;
+  /** 0 = unknown, 1 = no fix, 2 = 2D, 3 = 3D. */
+  mode: number;
+  /** ISO 8601 fix time (receiver clock). */
+  time?: string;
+  lat?: number;
+  lon?: number;
+  /** Longitude error estimate, metres (95 %). */
+  epx?: number;
+  /** Latitude error estimate, metres (95 %). */
+  epy?: number;
+  /** Horizontal error estimate, metres. */
+  eph?: number;
+}
+
+/** A DEVICE report: receiver identity. */
+export interface GpsdDevice {
+  class: 'DEVICE';
+  path: string;
+  driver?: string;
+  subtype?: string;
+  subtype1?: string;
+}
+
+/** A DEVICES report: all devices gpsd knows. */
+export interface GpsdDevices {
+  class: 'DEVICES';
+  devices: GpsdDevice[];
+}
+
+/** A report the agent understands. */
+export type GpsdReport = GpsdTpv | GpsdDevice | GpsdDevices;
+
+/** Longest line accepted from gpsd (its own reports stay far below this). */
+export const MAX_GPSD_LINE = 64 * 1024;
+
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const str = (v: unknown, max = 256): v is string => typeof v === 'string' && v.length <= max;
+
+function device(v: unknown): GpsdDevice | undefined {
+  if (v === null || typeof v !== 'object') return undefined;
+  const o = v as Record<string, unknown>;
+  if (!str(o.path) || o.path.length === 0) return undefined;
+  const d: GpsdDevice = { class: 'DEVICE', path: o.path };
+  if (str(o.driver)) d.driver = o.driver;
+  if (str(o.subtype)) d.subtype = o.subtype;
+  if (str(o.subtype1)) d.subtype1 = o.subtype1;
+  return d;
+}
+
+/**
+ * Parses one line from gpsd. Returns `undefined` for anything that is not a well-formed TPV,
+ * DEVICE or DEVICES report (other classes, bad JSON, wrong member types); never throws.
+ */
+export function parseGpsdLine(line: string): GpsdReport | undefined {
+  if (line.length === 0 || line.length > MAX_GPSD_LINE) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  switch (o.class) {
+    case 'TPV': {
+      const mode = Number.isInteger(o.mode) ? (o.mode as number) : 0;
+      if (mode < 0 || mode > 3) return undefined;
+      const tpv: GpsdTpv = { class: 'TPV', mode };
+      if (str(o.device)) tpv.device = o.device;
+      if (str(o.time, 64) && Number.isFinite(Date.parse(o.time))) tpv.time = o.time;
+      if (finite(o.lat) && o.lat >= -90 && o.lat <= 90) tpv.lat = o.lat;
+      if (finite(o.lon) && o.lon >= -180 && o.lon <= 180) tpv.lon = o.lon;
+      for (const k of ['epx', 'epy', 'eph'] as const) {
+        const e = o[k];
+        if (finite(e) && e >= 0) tpv[k] = e;
+      }
+      return tpv;
+    }
+    case 'DEVICE':
+      return device(o);
+    case 'DEVICES': {
+      if (!Array.isArray(o.devices)) return undefined;
+      return {
+        class: 'DEVICES',
+        devices: o.devices.map(device).filter((d): d is GpsdDevice => d !== undefined),
+      };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Horizontal accuracy (metres) of a TPV: the radius combining the per-axis 95 % estimates
+ * (√(epx² + epy²), which is ≥ either axis, so a geofence check with it stays conservative);
+ * falls back to `eph`; `undefined` when the receiver gives no estimate.
+ */
+export function tpvAccuracy(tpv: GpsdTpv): number | undefined {
+  if (tpv.epx !== undefined && tpv.epy !== undefined) {
+    return Math.round(Math.hypot(tpv.epx, tpv.epy) * 100) / 100;
+  }
+  return tpv.eph;
+}
+
+/**
+ * Splits a byte stream into lines, refusing to buffer more than {@link MAX_GPSD_LINE} characters
+ * of an unterminated line (a misbehaving peer cannot grow memory without bound).
+ */
+export class LineSplitter {
+  private buf = '';
+  /** Feeds a chunk; returns the complete lines it finished. Over-long lines are dropped. */
+  push(chunk: string): string[] {
+    this.buf += chunk;
+    const parts = this.buf.split('\n');
+    this.buf = parts.pop() ?? '';
+    if (this.buf.length > MAX_GPSD_LINE) this.buf = '';
+    return parts.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l)).filter((l) => l.length <= MAX_GPSD_LINE);
+  }
+}

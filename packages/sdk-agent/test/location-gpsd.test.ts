@@ -1,0 +1,212 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUILTIN_REGION_TABLE, lookupRegion } from '../src/location/geocode.js';
+import { gpsdLocation, sensorIdHash } from '../src/location/gpsd.js';
+import { LineSplitter, parseGpsdLine, tpvAccuracy } from '../src/location/gpsd-protocol.js';
+import { NoLocationError } from '../src/location/types.js';
+import { freePort, type Gpsfake, startGpsfake } from './helpers/gpsfake.js';
+
+let gps: Gpsfake;
+
+beforeAll(async () => {
+  gps = await startGpsfake([
+    { name: 'santa-clara', file: 'santa-clara.nmea', lat: 37.354 },
+    { name: 'berlin', file: 'berlin.nmea', lat: 52.52 },
+    { name: 'no-fix', file: 'no-fix.nmea' },
+  ]);
+});
+
+afterAll(async () => {
+  await gps?.stop();
+});
+
+describe('gpsdLocation against gpsd + gpsfake', () => {
+  it('reports the Santa Clara track as US/California/Santa Clara with GNSS quality', async () => {
+    const p = gpsdLocation({ port: gps.port, device: gps.devices['santa-clara'], maxFixAgeSeconds: 10 });
+    try {
+      const obs = await p.current();
+      expect(obs.geographicRegion).toEqual({ region: 'US', state: 'California', city: 'Santa Clara' });
+      expect(obs.quality).toBe('GNSS');
+      const r = obs.reading!;
+      expect(r.quality).toBe('GNSS');
+      expect(r.lat).toBeCloseTo(37.354, 2);
+      expect(r.lon).toBeCloseTo(-121.955, 2);
+      // epx/epy from the fixture's sky view and GST sentences; √(epx²+epy²).
+      expect(r.accuracy).toBeGreaterThan(0);
+      expect(r.accuracy).toBeLessThan(50);
+      expect(Math.abs(Date.parse(r.fix_time!) - Date.now())).toBeLessThan(10_000);
+      expect(obs.sensor).toMatchObject({
+        type: 'gnss',
+        path: gps.devices['santa-clara'],
+        driver: 'NMEA0183',
+      });
+      expect(r.sensor_id_hash).toBe(sensorIdHash(obs.sensor!));
+      expect(r.sensor_id_hash).toMatch(/^[0-9a-f]{64}$/);
+    } finally {
+      await p.close!();
+    }
+  });
+
+  it('reports the Berlin track as EU/Germany/Berlin, with a different sensor id', async () => {
+    const sc = gpsdLocation({ port: gps.port, device: gps.devices['santa-clara'] });
+    const be = gpsdLocation({ port: gps.port, device: gps.devices.berlin });
+    try {
+      const obs = await be.current();
+      expect(obs.geographicRegion).toEqual({ region: 'EU', state: 'Germany', city: 'Berlin' });
+      expect(obs.reading!.lat).toBeCloseTo(52.52, 2);
+      expect(obs.reading!.lon).toBeCloseTo(13.405, 2);
+      expect(obs.reading!.sensor_id_hash).not.toBe((await sc.current()).reading!.sensor_id_hash);
+    } finally {
+      await sc.close!();
+      await be.close!();
+    }
+  });
+
+  it('uses a configured mapping before the shipped table', async () => {
+    const p = gpsdLocation({
+      port: gps.port,
+      device: gps.devices.berlin,
+      regionMapping: [
+        { box: [13.3, 52.4, 13.5, 52.6], place: { region: 'EU', state: 'Germany', city: 'Berlin-Mitte' } },
+      ],
+    });
+    try {
+      expect((await p.current()).geographicRegion.city).toBe('Berlin-Mitte');
+    } finally {
+      await p.close!();
+    }
+  });
+
+  it('refuses to name a place for coordinates outside every mapping', async () => {
+    const p = gpsdLocation({
+      port: gps.port,
+      device: gps.devices.berlin,
+      useBuiltinTable: false,
+      regionMapping: [{ box: [0, 0, 1, 1], place: { region: 'X' } }],
+    });
+    try {
+      await expect(p.current()).rejects.toMatchObject({ name: 'NoLocationError', code: 'unmapped' });
+    } finally {
+      await p.close!();
+    }
+  });
+
+  it('has no location while the receiver has no fix (mode < 2)', async () => {
+    const p = gpsdLocation({ port: gps.port, device: gps.devices['no-fix'], fixTimeoutMs: 3000 });
+    try {
+      const err = await p.current().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NoLocationError);
+      expect((err as NoLocationError).code).toBe('no_fix');
+    } finally {
+      await p.close!();
+    }
+  });
+
+  it('treats a fix older than maxFixAgeSeconds as stale', async () => {
+    const p = gpsdLocation({
+      port: gps.port,
+      device: gps.devices['santa-clara'],
+      maxFixAgeSeconds: 5,
+      now: () => Date.now() + 60_000,
+    });
+    try {
+      await expect(p.current()).rejects.toMatchObject({ code: 'stale_fix' });
+    } finally {
+      await p.close!();
+    }
+  });
+
+  it('reports an unreachable daemon as a typed error', async () => {
+    const p = gpsdLocation({ port: await freePort(), connectTimeoutMs: 1000 });
+    await expect(p.current()).rejects.toMatchObject({ code: 'unreachable' });
+  });
+});
+
+describe('gpsd protocol parsing', () => {
+  it('parses TPV and DEVICE reports and keeps only typed members', () => {
+    const tpv = parseGpsdLine(
+      '{"class":"TPV","device":"/dev/pts/1","mode":3,"time":"2026-11-28T21:00:05.000Z","lat":37.35,"lon":-121.95,"epx":3,"epy":4,"eph":"x"}',
+    );
+    expect(tpv).toEqual({
+      class: 'TPV',
+      device: '/dev/pts/1',
+      mode: 3,
+      time: '2026-11-28T21:00:05.000Z',
+      lat: 37.35,
+      lon: -121.95,
+      epx: 3,
+      epy: 4,
+    });
+    expect(tpvAccuracy(tpv as never)).toBe(5);
+    expect(parseGpsdLine('{"class":"TPV","mode":9}')).toBeUndefined();
+    expect(parseGpsdLine('{"class":"TPV","mode":3,"lat":200,"lon":"1"}')).toEqual({ class: 'TPV', mode: 3 });
+    expect(parseGpsdLine('{"class":"DEVICE","path":"/dev/ttyACM0","driver":"u-blox","subtype":1}')).toEqual({
+      class: 'DEVICE',
+      path: '/dev/ttyACM0',
+      driver: 'u-blox',
+    });
+    expect(parseGpsdLine('{"class":"SKY"}')).toBeUndefined();
+  });
+
+  it('never throws and never yields out-of-range values on arbitrary input (fuzz)', () => {
+    const member = fc.oneof(fc.double(), fc.integer(), fc.string(), fc.constant(null), fc.boolean());
+    const report = fc.record({
+      class: fc.constantFrom('TPV', 'DEVICE', 'DEVICES', 'SKY', 1),
+      mode: member,
+      lat: member,
+      lon: member,
+      time: fc.oneof(
+        member,
+        fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+      ),
+      epx: member,
+      path: member,
+      devices: fc.oneof(member, fc.array(fc.record({ path: member, driver: member }))),
+    });
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          report.map((r) => JSON.stringify(r)),
+        ),
+        (line) => {
+          const r = parseGpsdLine(line);
+          if (r?.class === 'TPV') {
+            expect(r.mode).toBeGreaterThanOrEqual(0);
+            expect(r.mode).toBeLessThanOrEqual(3);
+            if (r.lat !== undefined) expect(Math.abs(r.lat)).toBeLessThanOrEqual(90);
+            if (r.lon !== undefined) expect(Math.abs(r.lon)).toBeLessThanOrEqual(180);
+            if (r.epx !== undefined) expect(r.epx).toBeGreaterThanOrEqual(0);
+            if (r.time !== undefined) expect(Number.isFinite(Date.parse(r.time))).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it('splits lines across chunks and bounds an unterminated line', () => {
+    const s = new LineSplitter();
+    expect(s.push('{"a":1}\r\n{"b"')).toEqual(['{"a":1}']);
+    expect(s.push(':2}\n')).toEqual(['{"b":2}']);
+    expect(s.push('x'.repeat(70_000))).toEqual([]);
+    expect(s.push('\n{"c":3}\n')).toEqual(['', '{"c":3}']);
+  });
+});
+
+describe('reverse geocoding table', () => {
+  it('maps the reference sites and nothing in the open ocean', () => {
+    expect(lookupRegion(37.354, -121.955, BUILTIN_REGION_TABLE)).toEqual({
+      region: 'US',
+      state: 'California',
+      city: 'Santa Clara',
+    });
+    expect(lookupRegion(52.52, 13.405, BUILTIN_REGION_TABLE)).toEqual({
+      region: 'EU',
+      state: 'Germany',
+      city: 'Berlin',
+    });
+    expect(lookupRegion(36.0, -119.5, BUILTIN_REGION_TABLE)).toEqual({ region: 'US', state: 'California' });
+    expect(lookupRegion(0, -30, BUILTIN_REGION_TABLE)).toBeUndefined();
+  });
+});
