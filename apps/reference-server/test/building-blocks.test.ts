@@ -1,0 +1,133 @@
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { crossModeViolations, matches, type ResultRow, renderTable } from '../src/demo/table.js';
+import { HeaderLog, redactHeader } from '../src/header-log.js';
+import { claimedKeyid, RateLimiter } from '../src/rate-limit.js';
+import { RecordStore } from '../src/records.js';
+import { ensureDemoPki } from '../src/tls.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'gf-blocks-'));
+
+describe('demo PKI', () => {
+  it('creates a CA and a server certificate for loopback, keys 0600, and reuses them', async () => {
+    const a = await ensureDemoPki(dir);
+    const cert = new X509Certificate(a.cert);
+    const ca = new X509Certificate(a.ca);
+    expect(cert.verify(ca.publicKey)).toBe(true);
+    expect(cert.checkHost('localhost')).toBe('localhost');
+    expect(cert.checkIP('127.0.0.1')).toBe('127.0.0.1');
+    expect(statSync(a.paths.key).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'tls')).mode & 0o777).toBe(0o700);
+    const b = await ensureDemoPki(dir);
+    expect(b.cert).toBe(a.cert);
+    expect(b.ca).toBe(a.ca);
+  });
+});
+
+describe('RateLimiter', () => {
+  it('allows the burst, then 429s with a retry hint, then refills', () => {
+    let now = 0;
+    const rl = new RateLimiter(2, 3, 100, () => now);
+    expect([1, 2, 3].map(() => rl.take('k').allowed)).toEqual([true, true, true]);
+    const denied = rl.take('k');
+    expect(denied.allowed).toBe(false);
+    expect(denied.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(rl.take('other').allowed).toBe(true);
+    now = 1000;
+    expect(rl.take('k').allowed).toBe(true);
+  });
+
+  it('bounds the number of tracked keys', () => {
+    const rl = new RateLimiter(1, 1, 10);
+    for (let i = 0; i < 1000; i++) rl.take(`k${i}`);
+    expect(rl.size).toBe(10);
+  });
+
+  it('extracts a claimed keyid only when it is well formed', () => {
+    const kid = 'a'.repeat(64);
+    expect(claimedKeyid({ public_key_hash: kid }, undefined)).toBe(kid);
+    expect(claimedKeyid({ public_key_hash: 'x' }, undefined)).toBeUndefined();
+    expect(claimedKeyid({}, `geo=("@method");keyid="${kid}"`)).toBe(kid);
+  });
+});
+
+describe('HeaderLog', () => {
+  it('redacts secrets, hashes nonces and rotates by size', () => {
+    const path = join(dir, 'logs', 'gateway_headers.log');
+    const log = new HeaderLog(path, 4096, 2);
+    for (let i = 0; i < 40; i++) {
+      log.record({
+        endpoint: '/metrics',
+        method: 'POST',
+        path: '/metrics',
+        query: {},
+        headers: {
+          authorization: 'Bearer super-secret-token',
+          'signature-input': 'geo=("@method");keyid="k";nonce="RAW-NONCE-VALUE"',
+          'workload-geo-id': '{"client_workload_id":"agent-001"}',
+        },
+      });
+    }
+    log.close();
+    expect(existsSync(`${path}.1`)).toBe(true);
+    expect(existsSync(`${path}.2`)).toBe(true);
+    expect(existsSync(`${path}.3`)).toBe(false);
+    const all = readFileSync(path, 'utf8') + readFileSync(`${path}.1`, 'utf8');
+    expect(all).not.toContain('super-secret-token');
+    expect(all).not.toContain('RAW-NONCE-VALUE');
+    expect(all).toContain('agent-001');
+    const first = JSON.parse(readFileSync(`${path}.1`, 'utf8').split('\n')[0] ?? '{}');
+    expect(first.headers.authorization).toBe('[redacted]');
+    expect(statSync(path).size).toBeLessThanOrEqual(4096);
+    expect(redactHeader('cookie', 'a=b')).toBe('[redacted]');
+  });
+});
+
+describe('RecordStore', () => {
+  it('stores raw bodies and pages with a cursor', () => {
+    const store = new RecordStore(join(dir, 'records.db'));
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push(
+        store.insert({
+          agentName: i % 2 ? 'agent-b' : 'agent-a',
+          keyid: 'k',
+          body: Buffer.from(`{"n":${i}}`),
+          verdict: { accepted: true },
+          headers: {},
+        }).id,
+      );
+    }
+    expect(store.count()).toBe(5);
+    expect(store.get(ids[2] as string)?.body.toString()).toBe('{"n":2}');
+    const p1 = store.list({ limit: 2 });
+    expect(p1.records.map((r) => r.id)).toEqual(ids.slice(0, 2));
+    expect(p1.next).not.toBeNull();
+    const p2 = store.list({ limit: 10, after: p1.next ?? 0 });
+    expect(p2.records.map((r) => r.id)).toEqual(ids.slice(2));
+    expect(p2.next).toBeNull();
+    expect(store.list({ limit: 10, agent: 'agent-b' }).records).toHaveLength(2);
+    expect(store.list({ limit: 10, since: '2999-01-01T00:00:00Z' }).records).toHaveLength(0);
+    store.close();
+  });
+});
+
+describe('results table', () => {
+  const row = (mode: ResultRow['mode'], status: number, vt: string | null): ResultRow => {
+    const expected = { status: 403, validationType: 'geolocation_policy', rejectedBy: 'collector' };
+    const observed = { status, validationType: vt, rejectedBy: 'collector' };
+    return { scenario: 'geo', mode, expected, observed, ok: matches(expected, observed) };
+  };
+  it('flags mismatches and cross-mode differences', () => {
+    const rows = [row('standard', 403, 'geolocation_policy'), row('gateway-policy-enforcement', 401, 'x')];
+    expect(rows[0]?.ok).toBe(true);
+    expect(rows[1]?.ok).toBe(false);
+    expect(crossModeViolations(rows)).toHaveLength(1);
+    const text = renderTable(rows);
+    expect(text).toContain('geolocation_policy');
+    expect(text).toContain('NO');
+  });
+});
