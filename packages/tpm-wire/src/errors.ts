@@ -9,7 +9,7 @@
  * Key codes: `invalid_key` (a public area that is not a usable public key).
  * Verification codes: `bad_magic`, `wrong_type`, `nonce_mismatch`, `name_mismatch`, `attribute_mismatch`,
  * `pcr_selection_mismatch`, `pcr_values_missing`, `pcr_digest_mismatch`, `bad_signature`.
- * Credential codes: `invalid_ek`, `invalid_argument`.
+ * Credential codes: `invalid_ek`, `invalid_argument`; `invalid_ak` when the attestation key is not a restricted signing key.
  *
  * @public
  */
@@ -22,6 +22,7 @@ export type TpmWireErrorCode =
   | 'invalid_key'
   | 'invalid_argument'
   | 'invalid_ek'
+  | 'invalid_ak'
   | 'bad_magic'
   | 'wrong_type'
   | 'nonce_mismatch'

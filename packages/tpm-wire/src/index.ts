@@ -4,6 +4,8 @@
  *
  * @packageDocumentation
  */
+
+export { type ClockInfo, marshalAttest, parseAttest, type TpmsAttest } from './attest.js';
 export { decodeObjectAttributes, encodeObjectAttributes, type ObjectAttributes } from './attributes.js';
 export { type HashAlg, hashAlgId, hashSize, TPM_GENERATED_VALUE } from './constants.js';
 export { TpmWireError, type TpmWireErrorCode } from './errors.js';
@@ -17,6 +19,7 @@ export {
   publicToPem,
   publicToSpkiDer,
 } from './keys.js';
+export { type PcrSelection, type PcrValues, pcrDigest } from './pcr.js';
 export {
   type AsymScheme,
   type EccCurve,
@@ -35,3 +38,11 @@ export {
   type SymMode,
   type TpmPublic,
 } from './public.js';
+export { marshalSignature, parseSignature, type TpmtSignature, verifyTpmSignature } from './signature.js';
+export {
+  type AttestationInput,
+  type VerifiedCertify,
+  type VerifiedQuote,
+  verifyCertify,
+  verifyQuote,
+} from './verify.js';
