@@ -1,0 +1,237 @@
+#!/usr/bin/env node
+/**
+ * `geofence` — the reference server CLI: collector, gateway, edge agent service, enrolment, registry
+ * administration, offline record verification and the demo.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, type LoadConfigOptions, loadConfig, type Role } from './config.js';
+
+const program = new Command();
+
+interface CommonOpts {
+  config?: string;
+  dataDir?: string;
+  port?: number;
+  host?: string;
+  logLevel?: string;
+}
+
+function intArg(v: string): number {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError('expected a non-negative integer');
+  return Number.parseInt(v, 10);
+}
+
+function withCommon(cmd: Command, listener = true): Command {
+  cmd.option('-c, --config <file>', 'configuration file (default: ./geofence.config.json when present)');
+  cmd.option('-d, --data-dir <dir>', 'data directory (default: ./.geofence-data, env GEOFENCE_DATA_DIR)');
+  cmd.option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env LOG_LEVEL)');
+  if (listener) {
+    cmd.option('-p, --port <port>', 'listen port (env PORT)', intArg);
+    cmd.option('-H, --host <host>', 'listen address (default 127.0.0.1, env HOST)');
+  }
+  return cmd;
+}
+
+/** Loads configuration for `role`, exiting with status 2 and every problem listed when invalid. */
+function configFor(role: Role, o: CommonOpts, extra: Record<string, unknown> = {}) {
+  const overrides: Record<string, unknown> = { ...extra };
+  if (o.dataDir) overrides.dataDir = o.dataDir;
+  if (o.port !== undefined) overrides.port = o.port;
+  if (o.host) overrides.host = o.host;
+  if (o.logLevel) overrides.logLevel = o.logLevel;
+  const opts: LoadConfigOptions = { role, overrides };
+  if (o.config) opts.configPath = o.config;
+  try {
+    return loadConfig(opts);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`geofence: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+/** Runs a long-lived service until SIGINT/SIGTERM, then closes it. */
+async function serve(start: () => Promise<{ close(): Promise<void> }>): Promise<void> {
+  const svc = await start();
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    process.stderr.write(`geofence: ${sig}, shutting down\n`);
+    svc.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+program
+  .name('geofence')
+  .description(
+    'Reference collector, gateway and edge agent service for TPM-backed Proof of Residency and Proof of Geofencing.',
+  )
+  .showHelpAfterError()
+  .version('0.1.0');
+
+withCommon(program.command('collector').description('run the collector (default port 8444)')).action(
+  async (o: CommonOpts) => {
+    const cfg = configFor('collector', o);
+    const { startCollectorService } = await import('./server/collector.js');
+    await serve(() => startCollectorService(cfg));
+  },
+);
+
+withCommon(
+  program
+    .command('gateway')
+    .description('run the gateway (default port 8443)')
+    .option('--collector-url <url>', 'collector base URL (env COLLECTOR_URL)')
+    .option('--policy-enforcement', 'enable gateway policy enforcement (env GATEWAY_POLICY_ENFORCEMENT)'),
+).action(async (o: CommonOpts & { collectorUrl?: string; policyEnforcement?: boolean }) => {
+  const gw: Record<string, unknown> = {};
+  if (o.collectorUrl) gw.collectorUrl = o.collectorUrl;
+  if (o.policyEnforcement) gw.policyEnforcement = true;
+  const cfg = configFor('gateway', o, Object.keys(gw).length ? { gateway: gw } : {});
+  const { startGatewayService } = await import('./server/gateway.js');
+  await serve(() => startGatewayService(cfg));
+});
+
+interface AgentOpts extends CommonOpts {
+  name?: string;
+  gatewayUrl?: string;
+  tcti?: string;
+  stateDir?: string;
+  interval?: number;
+}
+
+function agentOverrides(o: AgentOpts): Record<string, unknown> {
+  const a: Record<string, unknown> = {};
+  if (o.name) a.name = o.name;
+  if (o.gatewayUrl) a.gatewayUrl = o.gatewayUrl;
+  if (o.tcti) a.tcti = o.tcti;
+  if (o.stateDir) a.stateDir = o.stateDir;
+  if (o.interval !== undefined) a.intervalSeconds = o.interval;
+  return Object.keys(a).length ? { agent: a } : {};
+}
+
+function agentFlags(cmd: Command): Command {
+  return cmd
+    .option('-n, --name <agent_name>', 'agent name (env AGENT_NAME)')
+    .option('-g, --gateway-url <url>', 'gateway base URL (env GATEWAY_URL)')
+    .option('--tcti <tcti>', 'TPM TCTI string (env TPM2TOOLS_TCTI)')
+    .option('--state-dir <dir>', 'agent state directory (default ~/.geofence/<agent_name>)');
+}
+
+withCommon(
+  agentFlags(
+    program.command('agent').description('run the edge metrics agent service (default port 8442, loopback)'),
+  ).option('--interval <seconds>', 'seconds between periodic sends, 0 = only on request', intArg),
+).action(async (o: AgentOpts) => {
+  const cfg = configFor('agent', o, agentOverrides(o));
+  const { startAgentFromConfig } = await import('./agent-service/from-config.js');
+  await serve(() => startAgentFromConfig(cfg));
+});
+
+withCommon(
+  agentFlags(
+    program.command('enroll').description("enrol this host's agent with the collector (Proof of Residency)"),
+  ),
+  false,
+).action(async (o: AgentOpts) => {
+  const cfg = configFor('cli', o, agentOverrides(o));
+  const { enrollFromConfig } = await import('./agent-service/from-config.js');
+  const result = await enrollFromConfig(cfg);
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+});
+
+const agents = program
+  .command('agents')
+  .description('administer the registry (allowlist) and pre-registrations');
+withCommon(agents.command('list').description('list registered and pre-registered agents'), false).action(
+  async (o: CommonOpts) => {
+    const { agentsList } = await import('./admin.js');
+    await agentsList(configFor('cli', o));
+  },
+);
+withCommon(
+  agents.command('show').argument('<agent_name>').description('show one agent record'),
+  false,
+).action(async (name: string, o: CommonOpts) => {
+  const { agentsShow } = await import('./admin.js');
+  process.exitCode = await agentsShow(configFor('cli', o), name);
+});
+withCommon(
+  agents
+    .command('add')
+    .argument('<agent_name>')
+    .description('pre-register an agent: it becomes active when it completes enrolment')
+    .requiredOption('--region <region>', 'allowed region, e.g. US')
+    .option('--state <state>', 'allowed state, e.g. California')
+    .option('--city <city>', 'allowed city, e.g. "Santa Clara"')
+    .option('--fence <file>', 'GeoJSON Polygon/MultiPolygon file the agent must be inside')
+    .addOption(new Option('--ek-hash <sha256>', 'the EK the agent must present (hex SHA-256 of its SPKI)'))
+    .option('--any-ek', 'accept any EK whose certificate chains to the EK CA bundle (default)'),
+  false,
+).action(
+  async (
+    name: string,
+    o: CommonOpts & { region: string; state?: string; city?: string; fence?: string; ekHash?: string },
+  ) => {
+    const { agentsAdd } = await import('./admin.js');
+    process.exitCode = await agentsAdd(configFor('cli', o), name, o);
+  },
+);
+for (const [verb, status, text] of [
+  ['approve', 'active', 'approve a pending agent'],
+  ['revoke', 'revoked', 'revoke an agent (effective at its next request)'],
+] as const) {
+  withCommon(agents.command(verb).argument('<agent_name>').description(text), false).action(
+    async (name: string, o: CommonOpts) => {
+      const { agentsSetStatus } = await import('./admin.js');
+      process.exitCode = await agentsSetStatus(configFor('cli', o), name, status);
+    },
+  );
+}
+
+withCommon(
+  program
+    .command('verify-record')
+    .argument('<record_id>')
+    .description('re-verify a stored record offline against the registry (data provenance)'),
+  false,
+).action(async (id: string, o: CommonOpts) => {
+  const { verifyRecordCommand } = await import('./verify-record.js');
+  process.exitCode = await verifyRecordCommand(configFor('cli', o), id);
+});
+
+withCommon(
+  program
+    .command('demo')
+    .description('run the end-to-end demo: swtpm per host, enrolment, all scenarios in both modes')
+    .addOption(
+      new Option('-m, --mode <mode>', 'run one mode only')
+        .choices(['standard', 'gateway-policy-enforcement', 'gateway-allowlist', 'both'])
+        .default('both'),
+    )
+    .option('--keep', 'keep the run directory (logs, registry, records) for inspection'),
+  false,
+).action(async (o: CommonOpts & { mode: string; keep?: boolean }) => {
+  const cfg = configFor('cli', o);
+  const { runDemo } = await import('./demo/run.js');
+  const mode = o.mode === 'gateway-allowlist' ? 'gateway-policy-enforcement' : o.mode;
+  process.exitCode = await runDemo({
+    dataDir: cfg.dataDir,
+    mode: mode as 'both' | 'standard' | 'gateway-policy-enforcement',
+    keep: o.keep === true,
+    out: process.stdout,
+  });
+});
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`geofence: ${(err as Error).message ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,105 @@
+/**
+ * Opens what a service needs from its configuration: registry, nonce store, record store, attestation
+ * result signer, global geo policy, EK trust anchors. Paths default to files in the data directory.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  AttestationResultSigner,
+  type GeoPolicy,
+  JsonFileRegistry,
+  MemoryNonceStore,
+  type NonceStore,
+  RedisNonceStore,
+  type Registry,
+  SqliteNonceStore,
+  SqliteRegistry,
+} from '@geofence/verifier';
+import type { Config } from './config.js';
+import { RecordStore } from './records.js';
+
+/** Registry file of a configuration. */
+export function registryPath(cfg: Config): string {
+  return resolve(
+    cfg.dataDir,
+    cfg.registry.path ?? (cfg.registry.kind === 'json' ? 'registry.json' : 'registry.db'),
+  );
+}
+
+/** Opens the registry (SQLite by default, JSON file when configured). */
+export async function openRegistry(cfg: Config, onError?: (err: Error) => void): Promise<Registry> {
+  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  const path = registryPath(cfg);
+  return cfg.registry.kind === 'json'
+    ? JsonFileRegistry.open({ path, ...(onError ? { onError } : {}) })
+    : SqliteRegistry.open({ path, ...(onError ? { onError } : {}) });
+}
+
+/** Opens the configured nonce store. */
+export async function openNonceStore(cfg: Config): Promise<NonceStore> {
+  const common = { ttlSeconds: cfg.nonce.ttlSeconds, maxOutstanding: cfg.nonce.maxOutstanding };
+  switch (cfg.nonce.store) {
+    case 'memory':
+      return new MemoryNonceStore(common);
+    case 'sqlite':
+      return SqliteNonceStore.open({
+        path: resolve(cfg.dataDir, cfg.nonce.sqlitePath ?? 'nonces.db'),
+        ...common,
+      });
+    case 'redis':
+      return RedisNonceStore.open({ url: cfg.nonce.redisUrl as string, ...common });
+  }
+}
+
+/** Opens the record store. */
+export function openRecords(cfg: Config): RecordStore {
+  return new RecordStore(resolve(cfg.dataDir, cfg.recordsPath ?? 'records.db'));
+}
+
+/**
+ * The collector's attestation-result signer: the configured P-256 key, or one generated once into
+ * `<dataDir>/attestation-key.pem` (0600).
+ */
+export async function openResultSigner(cfg: Config, issuer: string): Promise<AttestationResultSigner> {
+  let path = cfg.enrollment.signingKeyPath ? resolve(cfg.enrollment.signingKeyPath) : undefined;
+  if (!path) {
+    path = join(cfg.dataDir, 'attestation-key.pem');
+    if (!existsSync(path)) {
+      mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+      chmodSync(path, 0o600);
+    }
+  }
+  return AttestationResultSigner.create({
+    key: readFileSync(path, 'utf8'),
+    issuer: cfg.enrollment.issuer ?? issuer,
+  });
+}
+
+/**
+ * The global geo policy from `geo.allow` entries plus the original ALLOWED_REGIONS / ALLOWED_STATES /
+ * ALLOWED_CITIES lists. The original lists were independent (region ∈ list ∧ state ∈ list ∧ city ∈ list);
+ * they are expanded to the cross product of hierarchical entries, which is exactly that semantics.
+ * Undefined when nothing is configured (then only per-agent policies apply).
+ */
+export function globalGeoPolicy(cfg: Config): GeoPolicy | undefined {
+  const allow: Array<{ region: string; state?: string; city?: string }> = [...cfg.geo.allow];
+  const { allowedRegions: regions, allowedStates: states, allowedCities: cities } = cfg.geo;
+  if (regions.length > 0) {
+    for (const region of regions) {
+      if (states.length === 0) allow.push({ region });
+      for (const state of states) {
+        if (cities.length === 0) allow.push({ region, state });
+        for (const city of cities) allow.push({ region, state, city });
+      }
+    }
+  }
+  return allow.length > 0 ? { allow } : undefined;
+}
+
+/** PEM texts of the configured EK CA files. */
+export function readEkCaBundle(cfg: Config): string[] {
+  return cfg.enrollment.ekCaPaths.map((p) => readFileSync(resolve(p), 'utf8'));
+}
