@@ -1,0 +1,495 @@
+/**
+ * Enrolment — Proof of Residency (SPEC §4): two round trips that prove the AppSK lives in a TPM
+ * whose EK we trust, next to an AK that quoted an approved platform state, for an approved workload.
+ */
+import { randomBytes } from 'node:crypto';
+import type { PcrValues, TpmPublic } from '@geofence/tpm-wire';
+import * as tpmWire from '@geofence/tpm-wire';
+
+type MakeCredential = (input: { ekPublic: TpmPublic; objectName: Uint8Array; secret: Uint8Array }) => {
+  credentialBlob: Uint8Array;
+  encryptedSecret: Uint8Array;
+};
+// Bound at call time while @geofence/tpm-wire's makeCredential is landing.
+const makeCredential: MakeCredential = (input) => {
+  const fn = (tpmWire as unknown as { makeCredential?: MakeCredential }).makeCredential;
+  if (!fn) throw new Error('@geofence/tpm-wire makeCredential is not available');
+  return fn(input);
+};
+
+import {
+  keyIdOfPublic,
+  objectName,
+  publicToJwk,
+  publicToKeyObject,
+  publicToPem,
+  publicToSpkiDer,
+  TpmWireError,
+  verifyCertify,
+  verifyQuote,
+} from '@geofence/tpm-wire';
+import type { JWK } from 'jose';
+import type { GeoPolicy } from '../geo.js';
+import { type EkTrustAnchors, loadEkCaBundle, verifyEkCertificate } from './ek.js';
+import { bytesEqual, fromB64u, fromHex, toB64u, toHex } from './encoding.js';
+import { attestationError, requestError } from './errors.js';
+import { enrollmentQualifyingData, geolocationIdHash } from './evidence.js';
+import { checkAk, checkAppKey, checkEk, parseKey } from './keys.js';
+import { PendingEnrollments } from './pending.js';
+import {
+  appraisePlatform,
+  type PlatformPolicy,
+  requiredPcrSelection,
+  validatePlatformPolicy,
+} from './policy.js';
+import { type AgentRecord, type AgentRecordInput, type Registry, RegistryError } from './registry-port.js';
+import type { AttestationResultSigner } from './result.js';
+import {
+  type EnrollCompleteRequest,
+  type EnrollRequest,
+  enrollCompleteSchema,
+  enrollRequestSchema,
+  type PcrValuesJson,
+} from './schemas.js';
+
+/**
+ * An agent an operator registered before it enrolled (SPEC §4): its name, which EK it must use,
+ * and its geo policy.
+ * @public
+ */
+export interface PreRegisteredAgent {
+  /** Agent name. */
+  agentName: string;
+  /**
+   * The EK the agent must present: its hash (lowercase hex SHA-256 of the EK SPKI DER), or
+   * `"any-trusted-ca"` for any EK whose certificate chains to the EK CA bundle.
+   */
+  ek: { hash: string } | 'any-trusted-ca';
+  /** Geo policy written into the registry record. */
+  geoPolicy: GeoPolicy;
+}
+
+/**
+ * Enrolment policy: trust anchors, reference values and pre-registrations.
+ * @public
+ */
+export interface EnrollmentPolicy extends PlatformPolicy {
+  /** EK CA certificates (PEM text, or a list of PEM texts). EK certificates must be issued by one of them. */
+  ekCaBundle?: string | readonly string[];
+  /** EK hashes accepted without a certificate (lowercase hex SHA-256 of the EK SPKI DER). */
+  approvedEkHashes?: readonly string[];
+  /** Pre-registered agents. */
+  agents?: readonly PreRegisteredAgent[];
+  /**
+   * What to do with an agent that is neither pre-registered nor already in the registry:
+   * `pending` (default, SPEC §4) creates a record with status `pending` that an operator must
+   * approve; `reject` refuses the enrolment.
+   */
+  unknownAgents?: 'pending' | 'reject';
+  /** Geo policy of records created for agents that were not pre-registered. Default: `{}`. */
+  defaultGeoPolicy?: GeoPolicy;
+}
+
+/**
+ * Options of {@link EnrollmentService}.
+ * @public
+ */
+export interface EnrollmentServiceOptions {
+  /** Where enrolled agents are recorded (SPEC §10). */
+  registry: Registry;
+  /** Signs attestation results. */
+  signer: AttestationResultSigner;
+  /** Trust anchors and reference values. */
+  policy: EnrollmentPolicy;
+  /** Lifetime of a pending enrolment in seconds (default 300). */
+  pendingTtlSeconds?: number;
+  /** Clock (tests). */
+  now?: () => Date;
+}
+
+/**
+ * `201` body of `POST /enroll`.
+ * @public
+ */
+export interface EnrollStartResponse {
+  /** Id for `POST /enroll/{id}/complete`. */
+  enrollment_id: string;
+  /** TPM2B_ID_OBJECT for ActivateCredential, base64url. */
+  credential_blob: string;
+  /** TPM2B_ENCRYPTED_SECRET for ActivateCredential, base64url. */
+  encrypted_secret: string;
+  /** 32 random bytes, base64url: the certify qualifying data and part of the quote's. */
+  nonce: string;
+  /** When the pending enrolment expires (ISO 8601). */
+  expires_at: string;
+  /** The PCRs the quote must cover. */
+  pcr_selection: Array<{ bank: string; pcrs: number[] }>;
+}
+
+/**
+ * `200` body of `POST /enroll/{id}/complete`.
+ * @public
+ */
+export interface EnrollCompleteResponse {
+  /** Registry status: `active`, or `pending` until an operator approves the agent. */
+  status: 'active' | 'pending';
+  /** Agent name. */
+  agent_name: string;
+  /** keyid of the AppSK. */
+  keyid: string;
+  /** RFC 9421 `alg` of the AppSK. */
+  alg: 'ecdsa-p256-sha256' | 'rsa-v1_5-sha256';
+  /** `verified` or `recorded` (no reference values configured). */
+  platform_integrity: 'verified' | 'recorded';
+  /** `verified` or `recorded` (no approved digests configured). */
+  agent_integrity: 'verified' | 'recorded';
+  /** The attestation result JWT. */
+  attestation_result: string;
+}
+
+interface PendingEnrollment {
+  request: EnrollRequest;
+  ek: TpmPublic;
+  ak: TpmPublic;
+  app: TpmPublic;
+  ekHash: string;
+  ekIssuer: string | undefined;
+  secret: Uint8Array;
+  nonce: string;
+}
+
+const EK_HASH_RE = /^[0-9a-f]{64}$/;
+
+/**
+ * The collector's enrolment logic (SPEC §4), framework-agnostic: {@link EnrollmentService.start}
+ * answers `POST /enroll`, {@link EnrollmentService.complete} answers `POST /enroll/{id}/complete`.
+ * Every rejection is a `GeofenceError`: `request_validation` (400) for malformed bodies,
+ * `attestation` (403) with `details.check` naming the failed check otherwise.
+ *
+ * @example
+ * ```ts
+ * const enrollment = new EnrollmentService({ registry, signer, policy: { ekCaBundle: pem } });
+ * const challenge = await enrollment.start(body);
+ * const done = await enrollment.complete(challenge.enrollment_id, completionBody);
+ * ```
+ * @public
+ */
+export class EnrollmentService {
+  private readonly registry: Registry;
+  private readonly signer: AttestationResultSigner;
+  private readonly policy: EnrollmentPolicy;
+  private readonly anchors: EkTrustAnchors | undefined;
+  private readonly pending: PendingEnrollments<PendingEnrollment>;
+  private readonly now: () => Date;
+
+  constructor(options: EnrollmentServiceOptions) {
+    const policy = options.policy;
+    validatePlatformPolicy(policy);
+    for (const h of policy.approvedEkHashes ?? []) {
+      if (!EK_HASH_RE.test(h)) throw new TypeError(`approved EK hash ${h} is not lowercase hex SHA-256`);
+    }
+    for (const a of policy.agents ?? []) {
+      if (a.ek !== 'any-trusted-ca' && !EK_HASH_RE.test(a.ek.hash)) {
+        throw new TypeError(`pre-registered agent ${a.agentName}: EK hash is not lowercase hex SHA-256`);
+      }
+    }
+    const bundle = policy.ekCaBundle;
+    this.anchors = bundle === undefined ? undefined : loadEkCaBundle(bundle);
+    if (this.anchors && this.anchors.certificates.length === 0) {
+      throw new TypeError('EK CA bundle contains no certificate');
+    }
+    this.registry = options.registry;
+    this.signer = options.signer;
+    this.policy = policy;
+    this.pending = new PendingEnrollments(options.pendingTtlSeconds ?? 300);
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** The PCR selection agents must quote under this policy. */
+  pcrSelection(): Array<{ bank: string; pcrs: number[] }> {
+    return requiredPcrSelection(this.policy).map((s) => ({ bank: s.bank, pcrs: [...s.pcrs] }));
+  }
+
+  /**
+   * Step 1 (`POST /enroll`): checks the EK (certificate chain and key, or approved hash), the
+   * registration state of the agent and the AK attributes, then runs MakeCredential for the AK.
+   */
+  async start(body: unknown): Promise<EnrollStartResponse> {
+    const parsed = enrollRequestSchema.safeParse(body);
+    if (!parsed.success) throw requestError('invalid enrolment request', parsed.error.issues);
+    const request = parsed.data;
+    const now = this.now();
+
+    const ek = parseKey(request.ek.public, 'ek_public', 'EK public');
+    checkEk(ek);
+    const ekHash = keyIdOfPublic(ek);
+    const preRegistered = this.policy.agents?.find((a) => a.agentName === request.agent_name);
+    const existing = await this.registry.getByName(request.agent_name);
+    this.checkRegistration(request.agent_name, ekHash, existing);
+
+    let ekIssuer: string | undefined;
+    if (request.ek.certificate !== undefined && this.anchors) {
+      const der = fromB64u(request.ek.certificate);
+      if (!der) throw attestationError('ek_certificate', 'EK certificate is not base64url');
+      ekIssuer = verifyEkCertificate(der, publicToKeyObject(ek), this.anchors, now).issuer;
+    }
+    if (preRegistered) {
+      if (preRegistered.ek === 'any-trusted-ca') {
+        if (ekIssuer === undefined) {
+          throw attestationError(
+            'ek_not_registered_for_agent',
+            'this agent must present an EK certificate from a trusted EK CA',
+            { agent_name: request.agent_name },
+          );
+        }
+      } else if (preRegistered.ek.hash !== ekHash) {
+        throw attestationError(
+          'ek_not_registered_for_agent',
+          'the EK differs from the one registered for this agent',
+          {
+            agent_name: request.agent_name,
+            ek_hash: ekHash,
+          },
+        );
+      }
+    }
+    if (ekIssuer === undefined) {
+      const approved =
+        (this.policy.approvedEkHashes ?? []).includes(ekHash) ||
+        (preRegistered !== undefined &&
+          preRegistered.ek !== 'any-trusted-ca' &&
+          preRegistered.ek.hash === ekHash);
+      if (!approved) {
+        throw attestationError(
+          request.ek.certificate === undefined ? 'ek_hash_not_approved' : 'ek_certificate_chain',
+          request.ek.certificate === undefined
+            ? 'no EK certificate and the EK hash is not approved'
+            : 'no EK CA bundle is configured and the EK hash is not approved',
+          { ek_hash: ekHash },
+        );
+      }
+    }
+
+    const ak = parseKey(request.ak.public, 'ak_public', 'AK public');
+    checkAk(ak);
+    const app = parseKey(request.app_key.public, 'app_key_public', 'AppSK public');
+
+    const secret = new Uint8Array(randomBytes(32));
+    let credential: { credentialBlob: Uint8Array; encryptedSecret: Uint8Array };
+    try {
+      credential = makeCredential({ ekPublic: ek, objectName: objectName(ak), secret });
+    } catch (err) {
+      throw attestationError('ek_public', 'MakeCredential to this EK failed', {}, err);
+    }
+    const id = toB64u(randomBytes(18));
+    const nonce = toB64u(randomBytes(32));
+    const expiresAt = this.pending.put(
+      id,
+      { request, ek, ak, app, ekHash, ekIssuer, secret, nonce },
+      now.getTime(),
+    );
+    return {
+      enrollment_id: id,
+      credential_blob: toB64u(credential.credentialBlob),
+      encrypted_secret: toB64u(credential.encryptedSecret),
+      nonce,
+      expires_at: expiresAt.toISOString(),
+      pcr_selection: this.pcrSelection(),
+    };
+  }
+
+  /**
+   * Step 2 (`POST /enroll/{id}/complete`): in SPEC §4 order, failing closed on the first failed
+   * check — pending enrolment (unknown, expired, already used), activated secret, certify of the
+   * AppSK, AppSK attributes, quote, PCR policy, workload digest — then writes the registry record
+   * and issues the attestation result.
+   */
+  async complete(enrollmentId: string, body: unknown): Promise<EnrollCompleteResponse> {
+    const parsed = enrollCompleteSchema.safeParse(body);
+    if (!parsed.success) throw requestError('invalid enrolment completion', parsed.error.issues);
+    const req: EnrollCompleteRequest = parsed.data;
+    const now = this.now();
+
+    const taken = this.pending.take(enrollmentId, now.getTime());
+    if (taken.status === 'unknown') throw attestationError('enrollment_unknown', 'no such pending enrolment');
+    if (taken.status === 'used') {
+      throw attestationError('enrollment_already_used', 'this enrolment was already completed or attempted');
+    }
+    if (taken.status === 'expired')
+      throw attestationError('enrollment_expired', 'the pending enrolment expired');
+    const p = taken.value;
+
+    const secret = fromB64u(req.secret);
+    if (!secret || !bytesEqual(secret, p.secret)) {
+      throw attestationError(
+        'credential_secret',
+        'the activated credential does not match: the AK is not resident with the EK',
+      );
+    }
+
+    const nonceBytes = fromB64u(p.nonce) ?? new Uint8Array(0);
+    tpmCheck('certify', () =>
+      verifyCertify({
+        attest: b64uOrReject(req.certify.attest, 'certify'),
+        signature: b64uOrReject(req.certify.signature, 'certify'),
+        akPublic: p.ak,
+        objectPublic: p.app,
+        qualifyingData: nonceBytes,
+      }),
+    );
+    const alg = checkAppKey(p.app);
+
+    const pcrValues = pcrValuesFromJson(req.quote.pcrs);
+    const quote = tpmCheck('quote', () =>
+      verifyQuote({
+        attest: b64uOrReject(req.quote.attest, 'quote'),
+        signature: b64uOrReject(req.quote.signature, 'quote'),
+        akPublic: p.ak,
+        qualifyingData: enrollmentQualifyingData(enrollmentId, p.nonce, p.request),
+        pcrValues,
+      }),
+    );
+    const platform = appraisePlatform(
+      this.policy,
+      quote.quote.pcrSelect,
+      pcrValues,
+      p.request.workload.image_digest,
+    );
+
+    // Re-read the registry: the agent may have been revoked or enrolled elsewhere meanwhile.
+    const existing = await this.registry.getByName(p.request.agent_name);
+    this.checkRegistration(p.request.agent_name, p.ekHash, existing);
+    const preRegistered = this.policy.agents?.find((a) => a.agentName === p.request.agent_name);
+    let status: 'active' | 'pending';
+    if (existing) status = existing.status === 'active' ? 'active' : 'pending';
+    else if (preRegistered) status = 'active';
+    else if ((this.policy.unknownAgents ?? 'pending') === 'pending') status = 'pending';
+    else {
+      throw attestationError('agent_not_registered', 'the agent is not pre-registered', {
+        agent_name: p.request.agent_name,
+      });
+    }
+
+    const keyid = keyIdOfPublic(p.app);
+    const iso = now.toISOString();
+    const record: AgentRecordInput = {
+      agent_name: p.request.agent_name,
+      keyid,
+      alg,
+      app_public_key_pem: publicToPem(p.app),
+      ak_public_pem: publicToPem(p.ak),
+      ek_public_hash: p.ekHash,
+      ...(p.ekIssuer === undefined ? {} : { ek_cert_issuer: p.ekIssuer }),
+      workload_digest: p.request.workload.image_digest,
+      pcr_policy: { status: platform.platformIntegrity, values: platform.pcrs },
+      // The location sensor bound to this AK (V-PEA geolocation-id-hash, hex); absent without a sensor.
+      ...(p.request.sensor === undefined
+        ? {}
+        : {
+            sensor_id_hash: toHex(
+              fromB64u(geolocationIdHash(publicToSpkiDer(p.ak), p.request.sensor)) ?? new Uint8Array(0),
+            ),
+          }),
+      geo_policy: existing?.geo_policy ?? preRegistered?.geoPolicy ?? this.policy.defaultGeoPolicy ?? {},
+      status,
+      enrolled_at: iso,
+      updated_at: iso,
+      metadata: {
+        workload: p.request.workload,
+        platform: p.request.platform,
+        ...(p.request.sensor === undefined
+          ? {}
+          : { sensor: { type: p.request.sensor.type, model: p.request.sensor.model } }),
+        pcr_selection: this.pcrSelection(),
+      },
+    };
+    try {
+      await this.registry.put(record);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'keyid_conflict') {
+        throw attestationError('app_key_public', 'this AppSK is already enrolled for another agent', {}, err);
+      }
+      throw err;
+    }
+
+    const jwt = await this.signer.sign(
+      record.agent_name,
+      publicToJwk(p.app) as JWK,
+      {
+        keyid,
+        ek_hash: p.ekHash,
+        workload_digest: p.request.workload.image_digest,
+        platform_integrity: platform.platformIntegrity,
+        agent_integrity: platform.agentIntegrity,
+        residency: 'tpm',
+        trust_level: 'none',
+        evidence: 'enrollment',
+        status,
+      },
+      now,
+    );
+    return {
+      status,
+      agent_name: record.agent_name,
+      keyid,
+      alg,
+      platform_integrity: platform.platformIntegrity,
+      agent_integrity: platform.agentIntegrity,
+      attestation_result: jwt,
+    };
+  }
+
+  /** A record's identity only changes through an enrolment bound to the same EK (SPEC §4.3). */
+  private checkRegistration(agentName: string, ekHash: string, existing: AgentRecord | undefined): void {
+    if (!existing) {
+      const pre = this.policy.agents?.some((a) => a.agentName === agentName);
+      if (!pre && this.policy.unknownAgents === 'reject') {
+        throw attestationError('agent_not_registered', 'the agent is not pre-registered', {
+          agent_name: agentName,
+        });
+      }
+      return;
+    }
+    if (existing.status === 'revoked') {
+      throw attestationError('agent_revoked', 'the agent is revoked', { agent_name: agentName });
+    }
+    if (existing.ek_public_hash !== undefined && existing.ek_public_hash !== ekHash) {
+      throw attestationError('ek_not_registered_for_agent', 'the agent is enrolled with another EK', {
+        agent_name: agentName,
+        ek_hash: ekHash,
+      });
+    }
+  }
+}
+
+function b64uOrReject(text: string, check: 'certify' | 'quote'): Uint8Array {
+  const bytes = fromB64u(text);
+  if (!bytes) throw attestationError(check, 'evidence is not base64url', { code: 'malformed' });
+  return bytes;
+}
+
+/** Runs a tpm-wire verification, turning its error code into the rejection naming `check`. */
+function tpmCheck<T>(check: 'certify' | 'quote', fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof TpmWireError) {
+      throw attestationError(check, `${check} verification failed: ${err.code}`, { code: err.code }, err);
+    }
+    throw err;
+  }
+}
+
+/** Converts reported PCR values from hex JSON to the byte map tpm-wire takes. */
+export function pcrValuesFromJson(json: PcrValuesJson): PcrValues {
+  const out: PcrValues = {};
+  for (const [bank, entries] of Object.entries(json)) {
+    const values: Record<number, Uint8Array> = {};
+    for (const [idx, hex] of Object.entries(entries ?? {})) {
+      const bytes = fromHex(hex);
+      if (bytes) values[Number(idx)] = bytes;
+    }
+    out[bank] = values;
+  }
+  return out;
+}

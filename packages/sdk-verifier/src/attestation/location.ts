@@ -1,0 +1,276 @@
+/**
+ * Location attestation — Proof of Geofencing (SPEC §5.4): appraisal of a V-PEA `lah-bundle`
+ * (draft-lkspa-rats-verifiable-geo-fence) from an enrolled agent.
+ */
+
+import type { KeyObject } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
+import type { PcrSelection } from '@geofence/tpm-wire';
+import { publicToSpkiDer, TpmWireError, verifyQuote } from '@geofence/tpm-wire';
+import type { JWK } from 'jose';
+import { GeofenceError } from '../errors.js';
+import { evaluateGeoPolicy, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
+import type { GeographicRegion } from '../protocol.js';
+import { bytesEqual, fromB64u, fromHex, toB64u } from './encoding.js';
+import { pcrValuesFromJson } from './enrollment.js';
+import { attestationError, requestError } from './errors.js';
+import { decodeQuoteSeal, geolocationIdHash, geolocationProofHash, lahQualifyingData } from './evidence.js';
+import { checkAk, parseKey } from './keys.js';
+import { appraisePlatform, type PlatformPolicy } from './policy.js';
+import type { NonceStore, Registry } from './registry-port.js';
+import type { AttestationResultSigner } from './result.js';
+import { locationAttestationRequestSchema, rawGeolocationPayloadSchema } from './schemas.js';
+
+/**
+ * Everything {@link appraiseLocationBundle} needs from the collector.
+ * @public
+ */
+export interface LocationAppraisalContext {
+  /** Enrolled agents. */
+  registry: Registry;
+  /** The nonce store that issued the bundle's nonce (`GET /nonce`); consumed once here. */
+  nonces: Pick<NonceStore, 'consume'>;
+  /** Signs the attestation result. */
+  signer: AttestationResultSigner;
+  /** PCR and workload reference values (the same as enrolment's). */
+  policy: PlatformPolicy;
+  /** Global geo policy, evaluated in addition to the agent's own. */
+  globalGeoPolicy?: GeoPolicy;
+  /**
+   * Maps coordinates to a place, for agents whose geo policy uses region/state/city entries.
+   * Without it only GeoJSON fences can be appraised, and region entries fail closed.
+   */
+  reverseGeocode?: (lat: number, lon: number) => GeographicRegion | undefined;
+  /** Maximum age of the bundle timestamp in seconds (default 300). */
+  freshnessSeconds?: number;
+  /** Accepted clock skew for timestamps in the future, seconds (default 60). */
+  clockSkewSeconds?: number;
+  /** Clock (tests). */
+  now?: () => Date;
+}
+
+/**
+ * `200` body of `POST /attest/location`.
+ * @public
+ */
+export interface LocationAttestationResponse {
+  /** Always `success` (rejections are problem responses). */
+  status: 'success';
+  /** Agent name. */
+  agent_name: string;
+  /** Location trust level reached. */
+  trust_level: 'none' | 'low';
+  /** The attestation result JWT (`geofence.residency = "tpm+geofence"`). */
+  attestation_result: string;
+}
+
+function spkiOfPem(pem: string): Uint8Array | undefined {
+  try {
+    const key: KeyObject = createPublicKey(pem);
+    if (key.type !== 'public') return undefined;
+    return new Uint8Array(key.export({ type: 'spki', format: 'der' }));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Appraises `POST /attest/location` bodies (`{agent_name, "lah-bundle", "pcr-values"}`), failing
+ * closed on the first failed check:
+ *
+ * 1. schema (`request_validation`), agent enrolled and active (`agent_verification`);
+ * 2. `privacy_technique` is `none`; `geolocation_proof_hash` = SHA-256(JCS({lat, lon, accuracy}));
+ * 3. `ak_not_enrolled`: `tpm-ak` is the AK enrolled for this agent; `ak_public`: the TPM2B_PUBLIC
+ *    sent along is that key and a restricted signing key;
+ *    `geolocation_id_hash` = SHA-256(AK DER ‖ enrolled sensor identifiers);
+ * 4. `timestamp_window`: the timestamp is inside the freshness window;
+ * 5. `quote`: TPMS_ATTEST magic and type QUOTE, qualifying data = SHA-256(JCS(sealed fields)),
+ *    PCR digest of the reported values, AK signature (the draft's verification procedure);
+ * 6. `nonce`: the nonce was issued to this agent and is consumed now (once, whatever follows);
+ * 7. `pcr_selection` / `pcr_policy` / `workload_digest` / `workload_pcr`: reference values (without
+ *    approved digests the image digest must equal the enrolled one);
+ * 8. `geofence`: the point and its accuracy circle satisfy the agent's (and the global) geo policy.
+ *
+ * On success returns an attestation result with `residency: "tpm+geofence"`.
+ * @public
+ */
+export async function appraiseLocationBundle(
+  body: unknown,
+  context: LocationAppraisalContext,
+): Promise<LocationAttestationResponse> {
+  const parsed = locationAttestationRequestSchema.safeParse(body);
+  if (!parsed.success) throw requestError('invalid location attestation request', parsed.error.issues);
+  const {
+    agent_name: agentName,
+    ak_public: akPublicB64u,
+    'lah-bundle': bundle,
+    'pcr-values': pcrJson,
+  } = parsed.data;
+  const now = (context.now ?? (() => new Date()))();
+
+  const record = await context.registry.getByName(agentName);
+  if (!record)
+    throw new GeofenceError('agent_verification', 'Agent not found in allowlist', {
+      details: { agent_name: agentName },
+    });
+  if (record.status !== 'active') {
+    throw new GeofenceError('agent_verification', 'Agent is not active', {
+      details: { agent_name: agentName, status: record.status },
+    });
+  }
+
+  const enrolledAkPem = record.ak_public_pem;
+  const ekHash = record.ek_public_hash;
+  if (enrolledAkPem === undefined || ekHash === undefined) {
+    throw attestationError(
+      'agent_not_enrolled',
+      'the agent has no enrolled AK (it never completed enrolment)',
+      {
+        agent_name: agentName,
+      },
+    );
+  }
+
+  if (bundle['privacy-technique'] !== 'none') {
+    throw attestationError('privacy_technique', 'only privacy-technique "none" is supported', {
+      received: bundle['privacy-technique'],
+    });
+  }
+  const geo = rawGeolocationPayloadSchema.safeParse(bundle['geolocation-payload']);
+  if (!geo.success) {
+    throw attestationError('bundle_malformed', 'geolocation-payload must be {lat, lon, accuracy}', {
+      issues: geo.error.issues.map((i) => i.message),
+    });
+  }
+  if (geolocationProofHash(geo.data) !== bundle['geolocation-proof-hash']) {
+    throw attestationError(
+      'geolocation_proof_hash',
+      'geolocation-proof-hash does not commit to geolocation-payload',
+    );
+  }
+
+  const akSpki = spkiOfPem(bundle['tpm-ak']);
+  if (!akSpki) throw attestationError('bundle_malformed', 'tpm-ak is not a PEM public key');
+  const enrolledAk = spkiOfPem(enrolledAkPem);
+  if (!enrolledAk || !bytesEqual(akSpki, enrolledAk)) {
+    throw attestationError('ak_not_enrolled', 'tpm-ak is not the AK enrolled for this agent', {
+      agent_name: agentName,
+    });
+  }
+  const akPublic = parseKey(akPublicB64u, 'ak_public', 'AK public');
+  if (!bytesEqual(publicToSpkiDer(akPublic), akSpki)) {
+    throw attestationError('ak_public', 'ak_public is not the key in tpm-ak');
+  }
+  checkAk(akPublic);
+  const idHash = fromB64u(bundle['geolocation-id-hash']);
+  const expectedId =
+    record.sensor_id_hash === undefined
+      ? fromB64u(geolocationIdHash(akSpki, undefined))
+      : fromHex(record.sensor_id_hash);
+  if (!idHash || !expectedId || !bytesEqual(idHash, expectedId)) {
+    throw attestationError(
+      'geolocation_id_hash',
+      'geolocation-id-hash does not bind the enrolled sensor to this AK',
+    );
+  }
+
+  const nowSec = Math.floor(now.getTime() / 1000);
+  const maxAge = context.freshnessSeconds ?? 300;
+  const skew = context.clockSkewSeconds ?? 60;
+  if (bundle.timestamp < nowSec - maxAge || bundle.timestamp > nowSec + skew) {
+    throw attestationError('timestamp_window', 'the bundle timestamp is outside the freshness window', {
+      timestamp: bundle.timestamp,
+      now: nowSec,
+      max_age_seconds: maxAge,
+    });
+  }
+
+  const seal = decodeQuoteSeal(bundle['tpm-quote-seal']);
+  if (!seal)
+    throw attestationError('quote', 'tpm-quote-seal is not TPM2B_ATTEST ‖ TPMT_SIGNATURE', {
+      code: 'malformed',
+    });
+  const pcrValues = pcrValuesFromJson(pcrJson);
+  let selection: PcrSelection;
+  try {
+    const attest = verifyQuote({
+      attest: seal.attest,
+      signature: seal.signature,
+      akPublic,
+      qualifyingData: lahQualifyingData(bundle),
+      pcrValues,
+    });
+    selection = attest.quote.pcrSelect;
+  } catch (err) {
+    if (err instanceof TpmWireError) {
+      throw attestationError('quote', `quote verification failed: ${err.code}`, { code: err.code }, err);
+    }
+    throw err;
+  }
+  // Authenticity is established: consume the nonce now, whatever the policy checks decide.
+  const consumed = await context.nonces.consume(record.keyid, bundle.nonce);
+  if (consumed !== 'ok') {
+    throw attestationError('nonce', 'the nonce was not issued to this agent, expired, or was already used', {
+      code: consumed,
+    });
+  }
+
+  const digest = bundle['target-environment-image-digest'];
+  const platform = appraisePlatform(context.policy, selection, pcrValues, digest);
+  if ((context.policy.workloadDigests ?? []).length === 0 && record.workload_digest !== digest) {
+    throw attestationError('workload_digest', 'the workload image digest differs from the enrolled one', {
+      image_digest: digest,
+    });
+  }
+
+  const sensorBound = record.sensor_id_hash !== undefined;
+  const policies = [record.geo_policy, context.globalGeoPolicy].filter(
+    (p): p is GeoPolicy => p !== undefined,
+  );
+  if (!policies.some((p) => geoPolicyRestricts(p))) {
+    throw attestationError(
+      'geofence',
+      'no geo policy restricts this agent, so residency cannot be appraised',
+    );
+  }
+  const { lat, lon, accuracy } = geo.data;
+  const region = context.reverseGeocode?.(lat, lon);
+  for (const policy of policies) {
+    const decision = evaluateGeoPolicy(policy, {
+      point: { lat, lon, accuracy },
+      region,
+      quality: sensorBound ? 'GNSS' : 'static',
+      fixTime: new Date(bundle.timestamp * 1000),
+      now,
+    });
+    if (!decision.allowed) {
+      throw attestationError('geofence', decision.reason, {
+        geo_check: decision.check,
+        expected: decision.expected,
+        received: decision.received,
+      });
+    }
+  }
+
+  const trust = sensorBound ? 'low' : 'none';
+  const appKey = createPublicKey(record.app_public_key_pem).export({ format: 'jwk' }) as JWK;
+  const jwt = await context.signer.sign(
+    agentName,
+    appKey,
+    {
+      keyid: record.keyid,
+      ek_hash: ekHash,
+      workload_digest: digest,
+      platform_integrity: platform.platformIntegrity,
+      agent_integrity: platform.agentIntegrity,
+      residency: 'tpm+geofence',
+      trust_level: trust,
+      evidence: 'lah-bundle',
+      geolocation_proof_hash: bundle['geolocation-proof-hash'],
+      attested_at: bundle.timestamp,
+      nonce_hash: toB64u(createHash('sha256').update(bundle.nonce).digest()),
+    },
+    now,
+  );
+  return { status: 'success', agent_name: agentName, trust_level: trust, attestation_result: jwt };
+}

@@ -1,0 +1,7 @@
+/**
+ * The verifier storage interfaces attestation builds on (SPEC §10), re-exported under one roof.
+ */
+
+export type { NonceStore } from '../storage/nonce-store.js';
+export type { AgentRecord, AgentRecordInput, Registry } from '../storage/registry.js';
+export { RegistryError } from '../storage/registry.js';

@@ -1,0 +1,135 @@
+/**
+ * Wire schemas of the attestation endpoints (SPEC §4, §5.4). Objects are strict: an unknown member
+ * is a `request_validation` error, so what the TPM quote covers (the JCS of the parsed request) is
+ * exactly what was sent.
+ */
+import { z } from 'zod';
+import { agentNameSchema } from '../protocol.js';
+
+const b64u = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[A-Za-z0-9_-]+$/, 'must be base64url without padding');
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters');
+const label = z.string().min(1).max(256);
+
+/**
+ * Sensor identity declared at enrolment (binds the location sensor to the TPM, SPEC §4).
+ * @public
+ */
+export const sensorInfoSchema = z.strictObject({
+  type: label,
+  model: label,
+  serial: label,
+  firmware: label.optional(),
+});
+/**
+ * Location sensor identity.
+ * @public
+ */
+export type SensorInfo = z.infer<typeof sensorInfoSchema>;
+
+/**
+ * Body of `POST /enroll` (SPEC §4 step 1). Binary members are base64url; `public` members are
+ * TPM2B_PUBLIC bytes and `certificate` is the EK certificate DER.
+ * @public
+ */
+export const enrollRequestSchema = z.strictObject({
+  agent_name: agentNameSchema,
+  ek: z.strictObject({ public: b64u(2048), certificate: b64u(8192).optional() }),
+  ak: z.strictObject({ public: b64u(2048) }),
+  app_key: z.strictObject({ public: b64u(2048) }),
+  workload: z.strictObject({ name: label, version: label, image_digest: hex64 }),
+  platform: z.strictObject({ os: label, kernel: label }),
+  sensor: sensorInfoSchema.optional(),
+});
+/**
+ * `POST /enroll` request body.
+ * @public
+ */
+export type EnrollRequest = z.infer<typeof enrollRequestSchema>;
+
+const bankSchema = z.enum(['sha1', 'sha256', 'sha384', 'sha512']);
+const pcrIndex = z.string().regex(/^(?:[0-9]|1[0-9]|2[0-3])$/, 'PCR index 0..23');
+const pcrHex = z
+  .string()
+  .regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$/, 'PCR digest hex');
+
+/**
+ * Reported PCR values: `{ bank: { "index": "hex" } }`.
+ * @public
+ */
+export const pcrValuesSchema = z.partialRecord(bankSchema, z.record(pcrIndex, pcrHex));
+/**
+ * Reported PCR values (hex).
+ * @public
+ */
+export type PcrValuesJson = z.infer<typeof pcrValuesSchema>;
+
+/**
+ * Body of `POST /enroll/{id}/complete` (SPEC §4 step 2).
+ * @public
+ */
+export const enrollCompleteSchema = z.strictObject({
+  secret: b64u(128),
+  certify: z.strictObject({ attest: b64u(2048), signature: b64u(1024) }),
+  quote: z.strictObject({ attest: b64u(2048), signature: b64u(1024), pcrs: pcrValuesSchema }),
+});
+/**
+ * `POST /enroll/{id}/complete` request body.
+ * @public
+ */
+export type EnrollCompleteRequest = z.infer<typeof enrollCompleteSchema>;
+
+/**
+ * The V-PEA `lah-bundle` (draft-lkspa-rats-verifiable-geo-fence, SPEC §5.4).
+ * `tpm-quote-seal` is base64url of the TPM2_Quote response parameters: TPM2B_ATTEST ‖ TPMT_SIGNATURE.
+ * @public
+ */
+export const lahBundleSchema = z.strictObject({
+  'tpm-ak': z.string().min(1).max(4096),
+  'geolocation-id-hash': b64u(64),
+  'geolocation-proof-hash': b64u(64),
+  'privacy-technique': z.string().min(1).max(32),
+  'geolocation-payload': z.record(z.string(), z.unknown()),
+  nonce: z.string().min(1).max(128),
+  timestamp: z.number().int().nonnegative(),
+  'tpm-quote-seal': b64u(4096),
+  'target-environment-image-digest': hex64,
+});
+/**
+ * A V-PEA `lah-bundle`.
+ * @public
+ */
+export type LahBundle = z.infer<typeof lahBundleSchema>;
+
+/**
+ * Body of `POST /attest/location`: the bundle, the agent it claims to come from, the AK's
+ * TPM2B_PUBLIC (so the verifier can check it is a restricted signing key with the enrolled public
+ * key), and the PCR values the quote's digest covers (checked against that digest).
+ * @public
+ */
+export const locationAttestationRequestSchema = z.strictObject({
+  agent_name: agentNameSchema,
+  /** The AK's TPM2B_PUBLIC (base64url): the same key as `tpm-ak`, with its TPM attributes. */
+  ak_public: b64u(2048),
+  'lah-bundle': lahBundleSchema,
+  'pcr-values': pcrValuesSchema,
+});
+/**
+ * `POST /attest/location` request body.
+ * @public
+ */
+export type LocationAttestationRequest = z.infer<typeof locationAttestationRequestSchema>;
+
+/**
+ * The `none` privacy-technique payload: raw coordinates.
+ * @public
+ */
+export const rawGeolocationPayloadSchema = z.strictObject({
+  lat: z.number().min(-90).max(90),
+  lon: z.number().min(-180).max(180),
+  accuracy: z.number().nonnegative().finite(),
+});
