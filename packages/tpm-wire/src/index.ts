@@ -8,7 +8,9 @@
 export { type ClockInfo, marshalAttest, parseAttest, type TpmsAttest } from './attest.js';
 export { decodeObjectAttributes, encodeObjectAttributes, type ObjectAttributes } from './attributes.js';
 export { type HashAlg, hashAlgId, hashSize, TPM_GENERATED_VALUE } from './constants.js';
+export { type MadeCredential, makeCredential } from './credential.js';
 export { TpmWireError, type TpmWireErrorCode } from './errors.js';
+export { kdfa, kdfe } from './kdf.js';
 export {
   keyIdFromSpki,
   keyIdOfPublic,
