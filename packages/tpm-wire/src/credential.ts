@@ -3,7 +3,7 @@ import { concat, Writer } from './buffer.js';
 import { type HashAlg, hashAlgId, hashSize, MAX_DIGEST } from './constants.js';
 import { TpmWireError } from './errors.js';
 import { kdfa, kdfe } from './kdf.js';
-import { curveSize, publicToKeyObject } from './keys.js';
+import { curveSize, publicToKeyObject, withKey } from './keys.js';
 import { asPublic, type SymDefObject, type TpmPublic } from './public.js';
 
 /**
@@ -63,14 +63,17 @@ function makeSeed(ek: TpmPublic): { seed: Uint8Array; encrypted: Uint8Array } {
     }
     const oaepHash = scheme?.hashAlg ?? ek.nameAlg;
     const seed = new Uint8Array(randomBytes(digestBytes));
-    const encrypted = publicEncrypt(
-      {
-        key: publicToKeyObject(ek),
-        padding: constants.RSA_PKCS1_OAEP_PADDING,
-        oaepHash,
-        oaepLabel: Buffer.from('IDENTITY\0', 'latin1'),
-      },
-      seed,
+    const key = publicToKeyObject(ek);
+    const encrypted = withKey('makeCredential', () =>
+      publicEncrypt(
+        {
+          key,
+          padding: constants.RSA_PKCS1_OAEP_PADDING,
+          oaepHash,
+          oaepLabel: Buffer.from('IDENTITY\0', 'latin1'),
+        },
+        seed,
+      ),
     );
     return { seed, encrypted: new Uint8Array(encrypted) };
   }

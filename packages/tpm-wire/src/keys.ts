@@ -39,10 +39,16 @@ function minimalBigEndian(n: number): Uint8Array {
 function rawJwk(pub: TpmPublic): JsonWebKey {
   if (pub.type === 'rsa' && pub.rsa) {
     const { keyBits, modulus } = pub.rsa;
-    if (keyBits < 1024 || keyBits % 8 !== 0 || modulus.length !== keyBits / 8 || modulus[0] === 0) {
+    if (
+      keyBits < 1024 ||
+      keyBits % 8 !== 0 ||
+      modulus.length !== keyBits / 8 ||
+      modulus[0] === 0 ||
+      ((modulus[modulus.length - 1] as number) & 1) === 0
+    ) {
       throw new TpmWireError(
         'invalid_key',
-        `RSA public: modulus of ${modulus.length} bytes does not match keyBits ${keyBits}`,
+        `RSA public: modulus of ${modulus.length} bytes is not an odd ${keyBits}-bit number`,
       );
     }
     const exponent = pub.rsa.exponent === 0 ? 65537 : pub.rsa.exponent;
@@ -169,4 +175,18 @@ export function objectName(pub: TpmPublic | Uint8Array): Uint8Array {
  */
 export function objectNameHex(pub: TpmPublic | Uint8Array): string {
   return toHex(objectName(pub));
+}
+
+/**
+ * Runs a node:crypto operation on a key that came from the wire; OpenSSL errors (e.g. a degenerate RSA
+ * modulus that survived import) become `invalid_key`.
+ * @internal
+ */
+export function withKey<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (cause) {
+    if (cause instanceof TpmWireError) throw cause;
+    throw new TpmWireError('invalid_key', `${what}: the public key is not usable`, { cause });
+  }
 }

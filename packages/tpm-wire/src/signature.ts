@@ -2,7 +2,7 @@ import { constants, verify as cryptoVerify } from 'node:crypto';
 import { Reader, Writer } from './buffer.js';
 import { type HashAlg, hashAlgId, hashFromId, MAX_ECC_BYTES, MAX_RSA_BYTES, TPM_ALG } from './constants.js';
 import { TpmWireError } from './errors.js';
-import { curveSize, publicToKeyObject } from './keys.js';
+import { curveSize, publicToKeyObject, withKey } from './keys.js';
 import { asPublic, type TpmPublic } from './public.js';
 
 /**
@@ -123,11 +123,13 @@ export function verifyTpmSignature(
     if (sig.alg !== 'rsassa' && sig.alg !== 'rsapss') return false;
     if (sig.signature.length !== pub.rsa?.modulus.length) return false;
     const padding = sig.alg === 'rsassa' ? constants.RSA_PKCS1_PADDING : constants.RSA_PKCS1_PSS_PADDING;
-    return cryptoVerify(
-      sig.hashAlg,
-      message,
-      { key, padding, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
-      sig.signature,
+    return withKey('verifyTpmSignature', () =>
+      cryptoVerify(
+        sig.hashAlg,
+        message,
+        { key, padding, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+        sig.signature,
+      ),
     );
   }
   if (sig.alg !== 'ecdsa' || !pub.ecc) return false;
@@ -137,5 +139,7 @@ export function verifyTpmSignature(
   const s = sig.s ?? sig.signature.subarray(half);
   if (r.length > size || s.length > size) return false;
   const raw = new Uint8Array([...pad(r, size), ...pad(s, size)]);
-  return cryptoVerify(sig.hashAlg, message, { key, dsaEncoding: 'ieee-p1363' }, raw);
+  return withKey('verifyTpmSignature', () =>
+    cryptoVerify(sig.hashAlg, message, { key, dsaEncoding: 'ieee-p1363' }, raw),
+  );
 }

@@ -9,6 +9,7 @@ import {
   type ObjectAttributes,
   parseTpmtPublic,
   type TpmPublic,
+  TpmWireError,
 } from '../src/index.js';
 
 /** Directory of the committed swtpm/tpm2-tools fixtures. */
@@ -79,9 +80,7 @@ export function codeOf(fn: () => unknown): string | undefined {
   try {
     fn();
   } catch (e) {
-    return e !== null && typeof e === 'object' && e.constructor?.name === 'TpmWireError'
-      ? (e as { code: string }).code
-      : `not a TpmWireError: ${String(e)}`;
+    return e instanceof TpmWireError ? e.code : `not a TpmWireError: ${String(e)}`;
   }
   return undefined;
 }

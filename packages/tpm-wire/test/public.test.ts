@@ -13,20 +13,10 @@ import {
   publicToKeyObject,
   publicToPem,
   publicToSpkiDer,
-  TpmWireError,
 } from '../src/index.js';
-import { fixture, fixtureText, hex, opensslSpkiDer, toolNames } from './helpers.js';
+import { codeOf, fixture, fixtureText, hex, opensslSpkiDer, toolNames } from './helpers.js';
 
 const KEYS = ['ek-rsa', 'ek-ecc', 'ak-rsa', 'ak-rsapss', 'ak-ecc', 'app-ecc', 'app-rsa'] as const;
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof TpmWireError ? e.code : `not a TpmWireError: ${String(e)}`;
-  }
-  return undefined;
-}
 
 describe('TPM2B_PUBLIC from swtpm/tpm2-tools', () => {
   const names = toolNames();
