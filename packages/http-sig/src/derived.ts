@@ -16,6 +16,8 @@ const RELATIVE_BASE = 'http://relative.invalid';
 export class DerivationContext {
   private parsed: URL | undefined;
   private relative = false;
+  /** The raw target ends in an empty query (`/p?`), which WHATWG URL drops from `search`. */
+  private loneQuestionMark = false;
   private libMessage: { method: string; url: URL; headers: Record<string, never> } | undefined;
 
   constructor(readonly message: HttpMessage) {}
@@ -37,6 +39,7 @@ export class DerivationContext {
           'message url is neither an absolute URL nor an origin-form target',
         );
       }
+      this.assertNormalTarget(raw, this.parsed);
     }
     if (
       this.relative &&
@@ -45,6 +48,37 @@ export class DerivationContext {
       throw new HttpSigError('missing_component', `${component.name} needs an absolute message url`);
     }
     return this.parsed;
+  }
+
+  /**
+   * Refuses targets that WHATWG URL parsing would rewrite (`\\` → `/`, dot segments, stripped tabs/newlines,
+   * escaped spaces, ...). Otherwise two different request targets — routed differently by a server that looks
+   * at the raw target — would share one `@path`/`@query` value, and a signature for one would verify for the other.
+   */
+  private assertNormalTarget(raw: string, url: URL): void {
+    let start = 0;
+    if (!this.relative) {
+      const afterScheme = raw.indexOf('://');
+      start = raw.length;
+      for (let i = afterScheme < 0 ? 0 : afterScheme + 3; i < raw.length; i++) {
+        const c = raw.charCodeAt(i);
+        if (c === 0x2f || c === 0x3f || c === 0x23) {
+          start = i;
+          break;
+        }
+      }
+    }
+    const hashAt = raw.indexOf('#', start);
+    let target = raw.slice(start, hashAt < 0 ? raw.length : hashAt);
+    if (target === '' || target.charCodeAt(0) === 0x3f) target = `/${target}`;
+    this.loneQuestionMark = url.search === '' && target.endsWith('?');
+    const normal = url.pathname + url.search + (this.loneQuestionMark ? '?' : '');
+    if (target !== normal) {
+      throw new HttpSigError(
+        'malformed',
+        'request target is not in normalised form (WHATWG URL would rewrite it)',
+      );
+    }
   }
 
   /** `http-message-signatures` derives these correctly when handed an already parsed URL. */
@@ -77,14 +111,8 @@ export class DerivationContext {
       case '@path':
       case '@query':
         return this.viaLibrary(component);
-      case '@request-target': {
-        // An empty query (`/p?`) is part of the request target; WHATWG URL drops the lone `?`.
-        const value = this.viaLibrary(component);
-        const raw = this.message.url;
-        const hashAt = raw.indexOf('#');
-        const end = hashAt < 0 ? raw.length : hashAt;
-        return this.parsed?.search === '' && raw.charCodeAt(end - 1) === 0x3f ? `${value}?` : value;
-      }
+      case '@request-target':
+        return this.viaLibrary(component) + (this.loneQuestionMark ? '?' : '');
       case '@query-param': {
         const url = this.url(component);
         return queryParamValue(url.search, component.params.get('name') as string);

@@ -88,6 +88,27 @@ describe('derived components (RFC 9421 §2.2 examples)', () => {
     expect(codeOf(() => lines(request('not a url'), ['@path']))).toBe('malformed');
   });
 
+  it('refuses targets that URL parsing would rewrite (two raw targets must not share one @path)', () => {
+    for (const url of [
+      'https://e.com/a/../metrics',
+      'https://e.com/a\\metrics',
+      'https://e.com/a b',
+      'https://e.com/a\tb',
+      '/x/./metrics',
+      'https://e.com/q?a b',
+      'https://e.com/caf\u00e9',
+    ]) {
+      expect(
+        codeOf(() => lines(request(url), ['@path'])),
+        url,
+      ).toBe('malformed');
+    }
+    expect(lines(request('https://e.com/a%2F..%2Fb?x=%20'), ['@path', '@query'])).toEqual([
+      '"@path": /a%2F..%2Fb',
+      '"@query": ?x=%20',
+    ]);
+  });
+
   it('derives @status from responses only', () => {
     const res: HttpMessage = { method: '', url: '', headers: {}, status: 200 };
     expect(lines(res, ['@status'])).toEqual(['"@status": 200']);
