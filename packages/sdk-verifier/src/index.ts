@@ -3,6 +3,35 @@
  *
  * @packageDocumentation
  */
+
+export * from './attestation/index.js';
 export * from './errors.js';
 export * from './geo.js';
 export * from './protocol.js';
+export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
+export { MemoryNonceStore } from './storage/memory-nonce-store.js';
+export {
+  generateNonce,
+  type IssuedNonce,
+  type NonceConsumeResult,
+  type NonceIssueOptions,
+  type NonceStore,
+  type NonceStoreOptions,
+  type NonceStoreStats,
+} from './storage/nonce-store.js';
+export { RedisNonceStore, type RedisNonceStoreOptions } from './storage/redis-nonce-store.js';
+export {
+  AGENT_STATUSES,
+  type AgentRecord,
+  type AgentRecordInput,
+  type AgentStatus,
+  agentRecordSchema,
+  keyidOfPublicKey,
+  type Registry,
+  RegistryError,
+  type RegistryErrorCode,
+  recordPublicKey,
+  validateAgentRecord,
+} from './storage/registry.js';
+export { SqliteNonceStore, type SqliteNonceStoreOptions } from './storage/sqlite-nonce-store.js';
+export { SqliteRegistry, type SqliteRegistryOptions } from './storage/sqlite-registry.js';

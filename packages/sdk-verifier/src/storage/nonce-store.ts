@@ -1,0 +1,150 @@
+/**
+ * Nonce store interface (SPEC §6.1) and the shared helpers of its implementations.
+ */
+import { randomFillSync } from 'node:crypto';
+import { DEFAULT_NONCE_MAX_OUTSTANDING, DEFAULT_NONCE_TTL_SECONDS } from '../protocol.js';
+
+/**
+ * Outcome of {@link NonceStore.consume}. Only `ok` means the nonce was valid and is now spent.
+ * `wrong_agent` leaves the nonce untouched: nobody can burn another agent's nonce.
+ * @public
+ */
+export type NonceConsumeResult = 'ok' | 'unknown' | 'expired' | 'reused' | 'wrong_agent';
+
+/**
+ * A freshly issued nonce.
+ * @public
+ */
+export interface IssuedNonce {
+  /** 32 random bytes, base64url (43 characters). */
+  nonce: string;
+  /** When the nonce stops being accepted. */
+  expiresAt: Date;
+  /** Lifetime in seconds. */
+  expiresIn: number;
+}
+
+/**
+ * Options of {@link NonceStore.issue}.
+ * @public
+ */
+export interface NonceIssueOptions {
+  /**
+   * True when the `GET /nonce` request carried a valid signature of the agent itself. Authenticated
+   * and unauthenticated nonces of one keyid live in separate pools, each capped at `maxOutstanding`,
+   * so an anonymous caller who knows a keyid can only evict that keyid's *unauthenticated* nonces.
+   */
+  authenticated?: boolean;
+}
+
+/**
+ * Counters and sizes of a store. Counters are per store instance (process); sizes are global.
+ * @public
+ */
+export interface NonceStoreStats {
+  /** Unexpired, unconsumed nonces. */
+  outstanding: number;
+  /** Keyids holding at least one outstanding nonce. */
+  agents: number;
+  /** Outstanding nonces per keyid (only when requested). Never contains nonce values. */
+  perAgent?: Record<string, number>;
+  /** Nonces issued by this instance. */
+  issued: number;
+  /** Successful consumes by this instance. */
+  consumed: number;
+  /** Nonces evicted by this instance because an owner hit `maxOutstanding`. */
+  evicted: number;
+  /** Failed consumes by this instance, per reason. */
+  rejected: Record<Exclude<NonceConsumeResult, 'ok'>, number>;
+}
+
+/**
+ * Nonce store (SPEC §6.1). Implementations: {@link MemoryNonceStore} (single process),
+ * {@link SqliteNonceStore} (survives restarts, shared by processes on one host),
+ * {@link RedisNonceStore} (shared by collector replicas).
+ *
+ * Guarantees, checked by one conformance suite for all three:
+ * - a nonce is bound to the keyid it was issued for and accepted at most once (`consume` is one
+ *   atomic check-and-delete, also across processes sharing the store);
+ * - it expires after `ttlSeconds`;
+ * - an owner (keyid × pool, see {@link NonceIssueOptions.authenticated}) holds at most
+ *   `maxOutstanding` unexpired nonces; issuing more evicts that owner's oldest and nobody else's.
+ *
+ * Trade-off (documented in the README): `GET /nonce` is usually unauthenticated, so anyone who knows
+ * a keyid can make the collector issue nonces for it and thereby evict that keyid's oldest
+ * *unauthenticated* nonces (never more than the overflow beyond the cap, never another keyid's,
+ * never the authenticated pool). Memory stays bounded by agents × 2 × cap. Agents that sign their
+ * nonce requests (the agent SDK does) cannot be starved this way.
+ * @public
+ */
+export interface NonceStore {
+  /** Issue a new nonce for `keyid`. */
+  issue(keyid: string, options?: NonceIssueOptions): Promise<IssuedNonce>;
+  /** Atomically check and spend `nonce` for `keyid`. */
+  consume(keyid: string, nonce: string): Promise<NonceConsumeResult>;
+  /** Sizes and counters. */
+  stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats>;
+  /** Drop expired nonces and spent-nonce tombstones; returns how many were removed. */
+  cleanup(): Promise<number>;
+  /** Release resources. */
+  close(): Promise<void>;
+}
+
+/**
+ * Options shared by all nonce stores.
+ * @public
+ */
+export interface NonceStoreOptions {
+  /** Lifetime of a nonce in seconds (default 300, `NONCE_TTL_SECONDS`). */
+  ttlSeconds?: number;
+  /** Unexpired nonces per owner (default 16, `NONCE_MAX_OUTSTANDING`). */
+  maxOutstanding?: number;
+  /** Clock in milliseconds since the epoch (tests). Replicas sharing a store need synchronised clocks. */
+  now?: () => number;
+}
+
+/** Resolved options. */
+export interface ResolvedNonceOptions {
+  ttlMs: number;
+  ttlSeconds: number;
+  maxOutstanding: number;
+  now: () => number;
+}
+
+/** Validate and default the common options (throws TypeError with a clear message). */
+export function resolveNonceOptions(o: NonceStoreOptions = {}): ResolvedNonceOptions {
+  const ttlSeconds = o.ttlSeconds ?? DEFAULT_NONCE_TTL_SECONDS;
+  const maxOutstanding = o.maxOutstanding ?? DEFAULT_NONCE_MAX_OUTSTANDING;
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 86_400) {
+    throw new TypeError(`nonce ttlSeconds must be an integer in 1..86400, got ${ttlSeconds}`);
+  }
+  if (!Number.isInteger(maxOutstanding) || maxOutstanding < 1 || maxOutstanding > 10_000_000) {
+    throw new TypeError(`nonce maxOutstanding must be an integer in 1..10000000, got ${maxOutstanding}`);
+  }
+  return { ttlSeconds, ttlMs: ttlSeconds * 1000, maxOutstanding, now: o.now ?? Date.now };
+}
+
+/** Empty rejection counters. */
+export function emptyRejected(): NonceStoreStats['rejected'] {
+  return { unknown: 0, expired: 0, reused: 0, wrong_agent: 0 };
+}
+
+// Random bytes are drawn in 4 KiB blocks: one syscall per 128 nonces instead of one per nonce.
+const POOL = Buffer.alloc(4096);
+let poolOffset = POOL.length;
+
+/**
+ * A new nonce: 32 bytes from the CSPRNG, base64url without padding (43 characters).
+ * @public
+ */
+export function generateNonce(): string {
+  if (poolOffset + 32 > POOL.length) {
+    randomFillSync(POOL);
+    poolOffset = 0;
+  }
+  const s = POOL.toString('base64url', poolOffset, poolOffset + 32);
+  // Wipe the used bytes so a later heap dump cannot recover issued nonces from the pool.
+  POOL.fill(0, poolOffset, poolOffset + 32);
+  poolOffset += 32;
+  return s;
+}

@@ -1,0 +1,159 @@
+import {
+  emptyRejected,
+  generateNonce,
+  type IssuedNonce,
+  type NonceConsumeResult,
+  type NonceIssueOptions,
+  type NonceStore,
+  type NonceStoreOptions,
+  type NonceStoreStats,
+  type ResolvedNonceOptions,
+  resolveNonceOptions,
+} from './nonce-store.js';
+import { openSqlite, type SqliteDatabase, type SqliteStatement } from './sqlite.js';
+
+/**
+ * Options of {@link SqliteNonceStore.open}.
+ * @public
+ */
+export interface SqliteNonceStoreOptions extends NonceStoreOptions {
+  /** Database file (created when missing); may be the registry's file. */
+  path: string;
+  /** Run {@link NonceStore.cleanup} after this many issues (default 1000; 0 disables). */
+  cleanupEvery?: number;
+}
+
+/**
+ * SQLite nonce store: issued and spent nonces survive a restart, and several processes on one host
+ * may share the file. `consume` is a single conditional `UPDATE … WHERE consumed_at IS NULL`, which
+ * SQLite executes under its write lock, so exactly one caller across all processes sees a change.
+ * `issue` runs in a `BEGIN IMMEDIATE` transaction (count, evict the owner's oldest, insert).
+ * @public
+ */
+export class SqliteNonceStore implements NonceStore {
+  private readonly o: ResolvedNonceOptions;
+  private readonly counters = { issued: 0, consumed: 0, evicted: 0, rejected: emptyRejected() };
+  private sinceCleanup = 0;
+  private closed = false;
+  private readonly s: Record<
+    'count' | 'evict' | 'insert' | 'spend' | 'lookup' | 'cleanup' | 'stats',
+    SqliteStatement
+  >;
+  private readonly issueTx: (keyid: string, pool: number, nonce: string, now: number) => number;
+
+  private constructor(
+    private readonly db: SqliteDatabase,
+    private readonly opts: SqliteNonceStoreOptions,
+  ) {
+    this.o = resolveNonceOptions(opts);
+    db.exec(`CREATE TABLE IF NOT EXISTS geofence_nonces (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      nonce TEXT NOT NULL UNIQUE,
+      keyid TEXT NOT NULL,
+      pool INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL,
+      consumed_at INTEGER
+    ) STRICT;
+    CREATE INDEX IF NOT EXISTS geofence_nonces_owner ON geofence_nonces (keyid, pool, consumed_at, expires_at);
+    CREATE INDEX IF NOT EXISTS geofence_nonces_expiry ON geofence_nonces (expires_at);`);
+    const outstanding = 'keyid = ? AND pool = ? AND consumed_at IS NULL AND expires_at > ?';
+    this.s = {
+      count: db.prepare(`SELECT count(*) FROM geofence_nonces WHERE ${outstanding}`).pluck(),
+      evict: db.prepare(
+        `DELETE FROM geofence_nonces WHERE id IN
+           (SELECT id FROM geofence_nonces WHERE ${outstanding} ORDER BY id LIMIT ?)`,
+      ),
+      insert: db.prepare('INSERT INTO geofence_nonces (nonce, keyid, pool, expires_at) VALUES (?, ?, ?, ?)'),
+      spend: db.prepare(
+        `UPDATE geofence_nonces SET consumed_at = ?
+           WHERE nonce = ? AND keyid = ? AND consumed_at IS NULL AND expires_at > ?`,
+      ),
+      lookup: db.prepare('SELECT keyid, expires_at, consumed_at FROM geofence_nonces WHERE nonce = ?'),
+      cleanup: db.prepare('DELETE FROM geofence_nonces WHERE expires_at <= ?'),
+      stats: db.prepare(
+        'SELECT keyid, count(*) AS n FROM geofence_nonces WHERE consumed_at IS NULL AND expires_at > ? GROUP BY keyid',
+      ),
+    };
+    const tx = db.transaction((keyid: string, pool: number, nonce: string, now: number): number => {
+      const n = Number(this.s.count.get(keyid, pool, now));
+      let evicted = 0;
+      if (n >= this.o.maxOutstanding) {
+        evicted = this.s.evict.run(keyid, pool, now, n - this.o.maxOutstanding + 1).changes;
+      }
+      this.s.insert.run(nonce, keyid, pool, now + this.o.ttlMs);
+      return evicted;
+    });
+    this.issueTx = (...a) => tx.immediate(...a);
+  }
+
+  /** Open (and create) the store. */
+  static async open(options: SqliteNonceStoreOptions): Promise<SqliteNonceStore> {
+    return new SqliteNonceStore(await openSqlite(options.path), options);
+  }
+
+  private check(): void {
+    if (this.closed) throw new Error('nonce store is closed');
+  }
+
+  async issue(keyid: string, options?: NonceIssueOptions): Promise<IssuedNonce> {
+    this.check();
+    const now = this.o.now();
+    const nonce = generateNonce();
+    this.counters.evicted += this.issueTx(keyid, options?.authenticated ? 1 : 0, nonce, now);
+    this.counters.issued++;
+    const every = this.opts.cleanupEvery ?? 1000;
+    if (every > 0 && ++this.sinceCleanup >= every) {
+      this.sinceCleanup = 0;
+      this.s.cleanup.run(now);
+    }
+    return { nonce, expiresAt: new Date(now + this.o.ttlMs), expiresIn: this.o.ttlSeconds };
+  }
+
+  async consume(keyid: string, nonce: string): Promise<NonceConsumeResult> {
+    this.check();
+    const r = this.spend(keyid, nonce);
+    if (r === 'ok') this.counters.consumed++;
+    else this.counters.rejected[r]++;
+    return r;
+  }
+
+  private spend(keyid: string, nonce: string): NonceConsumeResult {
+    if (typeof nonce !== 'string') return 'unknown';
+    const now = this.o.now();
+    if (this.s.spend.run(now, nonce, keyid, now).changes === 1) return 'ok';
+    // Not spent by us: classify why (only the reason can race, never the acceptance).
+    const row = this.s.lookup.get(nonce) as
+      | { keyid: string; expires_at: number; consumed_at: number | null }
+      | undefined;
+    if (!row) return 'unknown';
+    if (row.keyid !== keyid) return 'wrong_agent';
+    if (row.consumed_at !== null) return 'reused';
+    return 'expired';
+  }
+
+  async stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
+    this.check();
+    const rows = this.s.stats.all(this.o.now()) as Array<{ keyid: string; n: number }>;
+    const out: NonceStoreStats = {
+      outstanding: rows.reduce((a, r) => a + r.n, 0),
+      agents: rows.length,
+      issued: this.counters.issued,
+      consumed: this.counters.consumed,
+      evicted: this.counters.evicted,
+      rejected: { ...this.counters.rejected },
+    };
+    if (options?.perAgent) out.perAgent = Object.fromEntries(rows.map((r) => [r.keyid, r.n]));
+    return out;
+  }
+
+  async cleanup(): Promise<number> {
+    this.check();
+    return this.s.cleanup.run(this.o.now()).changes;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}

@@ -1,0 +1,155 @@
+import {
+  type AgentRecord,
+  type AgentRecordInput,
+  type AgentStatus,
+  RecordIndex,
+  type Registry,
+  RegistryError,
+  stampRecord,
+  validateAgentRecord,
+} from './registry.js';
+import { openSqlite, type SqliteDatabase, type SqliteStatement } from './sqlite.js';
+
+/**
+ * Options of {@link SqliteRegistry.open}.
+ * @public
+ */
+export interface SqliteRegistryOptions {
+  /** Database file (created when missing). `:memory:` for tests. */
+  path: string;
+  /** Called when a stored row fails validation on load (the row is ignored, never trusted). */
+  onError?: (err: Error) => void;
+  /** Clock (tests). */
+  now?: () => Date;
+}
+
+/**
+ * SQLite registry (default). Lookups hit an in-memory index (O(1)); before each lookup one cheap
+ * `PRAGMA data_version` tells whether another connection (for example `geofence agents approve` in
+ * another process) committed a change, in which case the index is rebuilt — hot reload without
+ * polling or restart. Writes are transactions in WAL mode with synchronous=FULL.
+ * @public
+ */
+export class SqliteRegistry implements Registry {
+  private readonly index = new RecordIndex();
+  private dataVersion = -1;
+  private closed = false;
+  private readonly stmts: {
+    version: SqliteStatement;
+    all: SqliteStatement;
+    upsert: SqliteStatement;
+    del: SqliteStatement;
+  };
+
+  private constructor(
+    private readonly db: SqliteDatabase,
+    private readonly opts: SqliteRegistryOptions,
+  ) {
+    db.exec(`CREATE TABLE IF NOT EXISTS geofence_agents (
+      agent_name TEXT PRIMARY KEY,
+      keyid TEXT NOT NULL UNIQUE,
+      status TEXT NOT NULL,
+      record TEXT NOT NULL,
+      updated_at TEXT NOT NULL
+    ) STRICT`);
+    this.stmts = {
+      version: db.prepare('PRAGMA data_version').pluck(),
+      all: db.prepare('SELECT record FROM geofence_agents'),
+      upsert: db.prepare(
+        `INSERT INTO geofence_agents (agent_name, keyid, status, record, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(agent_name) DO UPDATE SET keyid = excluded.keyid, status = excluded.status,
+           record = excluded.record, updated_at = excluded.updated_at`,
+      ),
+      del: db.prepare('DELETE FROM geofence_agents WHERE agent_name = ?'),
+    };
+  }
+
+  /** Open (and create) a registry database. */
+  static async open(options: SqliteRegistryOptions): Promise<SqliteRegistry> {
+    const reg = new SqliteRegistry(await openSqlite(options.path), options);
+    reg.refresh();
+    return reg;
+  }
+
+  /** Rebuild the index when another connection committed since the last look. */
+  private refresh(force = false): void {
+    if (this.closed) throw new RegistryError('unavailable', 'registry is closed');
+    const v = Number(this.stmts.version.get());
+    if (!force && v === this.dataVersion) return;
+    const records: AgentRecord[] = [];
+    for (const row of this.stmts.all.all() as Array<{ record: string }>) {
+      try {
+        records.push(validateAgentRecord(JSON.parse(row.record)));
+      } catch (err) {
+        this.opts.onError?.(err as Error);
+      }
+    }
+    this.index.replaceAll(records);
+    this.dataVersion = v;
+  }
+
+  async getByKeyid(keyid: string): Promise<AgentRecord | undefined> {
+    this.refresh();
+    return this.index.byKey(keyid);
+  }
+
+  async getByName(agentName: string): Promise<AgentRecord | undefined> {
+    this.refresh();
+    return this.index.byAgent(agentName);
+  }
+
+  async list(filter?: { status?: AgentStatus }): Promise<AgentRecord[]> {
+    this.refresh();
+    const all = this.index.all();
+    return filter?.status ? all.filter((r) => r.status === filter.status) : all;
+  }
+
+  async put(input: AgentRecordInput): Promise<AgentRecord> {
+    this.refresh();
+    const now = (this.opts.now ?? (() => new Date()))();
+    const record = validateAgentRecord(stampRecord(input, this.index.byAgent(input.agent_name), now));
+    this.index.checkUnique(record);
+    try {
+      this.stmts.upsert.run(
+        record.agent_name,
+        record.keyid,
+        record.status,
+        JSON.stringify(record),
+        record.updated_at,
+      );
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        this.refresh(true);
+        throw new RegistryError('keyid_conflict', `keyid of ${record.agent_name} is already registered`, err);
+      }
+      throw new RegistryError('storage', 'registry write failed', err);
+    }
+    // data_version does not change for this connection's own commits, so the index stays current
+    // and a concurrent commit by another process is still detected on the next lookup.
+    this.index.set(record);
+    return record;
+  }
+
+  async setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
+    const current = await this.getByName(agentName);
+    if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
+    return this.put({ ...current, status });
+  }
+
+  async delete(agentName: string): Promise<boolean> {
+    this.refresh();
+    const { changes } = this.stmts.del.run(agentName);
+    this.index.delete(agentName);
+    return changes > 0;
+  }
+
+  async reload(): Promise<void> {
+    this.refresh(true);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}

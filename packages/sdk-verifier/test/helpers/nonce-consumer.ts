@@ -1,0 +1,30 @@
+/**
+ * Child-process script for the cross-process nonce tests:
+ *   node --import tsx nonce-consumer.ts <sqlite|redis> <path|port> <keyid> <nonce> <count>
+ * Opens its own store, waits for "go" on stdin, fires <count> consumes at once, prints the tally.
+ */
+import { Redis } from 'ioredis';
+import type { NonceStore } from '../../src/storage/nonce-store.js';
+import { RedisNonceStore } from '../../src/storage/redis-nonce-store.js';
+import { SqliteNonceStore } from '../../src/storage/sqlite-nonce-store.js';
+
+const [kind, where, keyid, nonce, countText, prefix] = process.argv.slice(2);
+const count = Number(countText);
+let store: NonceStore;
+if (kind === 'sqlite') {
+  store = await SqliteNonceStore.open({ path: where! });
+} else {
+  store = new RedisNonceStore({
+    client: new Redis({ port: Number(where), host: '127.0.0.1' }),
+    ownsClient: true,
+    prefix: prefix!,
+  });
+}
+process.stdout.write('ready\n');
+await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
+const results = await Promise.all(Array.from({ length: count }, () => store.consume(keyid!, nonce!)));
+const tally: Record<string, number> = {};
+for (const r of results) tally[r] = (tally[r] ?? 0) + 1;
+process.stdout.write(`${JSON.stringify(tally)}\n`);
+await store.close();
+process.exit(0);
