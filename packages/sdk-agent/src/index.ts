@@ -4,6 +4,26 @@
  * @packageDocumentation
  */
 
+export {
+  Agent,
+  type AgentIdentity,
+  type AgentLogger,
+  type AgentOptions,
+  type AgentStatusReport,
+  type AgentTimings,
+  createAgent,
+  type SendResult,
+} from './agent.js';
+export {
+  AgentClosedError,
+  AgentError,
+  type AgentErrorCode,
+  AgentOptionsError,
+  DeliveryDeferredError,
+  DeliveryError,
+  GeofenceRejection,
+  OutboxFullError,
+} from './errors.js';
 export { BUILTIN_REGION_TABLE, lookupRegion, type RegionBox } from './location/geocode.js';
 export { type GpsdLocationOptions, gpsdLocation, sensorIdHash } from './location/gpsd.js';
 export { type StaticLocationOptions, staticLocation } from './location/static.js';
@@ -15,6 +35,15 @@ export {
   type SensorIdentity,
 } from './location/types.js';
 export {
+  asciiJson,
+  buildMetricsRequest,
+  type MetricsRequestInput,
+  type SignedMetricsRequest,
+  workloadGeoId,
+} from './message.js';
+export { OutboxLockedError } from './outbox.js';
+export { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+export {
   AgentState,
   AgentStateError,
   type AgentStateErrorCode,
@@ -23,3 +52,4 @@ export {
   defaultStateDir,
   type StoredTpmKey,
 } from './state.js';
+export { RetriableError, type TlsOptions } from './transport.js';

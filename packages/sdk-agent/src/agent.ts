@@ -1,0 +1,644 @@
+import type { Signer } from '@geofence/http-sig';
+import { Tpm, tpmSigner } from '@geofence/native-tpm';
+import { keyIdOfPublic, parsePublic, publicToPem } from '@geofence/tpm-wire';
+import { agentNameSchema, type PayloadAlgorithm } from '@geofence/verifier';
+import { destination, pino } from 'pino';
+import { z } from 'zod';
+import {
+  AgentClosedError,
+  AgentOptionsError,
+  DeliveryDeferredError,
+  DeliveryError,
+  GeofenceRejection,
+  OutboxFullError,
+} from './errors.js';
+import type { LocationObservation, LocationProvider } from './location/types.js';
+import { buildMetricsRequest } from './message.js';
+import { MemoryQueue, type MessageQueue, type QueuedMessage, SqliteOutbox } from './outbox.js';
+import { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+import { AgentState, type AppKeyAlgorithm, defaultStateDir, type StoredTpmKey } from './state.js';
+import { RetriableError, type TlsOptions, Transport } from './transport.js';
+
+/** Structured logger (pino-compatible subset). The agent never logs keys, nonces or signatures. */
+export interface AgentLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** Options of {@link createAgent}. */
+export interface AgentOptions {
+  /** Agent name (`agent_name`, `client_workload_id`): 1–128 of `[A-Za-z0-9._-]`. */
+  name: string;
+  /** TPM: a TCTI string to open (e.g. `swtpm:host=127.0.0.1,port=2321`), or an already open TPM. */
+  tpm: { tcti: string } | Tpm;
+  /** Gateway (or collector) base URL, e.g. `https://gateway.example:8443`. */
+  gateway: string;
+  /** TLS: CA of the gateway certificate; verification is on unless `insecureSkipVerify`. */
+  tls?: TlsOptions;
+  /** Allow a plain `http:` gateway (development only; logged as a warning). */
+  allowPlainHttp?: boolean;
+  /** Where the location comes from (`staticLocation`, `gpsdLocation`, …). */
+  location: LocationProvider;
+  /** State directory (default `~/.geofence/<name>/`). */
+  stateDir?: string;
+  /** AppSK algorithm (default `ecc-p256`). */
+  algorithm?: AppKeyAlgorithm;
+  /** `client_type` of the Workload-Geo-ID header (default `thick`). */
+  clientType?: string;
+  /** Timeouts in ms: TCP/TLS connect (default 5000), each request (default 15000). */
+  timeouts?: { connectMs?: number; requestMs?: number };
+  /** Retry policy for network errors and 5xx (never for 4xx). */
+  retry?: Partial<RetryPolicy>;
+  /**
+   * Coalescing window in ms (default 0 = off): `send` calls made within this window after the
+   * first one are signed together as one batch, and each caller gets the batch's record id.
+   */
+  coalesceMs?: number;
+  /** Largest number of metric sets in one signed batch (default 500). */
+  maxBatchSize?: number;
+  /** Signature validity in seconds (default 60, at most 300). */
+  signatureValiditySeconds?: number;
+  /**
+   * Durable outbox (default enabled): messages are stored in SQLite in the state directory before
+   * delivery and survive restarts. `false` keeps the queue in memory.
+   */
+  outbox?: false | { maxMessages?: number };
+  /** Logger (default: pino JSON on stderr at `warn`). */
+  logger?: AgentLogger;
+}
+
+/** Result of a successful delivery. */
+export interface SendResult {
+  /** Record id the collector assigned (shared by all metric sets of one batch). */
+  recordId: string;
+}
+
+/** Public identity of the agent's AppSK. */
+export interface AgentIdentity {
+  /** keyid = lowercase hex SHA-256 of the SPKI DER (SPEC §3). */
+  keyid: string;
+  /** RFC 9421 / payload algorithm. */
+  alg: PayloadAlgorithm;
+  /** AppSK public key, PEM (SPKI). */
+  publicKeyPem: string;
+  /** TPM2B_PUBLIC of the AppSK. */
+  tpmPublic: Uint8Array;
+}
+
+/** What {@link Agent.status} reports (real state, not configuration). */
+export interface AgentStatusReport {
+  name: string;
+  keyid: string | undefined;
+  algorithm: AppKeyAlgorithm;
+  tpmReady: boolean;
+  enrolled: boolean;
+  outbox: { durable: boolean; pending: number; deadLettered: number };
+  delivered: number;
+  rejected: number;
+  lastSend:
+    | { at: string; ok: true; recordId: string }
+    | { at: string; ok: false; error: string; code?: string }
+    | undefined;
+}
+
+/** Time spent in the TPM and in total, accumulated over all deliveries (for benchmarks). */
+export interface AgentTimings {
+  /** Deliveries measured. */
+  deliveries: number;
+  /** ms spent in TPM sign calls. */
+  tpmMs: number;
+  /** ms spent building, signing and posting messages, in total (includes `tpmMs`). */
+  totalMs: number;
+  /** ms spent waiting for the network (nonce + POST), part of `totalMs`. */
+  networkMs: number;
+}
+
+const ALGS: Record<AppKeyAlgorithm, PayloadAlgorithm> = {
+  'ecc-p256': 'ecdsa-p256-sha256',
+  'rsa-2048': 'rsa-v1_5-sha256',
+};
+
+const isTpm = (v: unknown): v is Tpm => v instanceof Tpm;
+
+const optionsSchema = z.strictObject({
+  name: agentNameSchema,
+  tpm: z.union([z.strictObject({ tcti: z.string().min(1) }), z.custom<Tpm>(isTpm, 'must be an open Tpm')]),
+  gateway: z.url({ protocol: /^https?$/ }),
+  tls: z
+    .strictObject({
+      ca: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+      insecureSkipVerify: z.boolean().optional(),
+    })
+    .optional(),
+  allowPlainHttp: z.boolean().optional(),
+  location: z.custom<LocationProvider>(
+    (v) => typeof v === 'object' && v !== null && typeof (v as LocationProvider).current === 'function',
+    'must be a location provider',
+  ),
+  stateDir: z.string().min(1).optional(),
+  algorithm: z.enum(['ecc-p256', 'rsa-2048']).optional(),
+  clientType: z.string().min(1).max(64).optional(),
+  timeouts: z
+    .strictObject({
+      connectMs: z.number().int().positive().max(600_000).optional(),
+      requestMs: z.number().int().positive().max(600_000).optional(),
+    })
+    .optional(),
+  retry: z
+    .strictObject({
+      attempts: z.number().int().min(1).max(100).optional(),
+      baseDelayMs: z.number().nonnegative().max(600_000).optional(),
+      maxDelayMs: z.number().nonnegative().max(3_600_000).optional(),
+    })
+    .optional(),
+  coalesceMs: z.number().nonnegative().max(60_000).optional(),
+  maxBatchSize: z.number().int().min(1).max(100_000).optional(),
+  signatureValiditySeconds: z.number().int().min(1).max(300).optional(),
+  outbox: z
+    .union([z.literal(false), z.strictObject({ maxMessages: z.number().int().positive().optional() })])
+    .optional(),
+  logger: z
+    .custom<AgentLogger>(
+      (v) =>
+        typeof v === 'object' &&
+        v !== null &&
+        ['debug', 'info', 'warn', 'error'].every(
+          (m) => typeof (v as Record<string, unknown>)[m] === 'function',
+        ),
+      'must have debug/info/warn/error methods',
+    )
+    .optional(),
+});
+
+interface Waiter {
+  resolve(r: SendResult): void;
+  reject(e: unknown): void;
+  failures: number;
+}
+
+/**
+ * An edge agent: signs metrics with its TPM-resident AppSK and delivers them to the gateway.
+ * Create it with {@link createAgent}.
+ */
+export class Agent {
+  /** Agent name. */
+  readonly name: string;
+  /** The state directory (key blob, enrolment result, outbox). */
+  readonly state: AgentState;
+  private readonly o: {
+    algorithm: AppKeyAlgorithm;
+    clientType: string;
+    retry: RetryPolicy;
+    coalesceMs: number;
+    maxBatchSize: number;
+    validity: number;
+  };
+  private readonly logger: AgentLogger;
+  private readonly location: LocationProvider;
+  private readonly transport: Transport;
+  private readonly gateway: URL;
+  private readonly tpmOption: { tcti: string } | Tpm;
+  private readonly queue: MessageQueue;
+  private readonly waiters = new Map<number, Waiter>();
+  private init: Promise<{ tpm: Tpm; key: StoredTpmKey; identity: AgentIdentity; signer: Signer }> | undefined;
+  private tpmOpened: Tpm | undefined;
+  private pumping: Promise<void> | undefined;
+  private wakeSleep: (() => void) | undefined;
+  private closed = false;
+  private delivered = 0;
+  private rejected = 0;
+  private lastSend: AgentStatusReport['lastSend'];
+  private readonly timings: AgentTimings = { deliveries: 0, tpmMs: 0, totalMs: 0, networkMs: 0 };
+
+  /** @internal Use {@link createAgent}. */
+  constructor(options: AgentOptions) {
+    const parsed = optionsSchema.safeParse(options);
+    if (!parsed.success) {
+      throw new AgentOptionsError(
+        parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
+      );
+    }
+    const opts = parsed.data;
+    this.name = opts.name;
+    this.logger = opts.logger ?? pino({ name: 'geofence-agent', level: 'warn' }, destination(2));
+    this.gateway = new URL(opts.gateway);
+    if (this.gateway.protocol === 'http:') {
+      if (!opts.allowPlainHttp) {
+        throw new AgentOptionsError([
+          'gateway: plain http is refused; use https or set allowPlainHttp (development only)',
+        ]);
+      }
+      this.logger.warn({ gateway: this.gateway.origin }, 'plain HTTP to the gateway: no transport security');
+    }
+    if (opts.tls?.insecureSkipVerify) {
+      this.logger.warn(
+        { gateway: this.gateway.origin },
+        'TLS certificate verification is DISABLED (insecureSkipVerify); never use this in production',
+      );
+    }
+    this.o = {
+      algorithm: opts.algorithm ?? 'ecc-p256',
+      clientType: opts.clientType ?? 'thick',
+      retry: { ...DEFAULT_RETRY, ...opts.retry },
+      coalesceMs: opts.coalesceMs ?? 0,
+      maxBatchSize: opts.maxBatchSize ?? 500,
+      validity: opts.signatureValiditySeconds ?? 60,
+    };
+    this.location = opts.location;
+    this.tpmOption = opts.tpm;
+    this.state = AgentState.open(opts.stateDir ?? defaultStateDir(opts.name));
+    const maxMessages = (opts.outbox === false ? undefined : opts.outbox?.maxMessages) ?? 100_000;
+    this.queue =
+      opts.outbox === false
+        ? new MemoryQueue(maxMessages)
+        : new SqliteOutbox(this.state.path('outbox.sqlite'), maxMessages);
+    this.transport = new Transport({
+      gateway: this.gateway,
+      tls: opts.tls ?? {},
+      connectTimeoutMs: opts.timeouts?.connectMs ?? 5000,
+      requestTimeoutMs: opts.timeouts?.requestMs ?? 15_000,
+      connections: 4,
+    });
+    // Messages a previous process left in the outbox are delivered without anyone asking.
+    if (this.queue.size() > 0) {
+      this.logger.info({ pending: this.queue.size() }, 'delivering messages left in the outbox');
+      this.kick();
+    }
+  }
+
+  /** Opens the TPM (when given a TCTI) and loads or creates the AppSK; returns its identity. */
+  async ready(): Promise<AgentIdentity> {
+    return (await this.initialize()).identity;
+  }
+
+  private initialize() {
+    if (this.closed) return Promise.reject(new AgentClosedError());
+    this.init ??= (async () => {
+      let tpm: Tpm;
+      if (isTpm(this.tpmOption)) {
+        tpm = this.tpmOption;
+      } else {
+        tpm = await Tpm.open({ tcti: this.tpmOption.tcti });
+        this.tpmOpened = tpm;
+      }
+      const key = await this.state.loadOrCreateAppKey(tpm, this.o.algorithm);
+      const pub = parsePublic(key.public);
+      const identity: AgentIdentity = {
+        keyid: keyIdOfPublic(pub),
+        alg: ALGS[this.o.algorithm],
+        publicKeyPem: publicToPem(pub),
+        tpmPublic: key.public,
+      };
+      const timings = this.timings;
+      const tpmSign = tpmSigner(tpm, key, { keyid: identity.keyid, alg: identity.alg });
+      // Same signer, timed: the benchmark splits send() into TPM time and everything else.
+      const signer: Signer = {
+        keyid: tpmSign.keyid,
+        alg: tpmSign.alg,
+        async sign(data) {
+          const t0 = performance.now();
+          try {
+            return await tpmSign.sign(data);
+          } finally {
+            timings.tpmMs += performance.now() - t0;
+          }
+        },
+      };
+      return { tpm, key, identity, signer };
+    })();
+    this.init.catch(() => {
+      this.init = undefined;
+    });
+    return this.init;
+  }
+
+  /**
+   * Signs and delivers one metric set (any JSON object). Resolves with the record id once the
+   * collector accepted it. Rejects with {@link GeofenceRejection} on a 4xx (never retried), with
+   * {@link DeliveryDeferredError} when every attempt failed but the message waits in the durable
+   * outbox, with {@link DeliveryError} when it failed and there is no outbox, and with
+   * {@link OutboxFullError} when the queue is full (the message was not stored).
+   */
+  send(metrics: Record<string, unknown>): Promise<SendResult> {
+    return this.submit('single', checkMetrics(metrics));
+  }
+
+  /**
+   * Signs many metric sets with ONE payload signature and ONE HTTP signature: the payload's
+   * `metrics` is `{ "batch": [ …metric sets… ] }`. This is how an agent sends more data than its
+   * TPM can sign messages per second.
+   */
+  sendBatch(items: Array<Record<string, unknown>>): Promise<SendResult> {
+    if (!Array.isArray(items) || items.length === 0)
+      return Promise.reject(new TypeError('sendBatch needs a non-empty array'));
+    if (items.length > this.o.maxBatchSize) {
+      return Promise.reject(
+        new RangeError(`batch of ${items.length} exceeds maxBatchSize ${this.o.maxBatchSize}`),
+      );
+    }
+    return this.submit('batch', items.map(checkMetrics));
+  }
+
+  /**
+   * Queues a metric set durably and returns at once (fire and forget): the outbox delivers it
+   * in order, retrying until the gateway accepts or rejects it.
+   */
+  enqueue(metrics: Record<string, unknown>): { outboxId: number } {
+    if (this.closed) throw new AgentClosedError();
+    const id = this.addToQueue('single', checkMetrics(metrics));
+    this.kick();
+    return { outboxId: id };
+  }
+
+  /** Resolves when the queue is empty (everything delivered or rejected) or the agent closes. */
+  async flush(): Promise<void> {
+    while (!this.closed && this.queue.size() > 0) {
+      this.kick();
+      await this.pumping;
+      if (this.queue.size() > 0) await sleep(50);
+    }
+  }
+
+  /** Real state: TPM reachable, enrolled, outbox depth, last send result. */
+  status(): AgentStatusReport {
+    let enrolled = false;
+    try {
+      enrolled = this.state.enrollment() !== null;
+    } catch {
+      enrolled = false;
+    }
+    return {
+      name: this.name,
+      keyid: this.identitySync?.keyid,
+      algorithm: this.o.algorithm,
+      tpmReady: this.identitySync !== undefined,
+      enrolled,
+      outbox: {
+        durable: this.queue.durable,
+        pending: this.queue.size(),
+        deadLettered: this.queue.deadLettered(),
+      },
+      delivered: this.delivered,
+      rejected: this.rejected,
+      lastSend: this.lastSend,
+    };
+  }
+
+  /** Accumulated timings (TPM vs. everything else) of all deliveries so far. */
+  timingStats(): AgentTimings {
+    return { ...this.timings };
+  }
+
+  private identitySync: AgentIdentity | undefined;
+
+  /**
+   * Stops delivering, closes the connection pool, the outbox and (if the agent opened it) the
+   * TPM. Messages still queued stay in the durable outbox for the next start; callers still
+   * waiting get {@link AgentClosedError}.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.wakeSleep?.();
+    await this.pumping?.catch(() => undefined);
+    for (const [, w] of this.waiters) w.reject(new AgentClosedError());
+    this.waiters.clear();
+    await this.transport.close().catch(() => undefined);
+    this.queue.close();
+    await this.location.close?.();
+    if (this.tpmOpened) await this.tpmOpened.close();
+  }
+
+  private addToQueue(kind: QueuedMessage['kind'], metrics: QueuedMessage['metrics']): number {
+    try {
+      return this.queue.add(kind, metrics);
+    } catch (err) {
+      if (err instanceof OutboxFullError) {
+        this.logger.error(
+          { limit: err.limit, pending: this.queue.size() },
+          'outbox full: dropping the new message',
+        );
+      }
+      throw err;
+    }
+  }
+
+  private submit(kind: QueuedMessage['kind'], metrics: QueuedMessage['metrics']): Promise<SendResult> {
+    if (this.closed) return Promise.reject(new AgentClosedError());
+    let id: number;
+    try {
+      id = this.addToQueue(kind, metrics);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const p = new Promise<SendResult>((resolve, reject) => {
+      this.waiters.set(id, { resolve, reject, failures: 0 });
+    });
+    this.kick();
+    return p;
+  }
+
+  private kick(): void {
+    if (this.closed) return;
+    this.wakeSleep?.();
+    this.pumping ??= this.pump().finally(() => {
+      this.pumping = undefined;
+      if (!this.closed && this.queue.size() > 0 && this.waitingOrDurable()) this.kick();
+    });
+  }
+
+  private waitingOrDurable(): boolean {
+    return this.queue.durable || this.waiters.size > 0;
+  }
+
+  /**
+   * The delivery loop: one message (or coalesced batch) at a time, oldest first, so the collector
+   * sees messages in the order they were produced.
+   */
+  private async pump(): Promise<void> {
+    let failures = 0;
+    while (!this.closed) {
+      const pending = this.queue.peek(this.o.maxBatchSize);
+      const first = pending[0];
+      if (!first) return;
+      const group = this.group(pending);
+      if (this.o.coalesceMs > 0 && first.kind === 'single' && group.length < this.o.maxBatchSize) {
+        const wait = first.enqueuedAt + this.o.coalesceMs - Date.now();
+        if (wait > 0 && failures === 0) {
+          await this.sleep(wait);
+          continue;
+        }
+      }
+      const ids = group.map((m) => m.id);
+      try {
+        const recordId = await this.deliver(group);
+        failures = 0;
+        this.queue.remove(ids);
+        this.delivered += ids.length;
+        this.lastSend = { at: new Date().toISOString(), ok: true, recordId };
+        for (const id of ids) this.settle(id, (w) => w.resolve({ recordId }));
+      } catch (err) {
+        if (err instanceof GeofenceRejection) {
+          failures = 0;
+          this.queue.deadLetter(ids, `${err.status} ${err.validationType}: ${err.error}`);
+          this.rejected += ids.length;
+          this.lastSend = {
+            at: new Date().toISOString(),
+            ok: false,
+            error: err.message,
+            code: err.validationType,
+          };
+          this.logger.warn(
+            {
+              status: err.status,
+              validationType: err.validationType,
+              rejectedBy: err.rejectedBy,
+              messages: ids.length,
+            },
+            'message rejected',
+          );
+          for (const id of ids) this.settle(id, (w) => w.reject(err));
+          continue;
+        }
+        failures++;
+        this.queue.markAttempt(ids, (err as Error).message ?? String(err));
+        this.lastSend = {
+          at: new Date().toISOString(),
+          ok: false,
+          error: (err as Error).message,
+          code: (err as { code?: string }).code ?? 'unavailable',
+        };
+        this.logger.warn(
+          { err: (err as Error).message, failures, messages: ids.length },
+          'delivery failed; will retry',
+        );
+        for (const id of ids) {
+          const w = this.waiters.get(id);
+          if (!w) continue;
+          w.failures++;
+          if (w.failures >= this.o.retry.attempts) {
+            this.waiters.delete(id);
+            if (this.queue.durable) {
+              w.reject(new DeliveryDeferredError([id], err));
+            } else {
+              this.queue.remove([id]);
+              w.reject(new DeliveryError(w.failures, err));
+            }
+          }
+        }
+        // In memory, nobody waits for what is left: stop instead of retrying forever.
+        if (!this.waitingOrDurable()) return;
+        const retryAfter = err instanceof RetriableError ? err.retryAfterMs : undefined;
+        await this.sleep(backoffDelay(this.o.retry, failures, retryAfter));
+      }
+    }
+  }
+
+  /** Next delivery unit: a batch message alone, or consecutive single messages (coalesced). */
+  private group(pending: QueuedMessage[]): QueuedMessage[] {
+    const first = pending[0]!;
+    if (first.kind === 'batch' || this.o.coalesceMs === 0) return [first];
+    const out: QueuedMessage[] = [];
+    for (const m of pending) {
+      if (m.kind !== 'single' || out.length >= this.o.maxBatchSize) break;
+      out.push(m);
+    }
+    return out;
+  }
+
+  private settle(id: number, f: (w: Waiter) => void): void {
+    const w = this.waiters.get(id);
+    if (!w) return;
+    this.waiters.delete(id);
+    f(w);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(t);
+        if (self.wakeSleep === done) self.wakeSleep = undefined;
+        resolve();
+      }
+      this.wakeSleep = done;
+    });
+  }
+
+  /** One attempt: fresh location, fresh nonce, sign, POST. */
+  private async deliver(group: QueuedMessage[]): Promise<string> {
+    const { identity, signer } = await this.initialize();
+    this.identitySync = identity;
+    const t0 = performance.now();
+    const observation: LocationObservation = await this.location.current();
+    const first = group[0]!;
+    const metrics =
+      first.kind === 'batch'
+        ? { batch: first.metrics as Array<Record<string, unknown>> }
+        : group.length === 1
+          ? (first.metrics as Record<string, unknown>)
+          : { batch: group.map((m) => m.metrics as Record<string, unknown>) };
+    const n0 = performance.now();
+    const nonce = await this.transport.nonce(identity.keyid);
+    let network = performance.now() - n0;
+    const path = this.transport.path('/metrics');
+    const req = await buildMetricsRequest({
+      agentName: this.name,
+      keyid: identity.keyid,
+      signer,
+      nonce,
+      observation,
+      metrics,
+      clientType: this.o.clientType,
+      path,
+      origin: this.gateway.origin,
+      now: new Date(),
+      validitySeconds: this.o.validity,
+    });
+    const p0 = performance.now();
+    try {
+      return await this.transport.postMetrics(path, req.headers, req.body);
+    } finally {
+      network += performance.now() - p0;
+      this.timings.deliveries++;
+      this.timings.networkMs += network;
+      this.timings.totalMs += performance.now() - t0;
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function checkMetrics(m: unknown): Record<string, unknown> {
+  if (m === null || typeof m !== 'object' || Array.isArray(m))
+    throw new TypeError('metrics must be a JSON object');
+  // Round-trip now, so a value JSON cannot carry (a function, a cycle, a BigInt) fails the caller,
+  // not the delivery loop; and so what is queued is exactly what will be signed.
+  const text = JSON.stringify(m);
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+/**
+ * Creates an agent. Options are validated here (throws {@link AgentOptionsError}); the TPM is
+ * opened and the AppSK loaded (or created, once) on first use or by {@link Agent.ready}.
+ *
+ * @example
+ * ```ts
+ * const agent = createAgent({
+ *   name: 'agent-001',
+ *   tpm: { tcti: 'swtpm:host=127.0.0.1,port=2321' },
+ *   gateway: 'https://127.0.0.1:8444',
+ *   tls: { ca: readFileSync('demo-ca.pem', 'utf8') },
+ *   location: staticLocation({ region: 'US', state: 'California', city: 'Santa Clara' }),
+ * });
+ * const { recordId } = await agent.send({ cpu: 0.42 });
+ * ```
+ */
+export function createAgent(options: AgentOptions): Agent {
+  return new Agent(options);
+}

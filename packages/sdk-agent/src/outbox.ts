@@ -1,0 +1,238 @@
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { OutboxFullError } from './errors.js';
+
+/** A queued message: one metric set (`single`) or a batch the caller asked to sign together. */
+export interface QueuedMessage {
+  /** Position in the queue (monotonic; delivery order). */
+  id: number;
+  kind: 'single' | 'batch';
+  /** The metric set, or the list of metric sets of a batch. */
+  metrics: Record<string, unknown> | Array<Record<string, unknown>>;
+  /** When it was queued (ms since the epoch). */
+  enqueuedAt: number;
+  /** Failed delivery attempts so far. */
+  attempts: number;
+}
+
+/** The message queue the delivery loop drains in order. */
+export interface MessageQueue {
+  /** Whether messages survive a restart. */
+  readonly durable: boolean;
+  /** Appends a message; throws {@link OutboxFullError} when the bound is reached. */
+  add(kind: QueuedMessage['kind'], metrics: QueuedMessage['metrics']): number;
+  /** The oldest `limit` messages, in order. */
+  peek(limit: number): QueuedMessage[];
+  /** Removes delivered messages. */
+  remove(ids: readonly number[]): void;
+  /** Moves rejected messages to the dead-letter table (kept for inspection, never resent). */
+  deadLetter(ids: readonly number[], reason: string): void;
+  /** Counts a failed attempt. */
+  markAttempt(ids: readonly number[], error: string): void;
+  /** Messages waiting. */
+  size(): number;
+  /** Messages that were rejected. */
+  deadLettered(): number;
+  close(): void;
+}
+
+/** In-memory queue (used when the durable outbox is disabled). */
+export class MemoryQueue implements MessageQueue {
+  readonly durable = false;
+  private items: QueuedMessage[] = [];
+  private next = 1;
+  private dead = 0;
+  constructor(private readonly limit: number) {}
+  add(kind: QueuedMessage['kind'], metrics: QueuedMessage['metrics']): number {
+    if (this.items.length >= this.limit) throw new OutboxFullError(this.limit);
+    const id = this.next++;
+    this.items.push({ id, kind, metrics, enqueuedAt: Date.now(), attempts: 0 });
+    return id;
+  }
+  peek(limit: number): QueuedMessage[] {
+    return this.items.slice(0, limit);
+  }
+  remove(ids: readonly number[]): void {
+    const set = new Set(ids);
+    this.items = this.items.filter((m) => !set.has(m.id));
+  }
+  deadLetter(ids: readonly number[]): void {
+    this.dead += ids.length;
+    this.remove(ids);
+  }
+  markAttempt(ids: readonly number[]): void {
+    const set = new Set(ids);
+    for (const m of this.items) if (set.has(m.id)) m.attempts++;
+  }
+  size(): number {
+    return this.items.length;
+  }
+  deadLettered(): number {
+    return this.dead;
+  }
+  close(): void {
+    this.items = [];
+  }
+}
+
+/** Thrown when another live process holds the outbox of the same state directory. */
+export class OutboxLockedError extends Error {
+  readonly code = 'outbox_locked';
+  constructor(path: string, pid: number) {
+    super(`outbox ${path} is in use by process ${pid}`);
+    this.name = 'OutboxLockedError';
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The durable outbox: a SQLite database (WAL, `synchronous=FULL`) in the state directory. A
+ * message is on disk before `add` returns, so neither a crash nor `SIGKILL` loses it. One process
+ * per state directory (a pid lock file), because two deliverers would send messages twice.
+ */
+export class SqliteOutbox implements MessageQueue {
+  readonly durable = true;
+  private readonly db: Database.Database;
+  private readonly lockPath: string;
+  private readonly stmts;
+
+  constructor(
+    path: string,
+    private readonly limit: number,
+    private readonly deadLetterLimit = 1000,
+  ) {
+    this.lockPath = `${path}.lock`;
+    this.acquireLock();
+    try {
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.exec(`
+        CREATE TABLE IF NOT EXISTS outbox (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          kind TEXT NOT NULL CHECK (kind IN ('single', 'batch')),
+          metrics TEXT NOT NULL,
+          enqueued_at INTEGER NOT NULL,
+          attempts INTEGER NOT NULL DEFAULT 0,
+          last_error TEXT
+        );
+        CREATE TABLE IF NOT EXISTS dead_letter (
+          id INTEGER PRIMARY KEY,
+          kind TEXT NOT NULL,
+          metrics TEXT NOT NULL,
+          enqueued_at INTEGER NOT NULL,
+          rejected_at INTEGER NOT NULL,
+          reason TEXT NOT NULL
+        );`);
+    } catch (err) {
+      this.releaseLock();
+      throw err;
+    }
+    this.stmts = {
+      count: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox'),
+      deadCount: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM dead_letter'),
+      insert: this.db.prepare('INSERT INTO outbox (kind, metrics, enqueued_at) VALUES (?, ?, ?)'),
+      peek: this.db.prepare<
+        [number],
+        { id: number; kind: string; metrics: string; enqueued_at: number; attempts: number }
+      >('SELECT id, kind, metrics, enqueued_at, attempts FROM outbox ORDER BY id LIMIT ?'),
+      remove: this.db.prepare('DELETE FROM outbox WHERE id = ?'),
+      toDead: this.db.prepare(
+        'INSERT OR REPLACE INTO dead_letter (id, kind, metrics, enqueued_at, rejected_at, reason) SELECT id, kind, metrics, enqueued_at, ?, ? FROM outbox WHERE id = ?',
+      ),
+      trimDead: this.db.prepare(
+        'DELETE FROM dead_letter WHERE id NOT IN (SELECT id FROM dead_letter ORDER BY id DESC LIMIT ?)',
+      ),
+      attempt: this.db.prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?'),
+    };
+  }
+
+  private acquireLock(): void {
+    for (let i = 0; i < 2; i++) {
+      try {
+        writeFileSync(this.lockPath, String(process.pid), { flag: 'wx', mode: 0o600 });
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const pid = Number.parseInt(readFileSync(this.lockPath, 'utf8'), 10);
+        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
+          throw new OutboxLockedError(this.lockPath, pid);
+        }
+        // Stale lock of a process that died (e.g. SIGKILL): take it over.
+        unlinkSync(this.lockPath);
+      }
+    }
+    throw new Error(`cannot lock ${this.lockPath}`);
+  }
+
+  private releaseLock(): void {
+    try {
+      if (readFileSync(this.lockPath, 'utf8') === String(process.pid)) unlinkSync(this.lockPath);
+    } catch {
+      // already gone
+    }
+  }
+
+  add(kind: QueuedMessage['kind'], metrics: QueuedMessage['metrics']): number {
+    const text = JSON.stringify(metrics);
+    const insert = this.db.transaction(() => {
+      if (this.stmts.count.get()!.n >= this.limit) throw new OutboxFullError(this.limit);
+      return Number(this.stmts.insert.run(kind, text, Date.now()).lastInsertRowid);
+    });
+    return insert.immediate();
+  }
+
+  peek(limit: number): QueuedMessage[] {
+    return this.stmts.peek.all(limit).map((r) => ({
+      id: r.id,
+      kind: r.kind as QueuedMessage['kind'],
+      metrics: JSON.parse(r.metrics) as QueuedMessage['metrics'],
+      enqueuedAt: r.enqueued_at,
+      attempts: r.attempts,
+    }));
+  }
+
+  remove(ids: readonly number[]): void {
+    this.db.transaction(() => {
+      for (const id of ids) this.stmts.remove.run(id);
+    })();
+  }
+
+  deadLetter(ids: readonly number[], reason: string): void {
+    this.db.transaction(() => {
+      const now = Date.now();
+      for (const id of ids) {
+        this.stmts.toDead.run(now, reason, id);
+        this.stmts.remove.run(id);
+      }
+      this.stmts.trimDead.run(this.deadLetterLimit);
+    })();
+  }
+
+  markAttempt(ids: readonly number[], error: string): void {
+    this.db.transaction(() => {
+      for (const id of ids) this.stmts.attempt.run(error.slice(0, 500), id);
+    })();
+  }
+
+  size(): number {
+    return this.stmts.count.get()!.n;
+  }
+
+  deadLettered(): number {
+    return this.stmts.deadCount.get()!.n;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+    this.releaseLock();
+  }
+}

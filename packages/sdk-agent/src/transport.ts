@@ -1,0 +1,164 @@
+import { type NonceResponse, nonceResponseSchema } from '@geofence/verifier';
+import { type Dispatcher, Pool } from 'undici';
+import { GeofenceRejection } from './errors.js';
+
+/** TLS settings of the connection to the gateway. */
+export interface TlsOptions {
+  /** PEM CA certificate(s) that issued the gateway's certificate (default: the system store). */
+  ca?: string | string[];
+  /** Development only: accept any certificate. Logged as a warning when set. */
+  insecureSkipVerify?: boolean;
+}
+
+/** A failure worth retrying: the request may not have been processed (network, timeout, 5xx). */
+export class RetriableError extends Error {
+  /** HTTP status for 5xx answers. */
+  readonly status: number | undefined;
+  /** Server `Retry-After`, in ms. */
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, options: { status?: number; retryAfterMs?: number; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'RetriableError';
+    this.status = options.status;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+const MAX_RESPONSE_BYTES = 1024 * 1024;
+
+/** Connection settings of {@link Transport}. */
+export interface TransportOptions {
+  gateway: URL;
+  tls: TlsOptions;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+  connections: number;
+}
+
+interface Answer {
+  status: number;
+  body: unknown;
+  retryAfterMs: number | undefined;
+}
+
+/**
+ * HTTP(S) to the gateway over one undici keep-alive pool. Turns every answer into either a value,
+ * a {@link GeofenceRejection} (4xx) or a {@link RetriableError} (network, timeout, 5xx).
+ */
+export class Transport {
+  private readonly pool: Pool;
+  private readonly basePath: string;
+
+  constructor(opts: TransportOptions) {
+    const { gateway, tls } = opts;
+    this.basePath = gateway.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(gateway.origin, {
+      connections: opts.connections,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      connectTimeout: opts.connectTimeoutMs,
+      headersTimeout: opts.requestTimeoutMs,
+      bodyTimeout: opts.requestTimeoutMs,
+      connect: {
+        ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+        rejectUnauthorized: tls.insecureSkipVerify !== true,
+        minVersion: 'TLSv1.2',
+      },
+    });
+  }
+
+  /** Request path (with the gateway's base path) of an endpoint such as `/metrics`. */
+  path(endpoint: string): string {
+    return `${this.basePath}${endpoint}`;
+  }
+
+  /** `GET /nonce?public_key_hash=<keyid>` (SPEC §6.1). */
+  async nonce(keyid: string): Promise<NonceResponse> {
+    const a = await this.exchange(
+      'GET',
+      `${this.path('/nonce')}?public_key_hash=${encodeURIComponent(keyid)}`,
+      {},
+    );
+    const parsed = nonceResponseSchema.safeParse(a.body);
+    if (!parsed.success) throw new RetriableError('malformed /nonce answer from the gateway');
+    return parsed.data;
+  }
+
+  /** `POST /metrics`; returns the record id of the accepted message. */
+  async postMetrics(path: string, headers: Record<string, string>, body: Uint8Array): Promise<string> {
+    const a = await this.exchange('POST', path, headers, body);
+    const b = a.body as { record_id?: unknown } | undefined;
+    if (!b || typeof b.record_id !== 'string' || b.record_id.length === 0) {
+      // A 2xx without a record id: the collector may have stored it; do not resend blindly.
+      throw new GeofenceRejection(a.status, { error: 'accepted answer without record_id' });
+    }
+    return b.record_id;
+  }
+
+  private async exchange(
+    method: 'GET' | 'POST',
+    path: string,
+    headers: Record<string, string>,
+    body?: Uint8Array,
+  ): Promise<Answer> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({
+        method,
+        path,
+        headers: { accept: 'application/json', ...headers },
+        body,
+      });
+    } catch (err) {
+      throw new RetriableError(`${method} ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    let text: string;
+    try {
+      text = await readLimited(res.body);
+    } catch (err) {
+      throw new RetriableError(`${method} ${path}: reading the answer failed`, { cause: err });
+    }
+    let parsed: unknown;
+    try {
+      parsed = text.length > 0 ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    const status = res.statusCode;
+    const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+    if (status >= 200 && status < 300) return { status, body: parsed, retryAfterMs };
+    if (status >= 400 && status < 500) throw new GeofenceRejection(status, parsed);
+    throw new RetriableError(`${method} ${path}: HTTP ${status}`, {
+      status,
+      ...(retryAfterMs ? { retryAfterMs } : {}),
+    });
+  }
+
+  /** Closes the pool (waits for in-flight requests). */
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+
+async function readLimited(body: AsyncIterable<Uint8Array> & { destroy?: () => void }): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > MAX_RESPONSE_BYTES) {
+      body.destroy?.();
+      throw new Error('answer larger than 1 MiB');
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function parseRetryAfter(v: string | string[] | undefined): number | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return undefined;
+  const secs = Number(s);
+  if (Number.isFinite(secs) && secs >= 0) return secs * 1000;
+  const at = Date.parse(s);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+}
