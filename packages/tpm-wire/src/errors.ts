@@ -49,6 +49,7 @@ export class TpmWireError extends Error {
   /**
    * @param code - stable error code
    * @param message - human readable detail (never contains secrets)
+   * @param options - optional `cause` (the underlying error)
    */
   constructor(code: TpmWireErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
