@@ -66,7 +66,8 @@ export const configSchema = z
       .prefault({}),
     nonce: z
       .object({
-        length: z.number().int().min(16).max(64).default(32),
+        // Nonces are 32 random bytes (SPEC §6.1); the original variable is accepted for that value only.
+        length: z.literal(32, { error: 'only 32-byte nonces are supported (SPEC §6.1)' }).default(32),
         ttlSeconds: z.number().int().min(5).max(3600).default(300),
         maxOutstanding: z.number().int().min(1).max(1024).default(16),
         store: z.enum(['memory', 'sqlite', 'redis']).default('memory'),

@@ -16,6 +16,7 @@ import {
   SqliteNonceStore,
   SqliteRegistry,
 } from '@geofence/verifier';
+import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { RecordStore } from './records.js';
 
@@ -47,8 +48,12 @@ export async function openNonceStore(cfg: Config): Promise<NonceStore> {
         path: resolve(cfg.dataDir, cfg.nonce.sqlitePath ?? 'nonces.db'),
         ...common,
       });
-    case 'redis':
-      return RedisNonceStore.open({ url: cfg.nonce.redisUrl as string, ...common });
+    case 'redis': {
+      // The store owns the client; lazyConnect surfaces a bad URL at start instead of on first use.
+      const client = new Redis(cfg.nonce.redisUrl as string, { lazyConnect: true, maxRetriesPerRequest: 2 });
+      await client.connect();
+      return new RedisNonceStore({ client, ownsClient: true, ...common });
+    }
   }
 }
 

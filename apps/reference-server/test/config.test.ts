@@ -30,7 +30,7 @@ describe('loadConfig', () => {
         PORT: '9000',
         SSL_ENABLED: 'false',
         LOG_LEVEL: 'debug',
-        NONCE_LENGTH: '48',
+        NONCE_LENGTH: '32',
         ALLOWED_REGIONS: '["US"]',
         ALLOWED_STATES: 'California, Texas',
         GATEWAY_POLICY_ENFORCEMENT: 'true',
@@ -43,7 +43,7 @@ describe('loadConfig', () => {
     expect(c.port).toBe(9000);
     expect(c.tls.enabled).toBe(false);
     expect(c.logLevel).toBe('debug');
-    expect(c.nonce.length).toBe(48);
+    expect(c.nonce.length).toBe(32);
     expect(c.geo.allowedRegions).toEqual(['US']);
     expect(c.geo.allowedStates).toEqual(['California', 'Texas']);
     expect(c.gateway.policyEnforcement).toBe(true);
@@ -59,7 +59,13 @@ describe('loadConfig', () => {
       loadConfig({
         role: 'collector',
         cwd,
-        env: { PORT: 'eighty', SSL_ENABLED: 'maybe', NONCE_STORE: 'mongo', GEOFENCE_ADMIN_TOKEN: 'short' },
+        env: {
+          PORT: 'eighty',
+          SSL_ENABLED: 'maybe',
+          NONCE_STORE: 'mongo',
+          GEOFENCE_ADMIN_TOKEN: 'short',
+          NONCE_LENGTH: '16',
+        },
       });
     } catch (e) {
       err = e;
@@ -70,6 +76,7 @@ describe('loadConfig', () => {
     expect(msg).toContain('SSL_ENABLED');
     expect(msg).toContain('NONCE_STORE');
     expect(msg).toContain('GEOFENCE_ADMIN_TOKEN');
+    expect(msg).toContain('NONCE_LENGTH');
   });
 
   it('merges the config file below the environment and CLI overrides above both', () => {

@@ -1,0 +1,438 @@
+/**
+ * The collector (SPEC §8): an Express app composed from `@geofence/verifier` — nonce issuance and
+ * metrics verification middleware, enrolment/location attestation handlers, registry, nonce store — plus
+ * the reference server's own parts: durable record store, admin endpoints, rate limits, Prometheus
+ * metrics, OTLP export.
+ */
+import {
+  type AttestationResultSigner,
+  EnrollmentService,
+  GeofenceError,
+  type GeoPolicy,
+  mountAttestationExpress,
+  type NonceStore,
+  type PreRegisteredAgent,
+  type Registry,
+} from '@geofence/verifier';
+import express, { type Express, type Request, type Response } from 'express';
+import { ensureAdminToken } from '../admin-token.js';
+import type { Config } from '../config.js';
+import { createLogger, type Logger } from '../logger.js';
+import { watchPreRegistrations } from '../preregistrations.js';
+import { RateLimiter } from '../rate-limit.js';
+import type { RecordStore } from '../records.js';
+import {
+  globalGeoPolicy,
+  openNonceStore,
+  openRecords,
+  openRegistry,
+  openResultSigner,
+  readEkCaBundle,
+} from '../runtime.js';
+import { resolveTls } from '../tls.js';
+import {
+  adminAuth,
+  errorHandler,
+  notFound,
+  rateLimitMiddleware,
+  requestIdMiddleware,
+  sendProblem,
+} from './http.js';
+import { type Listening, listen } from './listen.js';
+import { createOtlpForwarder, type OtlpForwarder } from './otlp.js';
+import { createServiceMetrics, type ServiceMetrics } from './prom.js';
+import { metricsRoute, nonceRoute } from './verification.js';
+
+const REJECTED_BY = 'collector';
+
+/** Everything the collector app is composed from. */
+export interface CollectorDeps {
+  registry: Registry;
+  nonces: NonceStore;
+  records: RecordStore;
+  signer: AttestationResultSigner;
+  log: Logger;
+  adminToken: string;
+  /** Enrolment trust anchors and pre-registrations (mutable `agents` list, see preregistrations.ts). */
+  enrollment: {
+    ekCaBundle: string[];
+    approvedEkHashes: string[];
+    approvedImageDigests: string[];
+    agents: PreRegisteredAgent[];
+  };
+  globalGeoPolicy?: GeoPolicy | undefined;
+  otlp?: OtlpForwarder | undefined;
+}
+
+/** Options of the app beyond the stores. */
+export interface CollectorAppOptions {
+  serviceName: string;
+  bodyLimitBytes: number;
+  clockSkewSeconds: number;
+  trustProxy: boolean | string;
+  rateLimit: Config['rateLimit'];
+  nonceStoreKind: string;
+}
+
+/** The app and its metrics. */
+export interface CollectorApp {
+  app: Express;
+  metrics: ServiceMetrics;
+  enrollment: EnrollmentService;
+}
+
+const startedAt = Date.now();
+
+/** Builds the collector Express app. */
+export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDeps): CollectorApp {
+  const { log, records, registry, nonces } = deps;
+  const metrics = createServiceMetrics(
+    opts.serviceName,
+    async () => (await nonces.stats()).outstanding,
+    true,
+  );
+  const counters = { accepted: 0, rejected: 0 };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
+  app.set('trust proxy', opts.trustProxy);
+  app.use(requestIdMiddleware());
+  app.use(metrics.middleware);
+
+  const limiters = opts.rateLimit.enabled
+    ? {
+        ip: new RateLimiter(opts.rateLimit.perIpPerSecond, opts.rateLimit.perIpBurst),
+        keyid: new RateLimiter(opts.rateLimit.perKeyidPerSecond, opts.rateLimit.perKeyidBurst),
+      }
+    : undefined;
+  const limited = rateLimitMiddleware(limiters, REJECTED_BY, (kind) => metrics.rateLimited.inc({ kind }));
+  const admin = adminAuth(deps.adminToken, REJECTED_BY);
+
+  app.get('/health', (_req, res) => {
+    res.json({
+      status: 'healthy',
+      service: opts.serviceName,
+      role: 'collector',
+      timestamp: new Date().toISOString(),
+    });
+  });
+
+  app.get('/ready', async (req, res) => {
+    const checks: Record<string, boolean> = {};
+    const probe = async (name: string, fn: () => Promise<unknown> | unknown) => {
+      try {
+        await fn();
+        checks[name] = true;
+      } catch {
+        checks[name] = false;
+      }
+    };
+    await probe('registry', () => registry.list({ status: 'active' }));
+    await probe('nonce_store', () => nonces.stats());
+    await probe('record_store', () => records.ping());
+    const ready = Object.values(checks).every(Boolean);
+    if (ready) res.json({ status: 'ready', checks });
+    else
+      sendProblem(
+        req,
+        res,
+        new GeofenceError('upstream', 'Not ready', { status: 503, details: { checks }, retryAfter: 2 }),
+        REJECTED_BY,
+      );
+  });
+
+  const enrollment = new EnrollmentService({
+    registry,
+    signer: deps.signer,
+    policy: {
+      ...(deps.enrollment.ekCaBundle.length ? { ekCaBundle: deps.enrollment.ekCaBundle } : {}),
+      approvedEkHashes: deps.enrollment.approvedEkHashes,
+      ...(deps.enrollment.approvedImageDigests.length
+        ? { workloadDigests: deps.enrollment.approvedImageDigests }
+        : {}),
+      agents: deps.enrollment.agents,
+      unknownAgents: 'pending',
+    },
+  });
+
+  app.get('/nonce', limited, nonceRoute({ registry, nonces, metrics, log, rejectedBy: REJECTED_BY }));
+
+  app.post(
+    '/metrics',
+    limited,
+    metricsRoute({
+      registry,
+      nonces,
+      metrics,
+      log,
+      rejectedBy: REJECTED_BY,
+      bodyLimitBytes: opts.bodyLimitBytes,
+      clockSkewSeconds: opts.clockSkewSeconds,
+      globalGeoPolicy: deps.globalGeoPolicy,
+      onRejected: () => {
+        counters.rejected += 1;
+      },
+      accept: async (acc) => {
+        // Durable before the 200 (WAL + synchronous=FULL inside RecordStore.insert).
+        const rec = records.insert({
+          agentName: acc.agentName,
+          keyid: acc.keyid,
+          body: acc.rawBody,
+          headers: acc.headers,
+          verdict: { accepted: true, checks: acc.checks, path: '/metrics', rejected_by: null },
+        });
+        metrics.recordsStored.inc();
+        counters.accepted += 1;
+        deps.otlp?.record(acc.agentName, acc.metrics);
+        return rec.id;
+      },
+    }),
+  );
+
+  app.get('/metrics/status', async (_req, res) => {
+    const st = await nonces.stats();
+    res.json({
+      status: 'running',
+      service: opts.serviceName,
+      uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
+      records_stored: records.count(),
+      accepted_since_start: counters.accepted,
+      rejected_since_start: counters.rejected,
+      nonce_store: { kind: opts.nonceStoreKind, outstanding: st.outstanding, agents: st.agents },
+      agents: {
+        active: (await registry.list({ status: 'active' })).length,
+        pending: (await registry.list({ status: 'pending' })).length,
+        revoked: (await registry.list({ status: 'revoked' })).length,
+      },
+      timestamp: new Date().toISOString(),
+    });
+  });
+
+  app.get('/metrics/records', admin, (req: Request, res: Response) => {
+    const q = req.query;
+    const limit = Math.min(1000, Math.max(1, Number.parseInt(String(q.limit ?? '100'), 10) || 100));
+    const since =
+      typeof q.since === 'string' && !Number.isNaN(Date.parse(q.since))
+        ? new Date(q.since).toISOString()
+        : undefined;
+    if (q.since !== undefined && !since) {
+      sendProblem(
+        req,
+        res,
+        new GeofenceError('request_validation', 'since must be an ISO 8601 time'),
+        REJECTED_BY,
+      );
+      return;
+    }
+    const after =
+      typeof q.after === 'string' && /^\d+$/.test(q.after) ? Number.parseInt(q.after, 10) : undefined;
+    const page = records.list({
+      agent: typeof q.agent === 'string' ? q.agent : undefined,
+      since,
+      after,
+      limit,
+    });
+    res.json({
+      records: page.records.map((r) => ({
+        record_id: r.id,
+        agent_name: r.agentName,
+        keyid: r.keyid,
+        received_at: r.receivedAt,
+        verdict: r.verdict,
+        payload: JSON.parse(r.body.toString('utf8')) as unknown,
+        body_base64: r.body.toString('base64'),
+      })),
+      next: page.next === null ? null : String(page.next),
+    });
+  });
+
+  app.get('/nonces/stats', async (_req, res) => {
+    // Keyed by keyid only; never raw nonces.
+    res.json(await nonces.stats({ perAgent: true }));
+  });
+
+  app.post('/nonces/cleanup', admin, async (_req, res) => {
+    const removed = await nonces.cleanup();
+    log.info({ removed }, 'nonce cleanup');
+    res.json({ status: 'success', removed });
+  });
+
+  const publicRecord = (r: Awaited<ReturnType<Registry['list']>>[number]) => ({
+    agent_name: r.agent_name,
+    keyid: r.keyid,
+    alg: r.alg,
+    status: r.status,
+    geo_policy: r.geo_policy,
+    app_public_key_pem: r.app_public_key_pem,
+    ek_public_hash: r.ek_public_hash,
+    ek_cert_issuer: r.ek_cert_issuer,
+    workload_digest: r.workload_digest,
+    enrolled_at: r.enrolled_at,
+    updated_at: r.updated_at,
+  });
+
+  app.get('/agents', async (_req, res) => {
+    res.json({ agents: (await registry.list()).map(publicRecord) });
+  });
+  app.get('/agents/:agent_name', async (req, res) => {
+    const rec = await registry.getByName(String(req.params.agent_name));
+    if (!rec) {
+      sendProblem(
+        req,
+        res,
+        new GeofenceError('agent_verification', 'Agent not found in allowlist', {
+          details: { agent_name: req.params.agent_name },
+        }),
+        REJECTED_BY,
+      );
+      return;
+    }
+    res.json(publicRecord(rec));
+  });
+  for (const [verb, status] of [
+    ['approve', 'active'],
+    ['revoke', 'revoked'],
+  ] as const) {
+    app.post(`/agents/:agent_name/${verb}`, admin, async (req, res) => {
+      const name = String(req.params.agent_name);
+      const rec = await registry.getByName(name);
+      if (!rec) {
+        sendProblem(
+          req,
+          res,
+          new GeofenceError('agent_verification', 'Agent not found in allowlist', {
+            details: { agent_name: name },
+          }),
+          REJECTED_BY,
+        );
+        return;
+      }
+      const updated = await registry.setStatus(name, status);
+      log.info({ agent_name: name, status }, `agent ${verb}d`);
+      res.json(publicRecord(updated));
+    });
+  }
+
+  app.get('/metrics-prometheus', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  mountAttestationExpress(app, {
+    enrollment,
+    location: {
+      registry,
+      nonces,
+      signer: deps.signer,
+      policy: {},
+      ...(deps.globalGeoPolicy ? { globalGeoPolicy: deps.globalGeoPolicy } : {}),
+    },
+    signer: deps.signer,
+    rejectedBy: REJECTED_BY,
+    bodyLimitBytes: opts.bodyLimitBytes,
+    onRejection: (e, requestId) =>
+      log.info(
+        { request_id: requestId, validation_type: e.validationType, details: e.details },
+        'attestation rejected',
+      ),
+  });
+
+  app.use(notFound(REJECTED_BY));
+  app.use(errorHandler(log, REJECTED_BY));
+  return { app, metrics, enrollment };
+}
+
+/** A running collector. */
+export interface RunningCollector extends Listening {
+  app: CollectorApp;
+  deps: CollectorDeps;
+}
+
+/** Options of {@link startCollector} beyond the configuration. */
+export interface StartCollectorOptions {
+  log?: Logger;
+  /** Extra EK CA certificates (PEM), e.g. swtpm's local CA in the demo. */
+  ekCaCertificates?: string[];
+  /** Use this registry instead of opening the configured one (closed by the caller). */
+  registry?: Registry;
+}
+
+/** Opens the stores of `cfg`, builds the app and listens. */
+export async function startCollector(
+  cfg: Config & { port: number },
+  o: StartCollectorOptions = {},
+): Promise<RunningCollector> {
+  const log = o.log ?? createLogger({ level: cfg.logLevel, service: cfg.serviceName, file: cfg.logFile });
+  if (cfg.tls.insecureSkipVerify)
+    log.warn('TLS_INSECURE_SKIP_VERIFY is set: peer certificates are not verified');
+  if (!cfg.tls.enabled) log.warn('SSL_ENABLED=false: serving plain HTTP');
+  const registry = o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'registry error')));
+  const nonces = await openNonceStore(cfg);
+  const records = openRecords(cfg);
+  const scheme = cfg.tls.enabled ? 'https' : 'http';
+  const signer = await openResultSigner(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
+  const agents: PreRegisteredAgent[] = [];
+  const stopWatch = watchPreRegistrations(cfg.dataDir, agents, (e) =>
+    log.error({ err: e.message }, 'invalid pre-registration file'),
+  );
+  const otlp = cfg.otel.endpoint ? createOtlpForwarder(cfg.otel.endpoint, cfg.serviceName) : undefined;
+  const deps: CollectorDeps = {
+    registry,
+    nonces,
+    records,
+    signer,
+    log,
+    adminToken: ensureAdminToken(cfg),
+    enrollment: {
+      ekCaBundle: [...readEkCaBundle(cfg), ...(o.ekCaCertificates ?? [])],
+      approvedEkHashes: cfg.enrollment.approvedEkHashes,
+      approvedImageDigests: cfg.enrollment.approvedImageDigests,
+      agents,
+    },
+    globalGeoPolicy: globalGeoPolicy(cfg),
+    otlp,
+  };
+  const built = createCollectorApp(
+    {
+      serviceName: cfg.serviceName,
+      bodyLimitBytes: cfg.bodyLimitBytes,
+      clockSkewSeconds: cfg.clockSkewSeconds,
+      trustProxy: cfg.trustProxy,
+      rateLimit: cfg.rateLimit,
+      nonceStoreKind: cfg.nonce.store,
+    },
+    deps,
+  );
+  const tls = cfg.tls.enabled ? await resolveTls(cfg) : undefined;
+  const listening = await listen(built.app, {
+    host: cfg.host,
+    port: cfg.port,
+    ...(tls ? { tls: { ...tls, minVersion: cfg.tls.minVersion } } : {}),
+  });
+  log.info(
+    { url: listening.url, nonce_store: cfg.nonce.store, data_dir: cfg.dataDir },
+    'collector listening',
+  );
+  return {
+    ...listening,
+    app: built,
+    deps,
+    close: async () => {
+      await listening.close();
+      stopWatch();
+      await otlp?.close();
+      await nonces.close();
+      records.close();
+      if (!o.registry) await registry.close();
+      log.info('collector stopped');
+    },
+  };
+}
+
+/** CLI entry (`geofence collector`). */
+export async function startCollectorService(
+  cfg: Config & { port: number },
+): Promise<{ close(): Promise<void> }> {
+  return startCollector(cfg);
+}

@@ -1,0 +1,303 @@
+/**
+ * The gateway (SPEC §6.4, §8). Standard mode: a pure proxy of explicit routes to the collector.
+ * Policy-enforcement mode (`GATEWAY_POLICY_ENFORCEMENT=true`): `@geofence/verifier`'s gateway checks run
+ * first (allowlist, RFC 9421 signature with the body digest, timestamp proximity, Workload-Geo-ID geo
+ * policy; each switchable with `GATEWAY_VALIDATE_*`), then the request is forwarded without `Signature`,
+ * `Signature-Input` and `Workload-Geo-ID`. Unknown routes are never proxied.
+ */
+
+import { join } from 'node:path';
+import { GeofenceError, type GeoPolicy, type Registry } from '@geofence/verifier';
+import express, {
+  type Express,
+  type NextFunction,
+  type Request,
+  type RequestHandler,
+  type Response,
+} from 'express';
+import { ensureAdminToken } from '../admin-token.js';
+import type { Config } from '../config.js';
+import { HeaderLog } from '../header-log.js';
+import { createLogger, type Logger } from '../logger.js';
+import { RateLimiter } from '../rate-limit.js';
+import { globalGeoPolicy, openRegistry } from '../runtime.js';
+import { resolveTls } from '../tls.js';
+import {
+  adminAuth,
+  errorHandler,
+  notFound,
+  rateLimitMiddleware,
+  requestIdMiddleware,
+  sendProblem,
+} from './http.js';
+import { type Listening, listen } from './listen.js';
+import { createServiceMetrics, type ServiceMetrics } from './prom.js';
+import { Upstream } from './proxy.js';
+import { gatewayMetricsCheck, gatewayNonceCheck } from './verification.js';
+
+const REJECTED_BY = 'gateway';
+
+/** Options of {@link createGatewayApp}. */
+export interface GatewayAppOptions {
+  serviceName: string;
+  policyEnforcement: boolean;
+  validate: { publicKeyHash: boolean; signature: boolean; geolocation: boolean };
+  bodyLimitBytes: number;
+  clockSkewSeconds: number;
+  trustProxy: boolean | string;
+  rateLimit: Config['rateLimit'];
+}
+
+/** Dependencies of the gateway app. */
+export interface GatewayDeps {
+  upstream: Upstream;
+  log: Logger;
+  adminToken: string;
+  headerLog?: HeaderLog | undefined;
+  /** The allowlist (required in enforcement mode). */
+  registry?: Registry | undefined;
+  globalGeoPolicy?: GeoPolicy | undefined;
+}
+
+/** The app and its metrics. */
+export interface GatewayApp {
+  app: Express;
+  metrics: ServiceMetrics;
+}
+
+/** Builds the gateway Express app. */
+export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): GatewayApp {
+  const { upstream, log } = deps;
+  if (opts.policyEnforcement && !deps.registry) {
+    throw new TypeError('gateway policy enforcement needs the agent allowlist (registry)');
+  }
+  const metrics = createServiceMetrics(opts.serviceName, undefined, true);
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
+  app.set('trust proxy', opts.trustProxy);
+  app.use(requestIdMiddleware());
+  app.use(metrics.middleware);
+
+  const limiters = opts.rateLimit.enabled
+    ? {
+        ip: new RateLimiter(opts.rateLimit.perIpPerSecond, opts.rateLimit.perIpBurst),
+        keyid: new RateLimiter(opts.rateLimit.perKeyidPerSecond, opts.rateLimit.perKeyidBurst),
+      }
+    : undefined;
+  const limited = rateLimitMiddleware(limiters, REJECTED_BY, (kind) => metrics.rateLimited.inc({ kind }));
+  const admin = adminAuth(deps.adminToken, REJECTED_BY);
+  let allowlistLoadedAt = new Date().toISOString();
+
+  const headerLog: RequestHandler = (req, res, next) => {
+    if (deps.headerLog) {
+      res.on('finish', () => {
+        deps.headerLog?.record({
+          endpoint: req.path,
+          method: req.method,
+          path: req.path,
+          query: { ...(req.query as Record<string, unknown>) },
+          headers: req.headers,
+          decision: `${res.statusCode}${res.validationType ? ` ${res.validationType}` : ''}`,
+        });
+      });
+    }
+    next();
+  };
+  const rawBody = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
+
+  const forward =
+    (strip: boolean): RequestHandler =>
+    (req: Request, res: Response, next: NextFunction) => {
+      const body = Buffer.isBuffer(req.body) ? req.body : undefined;
+      upstream.forward(req, res, body, strip).catch((err: unknown) => {
+        if (err instanceof GeofenceError) {
+          log.warn({ request_id: req.requestId, error: err.error, status: err.status }, 'upstream failure');
+          sendProblem(req, res, err, REJECTED_BY);
+        } else next(err);
+      });
+    };
+
+  const enforce = opts.policyEnforcement;
+  const strip = enforce;
+  const checkCtx = {
+    registry: deps.registry as Registry,
+    rejectedBy: REJECTED_BY,
+    validate: opts.validate,
+    clockSkewSeconds: opts.clockSkewSeconds,
+    globalGeoPolicy: deps.globalGeoPolicy,
+    metrics,
+    log,
+  };
+
+  app.get('/health', (_req, res) => {
+    res.json({
+      status: 'healthy',
+      service: opts.serviceName,
+      role: 'gateway',
+      mode: enforce ? 'gateway-policy-enforcement' : 'standard',
+      allowlist_loaded: enforce ? allowlistLoadedAt : null,
+      timestamp: new Date().toISOString(),
+    });
+  });
+
+  app.get('/nonce', limited, headerLog, ...(enforce ? [gatewayNonceCheck(checkCtx)] : []), forward(strip));
+  app.post(
+    '/metrics',
+    limited,
+    headerLog,
+    rawBody,
+    ...(enforce ? [gatewayMetricsCheck(checkCtx)] : []),
+    forward(strip),
+  );
+  // Enrolment and location attestation are verified by the collector only (the gateway cannot appraise TPM evidence).
+  app.post('/enroll', limited, headerLog, rawBody, forward(false));
+  app.post('/enroll/:id/complete', limited, headerLog, rawBody, forward(false));
+  app.post('/attest/location', limited, headerLog, rawBody, forward(false));
+  app.get('/.well-known/jwks.json', limited, forward(false));
+
+  app.get('/gateway/status', (_req, res) => {
+    res.json({
+      status: 'running',
+      service: opts.serviceName,
+      mode: enforce ? 'gateway-policy-enforcement' : 'standard',
+      validation: enforce
+        ? {
+            public_key_hash: opts.validate.publicKeyHash,
+            signature: opts.validate.signature,
+            geolocation: opts.validate.geolocation,
+          }
+        : null,
+      stripped_headers: enforce ? ['signature', 'signature-input', 'workload-geo-id'] : [],
+      upstream: { url: upstream.opts.url, ...upstream.state },
+      allowlist_loaded_at: enforce ? allowlistLoadedAt : null,
+      timestamp: new Date().toISOString(),
+    });
+  });
+
+  app.get('/gateway/rate-limits', (_req, res) => {
+    res.json({
+      enabled: opts.rateLimit.enabled,
+      per_ip: { rate_per_second: opts.rateLimit.perIpPerSecond, burst: opts.rateLimit.perIpBurst },
+      per_keyid: { rate_per_second: opts.rateLimit.perKeyidPerSecond, burst: opts.rateLimit.perKeyidBurst },
+      tracked_keys: limiters ? { ip: limiters.ip.size, keyid: limiters.keyid.size } : { ip: 0, keyid: 0 },
+    });
+  });
+
+  app.post('/reload-allowlist', admin, async (_req, res) => {
+    if (!deps.registry) {
+      res.json({ status: 'success', message: 'no allowlist in standard mode' });
+      return;
+    }
+    await deps.registry.reload();
+    allowlistLoadedAt = new Date().toISOString();
+    const active = (await deps.registry.list({ status: 'active' })).length;
+    log.info({ active }, 'allowlist reloaded');
+    res.json({ status: 'success', active_agents: active, loaded_at: allowlistLoadedAt });
+  });
+
+  app.get('/metrics-prometheus', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  app.use(notFound(REJECTED_BY));
+  app.use(errorHandler(log, REJECTED_BY));
+  return { app, metrics };
+}
+
+/** A running gateway. */
+export interface RunningGateway extends Listening {
+  gateway: GatewayApp;
+}
+
+/** Options of {@link startGateway} beyond the configuration. */
+export interface StartGatewayOptions {
+  log?: Logger;
+  /** Use this allowlist instead of opening the configured registry (not closed by the gateway). */
+  registry?: Registry;
+}
+
+/** Starts the gateway of `cfg`. */
+export async function startGateway(
+  cfg: Config & { port: number },
+  o: StartGatewayOptions = {},
+): Promise<RunningGateway> {
+  const log = o.log ?? createLogger({ level: cfg.logLevel, service: cfg.serviceName, file: cfg.logFile });
+  const tlsOn = cfg.tls.enabled;
+  const collectorUrl = cfg.gateway.collectorUrl ?? `${tlsOn ? 'https' : 'http'}://127.0.0.1:8444`;
+  if (cfg.tls.insecureSkipVerify)
+    log.warn('TLS_INSECURE_SKIP_VERIFY is set: the collector certificate is not verified');
+  const tls = tlsOn || collectorUrl.startsWith('https:') ? await resolveTls(cfg) : undefined;
+  const upstream = new Upstream({
+    url: collectorUrl,
+    ca: tls?.ca,
+    insecureSkipVerify: cfg.tls.insecureSkipVerify,
+    minVersion: cfg.tls.minVersion,
+    timeoutMs: cfg.gateway.upstreamTimeoutMs,
+    connections: cfg.gateway.upstreamConnections,
+  });
+  const enforce = cfg.gateway.policyEnforcement;
+  const registry = enforce
+    ? (o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'allowlist error'))))
+    : undefined;
+  const headerLog = new HeaderLog(
+    cfg.gateway.headerLogPath ?? join(cfg.dataDir, 'logs', 'gateway_headers.log'),
+    cfg.gateway.headerLogMaxBytes,
+    cfg.gateway.headerLogFiles,
+  );
+  const gateway = createGatewayApp(
+    {
+      serviceName: cfg.serviceName,
+      policyEnforcement: enforce,
+      validate: {
+        publicKeyHash: cfg.gateway.validatePublicKeyHash,
+        signature: cfg.gateway.validateSignature,
+        geolocation: cfg.gateway.validateGeolocation,
+      },
+      bodyLimitBytes: cfg.bodyLimitBytes,
+      clockSkewSeconds: cfg.clockSkewSeconds,
+      trustProxy: cfg.trustProxy,
+      rateLimit: cfg.rateLimit,
+    },
+    {
+      upstream,
+      log,
+      adminToken: ensureAdminToken(cfg),
+      headerLog,
+      registry,
+      globalGeoPolicy: globalGeoPolicy(cfg),
+    },
+  );
+  const listening = await listen(gateway.app, {
+    host: cfg.host,
+    port: cfg.port,
+    ...(tlsOn && tls ? { tls: { ...tls, minVersion: cfg.tls.minVersion } } : {}),
+  });
+  log.info(
+    {
+      url: listening.url,
+      collector: collectorUrl,
+      mode: enforce ? 'gateway-policy-enforcement' : 'standard',
+    },
+    'gateway listening',
+  );
+  return {
+    ...listening,
+    gateway,
+    close: async () => {
+      await listening.close();
+      await upstream.close();
+      headerLog.close();
+      if (registry && !o.registry) await registry.close();
+      log.info('gateway stopped');
+    },
+  };
+}
+
+/** CLI entry (`geofence gateway`). */
+export async function startGatewayService(
+  cfg: Config & { port: number },
+): Promise<{ close(): Promise<void> }> {
+  return startGateway(cfg);
+}
