@@ -1,3 +1,4 @@
+import { parseAttest, pcrDigest } from '@geofence/tpm-wire';
 import { TpmError, toTpmError } from './errors.js';
 import {
   loadAddon,
@@ -368,8 +369,22 @@ export class Tpm {
     const a = checkKey(ak, 'ak');
     const sel = toNativeSelection(selection);
     checkBytes(qualifyingData, 'qualifyingData');
-    const r = await this.#run('quote', (c) => c.quote(a, sel, qualifyingData));
-    return { attest: r.attest, signature: r.signature, pcrValues: toPcrValues(r.pcrs) };
+    // The PCRs are read right after the quote under the same lock, but another TPM user (a different
+    // process on a shared TPM) may extend one in between; then the values would not match the quoted
+    // digest. Retry a few times so callers get evidence a verifier can check.
+    for (let attempt = 1; ; attempt++) {
+      const r = await this.#run('quote', (c) => c.quote(a, sel, qualifyingData));
+      const pcrValues = toPcrValues(r.pcrs);
+      const quoted = parseAttest(r.attest).quote;
+      if (quoted && Buffer.from(pcrDigest(quoted.pcrSelect, pcrValues, 'sha256')).equals(quoted.pcrDigest)) {
+        return { attest: r.attest, signature: r.signature, pcrValues };
+      }
+      if (attempt >= 3) {
+        throw new TpmError('tpm_error', 'TPM2_Quote: PCR values kept changing during the quote', {
+          command: 'TPM2_Quote',
+        });
+      }
+    }
   }
 
   /**

@@ -24,20 +24,12 @@ export interface TpmKey {
   handle?: number;
 }
 
-/** PCR bank hash algorithm. @public */
-export type PcrBank = 'sha1' | 'sha256' | 'sha384' | 'sha512';
+import type { HashAlg, PcrSelection, PcrValues } from '@geofence/tpm-wire';
 
-/**
- * A PCR selection, e.g. `[{ bank: 'sha256', pcrs: [0, 1, 7] }]` (same shape as `@geofence/tpm-wire`'s).
- * @public
- */
-export type PcrSelection = Array<{ bank: PcrBank; pcrs: number[] }>;
+export type { PcrSelection, PcrValues };
 
-/**
- * PCR values by bank and index, e.g. `values.sha256[7]` (same shape as `@geofence/tpm-wire`'s).
- * @public
- */
-export type PcrValues = { [bank: string]: { [pcr: number]: Uint8Array } };
+/** PCR bank hash algorithm (`@geofence/tpm-wire`'s `HashAlg`). @public */
+export type PcrBank = HashAlg;
 
 /** Output of `TPM2_Certify`. @public */
 export interface CertifyResult {
