@@ -35,3 +35,4 @@ export {
 } from './storage/registry.js';
 export { SqliteNonceStore, type SqliteNonceStoreOptions } from './storage/sqlite-nonce-store.js';
 export { SqliteRegistry, type SqliteRegistryOptions } from './storage/sqlite-registry.js';
+export * from './attestation/index.js';

@@ -4,21 +4,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { PcrValues, TpmPublic } from '@geofence/tpm-wire';
-import * as tpmWire from '@geofence/tpm-wire';
-
-type MakeCredential = (input: { ekPublic: TpmPublic; objectName: Uint8Array; secret: Uint8Array }) => {
-  credentialBlob: Uint8Array;
-  encryptedSecret: Uint8Array;
-};
-// Bound at call time while @geofence/tpm-wire's makeCredential is landing.
-const makeCredential: MakeCredential = (input) => {
-  const fn = (tpmWire as unknown as { makeCredential?: MakeCredential }).makeCredential;
-  if (!fn) throw new Error('@geofence/tpm-wire makeCredential is not available');
-  return fn(input);
-};
 
 import {
   keyIdOfPublic,
+  makeCredential,
   objectName,
   publicToJwk,
   publicToKeyObject,
