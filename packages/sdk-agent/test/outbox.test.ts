@@ -1,0 +1,136 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type SwtpmInstance, startSwtpm, Tpm } from '@geofence/native-tpm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAgent } from '../src/agent.js';
+import { DeliveryDeferredError, OutboxFullError } from '../src/errors.js';
+import { staticLocation } from '../src/location/static.js';
+import { OutboxLockedError, SqliteOutbox } from '../src/outbox.js';
+import { startCollector, type TestCollector } from './helpers/collector.js';
+import { makePki, type TestPki } from './helpers/pki.js';
+
+const CHILD = fileURLToPath(new URL('./helpers/outbox-child.ts', import.meta.url));
+const SANTA_CLARA = { region: 'US', state: 'California', city: 'Santa Clara' };
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+let swtpm: SwtpmInstance;
+let pki: TestPki;
+let collector: TestCollector;
+
+beforeAll(async () => {
+  pki = makePki();
+  swtpm = await startSwtpm({ ekCert: false });
+  collector = await startCollector(pki);
+});
+
+afterAll(async () => {
+  await collector?.stop();
+  await swtpm?.stop();
+});
+
+/** Runs the child agent until `line` appears on stdout; returns the child and that line's payload. */
+function runChild(config: object, until: string): Promise<{ child: ChildProcess; lines: string[] }> {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=source', '--import', 'tsx', CHILD, JSON.stringify(config)],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: fileURLToPath(new URL('../../..', import.meta.url)),
+    },
+  );
+  const lines: string[] = [];
+  let err = '';
+  child.stderr!.on('data', (d) => {
+    err += String(d);
+  });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d) => {
+      buf += String(d);
+      const parts = buf.split('\n');
+      buf = parts.pop() ?? '';
+      for (const l of parts) {
+        lines.push(l);
+        if (l.startsWith(until)) resolve({ child, lines });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`child exited (${code}) before ${until}: ${err}`)));
+  });
+}
+
+describe('durable outbox', () => {
+  it('keeps 100 messages through a SIGKILL while the gateway is down and delivers each exactly once, in order', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'outbox-agent-'));
+    const name = 'agent-outbox';
+    const gateway = collector.url;
+    await collector.pause(); // gateway down: connection refused
+    const base = { name, tcti: swtpm.tcti, gateway, ca: pki.caPem, stateDir };
+
+    const first = await runChild({ ...base, mode: 'enqueue', count: 100 }, 'QUEUED');
+    expect(first.lines.find((l) => l.startsWith('QUEUED'))).toBe('QUEUED 100');
+    const identity = JSON.parse(first.lines.find((l) => l.startsWith('IDENTITY'))!.slice('IDENTITY '.length));
+    const exited = new Promise((r) => first.child.once('exit', r));
+    first.child.kill('SIGKILL');
+    await exited;
+
+    await collector.listen(); // gateway back
+    collector.register(name, identity.pem, identity.keyid, { allow: [SANTA_CLARA] });
+    const second = await runChild({ ...base, mode: 'drain' }, 'DRAINED');
+    const status = JSON.parse(second.lines.find((l) => l.startsWith('DRAINED'))!.slice('DRAINED '.length));
+    expect(status.outbox).toMatchObject({ pending: 0, deadLettered: 0 });
+    await new Promise((r) => second.child.once('exit', r));
+
+    const seqs = collector.records.filter((r) => r.agentName === name).map((r) => r.metrics.seq);
+    expect(seqs).toEqual(Array.from({ length: 100 }, (_, i) => i)); // all, once each, in order
+  });
+
+  it('defers a send while the gateway is down and delivers it when it is back', async () => {
+    const tpm = await Tpm.open({ tcti: swtpm.tcti });
+    const agent = createAgent({
+      name: 'agent-deferred',
+      tpm,
+      gateway: collector.url,
+      tls: { ca: pki.caPem },
+      location: staticLocation(SANTA_CLARA),
+      stateDir: mkdtempSync(join(tmpdir(), 'outbox-deferred-')),
+      retry: { attempts: 2, baseDelayMs: 20, maxDelayMs: 50 },
+      outbox: { maxMessages: 3 },
+      logger: quiet,
+    });
+    try {
+      const id = await agent.ready();
+      collector.register('agent-deferred', id.publicKeyPem, id.keyid, { allow: [SANTA_CLARA] });
+      await collector.pause();
+      const err = await agent.send({ n: 1 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DeliveryDeferredError);
+      agent.enqueue({ n: 2 });
+      agent.enqueue({ n: 3 });
+      // Bounded: the fourth message is refused, clearly.
+      expect(() => agent.enqueue({ n: 4 })).toThrow(OutboxFullError);
+      await expect(agent.send({ n: 4 })).rejects.toMatchObject({ code: 'outbox_full', limit: 3 });
+      expect(agent.status().outbox.pending).toBe(3);
+      await collector.listen();
+      await agent.flush();
+      const got = collector.records.filter((r) => r.agentName === 'agent-deferred').map((r) => r.metrics.n);
+      expect(got).toEqual([1, 2, 3]);
+    } finally {
+      await agent.close();
+      await tpm.close();
+    }
+  });
+
+  it('allows one process per outbox', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'outbox-lock-')), 'outbox.sqlite');
+    const a = new SqliteOutbox(path, 10);
+    try {
+      // Same pid re-opening is allowed (the lock is per process); a live foreign pid is not.
+      writeFileSync(`${path}.lock`, String(process.ppid));
+      expect(() => new SqliteOutbox(path, 10)).toThrow(OutboxLockedError);
+    } finally {
+      a.close();
+    }
+  });
+});
