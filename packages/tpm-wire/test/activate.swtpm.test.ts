@@ -6,6 +6,12 @@ import { makeCredential, objectName, objectNameHex, parsePublic } from '../src/i
 import { hex } from './helpers.js';
 import { startTestTpm, type TestTpm, toolsCredentialFile } from './swtpm.js';
 
+const STORAGE_KEYS = [
+  ['ecc384', 'aes256cfb', 'sha384'],
+  ['rsa3072', 'aes256cfb', 'sha384'],
+  ['ecc521', 'aes256cfb', 'sha512'],
+] as const;
+
 let tpm: TestTpm;
 beforeAll(async () => {
   tpm = await startTestTpm();
@@ -22,6 +28,12 @@ beforeAll(async () => {
       '-n',
       `ak-${alg}.name`,
     ]);
+  }
+  // Larger storage keys as credential-protecting keys (any restricted decryption key works for
+  // ActivateCredential): they exercise SHA-384/512 nameAlgs, AES-256 and P-384/P-521/RSA-3072.
+  for (const [g, sym, h] of STORAGE_KEYS) {
+    tpm.tool('tpm2_createprimary', ['-C', 'o', '-g', h, '-G', `${g}:${sym}`, '-c', `sk-${g}.ctx`]);
+    tpm.tool('tpm2_readpublic', ['-c', `sk-${g}.ctx`, '-o', `sk-${g}.pub`]);
   }
 });
 afterAll(async () => {
@@ -92,6 +104,36 @@ describe('makeCredential against a real TPM (swtpm + tpm2_activatecredential)', 
       expect(() => activate(`ak-${alg}`, `ek-${alg}`, 'cred-ek.bin')).toThrow(
         /Esys_ActivateCredential\(0x[0-9A-F]+\)/,
       );
+    });
+  }
+
+  for (const [g, , h] of STORAGE_KEYS) {
+    it(`${g} storage key (${h}, AES-256-CFB) protects a credential the TPM can activate`, () => {
+      const keyPublic = parsePublic(read(`sk-${g}.pub`));
+      expect(keyPublic.nameAlg).toBe(h);
+      expect((keyPublic.rsa ?? keyPublic.ecc)?.symmetric).toEqual({
+        algorithm: 'aes',
+        keyBits: 256,
+        mode: 'cfb',
+      });
+      const secret = new Uint8Array(randomBytes(h === 'sha384' ? 48 : 64));
+      const { credentialBlob, encryptedSecret } = makeCredential({
+        ekPublic: keyPublic,
+        objectName: objectName(read('ak-ecc.pub')),
+        secret,
+      });
+      writeFileSync(join(tpm.dir, `cred-${g}.bin`), toolsCredentialFile(credentialBlob, encryptedSecret));
+      tpm.tool('tpm2_activatecredential', [
+        '-c',
+        'ak-ecc.ctx',
+        '-C',
+        `sk-${g}.ctx`,
+        '-i',
+        `cred-${g}.bin`,
+        '-o',
+        `act-${g}.bin`,
+      ]);
+      expect(hex(read(`act-${g}.bin`))).toBe(hex(secret));
     });
   }
 });
