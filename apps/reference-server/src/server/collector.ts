@@ -43,7 +43,7 @@ import { createOtlpForwarder, type OtlpForwarder } from './otlp.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
 import { metricsRoute, nonceRoute } from './verification.js';
 
-const REJECTED_BY = 'collector';
+const REJECTED_BY = 'collector' as const;
 
 /** Everything the collector app is composed from. */
 export interface CollectorDeps {

@@ -35,7 +35,7 @@ import { createServiceMetrics, type ServiceMetrics } from './prom.js';
 import { Upstream } from './proxy.js';
 import { gatewayMetricsCheck, gatewayNonceCheck } from './verification.js';
 
-const REJECTED_BY = 'gateway';
+const REJECTED_BY = 'gateway' as const;
 
 /** Options of {@link createGatewayApp}. */
 export interface GatewayAppOptions {
