@@ -22,8 +22,6 @@ const AKS = [
   ['ak-ecc', 'ecdsa'],
 ] as const;
 const nonce = fixture('nonce.bin');
-// tpm2_certify (5.4) has no nonce option and always sends qualifyingData 00ff55aa.
-const certNonce = Uint8Array.of(0x00, 0xff, 0x55, 0xaa);
 const appEcc = fixture('app-ecc.pub');
 const pcrValues: PcrValues = {
   sha1: { 0: fixture('pcr-sha1-0.bin'), 16: fixture('pcr-sha1-16.bin') },
@@ -59,7 +57,7 @@ describe('TPMS_ATTEST and TPMT_SIGNATURE from swtpm', () => {
       expect(a.magic).toBe(TPM_GENERATED_VALUE);
       expect(a.type).toBe('certify');
       expect(a.typeId).toBe(0x8017);
-      expect(hex(a.extraData)).toBe('00ff55aa');
+      expect(hex(a.extraData)).toBe(hex(nonce));
       expect(hex(a.certify!.name)).toBe(hex(fixture('app-ecc.name')));
       expect(a.certify!.qualifiedName.length).toBe(34);
       expect(hex(marshalAttest(a))).toBe(hex(attest));
@@ -75,18 +73,23 @@ describe('TPMS_ATTEST and TPMT_SIGNATURE from swtpm', () => {
         signature,
         akPublic,
         objectPublic: appEcc,
-        qualifyingData: certNonce,
+        qualifyingData: nonce,
         requireObjectAttributes: APP_KEY_POLICY,
       });
       expect(ok.objectAttributes).toMatchObject(APP_KEY_POLICY);
       expect(hex(objectName(ok.object))).toBe(hex(ok.certify.name));
 
-      const base = { attest, signature, akPublic, objectPublic: appEcc, qualifyingData: certNonce };
+      const base = { attest, signature, akPublic, objectPublic: appEcc, qualifyingData: nonce };
       expect(codeOf(() => verifyCertify({ ...base, attest: flip(attest, 40) }))).toBe('bad_signature');
       expect(codeOf(() => verifyCertify({ ...base, signature: flip(signature, signature.length - 5) }))).toBe(
         'bad_signature',
       );
-      expect(codeOf(() => verifyCertify({ ...base, qualifyingData: nonce }))).toBe('nonce_mismatch');
+      expect(codeOf(() => verifyCertify({ ...base, qualifyingData: flip(nonce, 31) }))).toBe(
+        'nonce_mismatch',
+      );
+      expect(codeOf(() => verifyCertify({ ...base, qualifyingData: new Uint8Array(0) }))).toBe(
+        'nonce_mismatch',
+      );
       expect(codeOf(() => verifyCertify({ ...base, objectPublic: fixture('app-rsa.pub') }))).toBe(
         'name_mismatch',
       );
@@ -176,24 +179,22 @@ describe('TPMS_ATTEST and TPMT_SIGNATURE from swtpm', () => {
     const objectPublic = appEcc;
     const sign = (m: Uint8Array) => ({ attest: m, signature: softwareTpmSign(privateKey, m) });
     const good = sign(marshalAttest(a));
-    expect(verifyCertify({ ...good, akPublic: pub, objectPublic, qualifyingData: certNonce }).type).toBe(
+    expect(verifyCertify({ ...good, akPublic: pub, objectPublic, qualifyingData: nonce }).type).toBe(
       'certify',
     );
     const badMagic = sign(marshalAttest({ ...a, magic: 0xff544348 }));
     expect(
-      codeOf(() => verifyCertify({ ...badMagic, akPublic: pub, objectPublic, qualifyingData: certNonce })),
+      codeOf(() => verifyCertify({ ...badMagic, akPublic: pub, objectPublic, qualifyingData: nonce })),
     ).toBe('bad_magic');
     const other = sign(marshalAttest({ ...a, type: 'other', typeId: 0x8019, attested: new Uint8Array(8) }));
     expect(parseAttest(other.attest).attested?.length).toBe(8);
     expect(
-      codeOf(() => verifyCertify({ ...other, akPublic: pub, objectPublic, qualifyingData: certNonce })),
+      codeOf(() => verifyCertify({ ...other, akPublic: pub, objectPublic, qualifyingData: nonce })),
     ).toBe('wrong_type');
     // Same key without `restricted`: it could sign a forged TPMS_ATTEST, so it is refused as an AK.
     const unrestricted = { ...pub, attributes: { ...pub.attributes, restricted: false } };
     expect(
-      codeOf(() =>
-        verifyCertify({ ...good, akPublic: unrestricted, objectPublic, qualifyingData: certNonce }),
-      ),
+      codeOf(() => verifyCertify({ ...good, akPublic: unrestricted, objectPublic, qualifyingData: nonce })),
     ).toBe('invalid_ak');
   });
 
