@@ -1,9 +1,18 @@
 import type { Signer } from '@geofence/http-sig';
 import { Tpm, tpmSigner } from '@geofence/native-tpm';
 import { keyIdOfPublic, parsePublic, publicToPem } from '@geofence/tpm-wire';
+import type { GeolocationPayload } from '@geofence/verifier';
 import { agentNameSchema, type PayloadAlgorithm } from '@geofence/verifier';
 import { destination, pino } from 'pino';
 import { z } from 'zod';
+import {
+  type LocationAttestationOutcome,
+  type PerformEnrollmentOptions,
+  performEnrollment,
+  performLocationAttestation,
+  type StoredEnrollment,
+  sensorInfoFromIdentity,
+} from './attestation/index.js';
 import {
   AgentClosedError,
   AgentOptionsError,
@@ -12,7 +21,12 @@ import {
   GeofenceRejection,
   OutboxFullError,
 } from './errors.js';
-import type { LocationObservation, LocationProvider } from './location/types.js';
+import {
+  type LocationObservation,
+  type LocationProvider,
+  NoLocationError,
+  type SensorIdentity,
+} from './location/types.js';
 import { buildMetricsRequest } from './message.js';
 import { MemoryQueue, type MessageQueue, type QueuedMessage, SqliteOutbox } from './outbox.js';
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
@@ -67,6 +81,22 @@ export interface AgentOptions {
   outbox?: false | { maxMessages?: number };
   /** Logger (default: pino JSON on stderr at `warn`). */
   logger?: AgentLogger;
+}
+
+/**
+ * Options of {@link Agent.enroll}: what {@link performEnrollment} needs beyond what the agent
+ * already has (name, TPM, state, HTTP client, AppSK algorithm). `sensor` defaults to the location
+ * provider's receiver identity when it has one (gpsd).
+ */
+export type AgentEnrollOptions = Omit<
+  PerformEnrollmentOptions,
+  'agentName' | 'tpm' | 'state' | 'post' | 'appKeyAlgorithm'
+>;
+
+/** Options of {@link Agent.attestLocation}. */
+export interface AgentAttestLocationOptions {
+  /** Reading to seal; default: the location provider's current precise reading. */
+  location?: GeolocationPayload;
 }
 
 /** Result of a successful delivery. */
@@ -359,6 +389,58 @@ export class Agent {
       await this.pumping;
       if (this.queue.size() > 0) await sleep(50);
     }
+  }
+
+  /**
+   * Enrols the agent (SPEC §4, Proof of Residency): EK → AK credential activation, certification
+   * of the AppSK by the AK, PCR quote, through `POST /enroll` and `/enroll/{id}/complete`. The
+   * result (attestation result JWT, AK blob) is stored in the state directory. Delegates to
+   * {@link performEnrollment}.
+   */
+  async enroll(options: AgentEnrollOptions): Promise<StoredEnrollment> {
+    const { tpm } = await this.initialize();
+    const sensor = options.sensor ?? this.sensorInfo();
+    return performEnrollment({
+      ...options,
+      ...(sensor ? { sensor } : {}),
+      agentName: this.name,
+      tpm,
+      state: this.state,
+      appKeyAlgorithm: this.o.algorithm,
+      post: (path, json) => this.transport.postJson(path, json),
+    });
+  }
+
+  /**
+   * Proves the current location with a TPM quote that seals workload and location together
+   * (SPEC §5.4, V-PEA `lah-bundle`) via `POST /attest/location`; needs a completed enrolment and a
+   * precise reading (a GNSS provider, or a static one with lat/lon). Delegates to
+   * {@link performLocationAttestation}.
+   */
+  async attestLocation(options: AgentAttestLocationOptions = {}): Promise<LocationAttestationOutcome> {
+    const { tpm } = await this.initialize();
+    let location = options.location;
+    if (!location) {
+      const r = (await this.location.current()).reading;
+      if (!r) throw new NoLocationError('no_fix', 'the location provider gives no coordinates to attest');
+      // Never claim a precision nobody measured: no accuracy estimate, no attestation.
+      if (r.accuracy === undefined)
+        throw new NoLocationError('no_fix', 'the reading has no accuracy estimate to attest');
+      location = { lat: r.lat, lon: r.lon, accuracy: r.accuracy };
+    }
+    return performLocationAttestation({
+      tpm,
+      state: this.state,
+      post: (path, json) => this.transport.postJson(path, json),
+      nonce: async (keyid) => (await this.transport.nonce(keyid)).nonce,
+      location,
+    });
+  }
+
+  private sensorInfo() {
+    const p = this.location as LocationProvider & { sensor?: () => SensorIdentity | undefined };
+    const id = typeof p.sensor === 'function' ? p.sensor() : undefined;
+    return id ? sensorInfoFromIdentity(id) : undefined;
   }
 
   /** Real state: TPM reachable, enrolled, outbox depth, last send result. */

@@ -95,7 +95,37 @@ export class Transport {
     return b.record_id;
   }
 
+  /**
+   * `POST` a JSON body to an endpoint (e.g. `/enroll`) and return the status and parsed answer
+   * whatever the status; only network failures throw ({@link RetriableError}).
+   */
+  async postJson(endpoint: string, json: unknown): Promise<{ status: number; body: unknown }> {
+    const a = await this.raw(
+      'POST',
+      this.path(endpoint),
+      { 'content-type': 'application/json' },
+      Buffer.from(JSON.stringify(json), 'utf8'),
+    );
+    return { status: a.status, body: a.body };
+  }
+
   private async exchange(
+    method: 'GET' | 'POST',
+    path: string,
+    headers: Record<string, string>,
+    body?: Uint8Array,
+  ): Promise<Answer> {
+    const a = await this.raw(method, path, headers, body);
+    const { status, retryAfterMs } = a;
+    if (status >= 200 && status < 300) return a;
+    if (status >= 400 && status < 500) throw new GeofenceRejection(status, a.body);
+    throw new RetriableError(`${method} ${path}: HTTP ${status}`, {
+      status,
+      ...(retryAfterMs ? { retryAfterMs } : {}),
+    });
+  }
+
+  private async raw(
     method: 'GET' | 'POST',
     path: string,
     headers: Record<string, string>,

@@ -13,6 +13,8 @@ export interface StaticLocationOptions {
   lat?: number;
   /** Optional longitude of the configured site. */
   lon?: number;
+  /** Radius (metres) within which the configured lat/lon is known to be right. */
+  accuracy?: number;
 }
 
 /**
@@ -36,6 +38,12 @@ export function staticLocation(options: StaticLocationOptions): LocationProvider
     throw new TypeError('staticLocation: give both lat and lon or neither');
   if (hasLat && !(Math.abs(options.lat!) <= 90 && Math.abs(options.lon!) <= 180)) {
     throw new RangeError('staticLocation: lat/lon out of range');
+  }
+  if (
+    options.accuracy !== undefined &&
+    !(hasLat && options.accuracy >= 0 && Number.isFinite(options.accuracy))
+  ) {
+    throw new RangeError('staticLocation: accuracy needs lat/lon and must be a finite non-negative number');
   }
   const observation: LocationObservation = Object.freeze({
     geographicRegion: Object.freeze(place),
