@@ -1,4 +1,5 @@
 import { constants, createCipheriv, createECDH, createHmac, publicEncrypt, randomBytes } from 'node:crypto';
+import { decodeObjectAttributes } from './attributes.js';
 import { concat, Writer } from './buffer.js';
 import { type HashAlg, hashAlgId, hashSize, MAX_DIGEST } from './constants.js';
 import { TpmWireError } from './errors.js';
@@ -23,7 +24,7 @@ const NODE_CURVE: Record<string, string> = { p256: 'prime256v1', p384: 'secp384r
 
 /** The EK must be a restricted decryption (storage) key with an AES-CFB inner symmetric algorithm. */
 function checkEk(ek: TpmPublic): SymDefObject {
-  const a = ek.attributes;
+  const a = decodeObjectAttributes(ek.objectAttributes);
   if (!a.restricted || !a.decrypt || a.sign) {
     throw new TpmWireError(
       'invalid_ek',

@@ -68,8 +68,8 @@ export function writePcrSelection(w: Writer, sel: PcrSelection): void {
  * @public
  */
 export function pcrDigest(selection: PcrSelection, values: PcrValues, hashAlg: HashAlg): Uint8Array {
+  hashSize(hashAlg); // throws a TpmWireError for unknown names before node:crypto sees them
   const h = createHash(hashAlg);
-  hashSize(hashAlg);
   for (const { bank, pcrs } of selection) {
     const size = hashSize(bank);
     for (const p of [...pcrs].sort((a, b) => a - b)) {

@@ -1,5 +1,5 @@
 import { parseAttest, type TpmsAttest } from './attest.js';
-import type { ObjectAttributes } from './attributes.js';
+import { decodeObjectAttributes, type ObjectAttributes } from './attributes.js';
 import { bytesEqual } from './buffer.js';
 import { TPM_GENERATED_VALUE } from './constants.js';
 import { TpmWireError } from './errors.js';
@@ -64,7 +64,9 @@ function verifyCommon(
   expected: 'certify' | 'quote',
 ): { attest: TpmsAttest; sig: TpmtSignature } {
   const ak = asPublic(input.akPublic);
-  if (!ak.attributes.restricted || !ak.attributes.sign || ak.attributes.decrypt) {
+  // Decode from the raw TPMA_OBJECT (what the Name covers), not from a possibly hand-edited `attributes`.
+  const akAttrs = decodeObjectAttributes(ak.objectAttributes);
+  if (!akAttrs.restricted || !akAttrs.sign || akAttrs.decrypt) {
     throw new TpmWireError(
       'invalid_ak',
       'AK must be a restricted signing key (restricted, sign, not decrypt)',
@@ -122,8 +124,9 @@ export function verifyCertify(
       'certify: attested Name is not the Name of the object public area',
     );
   }
+  const objectAttributes = decodeObjectAttributes(object.objectAttributes);
   for (const [k, want] of Object.entries(input.requireObjectAttributes ?? {})) {
-    if (object.attributes[k as keyof ObjectAttributes] !== want) {
+    if (objectAttributes[k as keyof ObjectAttributes] !== want) {
       throw new TpmWireError('attribute_mismatch', `certify: object attribute ${k} must be ${String(want)}`);
     }
   }
@@ -131,8 +134,8 @@ export function verifyCertify(
     ...attest,
     type: 'certify',
     certify,
-    object,
-    objectAttributes: object.attributes,
+    object: { ...object, attributes: objectAttributes },
+    objectAttributes,
     parsedSignature: sig,
   };
 }

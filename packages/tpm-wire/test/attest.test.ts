@@ -192,7 +192,7 @@ describe('TPMS_ATTEST and TPMT_SIGNATURE from swtpm', () => {
       codeOf(() => verifyCertify({ ...other, akPublic: pub, objectPublic, qualifyingData: nonce })),
     ).toBe('wrong_type');
     // Same key without `restricted`: it could sign a forged TPMS_ATTEST, so it is refused as an AK.
-    const unrestricted = { ...pub, attributes: { ...pub.attributes, restricted: false } };
+    const unrestricted = { ...pub, objectAttributes: pub.objectAttributes & ~(1 << 16) };
     expect(
       codeOf(() => verifyCertify({ ...good, akPublic: unrestricted, objectPublic, qualifyingData: nonce })),
     ).toBe('invalid_ak');
