@@ -562,13 +562,12 @@ Value evictKey(State& st, uint32_t handle) {
   GTPM_CALL(st, "Esys_TR_FromTPMPublic",
             Esys_TR_FromTPMPublic(st.esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h));
   ESYS_TR out = ESYS_TR_NONE;
-  // On success ESYS invalidates `h` itself; on failure we still own it.
   const TSS2_RC rc = GTPM_TRY(st, Esys_EvictControl(st.esys, ESYS_TR_RH_OWNER, h, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                                     ESYS_TR_NONE, handle, &out));
-  if (rc != TSS2_RC_SUCCESS) {
-    Esys_TR_Close(st.esys, &h);
-    throw Failure{rc, "TPM2_EvictControl", "tpm", ""};
-  }
+  // ESYS keeps the metadata (including the Name) of the evicted object until it is closed; a stale
+  // entry would make a later Esys_TR_FromTPMPublic of a new key at the same handle fail.
+  Esys_TR_Close(st.esys, &h);
+  if (rc != TSS2_RC_SUCCESS) throw Failure{rc, "TPM2_EvictControl", "tpm", ""};
   return Value::null();
 }
 
