@@ -46,7 +46,7 @@ export async function agentFromConfig(cfg: Config): Promise<Agent> {
 export async function enrollFromConfig(cfg: Config): Promise<unknown> {
   const agent = await agentFromConfig(cfg);
   try {
-    return await agent.enroll();
+    return await agent.enroll({ workload: { name: cfg.serviceName, version: '0.1.0' } });
   } finally {
     await agent.close();
   }

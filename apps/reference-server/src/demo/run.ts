@@ -390,7 +390,7 @@ async function enrolAll(
 ): Promise<void> {
   say('   enrolling the three agents (EK cert → MakeCredential/ActivateCredential → Certify → Quote)…');
   for (const { host, agent } of agents) {
-    const result = await agent.enroll();
+    const result = await agent.enroll({ workload: { name: 'geofence-metrics-agent', version: '0.1.0' } });
     say(`   ${host.agent.padEnd(32)} enrolment ${result.status} (keyid ${result.keyid.slice(0, 16)}…)`);
   }
 }

@@ -157,7 +157,18 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     },
   });
 
-  app.get('/nonce', limited, nonceRoute({ registry, nonces, metrics, log, rejectedBy: REJECTED_BY }));
+  app.get(
+    '/nonce',
+    limited,
+    nonceRoute({
+      registry,
+      nonces,
+      metrics,
+      log,
+      rejectedBy: REJECTED_BY,
+      clockSkewSeconds: opts.clockSkewSeconds,
+    }),
+  );
 
   app.post(
     '/metrics',

@@ -126,6 +126,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     rejectedBy: REJECTED_BY,
     validate: opts.validate,
     clockSkewSeconds: opts.clockSkewSeconds,
+    bodyLimitBytes: opts.bodyLimitBytes,
     globalGeoPolicy: deps.globalGeoPolicy,
     metrics,
     log,

@@ -10,6 +10,7 @@ import {
   issueNonce,
   type NonceStore,
   type Registry,
+  type VerifierRequest,
   verifyAtGateway,
   verifyMetrics,
 } from '@geofence/verifier';
@@ -36,9 +37,10 @@ interface Common {
   metrics: ServiceMetrics;
   log: Logger;
   rejectedBy: 'collector' | 'gateway';
+  clockSkewSeconds: number;
 }
 
-function pipelineRequest(req: Request, rawBody?: Buffer) {
+function pipelineRequest(req: Request, rawBody?: Buffer): VerifierRequest {
   return {
     method: req.method,
     url: req.originalUrl,
@@ -47,11 +49,13 @@ function pipelineRequest(req: Request, rawBody?: Buffer) {
   };
 }
 
+const seconds = (started: bigint) => Number(process.hrtime.bigint() - started) / 1e9;
+
 function reject(c: Common, req: Request, res: Response, err: unknown, route: string, started: bigint): void {
   const gf = GeofenceError.from(err);
   if (gf.validationType === 'internal')
     c.log.error({ err, request_id: requestIdOf(req) }, 'verification error');
-  else
+  else {
     c.log.info(
       {
         request_id: requestIdOf(req),
@@ -62,34 +66,26 @@ function reject(c: Common, req: Request, res: Response, err: unknown, route: str
       },
       'rejected',
     );
-  c.metrics.verifyLatency.observe(
-    { route, outcome: 'rejected' },
-    Number(process.hrtime.bigint() - started) / 1e9,
-  );
+  }
+  c.metrics.verifyLatency.observe({ route, outcome: 'rejected' }, seconds(started));
   sendProblem(req, res, gf, c.rejectedBy);
 }
 
+const tooLarge = (limit: number) =>
+  new GeofenceError('request_validation', 'Payload too large', {
+    status: 413,
+    details: { limit_bytes: limit },
+  });
+
+/** Reads the body up to `limit` bytes; stops reading (413) as soon as the limit is crossed. */
 async function readRaw(req: Request, limit: number): Promise<Buffer> {
   if (Buffer.isBuffer(req.body)) return req.body;
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > limit) {
-    throw new GeofenceError('request_validation', 'Payload too large', {
-      status: 413,
-      details: { limit_bytes: limit },
-    });
-  }
+  if (Number(req.headers['content-length'] ?? '0') > limit) throw tooLarge(limit);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    // Stop reading as soon as the limit is crossed: a 2 MiB body is never buffered whole.
-    if (size > limit) {
-      req.pause();
-      throw new GeofenceError('request_validation', 'Payload too large', {
-        status: 413,
-        details: { limit_bytes: limit },
-      });
-    }
+    if (size > limit) throw tooLarge(limit);
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
@@ -100,13 +96,14 @@ export function nonceRoute(c: Common & { nonces: NonceStore }): RequestHandler {
   return async (req, res) => {
     const started = process.hrtime.bigint();
     try {
-      const issued = await issueNonce(pipelineRequest(req), { registry: c.registry, nonces: c.nonces });
-      c.metrics.verifyLatency.observe(
-        { route: '/nonce', outcome: 'accepted' },
-        Number(process.hrtime.bigint() - started) / 1e9,
-      );
+      const verdict = await issueNonce(pipelineRequest(req), {
+        registry: c.registry,
+        nonces: c.nonces,
+        clockSkewSeconds: c.clockSkewSeconds,
+      });
+      c.metrics.verifyLatency.observe({ route: '/nonce', outcome: 'accepted' }, seconds(started));
       res.setHeader('cache-control', 'no-store');
-      res.json(issued);
+      res.json(verdict.body);
     } catch (err) {
       reject(c, req, res, err, '/nonce', started);
     }
@@ -118,7 +115,6 @@ export function metricsRoute(
   c: Common & {
     nonces: NonceStore;
     bodyLimitBytes: number;
-    clockSkewSeconds: number;
     globalGeoPolicy?: GeoPolicy | undefined;
     accept(msg: AcceptedMessage): Promise<string>;
     onRejected?: () => void;
@@ -132,31 +128,27 @@ export function metricsRoute(
         registry: c.registry,
         nonces: c.nonces,
         clockSkewSeconds: c.clockSkewSeconds,
-        maxBodyBytes: c.bodyLimitBytes,
-        ...(c.globalGeoPolicy ? { globalGeoPolicy: c.globalGeoPolicy } : {}),
+        bodyLimit: c.bodyLimitBytes,
+        ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
+        // Runs after every check passed; the 200 is only sent once this durable write returned.
+        onAccept: (rec) => {
+          const headers: Record<string, string> = {};
+          for (const h of KEPT_HEADERS) {
+            const v = req.headers[h];
+            if (typeof v === 'string') headers[h] = v;
+          }
+          return c.accept({
+            agentName: rec.agent_name,
+            keyid: rec.keyid,
+            rawBody: raw,
+            headers,
+            metrics: rec.payload.metrics,
+            checks: rec.verdict.checks,
+          });
+        },
       });
-      c.metrics.verifyLatency.observe(
-        { route: '/metrics', outcome: 'accepted' },
-        Number(process.hrtime.bigint() - started) / 1e9,
-      );
-      const headers: Record<string, string> = {};
-      for (const h of KEPT_HEADERS) {
-        const v = req.headers[h];
-        if (typeof v === 'string') headers[h] = v;
-      }
-      const recordId = await c.accept({
-        agentName: verdict.agent.agent_name,
-        keyid: verdict.agent.keyid,
-        rawBody: raw,
-        headers,
-        metrics: verdict.payload.metrics,
-        checks: verdict.checks ?? [],
-      });
-      res.json({
-        status: 'success',
-        message: 'Metrics received and verified successfully',
-        record_id: recordId,
-      });
+      c.metrics.verifyLatency.observe({ route: '/metrics', outcome: 'accepted' }, seconds(started));
+      res.json(verdict.body);
     } catch (err) {
       c.onRejected?.();
       reject(c, req, res, err, '/metrics', started);
@@ -173,24 +165,29 @@ export interface GatewayChecks {
 
 type GatewayCtx = Common & {
   validate: GatewayChecks;
-  clockSkewSeconds: number;
+  bodyLimitBytes: number;
   globalGeoPolicy?: GeoPolicy | undefined;
 };
+
+function gatewayOptions(c: GatewayCtx) {
+  return {
+    registry: c.registry,
+    validatePublicKeyHash: c.validate.publicKeyHash,
+    validateSignature: c.validate.signature,
+    validateGeolocation: c.validate.geolocation,
+    clockSkewSeconds: c.clockSkewSeconds,
+    bodyLimit: c.bodyLimitBytes,
+    ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
+  };
+}
 
 /** Gateway first layer for `GET /nonce` (allowlist, and the signature when present). */
 export function gatewayNonceCheck(c: GatewayCtx): RequestHandler {
   return async (req, res, next) => {
     const started = process.hrtime.bigint();
     try {
-      await verifyAtGateway(pipelineRequest(req), {
-        registry: c.registry,
-        validate: c.validate,
-        clockSkewSeconds: c.clockSkewSeconds,
-      });
-      c.metrics.verifyLatency.observe(
-        { route: '/nonce', outcome: 'accepted' },
-        Number(process.hrtime.bigint() - started) / 1e9,
-      );
+      await verifyAtGateway(pipelineRequest(req), gatewayOptions(c));
+      c.metrics.verifyLatency.observe({ route: '/nonce', outcome: 'accepted' }, seconds(started));
       next();
     } catch (err) {
       reject(c, req, res, err, '/nonce', started);
@@ -204,16 +201,8 @@ export function gatewayMetricsCheck(c: GatewayCtx): RequestHandler {
     const started = process.hrtime.bigint();
     try {
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      await verifyAtGateway(pipelineRequest(req, raw), {
-        registry: c.registry,
-        validate: c.validate,
-        clockSkewSeconds: c.clockSkewSeconds,
-        ...(c.globalGeoPolicy ? { globalGeoPolicy: c.globalGeoPolicy } : {}),
-      });
-      c.metrics.verifyLatency.observe(
-        { route: '/metrics', outcome: 'accepted' },
-        Number(process.hrtime.bigint() - started) / 1e9,
-      );
+      await verifyAtGateway(pipelineRequest(req, raw), gatewayOptions(c));
+      c.metrics.verifyLatency.observe({ route: '/metrics', outcome: 'accepted' }, seconds(started));
       next();
     } catch (err) {
       reject(c, req, res, err, '/metrics', started);
