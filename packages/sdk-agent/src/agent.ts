@@ -298,6 +298,11 @@ export class Agent {
     }
   }
 
+  /** Largest number of metric sets {@link Agent.sendBatch} accepts. */
+  get maxBatchSize(): number {
+    return this.o.maxBatchSize;
+  }
+
   /** Opens the TPM (when given a TCTI) and loads or creates the AppSK; returns its identity. */
   async ready(): Promise<AgentIdentity> {
     return (await this.initialize()).identity;

@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 
+export type { AgentAttestLocationOptions, AgentEnrollOptions } from './agent.js';
 export {
   Agent,
   type AgentIdentity,
@@ -41,6 +42,7 @@ export {
   type SignedMetricsRequest,
   workloadGeoId,
 } from './message.js';
+export { GeofenceMetricExporter, type GeofenceMetricExporterOptions, metricSets } from './otel.js';
 export { OutboxLockedError } from './outbox.js';
 export { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 export {
