@@ -142,6 +142,15 @@ describe('TPM2B_PUBLIC from swtpm/tpm2-tools', () => {
     ).toBe('invalid_key');
   });
 
+  it('the key cache hands out copies and separates different keys', () => {
+    const a = fixture('app-ecc.pub');
+    const der = publicToSpkiDer(a);
+    der.fill(0);
+    expect(hex(publicToSpkiDer(a))).toBe(hex(opensslSpkiDer('app-ecc.pem')));
+    expect(keyIdOfPublic(a)).not.toBe(keyIdOfPublic(fixture('ak-ecc.pub')));
+    expect(keyIdOfPublic(a)).toBe(keyIdOfPublic(parsePublic(a)));
+  });
+
   it('keyIdFromSpki canonicalises encodings and rejects non-keys', () => {
     const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const der = publicKey.export({ format: 'der', type: 'spki' });
