@@ -5,8 +5,42 @@
  */
 
 export * from './attestation/index.js';
+export * from './attestation/index.js';
 export * from './errors.js';
 export * from './geo.js';
+export { readBody } from './middleware/body.js';
+export type { MiddlewareOptions } from './middleware/common.js';
+export type {
+  ExpressCollectorOptions,
+  ExpressGatewayOptions,
+  ExpressNonceOptions,
+  ForwardOptions,
+  GeofenceHandler,
+  GeofenceIncomingMessage,
+} from './middleware/express.js';
+export { type GeofenceFastifyOptions, geofenceFastify } from './middleware/fastify.js';
+export { geofence } from './middleware/index.js';
+export { createMemoryRecordSink, type MemoryRecordSink } from './pipeline/records.js';
+export type {
+  AcceptedRecord,
+  CollectorOptions,
+  GatewayOptions,
+  GatewayVerdict,
+  MetricsVerdict,
+  NonceEndpointOptions,
+  NonceVerdict,
+  RecordSink,
+  VerifierBaseOptions,
+  VerifierRequest,
+} from './pipeline/types.js';
+export {
+  issueNonce,
+  validateCollectorOptions,
+  validateGatewayOptions,
+  validateNonceOptions,
+  verifyAtGateway,
+  verifyMetrics,
+} from './pipeline/verify.js';
 export * from './protocol.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';
@@ -35,4 +69,3 @@ export {
 } from './storage/registry.js';
 export { SqliteNonceStore, type SqliteNonceStoreOptions } from './storage/sqlite-nonce-store.js';
 export { SqliteRegistry, type SqliteRegistryOptions } from './storage/sqlite-registry.js';
-export * from './attestation/index.js';

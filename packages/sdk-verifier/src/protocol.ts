@@ -266,7 +266,17 @@ export function encodeBase64url(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
 }
 
+// Positive key/algorithm checks per KeyObject: `asymmetricKeyDetails` allocates on every access.
+const keyChecks = new WeakMap<KeyObject, PayloadAlgorithm>();
+
 function keyMatches(alg: PayloadAlgorithm, key: KeyObject): boolean {
+  if (keyChecks.get(key) === alg) return true;
+  const ok = keyMatchesUncached(alg, key);
+  if (ok) keyChecks.set(key, alg);
+  return ok;
+}
+
+function keyMatchesUncached(alg: PayloadAlgorithm, key: KeyObject): boolean {
   if (key.type !== 'public' && key.type !== 'private') return false;
   if (alg === 'ecdsa-p256-sha256') {
     return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';

@@ -1,0 +1,91 @@
+/**
+ * Pieces shared by the Express middleware and the Fastify plugin.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '../errors.js';
+import type { VerifierRequest } from '../pipeline/types.js';
+
+/**
+ * Options every middleware accepts besides its role's verification options.
+ * @public
+ */
+export interface MiddlewareOptions {
+  /** `rejected_by` of problems (default: the role: `collector` or `gateway`). */
+  rejectedBy?: RejectedBy;
+  /**
+   * Called before verification; throw a {@link GeofenceError} (for example `rate_limit` with
+   * `retryAfter`) to reject the request.
+   */
+  beforeVerify?: (req: VerifierRequest) => void | Promise<void>;
+  /** Called with every rejection (for logging/metrics). Internal errors keep their cause here only. */
+  onReject?: (error: GeofenceError, req: VerifierRequest, requestId: string) => void;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The caller's `X-Request-Id` when it is well-formed, else a new UUID. */
+export function requestIdOf(headers: IncomingMessage['headers']): string {
+  const v = headers['x-request-id'];
+  return typeof v === 'string' && REQUEST_ID.test(v) ? v : randomUUID();
+}
+
+/** Answer with an RFC 9457 problem (SPEC §7). */
+export function sendProblem(
+  res: ServerResponse,
+  err: GeofenceError,
+  rejectedBy: RejectedBy,
+  requestId: string,
+): void {
+  const body = JSON.stringify(err.toProblem({ rejectedBy, requestId }));
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.statusCode = err.status;
+  res.setHeader('content-type', PROBLEM_CONTENT_TYPE);
+  res.setHeader('cache-control', 'no-store');
+  res.setHeader('x-request-id', requestId);
+  if (err.retryAfter !== undefined) res.setHeader('retry-after', String(Math.ceil(err.retryAfter)));
+  if (err.status === 413) res.setHeader('connection', 'close');
+  res.end(body);
+}
+
+/** Answer with JSON. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, requestId: string): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json');
+  res.setHeader('cache-control', 'no-store');
+  res.setHeader('x-request-id', requestId);
+  res.end(JSON.stringify(body));
+}
+
+/** Headers the gateway removes before forwarding (SPEC §6.4). */
+export const GATEWAY_STRIPPED_HEADERS = Object.freeze(['signature', 'signature-input', 'workload-geo-id']);
+
+/** Remove the signature headers from a Node request (parsed and raw forms). */
+export function stripSignatureHeaders(req: IncomingMessage): void {
+  for (const h of GATEWAY_STRIPPED_HEADERS) delete req.headers[h];
+  const raw = req.rawHeaders;
+  for (let i = raw.length - 2; i >= 0; i -= 2) {
+    if (GATEWAY_STRIPPED_HEADERS.includes(raw[i]!.toLowerCase())) raw.splice(i, 2);
+  }
+}
+
+/** Check the options object shape early, with a clear message. */
+export function checkMiddlewareOptions(o: MiddlewareOptions, role: string): void {
+  if (o.beforeVerify !== undefined && typeof o.beforeVerify !== 'function') {
+    throw new TypeError(`@geofence/verifier ${role}: option beforeVerify must be a function`);
+  }
+  if (o.onReject !== undefined && typeof o.onReject !== 'function') {
+    throw new TypeError(`@geofence/verifier ${role}: option onReject must be a function`);
+  }
+  if (o.rejectedBy !== undefined && (typeof o.rejectedBy !== 'string' || o.rejectedBy === '')) {
+    throw new TypeError(`@geofence/verifier ${role}: option rejectedBy must be a non-empty string`);
+  }
+}
+
+/** Normalise anything thrown to a GeofenceError. */
+export function asGeofenceError(err: unknown): GeofenceError {
+  return GeofenceError.from(err);
+}
