@@ -1,5 +1,5 @@
-import { type Item, type Parameters, parseItem, serializeItem } from 'structured-headers';
 import { HttpSigError } from './errors.js';
+import { parseSfItem, type SfItem, type SfParameters, serializeSfItem } from './sf.js';
 
 /**
  * A parsed, validated RFC 9421 component identifier (§2).
@@ -9,8 +9,8 @@ import { HttpSigError } from './errors.js';
 export interface ComponentId {
   /** Lowercase component name: a field name or a derived name starting with `@`. */
   readonly name: string;
-  /** Component parameters (`sf`, `key`, `bs`, `name`). */
-  readonly params: Parameters;
+  /** Component parameters (`sf`, `key`, `bs` are `true` or strings; `name` is a string). */
+  readonly params: ReadonlyMap<string, string | boolean>;
   /** Identifier as it appears in `Signature-Input` and the signature base: `"name";k=v`. */
   readonly serialized: string;
   /** Identifier without the quotes around the name (`@query-param;name="Pet"`): the API-facing form. */
@@ -42,7 +42,7 @@ function fail(code: 'malformed' | 'unsupported', message: string): never {
   throw new HttpSigError(code, message);
 }
 
-function validateParams(name: string, params: Parameters): void {
+function validateParams(name: string, params: SfParameters): void {
   if (name.startsWith('@')) {
     for (const [key, value] of params) {
       if (name === '@query-param' && key === 'name') {
@@ -78,7 +78,7 @@ function validateParams(name: string, params: Parameters): void {
  * Builds a {@link ComponentId} from a parsed structured-field Item (an entry of a `Signature-Input` inner list).
  * Throws `malformed` or `unsupported`.
  */
-export function componentFromItem(item: Item): ComponentId {
+export function componentFromItem(item: SfItem): ComponentId {
   const [name, params] = item;
   if (typeof name !== 'string') fail('malformed', 'component identifiers must be strings');
   if (name === '@signature-params') fail('malformed', '@signature-params must not be a covered component');
@@ -88,9 +88,10 @@ export function componentFromItem(item: Item): ComponentId {
     fail('malformed', `"${name}" is not a lowercase field name`);
   }
   validateParams(name, params);
-  const serialized = params.size === 0 ? `"${name}"` : serializeItem([name, params]);
+  const serialized = params.size === 0 ? `"${name}"` : serializeSfItem([name, params]);
   const canonical = params.size === 0 ? name : `${name}${serialized.slice(name.length + 2)}`;
-  return { name, params, serialized, canonical };
+  // validateParams admitted only string and boolean values.
+  return { name, params: params as ReadonlyMap<string, string | boolean>, serialized, canonical };
 }
 
 const specCache = new Map<string, ComponentId>();
@@ -106,7 +107,7 @@ const SPEC_CACHE_MAX = 512;
 export function parseComponent(spec: string): ComponentId {
   const cached = specCache.get(spec);
   if (cached !== undefined) return cached;
-  let item: Item;
+  let item: SfItem;
   if (spec.startsWith('"')) {
     item = parseItemOrThrow(spec);
   } else {
@@ -121,9 +122,9 @@ export function parseComponent(spec: string): ComponentId {
   return component;
 }
 
-function parseItemOrThrow(text: string): Item {
+function parseItemOrThrow(text: string): SfItem {
   try {
-    return parseItem(text);
+    return parseSfItem(text);
   } catch (err) {
     throw new HttpSigError('malformed', `invalid component identifier ${JSON.stringify(text)}`, {
       cause: err,

@@ -7,6 +7,8 @@ import type { HttpMessage } from './types.js';
 /** RFC 9110 method = token. Anything else could inject text into the signature base. */
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NO_PARAMS = new Map<string, string | number | boolean>();
+/** Nothing outside visible ASCII belongs in a request target or absolute URI. */
+const UNSAFE_URL_CHAR = /[^\x21-\x7e]/;
 /** Base for origin-form targets; `relative` marks that authority, scheme and target URI are unknown. */
 const RELATIVE_BASE = 'http://relative.invalid';
 
@@ -56,6 +58,10 @@ export class DerivationContext {
    * at the raw target — would share one `@path`/`@query` value, and a signature for one would verify for the other.
    */
   private assertNormalTarget(raw: string, url: URL): void {
+    // URL parsing silently strips surrounding spaces/controls and embedded tabs/newlines: refuse them outright.
+    if (UNSAFE_URL_CHAR.test(raw)) {
+      throw new HttpSigError('malformed', 'message url contains whitespace, control or non-ASCII characters');
+    }
     let start = 0;
     if (!this.relative) {
       const afterScheme = raw.indexOf('://');

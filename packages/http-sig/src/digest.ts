@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { parseDictionary } from 'structured-headers';
 import { HttpSigError } from './errors.js';
+import { parseSfDictionary, type SfDictionary } from './sf.js';
 
 /**
  * RFC 9530 digest algorithms this package computes and checks.
@@ -42,9 +42,9 @@ export function contentDigest(
  * @public
  */
 export function verifyContentDigest(headerValue: string, body: Uint8Array | string | undefined): void {
-  let dict: ReturnType<typeof parseDictionary>;
+  let dict: SfDictionary;
   try {
-    dict = parseDictionary(headerValue);
+    dict = parseSfDictionary(headerValue);
   } catch (err) {
     throw new HttpSigError('malformed', 'Content-Digest is not a structured dictionary', { cause: err });
   }

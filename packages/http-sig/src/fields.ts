@@ -1,15 +1,15 @@
-import {
-  isInnerList,
-  parseDictionary,
-  parseItem,
-  parseList,
-  serializeDictionary,
-  serializeInnerList,
-  serializeItem,
-  serializeList,
-} from 'structured-headers';
 import type { ComponentId } from './components.js';
 import { HttpSigError } from './errors.js';
+import {
+  parseSfDictionary,
+  parseSfItem,
+  parseSfList,
+  type SfDictionary,
+  serializeSfDictionary,
+  serializeSfItem,
+  serializeSfList,
+  serializeSfMember,
+} from './sf.js';
 import type { HeaderFields } from './types.js';
 
 /**
@@ -95,9 +95,9 @@ function ownValue<T>(record: Readonly<Record<string, T>> | undefined, key: strin
 
 function reserialize(text: string, type: StructuredFieldType, name: string): string {
   try {
-    if (type === 'dictionary') return serializeDictionary(parseDictionary(text));
-    if (type === 'list') return serializeList(parseList(text));
-    return serializeItem(parseItem(text));
+    if (type === 'dictionary') return serializeSfDictionary(parseSfDictionary(text));
+    if (type === 'list') return serializeSfList(parseSfList(text));
+    return serializeSfItem(parseSfItem(text));
   } catch (err) {
     throw new HttpSigError('malformed', `field ${name} is not a valid structured ${type}`, { cause: err });
   }
@@ -130,15 +130,19 @@ export function fieldComponentValue(
   const key = params.get('key');
   if (typeof key === 'string') {
     // §2.1.2: the field must be a Dictionary; the value is the serialised member (item or inner list).
-    let dict: ReturnType<typeof parseDictionary>;
+    let dict: SfDictionary;
     try {
-      dict = parseDictionary(text);
+      dict = parseSfDictionary(text);
     } catch (err) {
       throw new HttpSigError('malformed', `field ${name} is not a structured dictionary`, { cause: err });
     }
     const member = dict.get(key);
     if (member === undefined) throw new HttpSigError('missing_component', `${name} has no member "${key}"`);
-    return isInnerList(member) ? serializeInnerList(member) : serializeItem(member);
+    try {
+      return serializeSfMember(member);
+    } catch (err) {
+      throw new HttpSigError('malformed', `member "${key}" of ${name} cannot be serialised`, { cause: err });
+    }
   }
   // §2.1.1 sf: strict re-serialisation; the type must be known.
   const type = ownValue(fieldTypes, name) ?? ownValue(KNOWN_STRUCTURED_FIELDS, name);

@@ -1,4 +1,3 @@
-import { type BareItem, type Item, serializeInnerList } from 'structured-headers';
 import { ALGORITHMS, isSignatureAlgorithm } from './algorithms.js';
 import { encodeBase, signatureBaseString } from './base.js';
 import { parseComponentList } from './components.js';
@@ -6,6 +5,7 @@ import { verifyContentDigest } from './digest.js';
 import { HttpSigError } from './errors.js';
 import { getFieldLines, type StructuredFieldType } from './fields.js';
 import { assertLabel, assertSfString, toUnixSeconds } from './params.js';
+import { type SfBareItem, type SfItem, serializeSfInnerList } from './sf.js';
 import type { HttpMessage, Signer } from './types.js';
 
 /**
@@ -49,8 +49,8 @@ export interface SignatureHeaders {
 /**
  * Builds the serialised `@signature-params` value and the parameter map for a new signature.
  */
-function signatureParams(options: SignRequestOptions, items: Item[]): string {
-  const params = new Map<string, BareItem>();
+function signatureParams(options: SignRequestOptions, items: SfItem[]): string {
+  const params = new Map<string, SfBareItem>();
   const { created, expires, nonce, tag, signer } = options;
   let createdSeconds: number | undefined;
   if (created !== null) {
@@ -75,7 +75,7 @@ function signatureParams(options: SignRequestOptions, items: Item[]): string {
     assertSfString('tag', tag);
     params.set('tag', tag);
   }
-  return serializeInnerList([items, params]);
+  return serializeSfInnerList([items, params]);
 }
 
 /**
@@ -111,7 +111,7 @@ export async function signRequest(
   const components = parseComponentList(options.components);
   const sigParams = signatureParams(
     options,
-    components.map((c) => [c.name, c.params]),
+    components.map((c): SfItem => [c.name, c.params as Map<string, SfBareItem>]),
   );
   const base = signatureBaseString(message, components, sigParams, options.fieldTypes);
   if (message.body !== undefined && components.some((c) => c.name === 'content-digest')) {

@@ -1,8 +1,8 @@
-import { type InnerList, parseDictionary, serializeInnerList } from 'structured-headers';
 import { signatureBaseString } from './base.js';
 import { type ComponentId, componentFromItem } from './components.js';
 import { HttpSigError } from './errors.js';
 import type { StructuredFieldType } from './fields.js';
+import { parseSfDictionary, type SfInnerList, serializeSfInnerList } from './sf.js';
 import type { HttpMessage } from './types.js';
 
 /**
@@ -18,16 +18,16 @@ export function createSignatureBase(
   label: string,
   options: { fieldTypes?: Readonly<Record<string, StructuredFieldType>> } = {},
 ): string {
-  let member: ReturnType<typeof parseDictionary> extends Map<string, infer V> ? V | undefined : never;
+  let member: ReturnType<ReturnType<typeof parseSfDictionary>['get']>;
   try {
-    member = parseDictionary(signatureInput).get(label);
+    member = parseSfDictionary(signatureInput).get(label);
   } catch (err) {
     throw new HttpSigError('malformed', 'Signature-Input is not a structured dictionary', { cause: err });
   }
   if (member === undefined) throw new HttpSigError('missing_signature', `no signature labelled ${label}`);
   if (!Array.isArray(member[0]))
     throw new HttpSigError('malformed', `Signature-Input ${label} is not an inner list`);
-  const input = member as InnerList;
+  const input = member as SfInnerList;
   const components: ComponentId[] = [];
   const seen = new Set<string>();
   for (const item of input[0]) {
@@ -38,5 +38,5 @@ export function createSignatureBase(
     seen.add(component.serialized);
     components.push(component);
   }
-  return signatureBaseString(message, components, serializeInnerList(input), options.fieldTypes);
+  return signatureBaseString(message, components, serializeSfInnerList(input), options.fieldTypes);
 }

@@ -1,5 +1,4 @@
 import { KeyObject } from 'node:crypto';
-import { type InnerList, type Parameters, parseDictionary, serializeInnerList } from 'structured-headers';
 import {
   algorithmForKey,
   assertKeyMatchesAlg,
@@ -12,6 +11,13 @@ import { type ComponentId, componentFromItem, parseComponent } from './component
 import { verifyContentDigest } from './digest.js';
 import { HttpSigError } from './errors.js';
 import { getFieldLines, type StructuredFieldType } from './fields.js';
+import {
+  parseSfDictionary,
+  type SfDictionary,
+  type SfInnerList,
+  type SfParameters,
+  serializeSfInnerList,
+} from './sf.js';
 import type {
   HttpMessage,
   PinnedVerificationKey,
@@ -111,9 +117,9 @@ function headerText(message: HttpMessage, name: string): string | undefined {
   return typeof lines === 'string' ? lines : lines.join(', ');
 }
 
-function parseDict(text: string, what: string): ReturnType<typeof parseDictionary> {
+function parseDict(text: string, what: string): SfDictionary {
   try {
-    return parseDictionary(text);
+    return parseSfDictionary(text);
   } catch (err) {
     throw malformed(`${what} is not a structured dictionary`, err);
   }
@@ -128,7 +134,7 @@ interface ParsedParams {
   tag: string | undefined;
 }
 
-function readParams(params: Parameters): ParsedParams {
+function readParams(params: SfParameters): ParsedParams {
   const out: ParsedParams = {
     created: undefined,
     expires: undefined,
@@ -162,15 +168,15 @@ function readParams(params: Parameters): ParsedParams {
 
 /** Picks the signature to verify by label and/or tag. */
 function selectSignature(
-  inputs: ReturnType<typeof parseDictionary>,
+  inputs: SfDictionary,
   label: string | undefined,
   tag: string | undefined,
-): [string, InnerList] {
+): [string, SfInnerList] {
   if (label !== undefined) {
     const member = inputs.get(label);
     if (member === undefined) throw new HttpSigError('missing_signature', `no signature labelled ${label}`);
     if (!Array.isArray(member[0])) throw malformed(`Signature-Input ${label} is not an inner list`);
-    const input = member as InnerList;
+    const input = member as SfInnerList;
     if (tag !== undefined && input[1].get('tag') !== tag) {
       throw new HttpSigError('tag_mismatch', `signature ${label} does not carry tag ${tag}`);
     }
@@ -179,7 +185,7 @@ function selectSignature(
   for (const [name, member] of inputs) {
     if (tag !== undefined && member[1].get('tag') !== tag) continue;
     if (!Array.isArray(member[0])) throw malformed(`Signature-Input ${name} is not an inner list`);
-    return [name, member as InnerList];
+    return [name, member as SfInnerList];
   }
   if (tag !== undefined) throw new HttpSigError('tag_mismatch', `no signature carries tag ${tag}`);
   throw new HttpSigError('missing_signature', 'Signature-Input is empty');
@@ -336,7 +342,7 @@ export async function verifyRequest(
   // RFC 9421 §3.2 step 3: @signature-params is the (canonical) serialisation of this Signature-Input member.
   let sigParams: string;
   try {
-    sigParams = serializeInnerList(input);
+    sigParams = serializeSfInnerList(input);
   } catch (err) {
     throw malformed('Signature-Input member cannot be serialised', err);
   }

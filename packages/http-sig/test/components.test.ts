@@ -97,6 +97,9 @@ describe('derived components (RFC 9421 §2.2 examples)', () => {
       '/x/./metrics',
       'https://e.com/q?a b',
       'https://e.com/caf\u00e9',
+      'https://e.com ',
+      ' https://e.com/p',
+      'https://e.com\\p',
     ]) {
       expect(
         codeOf(() => lines(request(url), ['@path'])),
