@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { Writer } from './buffer.js';
-import type { HashAlg } from './constants.js';
+import { type HashAlg, hashSize } from './constants.js';
+import { TpmWireError } from './errors.js';
 
 /** Label bytes as the TPM hashes them: the ASCII label followed by one zero byte. */
 function labelBytes(label: string): Uint8Array {
@@ -8,6 +9,17 @@ function labelBytes(label: string): Uint8Array {
   return ascii.length > 0 && ascii[ascii.length - 1] === 0
     ? new Uint8Array(ascii)
     : new Uint8Array([...ascii, 0]);
+}
+
+function outputBytes(bits: number, hashAlg: HashAlg): number {
+  hashSize(hashAlg); // rejects unknown hash names with a TpmWireError
+  if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0 || bits > 0xffff) {
+    throw new TpmWireError(
+      'invalid_argument',
+      `KDF output length ${bits} bits is not a positive multiple of 8`,
+    );
+  }
+  return bits / 8;
 }
 
 function u32(n: number): Uint8Array {
@@ -34,7 +46,7 @@ export function kdfa(
   contextV: Uint8Array,
   bits: number,
 ): Uint8Array {
-  const bytes = bits / 8;
+  const bytes = outputBytes(bits, hashAlg);
   const parts: Buffer[] = [];
   let have = 0;
   for (let i = 1; have < bytes; i++) {
@@ -71,7 +83,7 @@ export function kdfe(
   partyVInfo: Uint8Array,
   bits: number,
 ): Uint8Array {
-  const bytes = bits / 8;
+  const bytes = outputBytes(bits, hashAlg);
   const parts: Buffer[] = [];
   let have = 0;
   for (let i = 1; have < bytes; i++) {
