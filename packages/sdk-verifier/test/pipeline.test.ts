@@ -1,0 +1,229 @@
+/**
+ * Pipeline details not covered end to end: the body reader's early 413, gateway switches, order of
+ * checks, nonce pools.
+ */
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type GatewayOptions,
+  GeofenceError,
+  issueNonce,
+  JsonFileRegistry,
+  MemoryNonceStore,
+  readBody,
+  type VerifierRequest,
+  verifyAtGateway,
+  verifyMetrics,
+} from '../src/index.js';
+import {
+  BERLIN,
+  type BuiltRequest,
+  buildMetricsRequest,
+  buildNonceRequest,
+  makeAgent,
+} from './helpers/signed-request.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'geofence-pipeline-'));
+let registry: JsonFileRegistry;
+const agent = makeAgent('agent-001');
+const stranger = makeAgent('stranger');
+
+beforeAll(async () => {
+  registry = await JsonFileRegistry.open({ path: join(dir, 'a.json'), watch: false });
+  await registry.put(agent.record);
+});
+afterAll(async () => {
+  await registry.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const toReq = (r: BuiltRequest): VerifierRequest => ({
+  method: r.method,
+  url: r.path,
+  headers: r.headers,
+  ...(r.body !== undefined ? { rawBody: Buffer.from(r.body) } : {}),
+});
+
+async function rejection(p: Promise<unknown>): Promise<GeofenceError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(GeofenceError);
+    return err as GeofenceError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('readBody', () => {
+  it('rejects with 413 before the stream ends, without reading it all', async () => {
+    let produced = 0;
+    const chunk = Buffer.alloc(64 * 1024, 120);
+    const total = 2 * 1024 * 1024;
+    const stream = new Readable({
+      highWaterMark: 64 * 1024,
+      // like a socket: data arrives asynchronously
+      read() {
+        setImmediate(() => {
+          if (produced >= total) this.push(null);
+          else {
+            produced += chunk.length;
+            this.push(chunk);
+          }
+        });
+      },
+    });
+    let producedAtRejection = -1;
+    const err = await rejection(
+      readBody(stream, 1024 * 1024).catch((e: unknown) => {
+        producedAtRejection = produced;
+        throw e;
+      }),
+    );
+    expect(err.status).toBe(413);
+    // rejected right after the first chunk past the limit, long before the 2 MiB arrived
+    expect(producedAtRejection).toBeLessThanOrEqual(1024 * 1024 + 2 * chunk.length);
+  });
+
+  it('rejects early on a large Content-Length', async () => {
+    const stream = Object.assign(Readable.from([Buffer.from('x')]), {
+      headers: { 'content-length': '2097152' },
+    });
+    expect((await rejection(readBody(stream, 1024))).status).toBe(413);
+  });
+
+  it('returns the exact bytes', async () => {
+    const parts = [Buffer.from('{"a":'), Buffer.from('1}')];
+    expect((await readBody(Readable.from(parts), 100)).toString()).toBe('{"a":1}');
+  });
+});
+
+describe('gateway switches', () => {
+  const base: GatewayOptions = { registry: undefined as never };
+  const opts = (o: Partial<GatewayOptions>): GatewayOptions => ({ ...base, registry, ...o });
+
+  it('never consumes nonces: the same request passes twice', async () => {
+    const req = toReq(await buildMetricsRequest(agent, { nonce: Buffer.alloc(32, 5).toString('base64url') }));
+    const v1 = await verifyAtGateway(req, opts({}));
+    const v2 = await verifyAtGateway(req, opts({}));
+    expect(v1.checks).toEqual([
+      'request_validation',
+      'agent_verification',
+      'signature_verification',
+      'timestamp_proximity',
+      'geolocation_policy',
+    ]);
+    expect(v2.agent?.agent_name).toBe('agent-001');
+  });
+
+  it('requires the signature headers', async () => {
+    const req = toReq(
+      await buildMetricsRequest(agent, { nonce: Buffer.alloc(32, 5).toString('base64url'), unsigned: true }),
+    );
+    const err = await rejection(verifyAtGateway(req, opts({})));
+    expect([err.status, err.validationType]).toEqual([400, 'request_validation']);
+  });
+
+  it('validateGeolocation=false lets a geo violation through; validateSignature=false a wrong key', async () => {
+    const geo = toReq(
+      await buildMetricsRequest(agent, { nonce: Buffer.alloc(32, 5).toString('base64url'), region: BERLIN }),
+    );
+    expect((await rejection(verifyAtGateway(geo, opts({})))).validationType).toBe('geolocation_policy');
+    expect((await verifyAtGateway(geo, opts({ validateGeolocation: false }))).checks).not.toContain(
+      'geolocation_policy',
+    );
+    const forged = toReq(
+      await buildMetricsRequest(agent, {
+        nonce: Buffer.alloc(32, 5).toString('base64url'),
+        signer: stranger.signer,
+      }),
+    );
+    expect((await rejection(verifyAtGateway(forged, opts({})))).validationType).toBe(
+      'signature_verification',
+    );
+    expect((await verifyAtGateway(forged, opts({ validateSignature: false }))).checks).not.toContain(
+      'signature_verification',
+    );
+  });
+
+  it('validatePublicKeyHash=false skips the allowlist; signatures then need a known key', async () => {
+    const unknown = toReq(
+      await buildMetricsRequest(stranger, { nonce: Buffer.alloc(32, 5).toString('base64url') }),
+    );
+    expect((await rejection(verifyAtGateway(unknown, opts({})))).validationType).toBe('agent_verification');
+    const err = await rejection(verifyAtGateway(unknown, opts({ validatePublicKeyHash: false })));
+    expect(err.validationType).toBe('signature_verification');
+    const v = await verifyAtGateway(
+      unknown,
+      opts({ validatePublicKeyHash: false, validateSignature: false, validateGeolocation: false }),
+    );
+    expect(v.checks).toEqual(['request_validation', 'timestamp_proximity']);
+  });
+});
+
+describe('collector order', () => {
+  it('a bad signature is reported before a stale timestamp and before the nonce', async () => {
+    const nonces = new MemoryNonceStore();
+    const { nonce } = await nonces.issue(agent.keyid);
+    const req = toReq(
+      await buildMetricsRequest(agent, {
+        nonce,
+        signer: stranger.signer,
+        timestamp: new Date(Date.now() - 86_400_000),
+      }),
+    );
+    const err = await rejection(verifyMetrics(req, { registry, nonces }));
+    expect(err.validationType).toBe('signature_verification');
+    // the nonce was not spent by a request that failed earlier checks
+    expect(await nonces.consume(agent.keyid, nonce)).toBe('ok');
+  });
+
+  it('a nonce is spent even when a later check (geo) fails', async () => {
+    const nonces = new MemoryNonceStore();
+    const { nonce } = await nonces.issue(agent.keyid);
+    const req = toReq(await buildMetricsRequest(agent, { nonce, region: BERLIN }));
+    expect((await rejection(verifyMetrics(req, { registry, nonces }))).validationType).toBe(
+      'geolocation_policy',
+    );
+    expect(await nonces.consume(agent.keyid, nonce)).toBe('reused');
+  });
+
+  it('refuses agents without any geographic policy unless told otherwise', async () => {
+    const open = makeAgent('agent-open', { geoPolicy: {} });
+    await registry.put(open.record);
+    const nonces = new MemoryNonceStore();
+    const req1 = toReq(await buildMetricsRequest(open, { nonce: (await nonces.issue(open.keyid)).nonce }));
+    expect((await rejection(verifyMetrics(req1, { registry, nonces }))).validationType).toBe(
+      'geolocation_policy',
+    );
+    const req2 = toReq(await buildMetricsRequest(open, { nonce: (await nonces.issue(open.keyid)).nonce }));
+    expect((await verifyMetrics(req2, { registry, nonces, requireGeoPolicy: false })).status).toBe(200);
+    const req3 = toReq(await buildMetricsRequest(open, { nonce: (await nonces.issue(open.keyid)).nonce }));
+    const global = { geoPolicy: { allow: [{ region: 'EU' }] } };
+    expect((await rejection(verifyMetrics(req3, { registry, nonces, ...global }))).validationType).toBe(
+      'geolocation_policy',
+    );
+  });
+
+  it('signed nonce requests draw from the authenticated pool', async () => {
+    const nonces = new MemoryNonceStore({ maxOutstanding: 1 });
+    const signed = await issueNonce(toReq(await buildNonceRequest(agent)), { registry, nonces });
+    expect(signed.authenticated).toBe(true);
+    // an anonymous flood for the same keyid cannot evict it
+    for (let i = 0; i < 5; i++) {
+      const anon = await issueNonce(toReq(await buildNonceRequest(agent, { signed: false })), {
+        registry,
+        nonces,
+      });
+      expect(anon.authenticated).toBe(false);
+    }
+    expect(await nonces.consume(agent.keyid, signed.body.nonce)).toBe('ok');
+    const stale = toReq(await buildNonceRequest(agent, { created: new Date(Date.now() - 3600_000) }));
+    expect((await rejection(issueNonce(stale, { registry, nonces }))).validationType).toBe(
+      'timestamp_proximity',
+    );
+  });
+});
