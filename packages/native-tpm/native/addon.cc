@@ -3,7 +3,11 @@
 #include <napi.h>
 #include <tss2/tss2_rc.h>
 
+#include <chrono>
+#include <algorithm>
 #include <functional>
+#include <random>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -100,6 +104,8 @@ Napi::Value toJs(Napi::Env env, const Value& v) {
 
 enum class Mode { Command, Open, Close };
 
+constexpr int kMemoryRetries = 40;
+
 // Runs one command on the libuv pool. The state lock serialises commands on one
 // TPM; the JS facade also queues them so waiting commands do not occupy pool threads.
 class Worker : public Napi::AsyncWorker {
@@ -127,15 +133,34 @@ class Worker : public Napi::AsyncWorker {
       return;
     }
     st_->esapiNs = 0;
-    try {
-      result_ = fn_(*st_);
-    } catch (const Failure& f) {
-      failed_ = true;
-      failure_ = f;
-    } catch (const std::exception& e) {
-      failed_ = true;
-      failure_ = Failure{0, "", "internal", e.what()};
+    for (int attempt = 1;; attempt++) {
+      try {
+        result_ = fn_(*st_);
+        failed_ = false;
+        break;
+      } catch (const Failure& f) {
+        failed_ = true;
+        failure_ = f;
+      } catch (const std::exception& e) {
+        failed_ = true;
+        failure_ = Failure{0, "", "internal", e.what()};
+        break;
+      }
+      // Without a resource manager (swtpm, raw /dev/tpm0) several TPM users share a few object
+      // and session slots. A command refused for lack of memory had no effect: free our cached
+      // SRK slot, back off and run the whole command again.
+      const TSS2_RC layer = failure_.rc & TSS2_RC_LAYER_MASK;
+      const TSS2_RC rc = failure_.rc & ~TSS2_RC_LAYER_MASK;
+      const bool fromTpm = layer == TSS2_TPM_RC_LAYER || layer == TSS2_RESMGR_TPM_RC_LAYER;
+      const bool noMemory = fromTpm && (rc == TPM2_RC_OBJECT_MEMORY || rc == TPM2_RC_SESSION_MEMORY);
+      if (!noMemory || mode_ != Mode::Command || attempt >= kMemoryRetries) break;
+      parkSrk(*st_);
+      // Exponential backoff with jitter, capped at 100 ms: about 3 s in total before giving up.
+      const int base = std::min(100, 2 << std::min(attempt, 6));
+      std::this_thread::sleep_for(std::chrono::milliseconds(base / 2 + static_cast<int>(jitter_() % (base / 2 + 1))));
     }
+    // Hold no object slot between commands unless told the TPM has a resource manager.
+    if (!st_->cacheSrk && st_->esys != nullptr) parkSrk(*st_);
     esapiNs_ = st_->esapiNs;
     // A context whose open failed is unusable; release the TCTI right away.
     if (failed_ && mode_ == Mode::Open) st_->shutdown();
@@ -171,6 +196,7 @@ class Worker : public Napi::AsyncWorker {
   }
 
   Napi::Promise::Deferred deferred_;
+  std::minstd_rand jitter_{static_cast<unsigned>(nowNs())};
   StatePtr st_;
   std::function<Value(State&)> fn_;
   Mode mode_;
@@ -218,10 +244,11 @@ class Context : public Napi::ObjectWrap<Context> {
     if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "tcti must be a string");
     std::string tcti = info[0].As<Napi::String>().Utf8Value();
     const bool flush = info[1].ToBoolean().Value();
+    const bool cacheSrk = info[2].ToBoolean().Value();
     return run(
         info.Env(),
-        [tcti, flush](State& st) {
-          openTpm(st, tcti, flush);
+        [tcti, flush, cacheSrk](State& st) {
+          openTpm(st, tcti, flush, cacheSrk);
           return gtpm::Value::null();
         },
         Mode::Open);

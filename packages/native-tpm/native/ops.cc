@@ -57,10 +57,20 @@ Bytes makeBlob(const TPM2B_PRIVATE& priv, const TPM2B_PUBLIC& pub) {
   return out;
 }
 
-// The cached storage primary; created on first use (deterministic template, so the
-// same key each time) and kept loaded until close().
+// The storage primary, loaded for the current command: reloaded from its saved context when
+// there is one, else created from the deterministic template (the same key every time) and saved.
 ESYS_TR srk(State& st) {
   if (st.srk != ESYS_TR_NONE) return st.srk;
+  if (st.srkContext != nullptr) {
+    ESYS_TR h = ESYS_TR_NONE;
+    if (GTPM_TRY(st, Esys_ContextLoad(st.esys, st.srkContext, &h)) == TSS2_RC_SUCCESS) {
+      st.srk = h;
+      return h;
+    }
+    // Saved contexts do not survive a TPM reset; fall back to re-deriving the key.
+    Esys_Free(st.srkContext);
+    st.srkContext = nullptr;
+  }
   const TPM2B_PUBLIC tmpl = srkTemplate();
   TPM2B_SENSITIVE_CREATE sens;
   std::memset(&sens, 0, sizeof(sens));
@@ -73,8 +83,29 @@ ESYS_TR srk(State& st) {
             Esys_CreatePrimary(st.esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
                                &tmpl, &outside, &pcrs, &h, nullptr, nullptr, nullptr, nullptr));
   st.srk = h;
+  TPMS_CONTEXT* saved = nullptr;
+  if (GTPM_TRY(st, Esys_ContextSave(st.esys, h, &saved)) == TSS2_RC_SUCCESS) st.srkContext = saved;
   return h;
 }
+
+}  // namespace
+
+void parkSrk(State& st) {
+  if (st.srk == ESYS_TR_NONE) return;
+  // Flush if still loaded; if the TPM no longer has it, just forget the ESYS metadata.
+  if (GTPM_TRY(st, Esys_FlushContext(st.esys, st.srk)) != TSS2_RC_SUCCESS) Esys_TR_Close(st.esys, &st.srk);
+  st.srk = ESYS_TR_NONE;
+}
+
+void dropSrk(State& st) {
+  parkSrk(st);
+  if (st.srkContext != nullptr) {
+    Esys_Free(st.srkContext);
+    st.srkContext = nullptr;
+  }
+}
+
+namespace {
 
 // A key made usable for one command: loaded from its blob (flushed afterwards) or
 // bound to its persistent handle (ESYS metadata closed afterwards).
@@ -93,10 +124,22 @@ class UsableKey {
     TPM2B_PRIVATE priv;
     TPM2B_PUBLIC pub;
     parseBlob(ref.blob, priv, pub);
+    const bool wasCached = st.srk != ESYS_TR_NONE || st.srkContext != nullptr;
     const ESYS_TR parent = srk(st);
-    GTPM_CALL(st, std::string("TPM2_Load(") + role + ")",
-              Esys_Load(st.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &h_));
+    TSS2_RC rc =
+        GTPM_TRY(st, Esys_Load(st.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &h_));
+    if (rc != TSS2_RC_SUCCESS && wasCached && isTpmAnswer(rc)) {
+      // The cached SRK may be gone (flushed by another TPM user without a resource manager, or a
+      // TPM restart). Re-create it once; a key that still does not load is reported as is.
+      dropSrk(st);
+      const ESYS_TR fresh = srk(st);
+      rc = GTPM_TRY(st, Esys_Load(st.esys, fresh, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &h_));
+    }
+    if (rc != TSS2_RC_SUCCESS) throw Failure{rc, std::string("TPM2_Load(") + role + ")", "tpm", ""};
     transient_ = true;
+    // A loaded child no longer needs its parent: give the slot back right away so this command
+    // holds as few of the shared object slots as possible.
+    if (!st.cacheSrk) parkSrk(st);
   }
   UsableKey(const UsableKey&) = delete;
   UsableKey& operator=(const UsableKey&) = delete;
@@ -354,7 +397,8 @@ Bytes leftPad(const uint8_t* p, size_t n, size_t width) {
 
 }  // namespace
 
-void openTpm(State& st, const std::string& tcti, bool flushTransients) {
+void openTpm(State& st, const std::string& tcti, bool flushTransients, bool cacheSrk) {
+  st.cacheSrk = cacheSrk;
   GTPM_CALL(st, "Tss2_TctiLdr_Initialize",
             Tss2_TctiLdr_Initialize(tcti.empty() ? nullptr : tcti.c_str(), &st.tcti));
   GTPM_CALL(st, "Esys_Initialize", Esys_Initialize(&st.esys, st.tcti, nullptr));
@@ -364,6 +408,7 @@ void openTpm(State& st, const std::string& tcti, bool flushTransients) {
     throw Failure{rc, "TPM2_Startup", "tpm", ""};
   }
   if (flushTransients) {
+    dropSrk(st);
     TSS2_SYS_CONTEXT* sys = nullptr;
     GTPM_CALL(st, "Esys_GetSysContext", Esys_GetSysContext(st.esys, &sys));
     for (TPM2_HANDLE first : {TPM2_TRANSIENT_FIRST, TPM2_LOADED_SESSION_FIRST}) {

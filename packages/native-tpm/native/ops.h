@@ -23,7 +23,12 @@ struct PcrSel {
   std::vector<uint32_t> pcrs;
 };
 
-void openTpm(State& st, const std::string& tcti, bool flushTransients);
+// Flushes the storage root key if loaded, keeping its saved context for the next command.
+void parkSrk(State& st);
+// Forgets the storage root key entirely (loaded handle and saved context).
+void dropSrk(State& st);
+
+void openTpm(State& st, const std::string& tcti, bool flushTransients, bool cacheSrk);
 void closeTpm(State& st);
 Value info(State& st);
 Value getRandom(State& st, uint32_t n);

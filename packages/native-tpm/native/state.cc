@@ -12,6 +12,10 @@ void State::shutdown() {
       Esys_FlushContext(esys, srk);
       srk = ESYS_TR_NONE;
     }
+    if (srkContext != nullptr) {
+      Esys_Free(srkContext);
+      srkContext = nullptr;
+    }
     Esys_Finalize(&esys);
     esys = nullptr;
   }

@@ -81,7 +81,13 @@ struct State {
   std::mutex mu;
   TSS2_TCTI_CONTEXT* tcti = nullptr;
   ESYS_CONTEXT* esys = nullptr;
-  ESYS_TR srk = ESYS_TR_NONE;  // cached transient storage primary (ECC P-256)
+  ESYS_TR srk = ESYS_TR_NONE;  // storage primary (ECC P-256) while loaded
+  // The SRK saved with TPM2_ContextSave: reloading it is much cheaper than TPM2_CreatePrimary.
+  // (Owned; released with Esys_Free.)
+  TPMS_CONTEXT* srkContext = nullptr;
+  // Keep the SRK loaded between commands. Only sensible behind a resource manager (or as the sole
+  // user of a TPM): without one, an idle context would pin one of the TPM's ~3 object slots.
+  bool cacheSrk = false;
   bool closed = false;
   bool opened = false;
   // Time spent inside ESAPI calls during the current command (reset per command).

@@ -34,7 +34,7 @@ export interface NativeKey {
 
 /** The addon's Context class: one TCTI + ESYS context; every method returns a Promise. */
 export interface NativeContext {
-  open(tcti: string, flushTransients: boolean): Promise<NativeResult<null>>;
+  open(tcti: string, flushTransients: boolean, cacheSrk: boolean): Promise<NativeResult<null>>;
   close(): Promise<NativeResult<null>>;
   info(): Promise<NativeResult<Array<[number, number]>>>;
   getRandom(n: number): Promise<NativeResult<Uint8Array>>;

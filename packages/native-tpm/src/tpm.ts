@@ -27,12 +27,20 @@ export interface TpmOpenOptions {
    */
   tcti: string;
   /**
-   * Flush every loaded transient object and session when opening. Defaults to `true` for
-   * `swtpm:`/`mssim:` TCTIs (simulators without a resource manager, one client at a time, so anything
-   * loaded is a leftover of a process that died) and `false` otherwise — never do this on a raw
-   * `/dev/tpm0` shared with other users.
+   * Flush every loaded transient object and session when opening. Default `false`. Useful on a
+   * simulator without resource manager (swtpm) that you are the only user of, after a process died
+   * with objects loaded; never do this while other users of the same TPM are active (it flushes their
+   * objects too — this library recovers from that, others may not).
    */
   flushTransients?: boolean;
+  /**
+   * Keep the storage root key loaded between commands. Default: `true` when the TCTI goes through a
+   * resource manager (`device:/dev/tpmrm0`, `tabrmd`), which virtualises object slots, and `false`
+   * otherwise: without a resource manager (swtpm, `/dev/tpm0`) all users share about three object
+   * slots, so an idle `Tpm` holds none; the SRK is then reloaded from a saved context per command
+   * (TPM2_ContextLoad, much cheaper than re-deriving it).
+   */
+  cacheSrk?: boolean;
 }
 
 /** Options of {@link Tpm.activateCredential}. @public */
@@ -182,9 +190,10 @@ export class Tpm {
     if (typeof options?.tcti !== 'string') throw new TpmError('invalid_argument', 'tcti must be a string');
     const { Context } = loadAddon();
     const ctx = new Context();
-    const flush = options.flushTransients ?? /^(swtpm|mssim)(:|$)/.test(options.tcti);
+    const flush = options.flushTransients ?? false;
+    const cacheSrk = options.cacheSrk ?? /tpmrm|tabrmd/.test(options.tcti);
     try {
-      await ctx.open(options.tcti, flush);
+      await ctx.open(options.tcti, flush, cacheSrk);
     } catch (err) {
       throw toTpmError(err);
     }

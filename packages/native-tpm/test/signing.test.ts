@@ -152,3 +152,36 @@ describe('concurrency', () => {
     for (let i = 0; i < 5; i++) await tpm.certify(keys['ecc-p256'], ak, randomBytes(8));
   });
 });
+
+describe('several users of one TPM without resource manager', () => {
+  it('lets two Tpm contexts (and a third that flushes all transients on open) work concurrently', async () => {
+    const other = await Tpm.open({ tcti: swtpm.tcti });
+    const ak = await other.createAk({ alg: 'ecc-p256' });
+    const digest = createHash('sha256').update('shared').digest();
+    try {
+      const work = [
+        ...Array.from({ length: 30 }, () => tpm.sign(keys['ecc-p256'], digest)),
+        ...Array.from({ length: 15 }, () => other.certify(keys['ecc-p256'], ak, randomBytes(8))),
+        ...Array.from({ length: 15 }, () => other.quote(ak, [{ bank: 'sha256', pcrs: [0] }], randomBytes(8))),
+        // Opening with flushTransients pulls loaded objects out from under the others mid-burst.
+        Tpm.open({ tcti: swtpm.tcti, flushTransients: true }).then(async (third) => {
+          const sig = await third.sign(keys['rsa-2048'], digest);
+          await third.close();
+          return sig;
+        }),
+      ];
+      const results = await Promise.allSettled(work);
+      const failed = results.filter((r) => r.status === 'rejected');
+      // Commands whose key was flushed mid-command by the third opener may fail; nothing else may.
+      for (const f of failed) {
+        expect((f as PromiseRejectedResult).reason).toMatchObject({ code: 'tpm_error' });
+      }
+      expect(failed.length).toBeLessThanOrEqual(2);
+      // And afterwards everyone works again.
+      expect(await tpm.sign(keys['ecc-p256'], digest)).toHaveLength(64);
+      expect((await other.certify(keys['rsa-2048'], ak, randomBytes(8))).attest.length).toBeGreaterThan(0);
+    } finally {
+      await other.close();
+    }
+  });
+});
