@@ -46,7 +46,7 @@ async function agentFor(
   });
   agents.push(agent);
   const id = await agent.ready();
-  if (register) collector.register(name, id.publicKeyPem, id.keyid, geo);
+  if (register) await collector.register(name, id.publicKeyPem, id.keyid, geo, id.alg);
   return agent;
 }
 

@@ -40,7 +40,7 @@ beforeAll(async () => {
     logger: { debug() {}, info() {}, warn() {}, error() {} },
   });
   const id = await agent.ready();
-  collector.register('agent-otel', id.publicKeyPem, id.keyid, { allow: [SANTA_CLARA] });
+  await collector.register('agent-otel', id.publicKeyPem, id.keyid, { allow: [SANTA_CLARA] });
 });
 
 afterAll(async () => {
@@ -96,7 +96,7 @@ describe('GeofenceMetricExporter', () => {
     const provider = new MeterProvider({ readers: [reader] });
     provider.getMeter('m').createCounter('c').add(1);
     const { resourceMetrics: collected } = await reader.collect();
-    collector.setActive((await agent.ready()).keyid, false);
+    await collector.setActive('agent-otel', false);
     try {
       const result = await new Promise<{ code: ExportResultCode; error?: Error }>((resolve) =>
         exporter.export(collected, resolve),
@@ -104,7 +104,7 @@ describe('GeofenceMetricExporter', () => {
       expect(result.code).toBe(ExportResultCode.FAILED);
       expect(result.error).toMatchObject({ name: 'GeofenceRejection', validationType: 'agent_verification' });
     } finally {
-      collector.setActive((await agent.ready()).keyid, true);
+      await collector.setActive('agent-otel', true);
       await provider.shutdown();
     }
   });

@@ -77,7 +77,7 @@ describe('durable outbox', () => {
     await exited;
 
     await collector.listen(); // gateway back
-    collector.register(name, identity.pem, identity.keyid, { allow: [SANTA_CLARA] });
+    await collector.register(name, identity.pem, identity.keyid, { allow: [SANTA_CLARA] });
     const second = await runChild({ ...base, mode: 'drain' }, 'DRAINED');
     const status = JSON.parse(second.lines.find((l) => l.startsWith('DRAINED'))!.slice('DRAINED '.length));
     expect(status.outbox).toMatchObject({ pending: 0, deadLettered: 0 });
@@ -102,7 +102,7 @@ describe('durable outbox', () => {
     });
     try {
       const id = await agent.ready();
-      collector.register('agent-deferred', id.publicKeyPem, id.keyid, { allow: [SANTA_CLARA] });
+      await collector.register('agent-deferred', id.publicKeyPem, id.keyid, { allow: [SANTA_CLARA] });
       await collector.pause();
       const err = await agent.send({ n: 1 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DeliveryDeferredError);
