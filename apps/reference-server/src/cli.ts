@@ -223,12 +223,14 @@ withCommon(
   const cfg = configFor('cli', o);
   const { runDemo } = await import('./demo/run.js');
   const mode = o.mode === 'gateway-allowlist' ? 'gateway-policy-enforcement' : o.mode;
-  process.exitCode = await runDemo({
+  const code = await runDemo({
     dataDir: cfg.dataDir,
     mode: mode as 'both' | 'standard' | 'gateway-policy-enforcement',
     keep: o.keep === true,
     out: process.stdout,
   });
+  // Everything the demo started is stopped by now; do not wait for stray handles (e.g. pooled sockets).
+  process.exit(code);
 });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

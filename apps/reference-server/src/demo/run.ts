@@ -153,7 +153,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
 
     // 1. One swtpm per simulated host, each with EK certificates from swtpm's local CA.
     say('starting one swtpm per simulated host (EK certificates via swtpm_setup --create-ek-cert)…');
-    const hosts: Host[] = await Promise.all(
+    // allSettled, not all: a host that started must be registered for cleanup even when another failed.
+    const started = await Promise.allSettled(
       HOSTS.map(async (h) => {
         const swtpm = await startSwtpm({ stateDir: join(runDir, 'swtpm', h.host), ekCert: true });
         cleanup.add(`swtpm ${h.host}`, () => swtpm.stop());
@@ -162,6 +163,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         return { host: h.host, agent: h.agent, place: { ...h.place }, swtpm, tpm };
       }),
     );
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const hosts: Host[] = started.map((r) => (r as PromiseFulfilledResult<Host>).value);
     for (const h of hosts) say(`  ${h.host}: swtpm ${h.swtpm.tcti} (pid ${h.swtpm.pid}) for ${h.agent}`);
 
     // 2. Operator pre-registers agent-001 and agent-geo-policy-violation-002 for Santa Clara.
