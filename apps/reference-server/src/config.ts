@@ -111,7 +111,21 @@ export const configSchema = z
       .prefault({}),
     gateway: z
       .object({
-        collectorUrl: z.string().url().optional(),
+        /** One collector URL, or several comma-separated (replicas, load-balanced). */
+        collectorUrl: z
+          .string()
+          .refine(
+            (v) =>
+              v.split(',').every((u) => {
+                try {
+                  return /^https?:$/.test(new URL(u.trim()).protocol);
+                } catch {
+                  return false;
+                }
+              }),
+            'expected one or more comma-separated http(s) URLs',
+          )
+          .optional(),
         policyEnforcement: z.boolean().default(false),
         validatePublicKeyHash: z.boolean().default(true),
         validateSignature: z.boolean().default(true),

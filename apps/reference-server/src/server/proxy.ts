@@ -6,7 +6,7 @@
  */
 import { GeofenceError } from '@geofence/verifier';
 import type { Request, Response } from 'express';
-import { Pool } from 'undici';
+import { BalancedPool, type Dispatcher, Pool } from 'undici';
 
 /** Headers passed on to the collector (everything else, including Authorization and Cookie, is dropped). */
 export const FORWARDED_HEADERS = [
@@ -27,6 +27,7 @@ const RETURNED_HEADERS = ['content-type', 'retry-after', 'x-request-id', 'cache-
 
 /** Options of {@link Upstream}. */
 export interface UpstreamOptions {
+  /** Collector base URL; several (comma-separated) are load-balanced (collector replicas). */
   url: string;
   ca?: string | undefined;
   clientCert?: { cert: string; key: string } | undefined;
@@ -68,12 +69,16 @@ function mapError(err: unknown): GeofenceError {
 
 /** The collector as seen by the gateway. */
 export class Upstream {
-  private readonly pool: Pool;
+  private readonly pool: Dispatcher;
   readonly state: UpstreamState = { lastStatus: null, lastError: null, lastAt: null, failures: 0 };
 
   constructor(readonly opts: UpstreamOptions) {
-    const u = new URL(opts.url);
-    this.pool = new Pool(u.origin, {
+    const origins = opts.url
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)
+      .map((x) => new URL(x).origin);
+    const poolOptions: Pool.Options = {
       connections: opts.connections,
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.timeoutMs,
@@ -85,7 +90,11 @@ export class Upstream {
         rejectUnauthorized: !opts.insecureSkipVerify,
         minVersion: opts.minVersion,
       },
-    });
+    };
+    this.pool =
+      origins.length > 1
+        ? new BalancedPool(origins, poolOptions)
+        : new Pool(origins[0] as string, poolOptions);
   }
 
   /**
@@ -108,11 +117,18 @@ export class Upstream {
     if (req.requestId) headers['x-gateway-request-id'] = req.requestId;
     this.state.lastAt = new Date().toISOString();
     try {
-      const r = await this.pool.request({
-        path: req.originalUrl,
-        method: req.method as 'GET' | 'POST',
-        headers,
-        ...(body && body.length > 0 ? { body } : {}),
+      const send = () =>
+        this.pool.request({
+          path: req.originalUrl,
+          method: req.method as 'GET' | 'POST',
+          headers,
+          ...(body && body.length > 0 ? { body } : {}),
+        });
+      // A refused connection never reached a collector: try the next replica once. (Even for
+      // POST /metrics a retry is safe — the nonce makes a message acceptable at most once.)
+      const r = await send().catch((err: unknown) => {
+        if ((err as { code?: string }).code === 'ECONNREFUSED') return send();
+        throw err;
       });
       const payload = Buffer.from(await r.body.arrayBuffer());
       this.state.lastStatus = r.statusCode;
