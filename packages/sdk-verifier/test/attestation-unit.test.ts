@@ -1,14 +1,19 @@
 import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parsePublic } from '@geofence/tpm-wire';
+import express from 'express';
 import fc from 'fast-check';
+import Fastify from 'fastify';
 import { exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AttestationResultSigner,
+  attestationFastifyPlugin,
   createAttestationHandlers,
   decodeQuoteSeal,
+  EnrollmentService,
   encodeQuoteSeal,
   expectedWorkloadPcr,
   geolocationIdHash,
@@ -16,6 +21,7 @@ import {
   jwkThumbprint,
   lahQualifyingData,
   loadEkCaBundle,
+  mountAttestationExpress,
   requiredPcrSelection,
   validatePlatformPolicy,
   verifyAttestationResult,
@@ -24,6 +30,7 @@ import {
 import { checkAk, checkAppKey, checkEk } from '../src/attestation/keys.js';
 import { PendingEnrollments } from '../src/attestation/pending.js';
 import { appraisePlatform } from '../src/attestation/policy.js';
+import { SqliteRegistry } from '../src/storage/sqlite-registry.js';
 import { expectAttestationRejection } from './attestation/expect.js';
 import { makeTestCa, type TestCa } from './attestation/pki.js';
 
@@ -345,5 +352,90 @@ describe('HTTP handlers', () => {
       request_id: 'r1',
     });
     expect(h.jwks().body).toEqual(signer.jwks());
+  });
+});
+
+describe('Express and Fastify wiring', () => {
+  const signerP = AttestationResultSigner.create({
+    key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+    issuer: 'i',
+  });
+  let tmp: string;
+  let registry: SqliteRegistry;
+  let enrollment: EnrollmentService;
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'att-http-'));
+    registry = await SqliteRegistry.open({ path: join(tmp, 'r.db') });
+    enrollment = new EnrollmentService({ registry, signer: await signerP, policy: {} });
+  });
+  afterAll(async () => {
+    await registry.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  async function exercise(base: string) {
+    const jwks = await fetch(`${base}/.well-known/jwks.json`);
+    expect(jwks.status).toBe(200);
+    expect(((await jwks.json()) as { keys: unknown[] }).keys).toHaveLength(1);
+    const empty = await fetch(`${base}/enroll`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(empty.status).toBe(400);
+    const bad = await fetch(`${base}/enroll/abc/complete`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'req-42' },
+      body: JSON.stringify({ secret: 'x' }),
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(await bad.json()).toMatchObject({ validation_type: 'request_validation', status: 400 });
+    const big = await fetch(`${base}/attest/location`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ pad: 'x'.repeat(5000) }),
+    });
+    expect(big.status).toBe(413);
+    expect(await big.json()).toMatchObject({ validation_type: 'request_validation', status: 413 });
+  }
+
+  it('Express, with and without a JSON body parser in front', async () => {
+    const signer = await signerP;
+    for (const withParser of [false, true]) {
+      const app = express();
+      if (withParser) app.use(express.json({ limit: '4kb' }));
+      app.use(
+        (
+          err: unknown,
+          _req: unknown,
+          res: { status(n: number): { json(v: unknown): void } },
+          next: (e?: unknown) => void,
+        ) => {
+          // express.json() rejects oversized bodies itself; answer like the handlers would.
+          if ((err as { status?: number }).status === 413)
+            res.status(413).json({ validation_type: 'request_validation', status: 413 });
+          else next(err);
+        },
+      );
+      mountAttestationExpress(app, { signer, enrollment, bodyLimitBytes: 4096 });
+      const server = app.listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      try {
+        await exercise(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
+      } finally {
+        await new Promise((r) => server.close(r));
+      }
+    }
+  });
+
+  it('Fastify plugin', async () => {
+    const app = Fastify();
+    await app.register(attestationFastifyPlugin, { signer: await signerP, enrollment, bodyLimitBytes: 4096 });
+    const base = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      await exercise(base);
+    } finally {
+      await app.close();
+    }
   });
 });

@@ -24,6 +24,11 @@ function handlersOf(h: AttestationHandlers | AttestationHandlersOptions): Attest
 /** Reads a request body up to `limit` bytes; rejects with 413 beyond it. */
 export function readRequestBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
+    // A body parser that ran before us may have consumed the stream already: 'end' will not come.
+    if (req.readableEnded) {
+      resolve(new Uint8Array(0));
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;

@@ -379,7 +379,8 @@ export class EnrollmentService {
               fromB64u(geolocationIdHash(publicToSpkiDer(p.ak), p.request.sensor)) ?? new Uint8Array(0),
             ),
           }),
-      geo_policy: existing?.geo_policy ?? preRegistered?.geoPolicy ?? this.policy.defaultGeoPolicy ?? {},
+      // The operator's pre-registration is the source of truth; otherwise keep what the record has.
+      geo_policy: preRegistered?.geoPolicy ?? existing?.geo_policy ?? this.policy.defaultGeoPolicy ?? {},
       status,
       enrolled_at: iso,
       updated_at: iso,
