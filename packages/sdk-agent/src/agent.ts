@@ -232,6 +232,15 @@ export class Agent {
   private readonly tpmOption: { tcti: string } | Tpm;
   private readonly queue: MessageQueue;
   private readonly waiters = new Map<number, Waiter>();
+  /**
+   * `send()` messages while the durable outbox is empty: delivered straight from memory, and written
+   * to the outbox only when an attempt fails (or the agent closes). A caller that has not been
+   * answered was not promised anything, so a crash here loses nothing acknowledged — and a healthy
+   * send pays no fsync. Ids are negative so they never collide with outbox ids.
+   */
+  private fast: QueuedMessage[] = [];
+  private readonly maxMessages: number;
+  private fastId = 0;
   private init: Promise<{ tpm: Tpm; key: StoredTpmKey; identity: AgentIdentity; signer: Signer }> | undefined;
   private tpmOpened: Tpm | undefined;
   private pumping: Promise<void> | undefined;
@@ -280,6 +289,7 @@ export class Agent {
     this.tpmOption = opts.tpm;
     this.state = AgentState.open(opts.stateDir ?? defaultStateDir(opts.name));
     const maxMessages = (opts.outbox === false ? undefined : opts.outbox?.maxMessages) ?? 100_000;
+    this.maxMessages = maxMessages;
     this.queue =
       opts.outbox === false
         ? new MemoryQueue(maxMessages)
@@ -382,17 +392,19 @@ export class Agent {
    */
   enqueue(metrics: Record<string, unknown>): { outboxId: number } {
     if (this.closed) throw new AgentClosedError();
-    const id = this.addToQueue('single', checkMetrics(metrics));
+    const m = checkMetrics(metrics);
+    this.persistFastLane();
+    const id = this.addToQueue('single', m);
     this.kick();
     return { outboxId: id };
   }
 
   /** Resolves when the queue is empty (everything delivered or rejected) or the agent closes. */
   async flush(): Promise<void> {
-    while (!this.closed && this.queue.size() > 0) {
+    while (!this.closed && this.pending() > 0) {
       this.kick();
       await this.pumping;
-      if (this.queue.size() > 0) await sleep(50);
+      if (this.pending() > 0) await sleep(50);
     }
   }
 
@@ -490,7 +502,13 @@ export class Agent {
     this.closed = true;
     this.wakeSleep?.();
     await this.pumping?.catch(() => undefined);
-    for (const [, w] of this.waiters) w.reject(new AgentClosedError());
+    // Unsent send() messages go to the outbox for the next start; their callers learn that.
+    const kept = this.persistFastLane();
+    for (const [id, w] of this.waiters) {
+      w.reject(
+        kept.has(id) ? new DeliveryDeferredError([id], new AgentClosedError()) : new AgentClosedError(),
+      );
+    }
     this.waiters.clear();
     await this.transport.close().catch(() => undefined);
     this.queue.close();
@@ -516,7 +534,13 @@ export class Agent {
     if (this.closed) return Promise.reject(new AgentClosedError());
     let id: number;
     try {
-      id = this.addToQueue(kind, metrics);
+      if (this.queue.durable && this.queue.size() === 0) {
+        if (this.fast.length >= this.maxMessages) throw this.full();
+        id = --this.fastId;
+        this.fast.push({ id, kind, metrics, enqueuedAt: Date.now(), attempts: 0 });
+      } else {
+        id = this.addToQueue(kind, metrics);
+      }
     } catch (err) {
       return Promise.reject(err);
     }
@@ -527,12 +551,48 @@ export class Agent {
     return p;
   }
 
+  private pending(): number {
+    return this.fast.length + this.queue.size();
+  }
+
+  private full(): OutboxFullError {
+    const err = new OutboxFullError(this.maxMessages);
+    this.logger.error({ limit: err.limit, pending: this.pending() }, 'outbox full: dropping the new message');
+    return err;
+  }
+
+  /**
+   * Moves every fast-lane message into the durable outbox, in order, and re-keys its waiter.
+   * Returns the new ids. When the outbox is full the remaining messages stay in memory.
+   */
+  private persistFastLane(): Set<number> {
+    const kept = new Set<number>();
+    while (this.fast.length > 0) {
+      const m = this.fast[0]!;
+      let id: number;
+      try {
+        id = this.queue.add(m.kind, m.metrics);
+      } catch (err) {
+        if (err instanceof OutboxFullError) this.full();
+        break;
+      }
+      this.fast.shift();
+      kept.add(id);
+      const w = this.waiters.get(m.id);
+      if (w) {
+        this.waiters.delete(m.id);
+        this.waiters.set(id, w);
+      }
+    }
+    return kept;
+  }
+
   private kick(): void {
     if (this.closed) return;
     this.wakeSleep?.();
     this.pumping ??= this.pump().finally(() => {
       this.pumping = undefined;
-      if (!this.closed && this.queue.size() > 0 && this.waitingOrDurable()) this.kick();
+      if (!this.closed && this.pending() > 0 && this.waitingOrDurable()) this.kick();
     });
   }
 
@@ -547,7 +607,10 @@ export class Agent {
   private async pump(): Promise<void> {
     let failures = 0;
     while (!this.closed) {
-      const pending = this.queue.peek(this.o.maxBatchSize);
+      const fromOutbox = this.queue.size() > 0;
+      const pending = fromOutbox
+        ? this.queue.peek(this.o.maxBatchSize)
+        : this.fast.slice(0, this.o.maxBatchSize);
       const first = pending[0];
       if (!first) return;
       const group = this.group(pending);
@@ -562,14 +625,15 @@ export class Agent {
       try {
         const recordId = await this.deliver(group);
         failures = 0;
-        this.queue.remove(ids);
+        this.forget(fromOutbox, ids);
         this.delivered += ids.length;
         this.lastSend = { at: new Date().toISOString(), ok: true, recordId };
         for (const id of ids) this.settle(id, (w) => w.resolve({ recordId }));
       } catch (err) {
         if (err instanceof GeofenceRejection) {
           failures = 0;
-          this.queue.deadLetter(ids, `${err.status} ${err.validationType}: ${err.error}`);
+          if (fromOutbox) this.queue.deadLetter(ids, `${err.status} ${err.validationType}: ${err.error}`);
+          else this.forget(false, ids);
           this.rejected += ids.length;
           this.lastSend = {
             at: new Date().toISOString(),
@@ -590,7 +654,7 @@ export class Agent {
           continue;
         }
         failures++;
-        this.queue.markAttempt(ids, (err as Error).message ?? String(err));
+        if (fromOutbox) this.queue.markAttempt(ids, (err as Error).message ?? String(err));
         this.lastSend = {
           at: new Date().toISOString(),
           ok: false,
@@ -603,16 +667,20 @@ export class Agent {
         );
         for (const id of ids) {
           const w = this.waiters.get(id);
-          if (!w) continue;
-          w.failures++;
-          if (w.failures >= this.o.retry.attempts) {
-            this.waiters.delete(id);
-            if (this.queue.durable) {
-              w.reject(new DeliveryDeferredError([id], err));
-            } else {
-              this.queue.remove([id]);
-              w.reject(new DeliveryError(w.failures, err));
-            }
+          if (w) w.failures++;
+        }
+        // The gateway is struggling: from now on these messages must survive a restart.
+        const remap = fromOutbox ? undefined : this.persistFastLane();
+        for (const w of [...this.waiters.entries()]) {
+          const [id, waiter] = w;
+          if (waiter.failures < this.o.retry.attempts) continue;
+          this.waiters.delete(id);
+          if (this.queue.durable && (fromOutbox || remap?.has(id))) {
+            waiter.reject(new DeliveryDeferredError([id], err));
+          } else {
+            this.queue.remove([id]);
+            this.fast = this.fast.filter((m) => m.id !== id);
+            waiter.reject(new DeliveryError(waiter.failures, err));
           }
         }
         // In memory, nobody waits for what is left: stop instead of retrying forever.
@@ -621,6 +689,15 @@ export class Agent {
         await this.sleep(backoffDelay(this.o.retry, failures, retryAfter));
       }
     }
+  }
+
+  private forget(fromOutbox: boolean, ids: number[]): void {
+    if (fromOutbox) {
+      this.queue.remove(ids);
+      return;
+    }
+    const set = new Set(ids);
+    this.fast = this.fast.filter((m) => !set.has(m.id));
   }
 
   /** Next delivery unit: a batch message alone, or consecutive single messages (coalesced). */

@@ -1,0 +1,195 @@
+/**
+ * @geofence/agent benchmark (SPEC §13): time of `send()` split into TPM time and everything else, on
+ * swtpm, against a real collector (Express + @geofence/verifier middleware over HTTPS on loopback,
+ * keep-alive), and metric sets per second with and without batching.
+ *
+ * Figures:
+ *   - tpm.sign: bare `tpm.sign` of a SHA-256 digest (the unit of TPM work; a send does two: payload
+ *     signature + RFC 9421 signature);
+ *   - agent.send.*: per sequential `send()`, from the agent's own accounting — TPM time (the two sign
+ *     calls), network wait (GET /nonce + POST /metrics round trips, which include the collector's
+ *     verification since it runs in this process), and the agent's own overhead = total − TPM − network
+ *     (JCS, hashing, header building, location, queue, HTTP client). SPEC target: overhead ≤ 10 % of TPM time;
+ *   - throughput: metric sets/s with one message per metric set vs `sendBatch` of 500.
+ *
+ * Run: `npm run build && node --import tsx bench/agent.bench.ts [--json out.json] [--sends N]`
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAgent, staticLocation } from '@geofence/agent';
+import { startSwtpm, Tpm } from '@geofence/native-tpm';
+import { geofence, JsonFileRegistry, MemoryNonceStore } from '@geofence/verifier';
+import express from 'express';
+
+const args = process.argv.slice(2);
+const arg = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const SENDS = Number(arg('--sends') ?? 200);
+const BATCH = 500;
+const PLACE = { region: 'US', state: 'California', city: 'Santa Clara' };
+const results: Record<string, { value: number; unit: string }> = {};
+const report = (name: string, value: number, unit: string) => {
+  results[name] = { value, unit };
+  console.log(`${name}: ${Number.isInteger(value) ? value : value.toFixed(3)} ${unit}`);
+};
+
+function pki() {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-bench-pki-'));
+  const o = (a: string[]) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' });
+  o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key']);
+  o([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    'ca.key',
+    '-sha256',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=bench CA',
+    '-out',
+    'ca.pem',
+  ]);
+  o(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 's.key']);
+  o(['req', '-new', '-key', 's.key', '-subj', '/CN=127.0.0.1', '-out', 's.csr']);
+  writeFileSync(join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\n');
+  o([
+    'x509',
+    '-req',
+    '-in',
+    's.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-extfile',
+    'ext',
+    '-out',
+    's.pem',
+  ]);
+  const r = (f: string) => readFileSync(join(dir, f), 'utf8');
+  return { ca: r('ca.pem'), cert: r('s.pem'), key: r('s.key') };
+}
+
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+};
+
+const tls = pki();
+const swtpm = await startSwtpm({ ekCert: false });
+const tpm = await Tpm.open({ tcti: swtpm.tcti });
+const registry = await JsonFileRegistry.open({
+  path: join(mkdtempSync(join(tmpdir(), 'agent-bench-reg-')), 'agents.json'),
+  watch: false,
+});
+const nonces = new MemoryNonceStore({ maxOutstanding: 64 });
+const app = express();
+app.get('/nonce', geofence.express.nonce({ registry, nonces }));
+app.post('/metrics', geofence.express.collector({ registry, nonces, onAccept: () => 'r' }));
+const server = createServer({ key: tls.key, cert: tls.cert }, app);
+await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+try {
+  const agent = createAgent({
+    name: 'bench-agent',
+    tpm,
+    gateway: url,
+    tls: { ca: tls.ca },
+    location: staticLocation(PLACE),
+    stateDir: mkdtempSync(join(tmpdir(), 'agent-bench-')),
+    outbox: false,
+    maxBatchSize: BATCH,
+  });
+  const id = await agent.ready();
+  await registry.put({
+    agent_name: 'bench-agent',
+    keyid: id.keyid,
+    alg: id.alg,
+    app_public_key_pem: id.publicKeyPem,
+    geo_policy: { allow: [PLACE] },
+    status: 'active',
+  });
+
+  // Bare TPM signing.
+  const key = JSON.parse(readFileSync(join(agent.state.dir, 'app-key.json'), 'utf8')).key;
+  const blob = new Uint8Array(Buffer.from(key.blob.$base64, 'base64'));
+  const loaded = await tpm.loadKey(blob);
+  const digest = createHash('sha256').update('bench').digest();
+  for (let i = 0; i < 10; i++) await tpm.sign(loaded, digest);
+  const signTimes: number[] = [];
+  for (let i = 0; i < 100; i++) {
+    const t = performance.now();
+    await tpm.sign(loaded, digest);
+    signTimes.push(performance.now() - t);
+  }
+  const bareSign = signTimes.reduce((a, b) => a + b, 0) / signTimes.length;
+  report('tpm.sign.mean', bareSign, 'ms');
+
+  // Sequential send latency, split.
+  const metrics = { cpu: 0.42, mem: 0.61, disk: 0.13, net_rx: 123456, net_tx: 654321, host: 'edge-1' };
+  for (let i = 0; i < 20; i++) await agent.send(metrics);
+  const before = agent.timingStats();
+  const lat: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < SENDS; i++) {
+    const t = performance.now();
+    await agent.send({ ...metrics, i });
+    lat.push(performance.now() - t);
+  }
+  const wall = performance.now() - t0;
+  const after = agent.timingStats();
+  const n = after.deliveries - before.deliveries;
+  const tpmMs = (after.tpmMs - before.tpmMs) / n;
+  const netMs = (after.networkMs - before.networkMs) / n;
+  const deliverMs = (after.totalMs - before.totalMs) / n;
+  const sendMs = wall / SENDS;
+  const overhead = sendMs - tpmMs - netMs;
+  report('agent.send.latency_p50', quantile(lat, 0.5), 'ms');
+  report('agent.send.latency_p99', quantile(lat, 0.99), 'ms');
+  report('agent.send.mean', sendMs, 'ms');
+  report('agent.send.tpm', tpmMs, 'ms');
+  report('agent.send.network_incl_collector', netMs, 'ms');
+  report('agent.send.deliver_total', deliverMs, 'ms');
+  report('agent.send.agent_overhead', overhead, 'ms');
+  report('agent.send.agent_overhead_vs_tpm', (100 * overhead) / tpmMs, '% (target <= 10 %)');
+  report('agent.send.tpm_vs_2x_bare_sign', tpmMs / (2 * bareSign), 'x');
+  report('agent.single.metric_sets_per_s', 1000 / sendMs, 'sets/s');
+
+  // Batching: 500 metric sets per signed message.
+  const items = Array.from({ length: BATCH }, (_, i) => ({ ...metrics, i }));
+  for (let i = 0; i < 3; i++) await agent.sendBatch(items);
+  const rounds = 20;
+  const b0 = performance.now();
+  for (let i = 0; i < rounds; i++) await agent.sendBatch(items);
+  const bMs = (performance.now() - b0) / rounds;
+  report('agent.batch500.latency_mean', bMs, 'ms');
+  report('agent.batch500.metric_sets_per_s', (1000 * BATCH) / bMs, 'sets/s');
+  report('agent.batch500.vs_single', (1000 * BATCH) / bMs / (1000 / sendMs), 'x');
+  // With a TPM that signs only a few times per second, a message costs two signatures regardless of
+  // its size: 5 signs/s → 2.5 messages/s → 2.5 × 500 = 1250 sets/s with batching vs 2.5 without.
+  report('agent.batch500.sets_per_tpm_signature', BATCH / 2, 'sets/sign');
+
+  await agent.close();
+  const json = arg('--json');
+  if (json) writeFileSync(json, JSON.stringify({ bench: 'agent', sends: SENDS, results }, null, 2));
+} finally {
+  server.closeAllConnections();
+  server.close();
+  await nonces.close();
+  await registry.close();
+  await tpm.close();
+  await swtpm.stop();
+}
