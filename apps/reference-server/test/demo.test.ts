@@ -1,0 +1,117 @@
+/**
+ * `geofence demo` as a test: swtpm per host, real enrolment, every scenario in both modes, the table,
+ * exit code 0; one mode with --mode; and Ctrl-C stops everything it started.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { runDemo } from '../src/demo/run.js';
+import { testDataDir } from './helpers/env.js';
+
+function sink(): { stream: Writable; text: () => string } {
+  let text = '';
+  return {
+    stream: new Writable({
+      write(chunk, _enc, cb) {
+        text += String(chunk);
+        cb();
+      },
+    }),
+    text: () => text,
+  };
+}
+
+const SCENARIOS = [
+  'happy path',
+  'geo policy violation',
+  'unregistered agent',
+  'replayed request',
+  'tampered body',
+  'expired signature',
+];
+
+/** swtpm processes whose state lives under `dir`. */
+function swtpmsUnder(dir: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-af', 'swtpm socket'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes(dir));
+  } catch {
+    return [];
+  }
+}
+
+describe('geofence demo', () => {
+  it('passes every scenario in both modes and prints the table', async () => {
+    const { dir } = await testDataDir('demo');
+    const out = sink();
+    const code = await runDemo({ dataDir: dir, mode: 'both', keep: true, out: out.stream });
+    const text = out.text();
+    expect(text, text).toContain('DEMO PASSED');
+    expect(code).toBe(0);
+    for (const s of SCENARIOS) {
+      for (const mode of ['standard', 'gateway-policy-enforcement']) {
+        expect(text).toMatch(new RegExp(`\\| ${s}\\s+\\| ${mode}\\s+\\|[^\\n]*\\| yes \\|`));
+      }
+    }
+    expect(text).toMatch(
+      /\| geo policy violation \| gateway-policy-enforcement \| 403\s+\| geolocation_policy\s+\| gateway/,
+    );
+    expect(text).toMatch(
+      /\| replayed request\s+\| gateway-policy-enforcement \| 401\s+\| nonce_validation\s+\| collector/,
+    );
+    expect(text).toContain('only rejected_by differs');
+    expect(text).toMatch(/Offline re-verification of rec_[0-9a-f-]+ .*: valid/);
+    expect(existsSync(join(dir, 'demo-run', 'logs', 'gateway_headers.log'))).toBe(true);
+    expect(swtpmsUnder(dir)).toEqual([]);
+
+    // --mode runs one mode only (and reuses the demo PKI of the data directory).
+    const one = sink();
+    const code1 = await runDemo({
+      dataDir: dir,
+      mode: 'gateway-policy-enforcement',
+      keep: false,
+      out: one.stream,
+    });
+    expect(code1, one.text()).toBe(0);
+    expect(one.text()).not.toMatch(/\| standard /);
+    expect(existsSync(join(dir, 'demo-run'))).toBe(false);
+  });
+
+  it('stops everything it started on Ctrl-C', async () => {
+    const { dir } = await testDataDir('demo-int');
+    const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+    const child = spawn(
+      process.execPath,
+      ['--conditions=source', '--import', 'tsx', cli, 'demo', '--data-dir', dir],
+      {
+        cwd: fileURLToPath(new URL('../../../', import.meta.url)),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let text = '';
+    child.stdout?.on('data', (d) => {
+      text += String(d);
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`demo did not reach the collector: ${text}`)), 60_000);
+      child.stdout?.on('data', () => {
+        if (text.includes('collector listening')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    expect(swtpmsUnder(dir).length).toBe(3);
+    const exited = once(child, 'exit');
+    child.kill('SIGINT');
+    const [code] = await exited;
+    expect(code).toBe(130);
+    expect(text).toContain('stopping everything');
+    expect(swtpmsUnder(dir)).toEqual([]);
+  });
+});
