@@ -124,14 +124,16 @@ class UsableKey {
     TPM2B_PRIVATE priv;
     TPM2B_PUBLIC pub;
     parseBlob(ref.blob, priv, pub);
-    const bool wasCached = st.srk != ESYS_TR_NONE || st.srkContext != nullptr;
+    // Was the SRK already loaded before this load (kept across commands with cacheSrk)? Then it may
+    // have been flushed under us by another user of a TPM without resource manager.
+    const bool wasLoaded = st.srk != ESYS_TR_NONE;
     const ESYS_TR parent = srk(st);
     TSS2_RC rc =
         GTPM_TRY(st, Esys_Load(st.esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &h_));
-    if (rc != TSS2_RC_SUCCESS && wasCached && isTpmAnswer(rc)) {
-      // The cached SRK may be gone (flushed by another TPM user without a resource manager, or a
-      // TPM restart). Re-create it once; a key that still does not load is reported as is.
-      dropSrk(st);
+    if (rc != TSS2_RC_SUCCESS && wasLoaded && isTpmAnswer(rc)) {
+      // Reload it (from its saved context, or re-derived) and try once more; a key that still does
+      // not load is reported as is.
+      parkSrk(st);
       const ESYS_TR fresh = srk(st);
       rc = GTPM_TRY(st, Esys_Load(st.esys, fresh, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &h_));
     }
