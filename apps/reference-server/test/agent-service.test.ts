@@ -1,0 +1,113 @@
+/**
+ * The edge agent service (`geofence agent`) on a real swtpm, enrolled at a real collector:
+ * token-protected local API, system and application metrics, real status, verdicts passed through.
+ */
+import { join } from 'node:path';
+import { type Agent as GeofenceAgent, createAgent, staticLocation } from '@geofence/agent';
+import { type SwtpmInstance, startSwtpm } from '@geofence/native-tpm';
+import type { Agent } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningAgentService, startAgentService } from '../src/agent-service/service.js';
+import { upsertPreRegistration } from '../src/preregistrations.js';
+import { type RunningCollector, startCollector } from '../src/server/collector.js';
+import { silentLog, testConfig, testDataDir } from './helpers/env.js';
+import { client, http, SANTA_CLARA } from './helpers/soft-agent.js';
+
+const TOKEN = 'local-agent-token-0123456789abcdef';
+let swtpm: SwtpmInstance;
+let col: RunningCollector;
+let agent: GeofenceAgent;
+let svc: RunningAgentService;
+let c: Agent;
+
+beforeAll(async () => {
+  const { dir, pki } = await testDataDir('agentsvc');
+  swtpm = await startSwtpm({ stateDir: join(dir, 'swtpm') });
+  upsertPreRegistration(dir, { agent_name: 'agent-001', ek: 'any-trusted-ca', geo_policy: { allow: [SANTA_CLARA] } });
+  col = await startCollector(testConfig('collector', dir), { log: silentLog, ekCaCertificates: swtpm.ekCaCertificates });
+  agent = createAgent({
+    name: 'agent-001',
+    tpm: { tcti: swtpm.tcti },
+    gateway: col.url,
+    tls: { ca: pki.ca },
+    location: staticLocation(SANTA_CLARA),
+    stateDir: join(dir, 'agent-state'),
+    outbox: false,
+    retry: { attempts: 1 },
+    logger: silentLog,
+  });
+  const enrolled = await agent.enroll({ workload: { name: 'geofence-metrics-agent', version: '0.1.0' } });
+  expect(enrolled.status).toBe('active');
+  svc = await startAgentService({
+    agent,
+    agentName: 'agent-001',
+    log: silentLog,
+    token: TOKEN,
+    intervalSeconds: 0,
+    listen: { host: '127.0.0.1', port: 0, tls: { cert: pki.cert, key: pki.key, minVersion: 'TLSv1.2' } },
+  });
+  c = client(pki.ca);
+});
+
+afterAll(async () => {
+  await svc?.close();
+  await agent?.close();
+  await col?.close();
+  await swtpm?.stop();
+  await c?.close();
+});
+
+const auth = { authorization: `Bearer ${TOKEN}` };
+const post = (body: unknown, headers: Record<string, string> = auth) =>
+  http(c, `${svc.url}/metrics/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+
+describe('edge agent service', () => {
+  it('listens on loopback and requires the local token (it is no signing oracle)', async () => {
+    expect(svc.url).toMatch(/^https:\/\/127\.0\.0\.1:/);
+    expect((await http(c, `${svc.url}/health`)).status).toBe(200);
+    expect((await http(c, `${svc.url}/metrics/status`)).status).toBe(403);
+    expect((await post({ metric_type: 'system' }, { authorization: 'Bearer nope-nope-nope-nope-nope-nope' })).status).toBe(403);
+    expect((await http(c, `${svc.url}/sign`, { method: 'POST', headers: auth, body: '{}' })).status).toBe(404);
+  });
+
+  it('sends system metrics (default type) and application metrics with custom_data', async () => {
+    const sys = await post({});
+    expect(sys.status).toBe(200);
+    const rec = col.deps.records.get(String(sys.json.record_id));
+    const payload = JSON.parse(rec?.body.toString() ?? '{}') as { metrics: Record<string, Record<string, unknown>> };
+    expect(payload.metrics.type).toBe('system');
+    expect(typeof payload.metrics.system?.cpu_percent).toBe('number');
+    expect(typeof payload.metrics.system?.disk_usage_percent).toBe('number');
+    const app = await post({ metric_type: 'application', custom_data: { user_id: '12345', session_id: 'abc123' } });
+    expect(app.status).toBe(200);
+    const rec2 = JSON.parse(col.deps.records.get(String(app.json.record_id))?.body.toString() ?? '{}') as {
+      metrics: { application: Record<string, unknown> };
+    };
+    expect(rec2.metrics.application).toEqual({ user_id: '12345', session_id: 'abc123' });
+  });
+
+  it('rejects bad requests in the aligned format', async () => {
+    const bad = await post({ metric_type: 'disk' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.validation_type).toBe('request_validation');
+    expect((await post({ metric_type: 'system', extra: 1 })).status).toBe(400);
+    const big = await post({ metric_type: 'application', custom_data: { blob: 'x'.repeat(40_000) } });
+    expect(big.status).toBe(413);
+  });
+
+  it('reports real state and passes the collector verdict through', async () => {
+    const st = await http(c, `${svc.url}/metrics/status`, { headers: auth });
+    expect(st.json).toMatchObject({ agent_name: 'agent-001', enrolled: true, tpmReady: true, sent: 2 });
+    expect((st.json.last_send as { ok: boolean }).ok).toBe(true);
+    await col.deps.registry.setStatus('agent-001', 'revoked');
+    const refused = await post({ metric_type: 'system' });
+    expect(refused.status).toBe(403);
+    expect(refused.json).toMatchObject({ validation_type: 'agent_verification', rejected_by: 'collector' });
+    const after = await http(c, `${svc.url}/metrics/status`, { headers: auth });
+    expect(after.json.last_send).toMatchObject({ ok: false, status: 403, validation_type: 'agent_verification' });
+  });
+});
