@@ -217,11 +217,11 @@ export interface FastifyLikeInstance {
   addContentTypeParser(
     contentType: string,
     opts: { parseAs: 'buffer'; bodyLimit?: number },
-    parser: (req: never, body: Buffer, done: (err: Error | null, body?: unknown) => void) => void,
-  ): void;
+    parser: (req: unknown, body: Buffer, done: (err: Error | null, body?: unknown) => void) => void,
+  ): unknown;
   setErrorHandler(
-    handler: (error: Error & { statusCode?: number }, req: never, reply: FastifyLikeReply) => void,
-  ): void;
+    handler: (error: unknown, req: FastifyLikeRequest, reply: FastifyLikeReply) => unknown,
+  ): unknown;
   post(
     path: string,
     handler: (req: FastifyLikeRequest, reply: FastifyLikeReply) => Promise<unknown>,
@@ -263,8 +263,8 @@ export async function attestationFastifyPlugin(
     done(null, body),
   );
   fastify.setErrorHandler((error, req, r) => {
-    const requestId = (req as unknown as FastifyLikeRequest).id;
-    const status = error.statusCode;
+    const requestId = req.id;
+    const status = (error as { statusCode?: unknown } | null)?.statusCode;
     const ge =
       error instanceof GeofenceError
         ? error
@@ -274,7 +274,7 @@ export async function attestationFastifyPlugin(
             ? new GeofenceError('request_validation', 'Content-Type must be application/json', {
                 status: 415,
               })
-            : status !== undefined && status >= 400 && status < 500
+            : typeof status === 'number' && status >= 400 && status < 500
               ? new GeofenceError('request_validation', 'Invalid request')
               : GeofenceError.from(error);
     reply(r, problemOf(ge, rejectedBy, requestId));
