@@ -3,8 +3,11 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: ['src/index.ts'],
   format: ['esm'],
-  dts: true,
+  // composite (for tsc -b) makes tsup's dts pass demand every file be listed; it only needs the entry graph.
+  dts: { compilerOptions: { composite: false } },
   sourcemap: true,
   clean: true,
   target: 'node20',
+  // Optional/peer dependencies stay external; better-sqlite3 is imported lazily by the SQLite classes only.
+  external: ['better-sqlite3', 'fastify', 'express'],
 });

@@ -33,6 +33,7 @@ import {
   workloadGeoIdSchema,
 } from '../protocol.js';
 import { type AgentRecord, recordPublicKey } from '../storage/registry.js';
+import { fastContentDigest, fastValidPayload, fastValidWorkloadGeoId } from './fast-validate.js';
 import { createMemoryRecordSink } from './records.js';
 import type {
   CollectorOptions,
@@ -243,6 +244,7 @@ function parseWorkloadGeoId(req: VerifierRequest): WorkloadGeoId | undefined {
   } catch {
     throw bad('Invalid Workload-Geo-ID header', { reason: 'not JSON' });
   }
+  if (fastValidWorkloadGeoId(json)) return json as WorkloadGeoId;
   const parsed = workloadGeoIdSchema.safeParse(json);
   if (!parsed.success) throw bad('Invalid Workload-Geo-ID header', { issues: issues(parsed.error.issues) });
   return parsed.data;
@@ -281,19 +283,28 @@ function parseMetricsRequest(req: VerifierRequest, r: Resolved, requireHeaders: 
   } catch {
     throw bad('Invalid payload structure', { reason: 'body is not JSON' });
   }
-  const parsed = metricsPayloadSchema.safeParse(raw);
-  if (!parsed.success) throw bad('Invalid payload structure', { issues: issues(parsed.error.issues) });
+  let payload: MetricsPayload;
+  if (fastValidPayload(raw)) payload = raw as MetricsPayload;
+  else {
+    const parsed = metricsPayloadSchema.safeParse(raw);
+    if (!parsed.success) throw bad('Invalid payload structure', { issues: issues(parsed.error.issues) });
+    payload = parsed.data;
+  }
   const digest = joinedHeader(req, 'content-digest');
   if (digest !== undefined) {
-    try {
-      verifyContentDigest(digest, body);
-    } catch (err) {
-      throw mapHttpSigError(err);
+    const fast = fastContentDigest(digest, body);
+    if (fast === false) throw bad('Content-Digest does not match the body', { reason: 'digest_mismatch' });
+    if (fast === undefined) {
+      try {
+        verifyContentDigest(digest, body);
+      } catch (err) {
+        throw mapHttpSigError(err);
+      }
     }
   }
   const geoHeader = parseWorkloadGeoId(req);
   if (hasSignatureHeaders(req) && geoHeader === undefined) throw bad('Missing workload-geo-id header');
-  return { payload: parsed.data, raw: raw as Record<string, unknown>, geoHeader };
+  return { payload, raw: raw as Record<string, unknown>, geoHeader };
 }
 
 /** Step 2 — agent_verification. */
@@ -446,6 +457,9 @@ function checkHeaderNonce(sig: VerifiedSignature | undefined, payload: MetricsPa
   }
 }
 
+/** Thrown from the key lookup to stop after the syntax and agent checks (no stack trace to build). */
+const SKIP: unique symbol = Symbol('skip-crypto');
+
 async function verifyHeaders(
   req: VerifierRequest,
   r: Resolved,
@@ -454,12 +468,11 @@ async function verifyHeaders(
   lookup: (keyid: string) => Promise<PinnedVerificationKey>,
   crypto: boolean,
 ): Promise<VerifiedSignature | undefined> {
-  const skip = new Error('skip');
   try {
     return await verifyRequest(httpMessage(req), {
       keyLookup: async (keyid) => {
         const key = await lookup(keyid);
-        if (!crypto) throw skip;
+        if (!crypto) throw SKIP;
         return key;
       },
       label: SIGNATURE_LABEL,
@@ -473,7 +486,7 @@ async function verifyHeaders(
       now: r.now(),
     });
   } catch (err) {
-    if (err === skip) return undefined;
+    if (err === SKIP) return undefined;
     throw mapHttpSigError(err);
   }
 }

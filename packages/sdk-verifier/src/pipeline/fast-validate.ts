@@ -1,0 +1,143 @@
+/**
+ * Allocation-free fast paths for the hot schema checks. Each returns true only for inputs the zod
+ * schema accepts unchanged (a sound subset, checked by a property test); anything else goes through
+ * zod, which stays the definition and produces the error details. zod copies every object it parses
+ * (records included), which costs more than the rest of request validation together.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import { LOCATION_QUALITIES } from '../protocol.js';
+
+const AGENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const KEYID = /^[0-9a-f]{64}$/;
+const NONCE = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+const SIG = /^[A-Za-z0-9_-]{16,2048}$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+const isoDateTime = z.iso.datetime({ offset: true });
+const QUALITIES: ReadonlySet<string> = new Set(LOCATION_QUALITIES);
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function onlyKeys(o: Record<string, unknown>, allowed: ReadonlySet<string>): boolean {
+  for (const k in o) if (!allowed.has(k)) return false;
+  return true;
+}
+
+function optPlace(v: unknown): boolean {
+  return v === undefined || (typeof v === 'string' && v.length <= 256);
+}
+
+function finiteIn(v: unknown, min: number, max: number): boolean {
+  return typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max;
+}
+
+const PAYLOAD_KEYS: ReadonlySet<string> = new Set([
+  'version',
+  'agent_name',
+  'tpm_public_key_hash',
+  'nonce',
+  'timestamp',
+  'metrics',
+  'geographic_region',
+  'location',
+  'algorithm',
+  'signature',
+]);
+const REGION_KEYS: ReadonlySet<string> = new Set(['region', 'state', 'city']);
+const LOCATION_KEYS: ReadonlySet<string> = new Set([
+  'lat',
+  'lon',
+  'accuracy',
+  'quality',
+  'fix_time',
+  'sensor_id_hash',
+]);
+
+/** Fast path of `metricsPayloadSchema`: true only when zod would accept `v` as is. */
+export function fastValidPayload(v: unknown): boolean {
+  if (!isPlainObject(v) || !onlyKeys(v, PAYLOAD_KEYS)) return false;
+  if (v.version !== 1) return false;
+  if (typeof v.agent_name !== 'string' || !AGENT.test(v.agent_name)) return false;
+  if (typeof v.tpm_public_key_hash !== 'string' || !KEYID.test(v.tpm_public_key_hash)) return false;
+  if (typeof v.nonce !== 'string' || !NONCE.test(v.nonce)) return false;
+  if (typeof v.timestamp !== 'string' || !isoDateTime.safeParse(v.timestamp).success) return false;
+  const m = v.metrics;
+  if (!isPlainObject(m) || Object.getPrototypeOf(m) !== Object.prototype || Object.hasOwn(m, '__proto__'))
+    return false;
+  const g = v.geographic_region;
+  if (!isPlainObject(g) || !onlyKeys(g, REGION_KEYS)) return false;
+  if (typeof g.region !== 'string' || g.region.length > 256 || !optPlace(g.state) || !optPlace(g.city))
+    return false;
+  if (v.location !== undefined) {
+    const l = v.location;
+    if (!isPlainObject(l) || !onlyKeys(l, LOCATION_KEYS)) return false;
+    if (!finiteIn(l.lat, -90, 90) || !finiteIn(l.lon, -180, 180)) return false;
+    if (l.accuracy !== undefined && !finiteIn(l.accuracy, 0, Number.MAX_VALUE)) return false;
+    if (typeof l.quality !== 'string' || !QUALITIES.has(l.quality)) return false;
+    if (
+      l.fix_time !== undefined &&
+      (typeof l.fix_time !== 'string' || !isoDateTime.safeParse(l.fix_time).success)
+    ) {
+      return false;
+    }
+    if (
+      l.sensor_id_hash !== undefined &&
+      (typeof l.sensor_id_hash !== 'string' || !HEX64.test(l.sensor_id_hash))
+    ) {
+      return false;
+    }
+  }
+  if (v.algorithm !== 'ecdsa-p256-sha256' && v.algorithm !== 'rsa-v1_5-sha256') return false;
+  return typeof v.signature === 'string' && SIG.test(v.signature);
+}
+
+const GEO_KEYS: ReadonlySet<string> = new Set([
+  'client_workload_id',
+  'client_workload_location',
+  'client_workload_location_type',
+  'client_workload_location_quality',
+  'client_type',
+]);
+const GEO_LOC_KEYS: ReadonlySet<string> = new Set(['region', 'state', 'city', 'lat', 'lon', 'accuracy']);
+
+/** Fast path of `workloadGeoIdSchema`: true only when zod would accept `v` as is. */
+export function fastValidWorkloadGeoId(v: unknown): boolean {
+  if (!isPlainObject(v) || !onlyKeys(v, GEO_KEYS)) return false;
+  const id = v.client_workload_id;
+  if (typeof id !== 'string' || id.length < 1 || id.length > 256) return false;
+  const l = v.client_workload_location;
+  if (!isPlainObject(l) || !onlyKeys(l, GEO_LOC_KEYS)) return false;
+  if (typeof l.region !== 'string' || l.region.length > 256 || !optPlace(l.state) || !optPlace(l.city))
+    return false;
+  if (l.lat !== undefined && !finiteIn(l.lat, -90, 90)) return false;
+  if (l.lon !== undefined && !finiteIn(l.lon, -180, 180)) return false;
+  if (l.accuracy !== undefined && !finiteIn(l.accuracy, 0, Number.MAX_VALUE)) return false;
+  if (
+    v.client_workload_location_type !== 'geographic-region' &&
+    v.client_workload_location_type !== 'precise'
+  ) {
+    return false;
+  }
+  const q = v.client_workload_location_quality;
+  if (typeof q !== 'string' || !QUALITIES.has(q)) return false;
+  return v.client_type === undefined || (typeof v.client_type === 'string' && v.client_type.length <= 64);
+}
+
+const SHA256_MEMBER = /^sha-256=:([A-Za-z0-9+/]{43}=):$/;
+
+/**
+ * Fast path for the one form agents send, `sha-256=:<base64>:`: returns true (match), false
+ * (mismatch) or undefined (any other form: let `verifyContentDigest` of `@geofence/http-sig` decide).
+ */
+export function fastContentDigest(header: string, body: Uint8Array): boolean | undefined {
+  const m = SHA256_MEMBER.exec(header);
+  if (!m) return undefined;
+  const expected = createHash('sha256').update(body).digest();
+  const got = Buffer.from(m[1]!, 'base64');
+  if (got.length !== 32 || got.toString('base64') !== m[1]) return undefined;
+  return timingSafeEqual(got, expected);
+}
