@@ -7,6 +7,15 @@ import type { HttpMessage } from './types.js';
 /** RFC 9110 method = token. Anything else could inject text into the signature base. */
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NO_PARAMS = new Map<string, string | number | boolean>();
+/** One WHATWG parse (`URL.canParse` followed by `new URL` would parse twice on the hot path). */
+function parseUrl(raw: string, base?: string): URL | undefined {
+  try {
+    return new URL(raw, base);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Nothing outside visible ASCII belongs in a request target or absolute URI. */
 const UNSAFE_URL_CHAR = /[^\x21-\x7e]/;
 /** Base for origin-form targets; `relative` marks that authority, scheme and target URI are unknown. */
@@ -30,17 +39,21 @@ export class DerivationContext {
     }
     if (this.parsed === undefined) {
       const raw = this.message.url;
-      if (URL.canParse(raw)) {
-        this.parsed = new URL(raw);
-      } else if (raw.startsWith('/') && URL.canParse(raw, RELATIVE_BASE)) {
-        this.parsed = new URL(raw, RELATIVE_BASE);
-        this.relative = true;
-      } else {
+      // Origin-form (`/p?q`) gets a placeholder base; `//host/p` is a network-path reference, not a target.
+      const origin = raw.charCodeAt(0) === 0x2f /* / */;
+      const parsed = origin
+        ? raw.charCodeAt(1) === 0x2f
+          ? undefined
+          : parseUrl(raw, RELATIVE_BASE)
+        : parseUrl(raw);
+      if (parsed === undefined) {
         throw new HttpSigError(
           'malformed',
           'message url is neither an absolute URL nor an origin-form target',
         );
       }
+      this.parsed = parsed;
+      this.relative = origin;
       this.assertNormalTarget(raw, this.parsed);
     }
     if (

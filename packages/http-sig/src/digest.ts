@@ -54,11 +54,11 @@ export function verifyContentDigest(headerValue: string, body: Uint8Array | stri
     const member = dict.get(algorithm);
     if (member === undefined) continue;
     const value = member[0];
-    if (!(value instanceof ArrayBuffer)) {
+    if (!(value instanceof Uint8Array)) {
       throw new HttpSigError('malformed', `Content-Digest ${algorithm} is not a byte sequence`);
     }
     const expected = createHash(HASHES[algorithm]).update(bytes).digest();
-    const got = new Uint8Array(value);
+    const got = value;
     if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
       throw new HttpSigError('digest_mismatch', `Content-Digest ${algorithm} does not match the body`);
     }

@@ -24,7 +24,8 @@ export class SfDecimal {
 }
 
 /** RFC 8941 bare item. */
-export type SfBareItem = number | SfDecimal | string | Token | ArrayBuffer | boolean;
+/** Byte sequences parse to `Uint8Array` (a Node `Buffer`), not `ArrayBuffer`, to avoid a copy. */
+export type SfBareItem = number | SfDecimal | string | Token | Uint8Array | boolean;
 /** Parameters: an ordered map. */
 export type SfParameters = Map<string, SfBareItem>;
 /** Item with parameters. */
@@ -87,16 +88,28 @@ for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
   BASE64_CHAR[ch.charCodeAt(0)] = 1;
 }
 
+/** Shared parameters of items that have none; parsed structures are never mutated. */
+const NO_PARAMS: SfParameters = new Map();
+
 class Parser {
   pos = 0;
-  constructor(readonly s: string) {}
+  /** Set when the text parsed since the last reset differs from its canonical serialisation. */
+  nonCanonical = false;
+  constructor(
+    readonly s: string,
+    /** Receives, per dictionary key, the raw member text when it is already canonical. */
+    readonly canonicalOut?: Map<string, string>,
+  ) {}
 
   fail(message: string): never {
     throw new SfParseError(message, this.pos);
   }
 
-  skipSP(): void {
+  /** Skips SPs and returns how many there were. */
+  skipSP(): number {
+    const start = this.pos;
     while (this.s.charCodeAt(this.pos) === C.SP) this.pos++;
+    return this.pos - start;
   }
 
   skipOWS(): void {
@@ -116,9 +129,16 @@ class Parser {
       const key = this.key();
       if (s.charCodeAt(this.pos) === C.EQ) {
         this.pos++;
+        const start = this.pos;
+        this.nonCanonical = false;
         dict.set(key, this.itemOrInnerList());
+        if (this.canonicalOut !== undefined) {
+          if (this.nonCanonical) this.canonicalOut.delete(key);
+          else this.canonicalOut.set(key, s.slice(start, this.pos));
+        }
       } else {
         dict.set(key, [true, this.parameters()]);
+        this.canonicalOut?.delete(key);
       }
       this.skipOWS();
       if (this.pos >= s.length) return dict;
@@ -154,8 +174,11 @@ class Parser {
     const items: SfItem[] = [];
     const s = this.s;
     while (this.pos < s.length) {
-      this.skipSP();
-      if (s.charCodeAt(this.pos) === C.RPAREN) {
+      const spaces = this.skipSP();
+      const closing = s.charCodeAt(this.pos) === C.RPAREN;
+      // Canonical form: no space after "(" or before ")", exactly one between items.
+      if (items.length === 0 ? spaces > 0 : closing ? spaces > 0 : spaces !== 1) this.nonCanonical = true;
+      if (closing) {
         this.pos++;
         return [items, this.parameters()];
       }
@@ -181,16 +204,19 @@ class Parser {
   }
 
   parameters(): SfParameters {
+    if (this.s.charCodeAt(this.pos) !== C.SEMI) return NO_PARAMS;
     const params: SfParameters = new Map();
     while (this.s.charCodeAt(this.pos) === C.SEMI) {
       this.pos++;
-      this.skipSP();
+      if (this.skipSP() > 0) this.nonCanonical = true;
       const key = this.key();
       let value: SfBareItem = true;
       if (this.s.charCodeAt(this.pos) === C.EQ) {
         this.pos++;
         value = this.bareItem();
+        if (value === true) this.nonCanonical = true; // canonical form of ;k=?1 is ;k
       }
+      if (params.has(key)) this.nonCanonical = true; // the later value wins but keeps the first position
       params.set(key, value);
     }
     return params;
@@ -236,16 +262,16 @@ class Parser {
     const text = s.slice(start, this.pos);
     if (dot < 0) {
       const n = Number.parseInt(text, 10);
+      if (String(n) !== text) this.nonCanonical = true; // leading zeros, -0
       return n === 0 ? 0 : n; // -0 → 0
     }
     const fraction = this.pos - dot - 1;
     if (fraction === 0) this.fail('decimal ends with "."');
     if (fraction > 3) this.fail('decimal has more than 3 fractional digits');
     const value = Number.parseFloat(text);
-    return new SfDecimal(
-      value === 0 ? 0 : value,
-      canonicalDecimalText(s.slice(digitsStart, this.pos), negative),
-    );
+    const canonical = canonicalDecimalText(s.slice(digitsStart, this.pos), negative);
+    if (canonical !== text) this.nonCanonical = true;
+    return new SfDecimal(value === 0 ? 0 : value, canonical);
   }
 
   string(): string {
@@ -287,7 +313,7 @@ class Parser {
     return new Token(s.slice(start, this.pos));
   }
 
-  byteSequence(): ArrayBuffer {
+  byteSequence(): Uint8Array {
     const s = this.s;
     const start = this.pos + 1;
     const end = s.indexOf(':', start);
@@ -300,7 +326,17 @@ class Parser {
       }
     }
     this.pos = end + 1;
-    return decodeForgivingBase64(s.slice(start, end), this);
+    const b64 = s.slice(start, end);
+    const bytes = decodeForgivingBase64(b64, this);
+    // Canonical: padded, zero pad bits (what re-encoding yields).
+    if (
+      this.canonicalOut !== undefined &&
+      !this.nonCanonical &&
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') !== b64
+    ) {
+      this.nonCanonical = true;
+    }
+    return bytes;
   }
 
   boolean(): boolean {
@@ -317,15 +353,14 @@ class Parser {
  * WHATWG forgiving-base64 (what `atob` accepts): optional `=` padding, non-zero pad bits tolerated, as
  * RFC 8941 §4.2.7 recommends for parsers.
  */
-function decodeForgivingBase64(b64: string, parser: Parser): ArrayBuffer {
+function decodeForgivingBase64(b64: string, parser: Parser): Uint8Array {
   let data = b64;
   if (data.length % 4 === 0) {
     if (data.endsWith('==')) data = data.slice(0, -2);
     else if (data.endsWith('=')) data = data.slice(0, -1);
   }
   if (data.length % 4 === 1 || data.includes('=')) parser.fail('invalid base64 padding');
-  const buf = Buffer.from(data, 'base64');
-  return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+  return Buffer.from(data, 'base64');
 }
 
 /** Canonical RFC 8941 decimal text from the parsed digits: no leading zeros, 1–3 fraction digits. */
@@ -348,9 +383,18 @@ function parse<T>(text: string, f: (p: Parser) => T): T {
   return value;
 }
 
-/** Parses an RFC 8941 Dictionary (§4.2.2). Throws {@link SfParseError}. */
-export function parseSfDictionary(text: string): SfDictionary {
-  return parse(text, (p) => p.dictionary());
+/**
+ * Parses an RFC 8941 Dictionary (§4.2.2). Throws {@link SfParseError}.
+ *
+ * With `canonicalOut`, each member (`key=value`) whose raw text already is its canonical serialisation is
+ * recorded there, so callers can skip re-serialising it (the verifier's `@signature-params`).
+ */
+export function parseSfDictionary(text: string, canonicalOut?: Map<string, string>): SfDictionary {
+  const p = new Parser(text, canonicalOut);
+  p.skipSP();
+  const value = p.dictionary();
+  p.end();
+  return value;
 }
 
 /** Parses an RFC 8941 List (§4.2.1). Throws {@link SfParseError}. */
@@ -367,6 +411,7 @@ const KEY_RE = /^[a-z*][a-z0-9_\-.*]*$/;
 const STRING_RE = /^[\x20-\x7e]*$/;
 const TOKEN_RE = /^[A-Za-z*][!#$%&'*+\-.^_`|~:/0-9A-Za-z]*$/;
 const ESCAPE_RE = /["\\]/g;
+const NEEDS_ESCAPE = /["\\]/;
 
 /** Thrown for values that have no RFC 8941 serialisation. */
 export class SfSerializeError extends Error {}
@@ -383,7 +428,7 @@ export function serializeSfBareItem(value: SfBareItem): string {
       return String(value);
     case 'string':
       if (!STRING_RE.test(value)) throw new SfSerializeError('string is not printable ASCII');
-      return `"${value.replace(ESCAPE_RE, '\\$&')}"`;
+      return NEEDS_ESCAPE.test(value) ? `"${value.replace(ESCAPE_RE, '\\$&')}"` : `"${value}"`;
     case 'boolean':
       return value ? '?1' : '?0';
     default:
@@ -393,7 +438,9 @@ export function serializeSfBareItem(value: SfBareItem): string {
         if (!TOKEN_RE.test(t)) throw new SfSerializeError('invalid token');
         return t;
       }
-      if (value instanceof ArrayBuffer) return `:${Buffer.from(value).toString('base64')}:`;
+      if (value instanceof Uint8Array) {
+        return `:${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}:`;
+      }
       throw new SfSerializeError('unsupported bare item type');
   }
 }

@@ -117,9 +117,9 @@ function headerText(message: HttpMessage, name: string): string | undefined {
   return typeof lines === 'string' ? lines : lines.join(', ');
 }
 
-function parseDict(text: string, what: string): SfDictionary {
+function parseDict(text: string, what: string, canonicalOut?: Map<string, string>): SfDictionary {
   try {
-    return parseSfDictionary(text);
+    return parseSfDictionary(text, canonicalOut);
   } catch (err) {
     throw malformed(`${what} is not a structured dictionary`, err);
   }
@@ -262,7 +262,9 @@ export async function verifyRequest(
   if (inputText === undefined || signatureText === undefined) {
     throw new HttpSigError('missing_signature', 'Signature and Signature-Input headers are required');
   }
-  const inputs = parseDict(inputText, 'Signature-Input');
+  // Members already in canonical form need no re-serialisation for @signature-params.
+  const canonicalInputs = new Map<string, string>();
+  const inputs = parseDict(inputText, 'Signature-Input', canonicalInputs);
   const signatures = parseDict(signatureText, 'Signature');
   const [label, input] = selectSignature(inputs, options.label, options.tag);
 
@@ -270,7 +272,7 @@ export async function verifyRequest(
   if (signatureMember === undefined)
     throw new HttpSigError('missing_signature', `no Signature member ${label}`);
   const signatureValue = signatureMember[0];
-  if (!(signatureValue instanceof ArrayBuffer)) throw malformed(`Signature ${label} is not a byte sequence`);
+  if (!(signatureValue instanceof Uint8Array)) throw malformed(`Signature ${label} is not a byte sequence`);
 
   const params = readParams(input[1]);
   const items = input[0];
@@ -342,14 +344,14 @@ export async function verifyRequest(
   // RFC 9421 §3.2 step 3: @signature-params is the (canonical) serialisation of this Signature-Input member.
   let sigParams: string;
   try {
-    sigParams = serializeSfInnerList(input);
+    sigParams = canonicalInputs.get(label) ?? serializeSfInnerList(input);
   } catch (err) {
     throw malformed('Signature-Input member cannot be serialised', err);
   }
   const base = signatureBaseString(message, components, sigParams, options.fieldTypes);
   let ok: boolean;
   try {
-    ok = verifyBytes(alg, key, encodeBase(base), new Uint8Array(signatureValue));
+    ok = verifyBytes(alg, key, encodeBase(base), signatureValue);
   } catch (err) {
     throw new HttpSigError('bad_signature', 'signature verification failed', { cause: err });
   }

@@ -86,6 +86,7 @@ describe('derived components (RFC 9421 §2.2 examples)', () => {
     expect(lines(rel, ['@path', '@query'])).toEqual(['"@path": /foo', '"@query": ?a=b']);
     expect(codeOf(() => lines(rel, ['@authority']))).toBe('missing_component');
     expect(codeOf(() => lines(request('not a url'), ['@path']))).toBe('malformed');
+    expect(codeOf(() => lines(request('//other.example/p'), ['@path']))).toBe('malformed');
   });
 
   it('refuses targets that URL parsing would rewrite (two raw targets must not share one @path)', () => {

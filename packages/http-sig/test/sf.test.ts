@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { parseDictionary, parseItem, parseList, Token } from 'structured-headers';
 import { describe, expect, it } from 'vitest';
 import {
+  isSfInnerList,
   parseSfDictionary,
   parseSfItem,
   parseSfList,
@@ -9,6 +10,7 @@ import {
   serializeSfDictionary,
   serializeSfItem,
   serializeSfList,
+  serializeSfMember,
 } from '../src/sf.js';
 
 /** Comparable form of parsed values from either parser (decimals → numbers, tokens/bytes tagged). */
@@ -16,7 +18,9 @@ function plain(value: unknown): unknown {
   if (value instanceof SfDecimal) return value.value + 0; // -0 and 0 are the same Integer/Decimal
   if (typeof value === 'number') return value + 0;
   if (value instanceof Token) return `token:${value.toString()}`;
-  if (value instanceof ArrayBuffer) return `bytes:${Buffer.from(value).toString('hex')}`;
+  if (value instanceof ArrayBuffer || value instanceof Uint8Array) {
+    return `bytes:${Buffer.from(value as Uint8Array).toString('hex')}`;
+  }
   if (value instanceof Map) return [...value].map(([k, v]) => [k, plain(v)]);
   if (Array.isArray(value)) return value.map(plain);
   return value;
@@ -46,6 +50,15 @@ describe('RFC 8941 parser and serialiser', () => {
     // Parameters must follow their item directly.
     expect(attempt(() => parseSfList('( "x" ;a)')).ok).toBe(false);
     expect(serializeSfDictionary(parseSfDictionary('a=1, a=2, b'))).toBe('a=2, b');
+  });
+
+  it('reports raw member text only when it is canonical', () => {
+    const raw = new Map<string, string>();
+    parseSfDictionary(
+      'a=("@method" "@path");created=1;keyid="k", b=( "x"), c=("x" );p=01, d=("x");p=?1, e=:AB:, f=1.50, g=("x";q=1;q=2)',
+      raw,
+    );
+    expect([...raw]).toEqual([['a', '("@method" "@path");created=1;keyid="k"']]);
   });
 
   it('rejects what RFC 8941 rejects', () => {
@@ -128,6 +141,23 @@ describe('RFC 8941 parser and serialiser', () => {
         }
       });
     fc.assert(check(parseSfDictionary, parseDictionary, serializeSfDictionary), { numRuns: 500 });
+    // Raw member text is reported as canonical exactly when it equals the canonical serialisation.
+    fc.assert(
+      fc.property(sfText, (text) => {
+        const raw = new Map<string, string>();
+        const parsed = attempt(() => parseSfDictionary(text, raw));
+        if (!parsed.ok) return;
+        for (const [key, member] of parsed.value) {
+          const canonical = serializeSfMember(member);
+          if (raw.has(key)) expect(raw.get(key)).toBe(canonical);
+          // A canonical dictionary writes `key=value` for everything but a bare `true` item (written `key`).
+          const again = new Map<string, string>();
+          parseSfDictionary(serializeSfDictionary(parsed.value), again);
+          if (isSfInnerList(member) || member[0] !== true) expect(again.get(key)).toBe(canonical);
+        }
+      }),
+      { numRuns: 1000 },
+    );
     fc.assert(check(parseSfList, parseList, serializeSfList), { numRuns: 500 });
     fc.assert(check(parseSfItem, parseItem, serializeSfItem), { numRuns: 500 });
   });
