@@ -3,7 +3,7 @@
  * token-protected local API, system and application metrics, real status, verdicts passed through.
  */
 import { join } from 'node:path';
-import { type Agent as GeofenceAgent, createAgent, staticLocation } from '@geofence/agent';
+import { createAgent, type Agent as GeofenceAgent, staticLocation } from '@geofence/agent';
 import { type SwtpmInstance, startSwtpm } from '@geofence/native-tpm';
 import type { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,8 +23,15 @@ let c: Agent;
 beforeAll(async () => {
   const { dir, pki } = await testDataDir('agentsvc');
   swtpm = await startSwtpm({ stateDir: join(dir, 'swtpm') });
-  upsertPreRegistration(dir, { agent_name: 'agent-001', ek: 'any-trusted-ca', geo_policy: { allow: [SANTA_CLARA] } });
-  col = await startCollector(testConfig('collector', dir), { log: silentLog, ekCaCertificates: swtpm.ekCaCertificates });
+  upsertPreRegistration(dir, {
+    agent_name: 'agent-001',
+    ek: 'any-trusted-ca',
+    geo_policy: { allow: [SANTA_CLARA] },
+  });
+  col = await startCollector(testConfig('collector', dir), {
+    log: silentLog,
+    ekCaCertificates: swtpm.ekCaCertificates,
+  });
   agent = createAgent({
     name: 'agent-001',
     tpm: { tcti: swtpm.tcti },
@@ -70,19 +77,29 @@ describe('edge agent service', () => {
     expect(svc.url).toMatch(/^https:\/\/127\.0\.0\.1:/);
     expect((await http(c, `${svc.url}/health`)).status).toBe(200);
     expect((await http(c, `${svc.url}/metrics/status`)).status).toBe(403);
-    expect((await post({ metric_type: 'system' }, { authorization: 'Bearer nope-nope-nope-nope-nope-nope' })).status).toBe(403);
-    expect((await http(c, `${svc.url}/sign`, { method: 'POST', headers: auth, body: '{}' })).status).toBe(404);
+    expect(
+      (await post({ metric_type: 'system' }, { authorization: 'Bearer nope-nope-nope-nope-nope-nope' }))
+        .status,
+    ).toBe(403);
+    expect((await http(c, `${svc.url}/sign`, { method: 'POST', headers: auth, body: '{}' })).status).toBe(
+      404,
+    );
   });
 
   it('sends system metrics (default type) and application metrics with custom_data', async () => {
     const sys = await post({});
     expect(sys.status).toBe(200);
     const rec = col.deps.records.get(String(sys.json.record_id));
-    const payload = JSON.parse(rec?.body.toString() ?? '{}') as { metrics: Record<string, Record<string, unknown>> };
+    const payload = JSON.parse(rec?.body.toString() ?? '{}') as {
+      metrics: Record<string, Record<string, unknown>>;
+    };
     expect(payload.metrics.type).toBe('system');
     expect(typeof payload.metrics.system?.cpu_percent).toBe('number');
     expect(typeof payload.metrics.system?.disk_usage_percent).toBe('number');
-    const app = await post({ metric_type: 'application', custom_data: { user_id: '12345', session_id: 'abc123' } });
+    const app = await post({
+      metric_type: 'application',
+      custom_data: { user_id: '12345', session_id: 'abc123' },
+    });
     expect(app.status).toBe(200);
     const rec2 = JSON.parse(col.deps.records.get(String(app.json.record_id))?.body.toString() ?? '{}') as {
       metrics: { application: Record<string, unknown> };
@@ -108,6 +125,10 @@ describe('edge agent service', () => {
     expect(refused.status).toBe(403);
     expect(refused.json).toMatchObject({ validation_type: 'agent_verification', rejected_by: 'collector' });
     const after = await http(c, `${svc.url}/metrics/status`, { headers: auth });
-    expect(after.json.last_send).toMatchObject({ ok: false, status: 403, validation_type: 'agent_verification' });
+    expect(after.json.last_send).toMatchObject({
+      ok: false,
+      status: 403,
+      validation_type: 'agent_verification',
+    });
   });
 });

@@ -1,0 +1,147 @@
+/**
+ * The `geofence` CLI as a user runs it: help, configuration errors, registry administration and
+ * offline re-verification of a stored record.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { type NonceResponse, SqliteRegistry } from '@geofence/verifier';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildSigned } from '../src/demo/raw.js';
+import { RecordStore } from '../src/records.js';
+import { testDataDir } from './helpers/env.js';
+import { register, SANTA_CLARA, softAgent } from './helpers/soft-agent.js';
+
+const run = promisify(execFile);
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+async function geofence(args: string[], env: Record<string, string> = {}) {
+  try {
+    const r = await run(process.execPath, ['--conditions=source', '--import', 'tsx', CLI, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+    });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+let dir: string;
+const agent = softAgent('agent-007');
+
+beforeAll(async () => {
+  ({ dir } = await testDataDir('cli'));
+  const registry = await SqliteRegistry.open({ path: join(dir, 'registry.db') });
+  await register(registry, agent, 'pending');
+  await registry.close();
+});
+
+describe('geofence CLI', () => {
+  it('documents every command', async () => {
+    const [top, demo, agents] = await Promise.all([
+      geofence(['--help']),
+      geofence(['demo', '--help']),
+      geofence(['agents', '--help']),
+    ]);
+    expect(top.code).toBe(0);
+    for (const cmd of ['collector', 'gateway', 'agent', 'enroll', 'agents', 'verify-record', 'demo']) {
+      expect(top.stdout).toContain(cmd);
+    }
+    expect(demo.stdout).toContain('gateway-policy-enforcement');
+    for (const sub of ['list', 'show', 'add', 'approve', 'revoke']) expect(agents.stdout).toContain(sub);
+  });
+
+  it('refuses invalid configuration with exit code 2, naming each variable', async () => {
+    const r = await geofence(['collector', '--data-dir', dir], { PORT: 'abc', NONCE_STORE: 'mongo' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('PORT');
+    expect(r.stderr).toContain('NONCE_STORE');
+  });
+
+  it('pre-registers, lists, approves and revokes agents', async () => {
+    const add = await geofence([
+      'agents',
+      'add',
+      'agent-new',
+      '--region',
+      'US',
+      '--state',
+      'California',
+      '--city',
+      'Santa Clara',
+      '-d',
+      dir,
+    ]);
+    expect(add.code, add.stderr).toBe(0);
+    const list = await geofence(['agents', 'list', '-d', dir]);
+    expect(list.stdout).toMatch(/agent-new\s+pre-registered/);
+    expect(list.stdout).toMatch(/agent-007\s+pending/);
+    const approve = await geofence(['agents', 'approve', 'agent-007', '-d', dir]);
+    expect(approve.stdout).toContain('pending → active');
+    const show = await geofence(['agents', 'show', 'agent-007', '-d', dir]);
+    expect(JSON.parse(show.stdout)).toMatchObject({
+      agent_name: 'agent-007',
+      status: 'active',
+      keyid: agent.keyid,
+    });
+    const [revoke, unknown, cityWithoutState] = await Promise.all([
+      geofence(['agents', 'revoke', 'agent-007', '-d', dir]),
+      geofence(['agents', 'approve', 'nobody', '-d', dir]),
+      geofence(['agents', 'add', 'x', '--region', 'US', '--city', 'Austin', '-d', dir]),
+    ]);
+    expect(revoke.stdout).toContain('active → revoked');
+    expect(unknown.code).toBe(1);
+    expect(cityWithoutState.code).toBe(2);
+  });
+
+  it('re-verifies a stored record offline (exit 0 valid, 1 invalid, 2 unknown)', async () => {
+    const registry = await SqliteRegistry.open({ path: join(dir, 'registry.db') });
+    await registry.setStatus('agent-007', 'active');
+    await registry.close();
+    const nonce: NonceResponse = {
+      nonce: 'A'.repeat(43),
+      expires_at: new Date(Date.now() + 60_000).toISOString(),
+      expires_in: 60,
+    };
+    const req = await buildSigned({
+      agentName: agent.name,
+      keyid: agent.keyid,
+      signer: agent.signer,
+      nonce,
+      metrics: { cpu_percent: 1 },
+      place: SANTA_CLARA,
+      now: new Date(),
+      validitySeconds: 60,
+    });
+    const store = new RecordStore(join(dir, 'records.db'));
+    const good = store.insert({
+      agentName: agent.name,
+      keyid: agent.keyid,
+      body: req.body,
+      headers: req.headers,
+      verdict: { path: '/metrics' },
+    });
+    const forged = store.insert({
+      agentName: agent.name,
+      keyid: agent.keyid,
+      body: Buffer.from(req.body.toString().replace('"cpu_percent":1', '"cpu_percent":9')),
+      headers: {},
+      verdict: { path: '/metrics' },
+    });
+    store.close();
+    const [ok, bad, missing] = await Promise.all([
+      geofence(['verify-record', good.id, '-d', dir]),
+      geofence(['verify-record', forged.id, '-d', dir]),
+      geofence(['verify-record', 'rec_nope', '-d', dir]),
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, record_id: good.id });
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout).checks).toContainEqual({ check: 'payload_signature', ok: false });
+    expect(missing.code).toBe(2);
+  });
+});
