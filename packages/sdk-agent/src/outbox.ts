@@ -1,4 +1,4 @@
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { OutboxFullError } from './errors.js';
 
@@ -113,6 +113,9 @@ export class SqliteOutbox implements MessageQueue {
     this.acquireLock();
     try {
       this.db = new Database(path);
+      // Queued metrics are the operator's data: owner-only, like the rest of the state directory
+      // (SQLite creates the -wal/-shm files with the database file's mode).
+      chmodSync(path, 0o600);
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
       this.db.exec(`
