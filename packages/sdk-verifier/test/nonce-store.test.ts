@@ -246,3 +246,62 @@ describe.each(['sqlite', 'redis'])('%s nonce store across two processes', (kind)
     await store.close();
   });
 });
+
+describe('memory nonce store hash table (model-based)', () => {
+  it('agrees with a simple model under random issue/consume/expire sequences', async () => {
+    const { default: fc } = await import('fast-check');
+    const keyids = Array.from({ length: 6 }, (_, i) => String(i).repeat(64));
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({ op: fc.constant('issue' as const), k: fc.nat(5), auth: fc.boolean() }),
+            fc.record({ op: fc.constant('consume' as const), k: fc.nat(5), pick: fc.nat() }),
+            fc.record({ op: fc.constant('advance' as const), ms: fc.nat(120_000) }),
+          ),
+          { maxLength: 400 },
+        ),
+        (ops) => {
+          const clock = new Clock();
+          const store = new MemoryNonceStore({ ttlSeconds: 300, maxOutstanding: 3, now: clock.now });
+          // model: nonce -> {keyid, pool, exp, spent, evicted}
+          const model = new Map<
+            string,
+            { k: string; pool: string; exp: number; spent: boolean; gone: boolean }
+          >();
+          const all: string[] = [];
+          for (const o of ops) {
+            if (o.op === 'advance') clock.advance(o.ms);
+            else if (o.op === 'issue') {
+              const k = keyids[o.k]!;
+              const pool = o.auth ? 'a' : '';
+              const live = [...model.entries()].filter(
+                ([, v]) => v.k === k && v.pool === pool && !v.spent && !v.gone && v.exp > clock.t,
+              );
+              if (live.length >= 3) live[0]![1].gone = true;
+              const { nonce } = store.issueSync(k, { authenticated: o.auth });
+              model.set(nonce, { k, pool, exp: clock.t + 300_000, spent: false, gone: false });
+              all.push(nonce);
+            } else if (all.length > 0) {
+              const nonce = all[o.pick % all.length]!;
+              const v = model.get(nonce)!;
+              const k = keyids[o.k]!;
+              const got = store.consumeSync(k, nonce);
+              if (v.gone) expect(['unknown', 'wrong_agent', 'expired', 'reused']).toContain(got);
+              else if (k !== v.k) expect(got).toBe('wrong_agent');
+              else if (v.spent) expect(['reused', 'unknown']).toContain(got);
+              else if (v.exp <= clock.t) {
+                expect(['expired', 'unknown']).toContain(got);
+                v.gone = true;
+              } else {
+                expect(got).toBe('ok');
+                v.spent = true;
+              }
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
