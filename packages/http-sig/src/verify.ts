@@ -278,13 +278,19 @@ export async function verifyRequest(
   const items = input[0];
   const components: ComponentId[] = new Array(items.length);
   const canonical: string[] = new Array(items.length);
+  // Duplicate check: a linear scan for the usual handful of components, a Set for long (hostile) lists.
+  const seen = items.length > 16 ? new Set<string>() : undefined;
   for (let i = 0; i < items.length; i++) {
     const component = componentFromItem(items[i]!);
-    for (let j = 0; j < i; j++) {
-      if (components[j]!.serialized === component.serialized) {
-        throw malformed(`component ${component.canonical} is covered twice`);
-      }
+    let duplicate = false;
+    if (seen !== undefined) {
+      duplicate = seen.has(component.serialized);
+      seen.add(component.serialized);
+    } else {
+      for (let j = 0; j < i && !duplicate; j++)
+        duplicate = components[j]!.serialized === component.serialized;
     }
+    if (duplicate) throw malformed(`component ${component.canonical} is covered twice`);
     components[i] = component;
     canonical[i] = component.canonical;
   }

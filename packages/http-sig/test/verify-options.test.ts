@@ -173,6 +173,18 @@ describe('verifyRequest', () => {
     expect(await codeOf(verifyRequest(u, opts()))).toBe('malformed');
   });
 
+  it('rejects duplicate components in short and long lists', async () => {
+    const msg = await signed();
+    const many = Array.from({ length: 40 }, (_, i) => `"x-h${i}"`);
+    for (const list of [
+      ['"@method"', '"@path"', '"@method"'],
+      [...many, '"x-h3"'],
+    ]) {
+      msg.headers['signature-input'] = `geo=(${list.join(' ')});created=${NOW};keyid="k1"`;
+      expect(await codeOf(verifyRequest(msg, opts()))).toBe('malformed');
+    }
+  });
+
   it('enforces required components and params', async () => {
     const msg = await signed({ components: ['@method', '@path'], nonce: undefined as unknown as string });
     expect(
