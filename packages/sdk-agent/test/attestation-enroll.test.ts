@@ -26,6 +26,7 @@ import {
   verifyAttestationResult,
 } from '@geofence/verifier';
 import express from 'express';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { performEnrollment } from '../src/attestation/index.js';
 import { GeofenceRejection } from '../src/errors.js';
@@ -445,5 +446,50 @@ describe('enrolment checks (in process, same swtpm)', () => {
     });
     const pcr23 = (await tpm.pcrRead([{ bank: 'sha256', pcrs: [23] }])).sha256?.[23] as Uint8Array;
     expect(hexOf(pcr23)).toBe(hexOf(expectedWorkloadPcr(imageDigest)));
+  });
+
+  it('rejects random or bit-flipped certify/quote evidence after a genuine activation (fuzzed)', async () => {
+    const { service } = await newService();
+    const { ak, request } = await enrollRequest();
+    const template = await (async () => {
+      const ch = await service.start(request);
+      return completionBody(ch, request, ak);
+    })();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('certify.attest', 'certify.signature', 'quote.attest', 'quote.signature'),
+        fc.oneof(
+          fc.uint8Array({ minLength: 1, maxLength: 300 }).map((b) => ({ replace: b })),
+          fc.nat().map((n) => ({ flip: n })),
+        ),
+        async (field, change) => {
+          const ch = await service.start(request);
+          const secret = await tpm.activateCredential(
+            ak,
+            unb64u(ch.credential_blob),
+            unb64u(ch.encrypted_secret),
+          );
+          const body = structuredClone(template) as Record<string, Record<string, unknown>>;
+          body.secret = b64u(secret) as never;
+          const [part, key] = field.split('.') as [string, string];
+          const target = body[part] as Record<string, string>;
+          if ('replace' in change) target[key] = b64u(change.replace);
+          else {
+            const bytes = unb64u(target[key] as string);
+            const i = change.flip % (bytes.length * 8);
+            bytes[i >> 3] = (bytes[i >> 3] as number) ^ (1 << (i & 7));
+            target[key] = b64u(bytes);
+          }
+          const err = await service.complete(ch.enrollment_id, body).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(err).toBeInstanceOf(GeofenceError);
+          expect((err as GeofenceError).validationType).toBe('attestation');
+          expect(['certify', 'quote']).toContain((err as GeofenceError).details?.check);
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 });

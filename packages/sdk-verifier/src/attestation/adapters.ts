@@ -12,6 +12,7 @@ import {
   type AttestationHttpResponse,
   createAttestationHandlers,
 } from './http.js';
+import type { AttestationResultSigner } from './result.js';
 
 function isHandlers(h: AttestationHandlers | AttestationHandlersOptions): h is AttestationHandlers {
   return typeof (h as Partial<AttestationHandlers>).enroll === 'function';
@@ -149,6 +150,20 @@ export function attestationExpressHandlers(
     ),
     location: wrap((req, body, requestId) => h.attestLocation({ body, contentType: ct(req), requestId })),
     jwks: (_req, res) => send(res, h.jwks()),
+  };
+}
+
+/**
+ * A Node/Express handler serving the collector's JWKS (`GET /.well-known/jwks.json`).
+ * @public
+ */
+export function jwksHandler(signer: Pick<AttestationResultSigner, 'jwks'>): ExpressLikeHandler {
+  return (_req, res) => {
+    send(res, {
+      status: 200,
+      headers: { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' },
+      body: signer.jwks(),
+    });
   };
 }
 

@@ -12,6 +12,7 @@ export {
   type FastifyLikeInstance,
   type FastifyLikeReply,
   type FastifyLikeRequest,
+  jwksHandler,
   mountAttestationExpress,
 } from './adapters.js';
 export { type EkCertificateInfo, type EkTrustAnchors, loadEkCaBundle, verifyEkCertificate } from './ek.js';
