@@ -38,7 +38,8 @@ export class DerivationContext {
       throw new HttpSigError('missing_component', `${component.name} cannot be derived from a response`);
     }
     if (this.parsed === undefined) {
-      const raw = this.message.url;
+      // String(): tolerate a URL object passed where a string is declared.
+      const raw = String(this.message.url);
       // Origin-form (`/p?q`) gets a placeholder base; `//host/p` is a network-path reference, not a target.
       const origin = raw.charCodeAt(0) === 0x2f /* / */;
       const parsed = origin

@@ -42,12 +42,20 @@ export const KNOWN_STRUCTURED_FIELDS: Readonly<Record<string, StructuredFieldTyp
 });
 
 /**
+ * WHATWG `Headers` or a compatible implementation (node-fetch, undici from another realm). A plain record whose
+ * `get` member is a header value is a string, not a function, so it cannot be mistaken for one.
+ */
+function isHeadersLike(headers: HeaderFields): headers is Headers {
+  return headers instanceof Headers || typeof (headers as { get?: unknown }).get === 'function';
+}
+
+/**
  * Raw lines of field `name` (lowercase), or `undefined` when absent. Plain records are looked up by the exact
  * lowercase key first (Node's shape) and then case-insensitively.
  */
 export function getFieldLines(headers: HeaderFields, name: string): string | string[] | undefined {
-  if (headers instanceof Headers) {
-    if (name === 'set-cookie') {
+  if (isHeadersLike(headers)) {
+    if (name === 'set-cookie' && typeof headers.getSetCookie === 'function') {
       const lines = headers.getSetCookie();
       return lines.length === 0 ? undefined : lines;
     }
@@ -55,6 +63,8 @@ export function getFieldLines(headers: HeaderFields, name: string): string | str
   }
   const direct = headers[name];
   if (typeof direct === 'string' || Array.isArray(direct)) return direct;
+  // Some frameworks keep numeric values (e.g. content-length) as numbers.
+  if (typeof direct === 'number') return String(direct);
   // Case-insensitive fallback; `hasOwn` keeps `__proto__`/`constructor` from resolving to prototype members.
   for (const key in headers) {
     if (key.length === name.length && key.toLowerCase() === name && Object.hasOwn(headers, key)) {

@@ -247,6 +247,18 @@ describe('HTTP field components (RFC 9421 §2.1 examples)', () => {
       '"content-type": text/plain',
     ]);
     expect(lines(request('https://e.com/', { 'x-empty': '' }), ['x-empty'])).toEqual(['"x-empty": ']);
+    // Numeric values, Headers-compatible objects and URL objects are tolerated.
+    const numeric = { 'content-length': 18 } as unknown as HeaderFields;
+    expect(lines(request('https://e.com/', numeric), ['content-length'])).toEqual(['"content-length": 18']);
+    const headersLike = { get: (n: string) => (n === 'x-a' ? 'b' : null) } as unknown as HeaderFields;
+    expect(lines(request('https://e.com/', headersLike), ['x-a'])).toEqual(['"x-a": b']);
+    expect(lines(request('https://e.com/', { get: 'x' }), ['get'])).toEqual(['"get": x']);
+    const urlObject = {
+      method: 'GET',
+      url: new URL('https://e.com/p?q=1') as unknown as string,
+      headers: {},
+    };
+    expect(lines(urlObject, ['@path', '@query'])).toEqual(['"@path": /p', '"@query": ?q=1']);
   });
 
   it('refuses absent fields, prototype keys and line injection', () => {
