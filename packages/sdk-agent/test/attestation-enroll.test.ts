@@ -469,13 +469,13 @@ describe('enrolment checks (in process, same swtpm)', () => {
             unb64u(ch.credential_blob),
             unb64u(ch.encrypted_secret),
           );
-          const body = structuredClone(template) as Record<string, Record<string, unknown>>;
-          body.secret = b64u(secret) as never;
-          const [part, key] = field.split('.') as [string, string];
-          const target = body[part] as Record<string, string>;
+          const body = structuredClone(template);
+          body.secret = b64u(secret);
+          const [part, key] = field.split('.') as ['certify' | 'quote', 'attest' | 'signature'];
+          const target = body[part];
           if ('replace' in change) target[key] = b64u(change.replace);
           else {
-            const bytes = unb64u(target[key] as string);
+            const bytes = unb64u(target[key]);
             const i = change.flip % (bytes.length * 8);
             bytes[i >> 3] = (bytes[i >> 3] as number) ^ (1 << (i & 7));
             target[key] = b64u(bytes);
