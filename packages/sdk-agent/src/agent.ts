@@ -119,14 +119,23 @@ export interface AgentIdentity {
 
 /** What {@link Agent.status} reports (real state, not configuration). */
 export interface AgentStatusReport {
+  /** Agent name. */
   name: string;
+  /** keyid of the AppSK, once the TPM was used. */
   keyid: string | undefined;
+  /** AppSK algorithm. */
   algorithm: AppKeyAlgorithm;
+  /** Whether the TPM was opened and the AppSK loaded. */
   tpmReady: boolean;
+  /** Whether an enrolment result is stored in the state directory. */
   enrolled: boolean;
+  /** Queue state: durable or in memory, messages waiting, messages rejected (dead-lettered). */
   outbox: { durable: boolean; pending: number; deadLettered: number };
+  /** Metric-set messages accepted by the collector since start. */
   delivered: number;
+  /** Messages rejected with a 4xx since start. */
   rejected: number;
+  /** Outcome of the last delivery attempt. */
   lastSend:
     | { at: string; ok: true; recordId: string }
     | { at: string; ok: false; error: string; code?: string }

@@ -15,6 +15,7 @@ export {
   createAgent,
   type SendResult,
 } from './agent.js';
+export * from './attestation/index.js';
 export {
   AgentClosedError,
   AgentError,

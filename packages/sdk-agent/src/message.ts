@@ -15,18 +15,25 @@ import type { LocationObservation } from './location/types.js';
 
 /** Inputs of {@link buildMetricsRequest}. */
 export interface MetricsRequestInput {
+  /** `agent_name`. */
   agentName: string;
+  /** AppSK keyid (`tpm_public_key_hash`, RFC 9421 `keyid`). */
   keyid: string;
   /** AppSK signer (TPM); signs the payload and the HTTP message. */
   signer: Signer;
+  /** Nonce issued for this keyid by `GET /nonce`. */
   nonce: NonceResponse;
+  /** Where the agent is (payload `geographic_region`/`location`, `Workload-Geo-ID`). */
   observation: LocationObservation;
+  /** The metric set (or `{ batch: [...] }`). */
   metrics: Record<string, unknown>;
+  /** `client_type` of the header. */
   clientType: string;
   /** Request path of `POST /metrics` as sent (the `@path` component). */
   path: string;
   /** Origin of the gateway (for the message URL; `@authority` is not covered). */
   origin: string;
+  /** Signing time (payload `timestamp`, signature `created`). */
   now: Date;
   /** Requested signature validity; capped at 300 s and at the nonce's remaining lifetime. */
   validitySeconds: number;
@@ -34,8 +41,11 @@ export interface MetricsRequestInput {
 
 /** A signed `POST /metrics` request, ready to send. */
 export interface SignedMetricsRequest {
+  /** The signed payload. */
   payload: MetricsPayload;
+  /** The exact body bytes (what `Content-Digest` covers). */
   body: Uint8Array;
+  /** `content-type`, `content-digest`, `workload-geo-id`, `signature-input`, `signature`. */
   headers: Record<string, string>;
 }
 
