@@ -52,6 +52,8 @@ KeyRef keyArg(const Napi::Value& v, const char* what) {
   Napi::Value handle = o.Get("handle");
   if (!blob.IsUndefined() && !blob.IsNull()) ref.blob = bytesArg(blob, "key.blob");
   if (!handle.IsUndefined() && !handle.IsNull()) ref.handle = u32Arg(handle, "key.handle");
+  Napi::Value name = o.Get("name");
+  if (!name.IsUndefined() && !name.IsNull()) ref.name = bytesArg(name, "key.name");
   return ref;
 }
 

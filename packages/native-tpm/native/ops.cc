@@ -112,13 +112,29 @@ namespace {
 class UsableKey {
  public:
   UsableKey(State& st, const KeyRef& ref, const char* role) : st_(st) {
-    if (ref.blob.empty()) {
+    if (ref.handle != 0 || ref.blob.empty()) {
       if (!isPersistentHandle(ref.handle)) {
         throwInvalid(role, "key has neither a blob nor a persistent handle (0x81xxxxxx)");
       }
       GTPM_CALL(st, std::string("Esys_TR_FromTPMPublic(") + role + ")",
                 Esys_TR_FromTPMPublic(st.esys, ref.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h_));
       transient_ = false;
+      // A persistent handle can be evicted and re-used for another key: make sure it still holds
+      // the key the caller means before using it.
+      if (!ref.name.empty()) {
+        // The destructor does not run when a constructor throws: release the handle here.
+        bool same = false;
+        try {
+          same = name() == ref.name;
+        } catch (...) {
+          Esys_TR_Close(st.esys, &h_);
+          throw;
+        }
+        if (!same) {
+          Esys_TR_Close(st.esys, &h_);
+          throwInvalid(role, "the persistent handle holds a different key than key.name");
+        }
+      }
       return;
     }
     TPM2B_PRIVATE priv;

@@ -10,10 +10,11 @@
 
 namespace gtpm {
 
-// A key to use: a blob (TPM2B_PRIVATE || TPM2B_PUBLIC, loaded under the SRK for the
-// duration of one command) or a persistent handle.
+// A key to use: a persistent handle (checked against `name` when given) or else a blob
+// (TPM2B_PRIVATE || TPM2B_PUBLIC, loaded under the SRK for the duration of one command).
 struct KeyRef {
   Bytes blob;
+  Bytes name;
   uint32_t handle = 0;
 };
 

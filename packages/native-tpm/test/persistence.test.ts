@@ -87,3 +87,19 @@ describe('persistence across an swtpm restart on the same state directory', () =
     expect(swtpm.ekCaCertificates[0]).toBe(issuer);
   });
 });
+
+describe('persistent handles are bound to the key Name', () => {
+  it('refuses to use a handle that now holds a different key', async () => {
+    const first = await tpm.createSigningKey({ alg: 'ecc-p256', persistAt: HANDLE });
+    await tpm.evict(HANDLE);
+    const second = await tpm.createSigningKey({ alg: 'ecc-p256', persistAt: HANDLE });
+    const digest = createHash('sha256').update('n').digest();
+    // `first` still names HANDLE, but the TPM has `second` there now.
+    const stale: TpmKey = { public: first.public, name: first.name, handle: HANDLE };
+    await expect(tpm.sign(stale, digest)).rejects.toMatchObject({ code: 'invalid_argument' });
+    // Key objects that carry a blob and a handle use the handle, after the same check.
+    await expect(tpm.sign(first, digest)).rejects.toMatchObject({ code: 'invalid_argument' });
+    expect(verifies(second, Buffer.from('n'), await tpm.sign(second, digest))).toBe(true);
+    await tpm.evict(HANDLE);
+  });
+});
