@@ -6,8 +6,8 @@
  *   - verifyRequest (header parsing + checks + signature base + crypto.verify), no body digest;
  *   - bare crypto.verify over the identical signature base bytes with the same KeyObject;
  *   - verifyRequest with the body (Content-Digest recomputed) vs bare crypto.verify + SHA-256 of the body.
- * Throughput is per CPU-second of this process; rounds alternate between the candidates and the median is
- * reported, to damp noise from other processes.
+ * Throughput is per CPU-second of this process, measured in small interleaved batches to damp interference
+ * from other processes. BENCH_MS sets the measuring time (default 6000 ms).
  *
  * Run: npm run build -w packages/http-sig && node --import tsx bench/http-sig.bench.ts [--json[=DIR]]
  */
@@ -23,8 +23,8 @@ import {
   verifyRequest,
 } from '@geofence/http-sig';
 
-const ROUNDS = 7;
-const ROUND_MS = 700;
+const DURATION_MS = Number(process.env.BENCH_MS ?? 6000);
+const BATCH = 25;
 
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const body = new TextEncoder().encode(
@@ -82,25 +82,29 @@ function bareVerifyAndDigest(): boolean {
 }
 
 /**
- * Runs `op` back to back for ROUND_MS of wall time and returns operations per CPU-second of this process
- * (user + system). Everything measured is synchronous on this thread, so CPU time is the cost; it is far less
- * sensitive than wall time to other processes competing for the two cores.
+ * Runs the candidates in small interleaved batches for DURATION_MS and returns, per candidate, operations per
+ * CPU-second of this process (user + system). Everything measured runs synchronously on this thread, so CPU time
+ * is its cost; fine-grained interleaving makes all candidates see the same interference from other processes.
  */
-async function round(op: () => unknown): Promise<number> {
-  let n = 0;
-  const startCpu = process.cpuUsage();
-  const end = process.hrtime.bigint() + BigInt(ROUND_MS) * 1_000_000n;
-  while (process.hrtime.bigint() < end) {
-    for (let i = 0; i < 50; i++) await op();
-    n += 50;
+async function measure(
+  candidates: Record<string, () => unknown>,
+  durationMs = DURATION_MS,
+): Promise<Record<string, number>> {
+  const names = Object.keys(candidates);
+  const cpu = Object.fromEntries(names.map((n) => [n, 0])) as Record<string, number>;
+  const ops = Object.fromEntries(names.map((n) => [n, 0])) as Record<string, number>;
+  const end = Date.now() + durationMs;
+  while (Date.now() < end) {
+    for (const name of names) {
+      const op = candidates[name]!;
+      const before = process.cpuUsage();
+      for (let i = 0; i < BATCH; i++) await op();
+      const used = process.cpuUsage(before);
+      cpu[name]! += used.user + used.system;
+      ops[name]! += BATCH;
+    }
   }
-  const cpu = process.cpuUsage(startCpu);
-  return n / ((cpu.user + cpu.system) / 1e6);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
+  return Object.fromEntries(names.map((n) => [n, ops[n]! / (cpu[n]! / 1e6)]));
 }
 
 // Sanity: every candidate must succeed before being timed.
@@ -114,28 +118,25 @@ const candidates: Record<string, () => unknown> = {
   verifyRequestBody: () => verifyRequest(withBody, options),
   bareDigest: bareVerifyAndDigest,
 };
-const samples: Record<string, number[]> = Object.fromEntries(Object.keys(candidates).map((k) => [k, []]));
-for (const op of Object.values(candidates)) await round(op); // warm-up (JIT, key caches)
-for (let r = 0; r < ROUNDS; r++) {
-  for (const [name, op] of Object.entries(candidates)) samples[name]!.push(await round(op));
-}
-const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)])) as Record<
-  string,
-  number
->;
+await measure(candidates, 1000); // warm-up: JIT, key caches
+const m = await measure(candidates);
 
 const signer = createSigner({ key: privateKey, alg: 'ecdsa-p256-sha256', keyid: 'k' });
-const signOps = await round(() =>
-  signRequest(message, {
-    signer,
-    components: ['@method', '@path', 'content-type', 'content-digest', 'workload-geo-id'],
-    label: 'geo',
-    created,
-    expires: created + 300,
-    nonce: 'n'.repeat(43),
-    tag: 'geofence/v1',
-  }),
-);
+const { sign: signOps } = (await measure(
+  {
+    sign: () =>
+      signRequest(message, {
+        signer,
+        components: ['@method', '@path', 'content-type', 'content-digest', 'workload-geo-id'],
+        label: 'geo',
+        created,
+        expires: created + 300,
+        nonce: 'n'.repeat(43),
+        tag: 'geofence/v1',
+      }),
+  },
+  2000,
+)) as { sign: number };
 
 const results = {
   'http-sig.verifyRequest': { value: m.verifyRequest!, unit: 'ops/cpu-s' },

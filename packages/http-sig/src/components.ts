@@ -81,6 +81,9 @@ function validateParams(name: string, params: SfParameters): void {
 export function componentFromItem(item: SfItem): ComponentId {
   const [name, params] = item;
   if (typeof name !== 'string') fail('malformed', 'component identifiers must be strings');
+  // Parameterless identifiers repeat on every request: reuse the validated object (bounded cache).
+  const plain = params.size === 0 ? plainCache.get(name) : undefined;
+  if (plain !== undefined) return plain;
   if (name === '@signature-params') fail('malformed', '@signature-params must not be a covered component');
   if (name.startsWith('@')) {
     if (!DERIVED.has(name)) fail('unsupported', `derived component ${name} is not supported`);
@@ -91,8 +94,14 @@ export function componentFromItem(item: SfItem): ComponentId {
   const serialized = params.size === 0 ? `"${name}"` : serializeSfItem([name, params]);
   const canonical = params.size === 0 ? name : `${name}${serialized.slice(name.length + 2)}`;
   // validateParams admitted only string and boolean values.
-  return { name, params: params as ReadonlyMap<string, string | boolean>, serialized, canonical };
+  const component = { name, params: params as ReadonlyMap<string, string | boolean>, serialized, canonical };
+  if (params.size === 0 && plainCache.size < PLAIN_CACHE_MAX) plainCache.set(name, component);
+  return component;
 }
+
+/** Validated parameterless identifiers by name; capped so hostile inputs cannot grow it without bound. */
+const plainCache = new Map<string, ComponentId>();
+const PLAIN_CACHE_MAX = 256;
 
 const specCache = new Map<string, ComponentId>();
 const SPEC_CACHE_MAX = 512;

@@ -12,6 +12,7 @@ import {
   serializeSfList,
   serializeSfMember,
 } from '../src/sf.js';
+import { signatureBytes } from '../src/verify.js';
 
 /** Comparable form of parsed values from either parser (decimals → numbers, tokens/bytes tagged). */
 function plain(value: unknown): unknown {
@@ -160,5 +161,27 @@ describe('RFC 8941 parser and serialiser', () => {
     );
     fc.assert(check(parseSfList, parseList, serializeSfList), { numRuns: 500 });
     fc.assert(check(parseSfItem, parseItem, serializeSfItem), { numRuns: 500 });
+  });
+
+  it('the Signature fast path decodes exactly what the full parser decodes', () => {
+    const b64 = fc.string({ unit: fc.constantFrom(...'AQgw+/=_-'.split('')), maxLength: 12 });
+    fc.assert(
+      fc.property(
+        fc.constantFrom('geo', 'sig', 'Geo'),
+        b64,
+        fc.constantFrom('', ' ', '\t'),
+        (label, data, pad) => {
+          const text = `${label}=:${data}:${pad}`;
+          const fast = attempt(() => Buffer.from(signatureBytes(text, 'geo')).toString('hex'));
+          const full = attempt(() => {
+            const member = parseSfDictionary(text).get('geo');
+            if (member === undefined || !(member[0] instanceof Uint8Array)) throw new Error('absent');
+            return Buffer.from(member[0]).toString('hex');
+          });
+          expect(fast).toEqual(full);
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });
