@@ -4,8 +4,9 @@ export default defineConfig({
   // The CLI (`bin: geofence`) is its own entry; tsup keeps the shebang of src/cli.ts.
   entry: ['src/index.ts', 'src/cli.ts'],
   format: ['esm'],
-  // composite (for tsc -b) makes tsup's dts pass demand every file be listed; it only needs the entry graph.
-  dts: { entry: 'src/index.ts', compilerOptions: { composite: false } },
+  // Private app: no .d.ts bundle (it would type-check the whole monorepo again and add ~50 s to
+  // `npm run demo`); types come from the sources (`source`/`types` in package.json), checked by `tsc -b`.
+  dts: false,
   sourcemap: true,
   clean: true,
   target: 'node20',

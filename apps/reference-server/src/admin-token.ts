@@ -21,7 +21,12 @@ export function ensureAdminToken(cfg: { dataDir: string; adminToken?: string | u
   }
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   const token = randomBytes(32).toString('base64url');
-  writeFileSync(path, `${token}\n`, { mode: 0o600 });
+  try {
+    // 'wx': when another process created the file first, use its token (never two different ones).
+    writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  } catch {
+    return readFileSync(path, 'utf8').trim();
+  }
   chmodSync(path, 0o600);
   return token;
 }

@@ -148,6 +148,17 @@ withCommon(
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 });
 
+withCommon(
+  program
+    .command('swtpm')
+    .description('development only: run a software TPM (swtpm) with an EK certificate until Ctrl-C'),
+  false,
+).action(async (o: CommonOpts) => {
+  const cfg = configFor('cli', o);
+  const { runSwtpm } = await import('./dev-swtpm.js');
+  await serve(() => runSwtpm(cfg.dataDir, process.stdout));
+});
+
 const agents = program
   .command('agents')
   .description('administer the registry (allowlist) and pre-registrations');
@@ -217,16 +228,16 @@ withCommon(
         .choices(['standard', 'gateway-policy-enforcement', 'gateway-allowlist', 'both'])
         .default('both'),
     )
-    .option('--keep', 'keep the run directory (logs, registry, records) for inspection'),
+    .option('--clean', 'delete the run directory (logs, registry, records) at the end'),
   false,
-).action(async (o: CommonOpts & { mode: string; keep?: boolean }) => {
+).action(async (o: CommonOpts & { mode: string; clean?: boolean }) => {
   const cfg = configFor('cli', o);
   const { runDemo } = await import('./demo/run.js');
   const mode = o.mode === 'gateway-allowlist' ? 'gateway-policy-enforcement' : o.mode;
   const code = await runDemo({
     dataDir: cfg.dataDir,
     mode: mode as 'both' | 'standard' | 'gateway-policy-enforcement',
-    keep: o.keep === true,
+    keep: o.clean !== true,
     out: process.stdout,
   });
   // Everything the demo started is stopped by now; do not wait for stray handles (e.g. pooled sockets).

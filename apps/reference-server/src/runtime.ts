@@ -73,8 +73,13 @@ export async function openResultSigner(cfg: Config, issuer: string): Promise<Att
     if (!existsSync(path)) {
       mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
       const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-      chmodSync(path, 0o600);
+      try {
+        // 'wx': replicas starting together on one data directory end up with one key, not several.
+        writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+        chmodSync(path, 0o600);
+      } catch {
+        // created by another process first: use that one (read below)
+      }
     }
   }
   return AttestationResultSigner.create({

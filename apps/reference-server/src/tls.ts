@@ -8,7 +8,16 @@ import { X509Certificate as NodeX509, webcrypto } from 'node:crypto';
 
 type CryptoKey = webcrypto.CryptoKey;
 
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 
@@ -49,9 +58,43 @@ function serial(): string {
   return Buffer.from(b).toString('hex');
 }
 
+/** Atomic write (temp file + rename): a concurrent reader sees the old or the new file, never half. */
+function writeAtomic(path: string, data: string, mode: number): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
+
 function writeSecret(path: string, data: string): void {
-  writeFileSync(path, data, { mode: 0o600 });
-  chmodSync(path, 0o600);
+  writeAtomic(path, data, 0o600);
+}
+
+/**
+ * Cross-process lock (a directory: mkdir is atomic) so services started at the same moment on one
+ * data directory do not each generate a different CA. A lock older than 30 s is considered stale.
+ */
+async function withLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const lock = join(dir, '.lock');
+  for (let i = 0; ; i++) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 30_000) rmdirSync(lock);
+      } catch {
+        // released meanwhile
+      }
+      if (i > 400) throw new Error(`timed out waiting for ${lock}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmdirSync(lock);
+  }
 }
 
 function stillGood(certPem: string, caPem: string): boolean {
@@ -119,6 +162,10 @@ export async function ensureDemoPki(dataDir: string): Promise<TlsMaterial> {
   const dir = join(dataDir, 'tls');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
+  return withLock(dir, () => ensureLocked(dir));
+}
+
+async function ensureLocked(dir: string): Promise<TlsMaterial> {
   const paths = {
     ca: join(dir, 'ca.pem'),
     caKey: join(dir, 'ca-key.pem'),
@@ -166,7 +213,7 @@ export async function ensureDemoPki(dataDir: string): Promise<TlsMaterial> {
     caKey = keys.privateKey;
     caPem = caCert.toString('pem');
     writeSecret(paths.caKey, pemKey(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)));
-    writeFileSync(paths.ca, caPem);
+    writeAtomic(paths.ca, caPem, 0o644);
   }
 
   for (const [certPath, keyPath, cn, usage] of [
@@ -177,7 +224,7 @@ export async function ensureDemoPki(dataDir: string): Promise<TlsMaterial> {
       continue;
     const leaf = await issueLeaf(caCert, caKey, cn, usage);
     writeSecret(keyPath, leaf.key);
-    writeFileSync(certPath, leaf.cert);
+    writeAtomic(certPath, leaf.cert, 0o644);
   }
 
   return {

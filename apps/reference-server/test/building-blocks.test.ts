@@ -25,6 +25,15 @@ describe('demo PKI', () => {
     expect(b.cert).toBe(a.cert);
     expect(b.ca).toBe(a.ca);
   });
+
+  it('generates one CA when several services start at once on a fresh data directory', async () => {
+    const fresh = mkdtempSync(join(tmpdir(), 'gf-pki-race-'));
+    const all = await Promise.all([ensureDemoPki(fresh), ensureDemoPki(fresh), ensureDemoPki(fresh)]);
+    const cas = new Set(all.map((m) => m.ca));
+    expect(cas.size).toBe(1);
+    for (const m of all)
+      expect(new X509Certificate(m.cert).verify(new X509Certificate(m.ca).publicKey)).toBe(true);
+  });
 });
 
 describe('RateLimiter', () => {

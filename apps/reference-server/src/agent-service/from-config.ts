@@ -46,7 +46,23 @@ export async function agentFromConfig(cfg: Config): Promise<Agent> {
 export async function enrollFromConfig(cfg: Config): Promise<unknown> {
   const agent = await agentFromConfig(cfg);
   try {
-    return await agent.enroll({ workload: { name: cfg.serviceName, version: '0.1.0' } });
+    const r = await agent.enroll({ workload: { name: cfg.serviceName, version: '0.1.0' } });
+    // A readable summary (the stored result also holds the AK blob, which is not for the terminal).
+    return {
+      agent_name: r.agent_name,
+      status: r.status,
+      keyid: r.keyid,
+      alg: r.alg,
+      ek_alg: r.ek_alg,
+      platform_integrity: r.platform_integrity,
+      agent_integrity: r.agent_integrity,
+      workload: r.workload,
+      enrolled_at: r.enrolled_at,
+      attestation_result: r.attestation_result,
+      state_dir: agent.state.dir,
+      next:
+        r.status === 'pending' ? `an operator must run: geofence agents approve ${r.agent_name}` : undefined,
+    };
   } finally {
     await agent.close();
   }
@@ -59,7 +75,12 @@ export function ensureAgentToken(cfg: Config): string {
   if (existsSync(path)) return readFileSync(path, 'utf8').trim();
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   const token = randomBytes(32).toString('base64url');
-  writeFileSync(path, `${token}\n`, { mode: 0o600 });
+  try {
+    // 'wx': when another process created the file first, use its token (never two different ones).
+    writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  } catch {
+    return readFileSync(path, 'utf8').trim();
+  }
   chmodSync(path, 0o600);
   return token;
 }

@@ -33,7 +33,7 @@ export interface DemoOptions {
   /** Data directory: the demo PKI is reused from `<dataDir>/tls`, the run lives in `<dataDir>/demo-run`. */
   dataDir: string;
   mode: 'both' | DemoMode;
-  /** Keep `<dataDir>/demo-run` (it is kept anyway; `false` deletes it at the end). */
+  /** Keep `<dataDir>/demo-run` (logs, registry, records) after the run; it is wiped when the next run starts. */
   keep: boolean;
   out: Writable;
 }
@@ -371,11 +371,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       }
     }
     const failures = rows.filter((r) => !r.ok).length + cross.length;
+    const logs = o.keep ? ` Logs: ${join(runDir, 'logs')}` : '';
     o.out.write(
       failures === 0
-        ? `\nDEMO PASSED: ${rows.length} checks as expected in ${((Date.now() - t0) / 1000).toFixed(1)} s.` +
-            ` Logs: ${join(runDir, 'logs')}\n`
-        : `\nDEMO FAILED: ${failures} mismatch(es). Logs: ${join(runDir, 'logs')}\n`,
+        ? `\nDEMO PASSED: ${rows.length} checks as expected in ${((Date.now() - t0) / 1000).toFixed(1)} s.${logs}\n`
+        : `\nDEMO FAILED: ${failures} mismatch(es).${logs}\n`,
     );
     return failures === 0 && rows.length > 0 ? 0 : 1;
   } catch (err) {

@@ -34,6 +34,8 @@ export function requestIdMiddleware(): RequestHandler {
 export function sendProblem(req: Request, res: Response, err: GeofenceError, rejectedBy: RejectedBy): void {
   if (err.retryAfter !== undefined) res.setHeader('retry-after', String(err.retryAfter));
   res.validationType = err.validationType;
+  // An oversized body is not drained: close the connection after answering.
+  if (err.status === 413) res.setHeader('connection', 'close');
   res
     .status(err.status)
     .type(PROBLEM_CONTENT_TYPE)
