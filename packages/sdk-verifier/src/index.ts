@@ -19,7 +19,7 @@ export type {
   GeofenceIncomingMessage,
 } from './middleware/express.js';
 export { type GeofenceFastifyOptions, geofenceFastify } from './middleware/fastify.js';
-export { geofence } from './middleware/index.js';
+export { type GeofenceExpress, type GeofenceIntegrations, geofence } from './middleware/index.js';
 export { createMemoryRecordSink, type MemoryRecordSink } from './pipeline/records.js';
 export type {
   AcceptedRecord,

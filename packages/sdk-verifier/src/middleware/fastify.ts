@@ -2,7 +2,7 @@
  * Fastify (5) plugin with the same options as the Express middleware. Encapsulated: its raw-body
  * content-type parser and problem+json error handler apply only to the routes it registers.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { GeofenceError } from '../errors.js';
 import type { GatewayVerdict, VerifierRequest } from '../pipeline/types.js';
@@ -163,7 +163,7 @@ async function geofencePlugin(app: FastifyInstance, opts: GeofenceFastifyOptions
  * `{ gateway: {..., forward} }`. Options are validated at registration with clear errors.
  * @public
  */
-export const geofenceFastify = fp(geofencePlugin, {
+export const geofenceFastify: FastifyPluginAsync<GeofenceFastifyOptions> = fp(geofencePlugin, {
   name: '@geofence/verifier',
   fastify: '5.x',
   encapsulate: true,

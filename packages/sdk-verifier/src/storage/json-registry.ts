@@ -140,22 +140,26 @@ export class JsonFileRegistry implements Registry {
     if (this.closed) throw new RegistryError('unavailable', 'registry is closed');
   }
 
+  /** {@inheritDoc Registry.getByKeyid} */
   async getByKeyid(keyid: string): Promise<AgentRecord | undefined> {
     this.ensureOpen();
     return this.index.byKey(keyid);
   }
 
+  /** {@inheritDoc Registry.getByName} */
   async getByName(agentName: string): Promise<AgentRecord | undefined> {
     this.ensureOpen();
     return this.index.byAgent(agentName);
   }
 
+  /** {@inheritDoc Registry.list} */
   async list(filter?: { status?: AgentStatus }): Promise<AgentRecord[]> {
     this.ensureOpen();
     const all = this.index.all();
     return filter?.status ? all.filter((r) => r.status === filter.status) : all;
   }
 
+  /** {@inheritDoc Registry.put} */
   put(input: AgentRecordInput): Promise<AgentRecord> {
     return this.serial(async () => {
       this.ensureOpen();
@@ -171,12 +175,14 @@ export class JsonFileRegistry implements Registry {
     });
   }
 
+  /** {@inheritDoc Registry.setStatus} */
   async setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
     const current = await this.getByName(agentName);
     if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
     return this.put({ ...current, status });
   }
 
+  /** {@inheritDoc Registry.delete} */
   delete(agentName: string): Promise<boolean> {
     return this.serial(async () => {
       this.ensureOpen();
@@ -187,10 +193,12 @@ export class JsonFileRegistry implements Registry {
     });
   }
 
+  /** {@inheritDoc Registry.reload} */
   reload(): Promise<void> {
     return this.serial(() => this.load(false));
   }
 
+  /** {@inheritDoc Registry.close} */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.debounce);

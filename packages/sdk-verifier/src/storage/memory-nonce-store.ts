@@ -249,6 +249,7 @@ export class MemoryNonceStore implements NonceStore {
 
   // ---- API ---------------------------------------------------------------------------------------
 
+  /** {@inheritDoc NonceStore.issue} */
   async issue(keyid: string, options?: NonceIssueOptions): Promise<IssuedNonce> {
     return this.issueSync(keyid, options);
   }
@@ -298,6 +299,7 @@ export class MemoryNonceStore implements NonceStore {
     return { nonce, expiresAt: new Date(expiresAt), expiresIn: this.o.ttlSeconds };
   }
 
+  /** {@inheritDoc NonceStore.consume} */
   async consume(keyid: string, nonce: string): Promise<NonceConsumeResult> {
     return this.consumeSync(keyid, nonce);
   }
@@ -330,6 +332,7 @@ export class MemoryNonceStore implements NonceStore {
     return 'ok';
   }
 
+  /** {@inheritDoc NonceStore.stats} */
   async stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
     this.sweep(this.o.now(), Number.POSITIVE_INFINITY);
     let outstanding = 0;
@@ -353,6 +356,7 @@ export class MemoryNonceStore implements NonceStore {
     return out;
   }
 
+  /** {@inheritDoc NonceStore.cleanup} */
   async cleanup(): Promise<number> {
     return this.sweep(this.o.now(), Number.POSITIVE_INFINITY);
   }
@@ -362,6 +366,7 @@ export class MemoryNonceStore implements NonceStore {
     return this.used;
   }
 
+  /** {@inheritDoc NonceStore.close} */
   async close(): Promise<void> {
     this.keys.fill(0);
   }

@@ -106,6 +106,7 @@ export class RedisNonceStore implements NonceStore {
     this.client = c;
   }
 
+  /** {@inheritDoc NonceStore.issue} */
   async issue(keyid: string, options?: NonceIssueOptions): Promise<IssuedNonce> {
     const now = this.o.now();
     const nonce = generateNonce();
@@ -127,6 +128,7 @@ export class RedisNonceStore implements NonceStore {
     return { nonce, expiresAt: new Date(now + this.o.ttlMs), expiresIn: this.o.ttlSeconds };
   }
 
+  /** {@inheritDoc NonceStore.consume} */
   async consume(keyid: string, nonce: string): Promise<NonceConsumeResult> {
     if (typeof nonce !== 'string' || typeof keyid !== 'string') return 'unknown';
     const raw = await this.client.geofenceNonceConsume(
@@ -143,6 +145,7 @@ export class RedisNonceStore implements NonceStore {
     return r;
   }
 
+  /** {@inheritDoc NonceStore.stats} */
   async stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
     const now = this.o.now();
     const per = new Map<string, number>();
@@ -171,6 +174,7 @@ export class RedisNonceStore implements NonceStore {
     return out;
   }
 
+  /** {@inheritDoc NonceStore.cleanup} */
   async cleanup(): Promise<number> {
     // Redis expires nonce keys itself; here only drop expired members from owner queues.
     const now = this.o.now();
@@ -187,6 +191,7 @@ export class RedisNonceStore implements NonceStore {
     return removed;
   }
 
+  /** {@inheritDoc NonceStore.close} */
   async close(): Promise<void> {
     if (this.options.ownsClient) await this.client.quit();
   }

@@ -95,6 +95,7 @@ export class SqliteNonceStore implements NonceStore {
     if (this.closed) throw new Error('nonce store is closed');
   }
 
+  /** {@inheritDoc NonceStore.issue} */
   async issue(keyid: string, options?: NonceIssueOptions): Promise<IssuedNonce> {
     this.check();
     const now = this.o.now();
@@ -109,6 +110,7 @@ export class SqliteNonceStore implements NonceStore {
     return { nonce, expiresAt: new Date(now + this.o.ttlMs), expiresIn: this.o.ttlSeconds };
   }
 
+  /** {@inheritDoc NonceStore.consume} */
   async consume(keyid: string, nonce: string): Promise<NonceConsumeResult> {
     this.check();
     const r = this.spend(keyid, nonce);
@@ -131,6 +133,7 @@ export class SqliteNonceStore implements NonceStore {
     return 'expired';
   }
 
+  /** {@inheritDoc NonceStore.stats} */
   async stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
     this.check();
     const rows = this.s.stats.all(this.o.now()) as Array<{ keyid: string; n: number }>;
@@ -146,11 +149,13 @@ export class SqliteNonceStore implements NonceStore {
     return out;
   }
 
+  /** {@inheritDoc NonceStore.cleanup} */
   async cleanup(): Promise<number> {
     this.check();
     return this.s.cleanup.run(this.o.now()).changes;
   }
 
+  /** {@inheritDoc NonceStore.close} */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

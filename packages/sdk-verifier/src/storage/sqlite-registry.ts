@@ -88,22 +88,26 @@ export class SqliteRegistry implements Registry {
     this.dataVersion = v;
   }
 
+  /** {@inheritDoc Registry.getByKeyid} */
   async getByKeyid(keyid: string): Promise<AgentRecord | undefined> {
     this.refresh();
     return this.index.byKey(keyid);
   }
 
+  /** {@inheritDoc Registry.getByName} */
   async getByName(agentName: string): Promise<AgentRecord | undefined> {
     this.refresh();
     return this.index.byAgent(agentName);
   }
 
+  /** {@inheritDoc Registry.list} */
   async list(filter?: { status?: AgentStatus }): Promise<AgentRecord[]> {
     this.refresh();
     const all = this.index.all();
     return filter?.status ? all.filter((r) => r.status === filter.status) : all;
   }
 
+  /** {@inheritDoc Registry.put} */
   async put(input: AgentRecordInput): Promise<AgentRecord> {
     this.refresh();
     const now = (this.opts.now ?? (() => new Date()))();
@@ -130,12 +134,14 @@ export class SqliteRegistry implements Registry {
     return record;
   }
 
+  /** {@inheritDoc Registry.setStatus} */
   async setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
     const current = await this.getByName(agentName);
     if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
     return this.put({ ...current, status });
   }
 
+  /** {@inheritDoc Registry.delete} */
   async delete(agentName: string): Promise<boolean> {
     this.refresh();
     const { changes } = this.stmts.del.run(agentName);
@@ -143,10 +149,12 @@ export class SqliteRegistry implements Registry {
     return changes > 0;
   }
 
+  /** {@inheritDoc Registry.reload} */
   async reload(): Promise<void> {
     this.refresh(true);
   }
 
+  /** {@inheritDoc Registry.close} */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
