@@ -732,6 +732,7 @@ Value activateCredential(State& st, const KeyRef& akRef, KeyAlg ekAlg, const Byt
   UsableKey ak(st, akRef, "ak");
   Ek ek = acquireEk(st, ekAlg);
   ESYS_TR session = ESYS_TR_NONE;
+  ESYS_TR encSession = ESYS_TR_NONE;
   try {
     TPMT_SYM_DEF sym;
     std::memset(&sym, 0, sizeof(sym));
@@ -750,18 +751,34 @@ Value activateCredential(State& st, const KeyRef& akRef, KeyAlg ekAlg, const Byt
                                 ESYS_TR_NONE, nullptr, nullptr, nullptr, 0, &rawTimeout, &rawTicket));
     EsysPtr<TPM2B_TIMEOUT> timeout(rawTimeout);
     EsysPtr<TPMT_TK_AUTH> ticket(rawTicket);
+    // The recovered secret is what proves AK and EK live together; keep it off the bus in clear:
+    // a session salted with the EK encrypts (and HMACs) the response parameter.
+    TPMT_SYM_DEF aes;
+    std::memset(&aes, 0, sizeof(aes));
+    aes.algorithm = TPM2_ALG_AES;
+    aes.keyBits.aes = 128;
+    aes.mode.aes = TPM2_ALG_CFB;
+    GTPM_CALL(st, "TPM2_StartAuthSession(salted)",
+              Esys_StartAuthSession(st.esys, ek.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                    nullptr, TPM2_SE_HMAC, &aes, TPM2_ALG_SHA256, &encSession));
+    GTPM_CALL(st, "Esys_TRSess_SetAttributes",
+              Esys_TRSess_SetAttributes(st.esys, encSession, TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT,
+                                        0xff));
     TPM2B_DIGEST* rawCert = nullptr;
     GTPM_CALL(st, "TPM2_ActivateCredential",
-              Esys_ActivateCredential(st.esys, ak.handle(), ek.handle, ESYS_TR_PASSWORD, session, ESYS_TR_NONE,
-                                      &cred, &secret, &rawCert));
+              Esys_ActivateCredential(st.esys, ak.handle(), ek.handle, ESYS_TR_PASSWORD, session, encSession, &cred,
+                                      &secret, &rawCert));
     EsysPtr<TPM2B_DIGEST> certInfo(rawCert);
     Bytes out(certInfo->buffer, certInfo->buffer + certInfo->size);
     GTPM_TRY(st, Esys_FlushContext(st.esys, session));
     session = ESYS_TR_NONE;
+    GTPM_TRY(st, Esys_FlushContext(st.esys, encSession));
+    encSession = ESYS_TR_NONE;
     releaseEk(st, ek);
     return Value::bytesOf(std::move(out));
   } catch (...) {
     if (session != ESYS_TR_NONE) GTPM_TRY(st, Esys_FlushContext(st.esys, session));
+    if (encSession != ESYS_TR_NONE) GTPM_TRY(st, Esys_FlushContext(st.esys, encSession));
     releaseEk(st, ek);
     throw;
   }

@@ -1,4 +1,6 @@
 import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   decodeObjectAttributes,
   makeCredential,
@@ -204,6 +206,31 @@ describe('credential activation (tpm-wire MakeCredential → TPM2_ActivateCreden
       code: 'tpm_error',
       command: 'TPM2_ActivateCredential',
     });
+  });
+});
+
+describe('parameter encryption', () => {
+  it('keeps the activated secret off the wire (EK-salted session encrypts the response)', async () => {
+    // The pcap TCTI wraps the swtpm TCTI and records every command and response byte.
+    const pcapFile = join(scratch.dir, 'tpm.pcap');
+    process.env.TCTI_PCAP_FILE = pcapFile;
+    const traced = await Tpm.open({ tcti: `pcap:${swtpm.tcti}` });
+    delete process.env.TCTI_PCAP_FILE;
+    const secret = randomBytes(32);
+    const ak = aks['ecc-p256'];
+    let made: ReturnType<typeof makeCredential>;
+    try {
+      made = makeCredential({ ekPublic: await traced.ekPublic('rsa-2048'), objectName: ak.name, secret });
+      const out = await traced.activateCredential(ak, made.credentialBlob, made.encryptedSecret);
+      expect(hex(out)).toBe(hex(secret));
+    } finally {
+      await traced.close();
+    }
+    const wire = readFileSync(pcapFile);
+    // The capture works: the credential blob we sent is in it ...
+    expect(wire.includes(Buffer.from(made.credentialBlob))).toBe(true);
+    // ... but the secret the TPM sent back is not.
+    expect(wire.includes(secret)).toBe(false);
   });
 });
 
