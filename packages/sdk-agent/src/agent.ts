@@ -689,7 +689,8 @@ export class Agent {
           } else {
             this.queue.remove([id]);
             this.fast = this.fast.filter((m) => m.id !== id);
-            waiter.reject(new DeliveryError(waiter.failures, err));
+            // No location is not a delivery problem: say so (nothing was sent).
+            waiter.reject(err instanceof NoLocationError ? err : new DeliveryError(waiter.failures, err));
           }
         }
         // In memory, nobody waits for what is left: stop instead of retrying forever.

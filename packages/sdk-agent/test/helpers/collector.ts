@@ -8,6 +8,7 @@ import {
   geofence,
   MemoryNonceStore,
   PROBLEM_CONTENT_TYPE,
+  type Registry,
   SqliteRegistry,
 } from '@geofence/verifier';
 import express from 'express';
@@ -30,6 +31,8 @@ export interface TestCollector {
   url: string;
   port: number;
   records: StoredRecord[];
+  /** The verifier registry (shared with a test gateway). */
+  registry: Registry;
   /** Registers an agent directly in the verifier's registry (enrolment is tested elsewhere). */
   register(name: string, publicKeyPem: string, keyid: string, geo?: GeoPolicy, alg?: string): Promise<void>;
   setActive(name: string, active: boolean): Promise<void>;
@@ -101,6 +104,7 @@ export async function startCollector(pki: TestPki): Promise<TestCollector> {
     },
     records,
     hits,
+    registry,
     async register(name, pem, keyid, geo = {}, alg = 'ecdsa-p256-sha256') {
       await registry.put({
         agent_name: name,
@@ -123,6 +127,42 @@ export async function startCollector(pki: TestPki): Promise<TestCollector> {
       await pause();
       await nonces.close();
       await registry.close();
+    },
+  };
+}
+
+/** A gateway in policy-enforcement mode (verifier gateway middleware + forward) in front of a collector. */
+export interface TestGateway {
+  url: string;
+  hits: Record<string, number>;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(pki: TestPki, collector: TestCollector): Promise<TestGateway> {
+  const { Agent, fetch: undiciFetch } = await import('undici');
+  const dispatcher = new Agent({ connect: { ca: pki.caPem } });
+  const upstream = ((url: string, init: object) =>
+    undiciFetch(url, { ...init, dispatcher } as never)) as never;
+  const hits: Record<string, number> = {};
+  const app = express();
+  app.use((req, _res, next) => {
+    hits[req.path] = (hits[req.path] ?? 0) + 1;
+    next();
+  });
+  const check = geofence.express.gateway({ registry: collector.registry });
+  const fwd = geofence.express.forward({ target: collector.url, fetch: upstream });
+  app.get('/nonce', check, fwd);
+  app.post('/metrics', check, fwd);
+  const server: Server = createServer({ key: pki.keyPem, cert: pki.certPem }, app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `https://127.0.0.1:${port}`,
+    hits,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await dispatcher.close();
     },
   };
 }
