@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type SwtpmInstance, startSwtpm, Tpm } from '@geofence/native-tpm';
-import { publicToJwk, publicToPem, publicToSpkiDer } from '@geofence/tpm-wire';
+import { marshalPublic, parsePublic, publicToJwk, publicToPem, publicToSpkiDer } from '@geofence/tpm-wire';
 import {
   AttestationResultSigner,
   type EnrollmentPolicy,
@@ -214,6 +214,19 @@ describe('lah-bundle appraisal', () => {
       performLocationAttestation({ tpm: tpmB, state: stateB, post: impersonate, nonce, location: INSIDE }),
       'quote',
       { code: 'bad_signature' },
+    );
+  });
+
+  it('rejects an AK public area that is not the enrolled one, even with the same key', async () => {
+    const enrolled = parsePublic(enrollment.ak.public);
+    // Same key, one more attribute bit (noDA): a different object as far as the TPM is concerned.
+    const forged = marshalPublic({ ...enrolled, objectAttributes: enrolled.objectAttributes | (1 << 10) });
+    const edited = tampering((body) => {
+      body.ak_public = Buffer.from(forged).toString('base64url');
+    });
+    await expectRejected(
+      performLocationAttestation({ tpm: tpmA, state, post: edited, nonce, location: INSIDE }),
+      'ak_public',
     );
   });
 

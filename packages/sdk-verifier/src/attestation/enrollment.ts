@@ -391,6 +391,8 @@ export class EnrollmentService {
           ? {}
           : { sensor: { type: p.request.sensor.type, model: p.request.sensor.model } }),
         pcr_selection: this.pcrSelection(),
+        // The credential-activated AK's Name (its public area, attributes included).
+        ak_name: toHex(objectName(p.ak)),
       },
     };
     try {

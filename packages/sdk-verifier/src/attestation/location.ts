@@ -6,7 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { createHash, createPublicKey } from 'node:crypto';
 import type { PcrSelection } from '@geofence/tpm-wire';
-import { publicToSpkiDer, TpmWireError, verifyQuote } from '@geofence/tpm-wire';
+import { objectNameHex, publicToSpkiDer, TpmWireError, verifyQuote } from '@geofence/tpm-wire';
 import type { JWK } from 'jose';
 import { GeofenceError } from '../errors.js';
 import { evaluateGeoPolicy, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
@@ -162,6 +162,12 @@ export async function appraiseLocationBundle(
     throw attestationError('ak_public', 'ak_public is not the key in tpm-ak');
   }
   checkAk(akPublic);
+  // Same key is not enough: the public area (attributes, policy) must be the one whose Name the
+  // enrolment's credential activation bound.
+  const enrolledName = record.metadata?.ak_name;
+  if (typeof enrolledName === 'string' && objectNameHex(akPublic) !== enrolledName) {
+    throw attestationError('ak_public', 'ak_public is not the public area of the enrolled AK');
+  }
   const idHash = fromB64u(bundle['geolocation-id-hash']);
   const expectedId =
     record.sensor_id_hash === undefined
