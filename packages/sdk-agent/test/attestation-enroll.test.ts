@@ -28,7 +28,7 @@ import {
 import express from 'express';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { performEnrollment } from '../src/attestation/index.js';
+import { AttestationClientError, ensureWorkloadPcr, performEnrollment } from '../src/attestation/index.js';
 import { GeofenceRejection } from '../src/errors.js';
 import { AgentState } from '../src/state.js';
 
@@ -446,6 +446,34 @@ describe('enrolment checks (in process, same swtpm)', () => {
     });
     const pcr23 = (await tpm.pcrRead([{ bank: 'sha256', pcrs: [23] }])).sha256?.[23] as Uint8Array;
     expect(hexOf(pcr23)).toBe(hexOf(expectedWorkloadPcr(imageDigest)));
+    // Measuring the same image again is idempotent; another image is refused (no reset available).
+    await ensureWorkloadPcr(tpm, 23, imageDigest);
+    const err = await ensureWorkloadPcr(tpm, 23, 'cd'.repeat(32)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AttestationClientError);
+    expect(err).toMatchObject({ code: 'workload_pcr' });
+  });
+
+  it('enrols RSA-2048 keys too (RSASSA AK and AppSK)', async () => {
+    const { service } = await newService({
+      agents: [{ agentName: 'agent-rsa', ek: 'any-trusted-ca', geoPolicy: {} }],
+    });
+    const result = await performEnrollment({
+      agentName: 'agent-rsa',
+      tpm,
+      state: AgentState.open(join(dir, 'state-rsa')),
+      appKeyAlgorithm: 'rsa-2048',
+      akAlgorithm: 'rsa-2048',
+      post: async (path, json) => {
+        const m = /^\/enroll\/([^/]+)\/complete$/.exec(path);
+        const body = m
+          ? await service.complete(decodeURIComponent(m[1] as string), json)
+          : await service.start(json);
+        return { status: m ? 200 : 201, body };
+      },
+      workload: { name: 'metrics-agent', version: '1.0.0', imagePath },
+    });
+    expect(result).toMatchObject({ status: 'active', alg: 'rsa-v1_5-sha256' });
+    expect(parsePublic(result.ak.public).type).toBe('rsa');
   });
 
   it('rejects random or bit-flipped certify/quote evidence after a genuine activation (fuzzed)', async () => {
