@@ -408,13 +408,20 @@ export class Agent {
     return { outboxId: id };
   }
 
-  /** Resolves when the queue is empty (everything delivered or rejected) or the agent closes. */
-  async flush(): Promise<void> {
+  /**
+   * Waits until the queue is empty (everything delivered or rejected). Returns `true` then, or
+   * `false` when `timeoutMs` passed first or the agent was closed (messages stay queued).
+   */
+  async flush(options: { timeoutMs?: number } = {}): Promise<boolean> {
+    const deadline =
+      options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
     while (!this.closed && this.pending() > 0) {
+      if (Date.now() >= deadline) return false;
       this.kick();
-      await this.pumping;
-      if (this.pending() > 0) await sleep(50);
+      await Promise.race([this.pumping, sleep(Math.min(200, Math.max(0, deadline - Date.now())))]);
+      if (this.pending() > 0) await sleep(20);
     }
+    return !this.closed || this.pending() === 0;
   }
 
   /**

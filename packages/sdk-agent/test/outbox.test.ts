@@ -112,8 +112,9 @@ describe('durable outbox', () => {
       expect(() => agent.enqueue({ n: 4 })).toThrow(OutboxFullError);
       await expect(agent.send({ n: 4 })).rejects.toMatchObject({ code: 'outbox_full', limit: 3 });
       expect(agent.status().outbox.pending).toBe(3);
+      expect(await agent.flush({ timeoutMs: 300 })).toBe(false); // still down: nothing lost, nothing sent
       await collector.listen();
-      await agent.flush();
+      expect(await agent.flush()).toBe(true);
       const got = collector.records.filter((r) => r.agentName === 'agent-deferred').map((r) => r.metrics.n);
       expect(got).toEqual([1, 2, 3]);
     } finally {
