@@ -302,6 +302,30 @@ describe('attestation result JWT', () => {
     ).rejects.toThrow();
   });
 
+  it('enforces residency and approval requirements of the relying party', async () => {
+    const signer = await AttestationResultSigner.create({ key: collector.privateKey, issuer: 'i' });
+    const pending = await signer.sign('agent-001', app.publicKey, { ...claim, status: 'pending' });
+    await expect(verifyAttestationResult(pending, signer.jwks(), { requireActive: true })).rejects.toThrow(
+      /pending/,
+    );
+    await expect(
+      verifyAttestationResult(pending, signer.jwks(), { requireResidency: 'tpm' }),
+    ).resolves.toBeTruthy();
+    await expect(
+      verifyAttestationResult(pending, signer.jwks(), { requireResidency: 'tpm+geofence' }),
+    ).rejects.toThrow(/geofence/);
+    const located = await signer.sign('agent-001', app.publicKey, {
+      ...claim,
+      residency: 'tpm+geofence',
+      trust_level: 'low',
+      evidence: 'lah-bundle',
+    });
+    const { payload } = await verifyAttestationResult(located, signer.jwks(), {
+      requireResidency: 'tpm+geofence',
+    });
+    expect(payload.jti).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
   it('refuses non-P-256 collector keys', async () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
     await expect(AttestationResultSigner.create({ key: rsa.privateKey, issuer: 'i' })).rejects.toThrow(

@@ -4,7 +4,7 @@
  */
 
 import type { KeyObject } from 'node:crypto';
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
 import type { JWK, JWTPayload } from 'jose';
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, jwtVerify, SignJWT } from 'jose';
 
@@ -176,6 +176,7 @@ export class AttestationResultSigner {
       .setProtectedHeader({ alg: 'ES256', typ: ATTESTATION_RESULT_TYP, kid: this.kid })
       .setIssuer(this.issuer)
       .setSubject(subject)
+      .setJti(randomUUID())
       .setIssuedAt(iat)
       .setExpirationTime(iat + this.ttlSeconds)
       .sign(this.privateKey);
@@ -210,6 +211,13 @@ export interface VerifyAttestationResultOptions {
   subject?: string;
   /** When given, `cnf.jkt` must be the thumbprint of this (AppSK) public key. */
   appKey?: KeyObject | JWK;
+  /**
+   * Minimum residency: `tpm` accepts enrolment and location results, `tpm+geofence` only results of
+   * a location attestation (Proof of Geofencing).
+   */
+  requireResidency?: 'tpm' | 'tpm+geofence';
+  /** Refuse results issued for agents still `pending` operator approval. */
+  requireActive?: boolean;
   /** Clock tolerance in seconds (default 30). */
   clockToleranceSeconds?: number;
   /** Current time (tests). */
@@ -248,6 +256,12 @@ export async function verifyAttestationResult(
     (g.residency !== 'tpm' && g.residency !== 'tpm+geofence')
   ) {
     throw new TypeError('attestation result without a valid geofence claim');
+  }
+  if (options.requireResidency === 'tpm+geofence' && g.residency !== 'tpm+geofence') {
+    throw new TypeError('attestation result does not prove geofence residency');
+  }
+  if (options.requireActive && g.status === 'pending') {
+    throw new TypeError('attestation result is for an agent pending approval');
   }
   if (options.appKey !== undefined && (await jwkThumbprint(options.appKey)) !== cnf.jkt) {
     throw new TypeError('attestation result is bound to another key (cnf.jkt mismatch)');
