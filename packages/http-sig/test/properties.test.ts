@@ -7,8 +7,10 @@ import {
   createSigner,
   type HttpMessage,
   HttpSigError,
+  parseComponent,
   type SignatureAlgorithm,
   signRequest,
+  verifyContentDigest,
   verifyRequest,
 } from '../src/index.js';
 
@@ -277,6 +279,22 @@ describe('properties', () => {
           if (baseErr !== undefined) expect(baseErr).toBeInstanceOf(HttpSigError);
         },
       ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('garbage component identifiers and Content-Digest values only ever raise HttpSigError', () => {
+    const text = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: sfChars, maxLength: 40 }));
+    fc.assert(
+      fc.property(text, fc.uint8Array({ maxLength: 32 }), (garbageText, body) => {
+        for (const f of [() => parseComponent(garbageText), () => verifyContentDigest(garbageText, body)]) {
+          try {
+            f();
+          } catch (err) {
+            expect(err).toBeInstanceOf(HttpSigError);
+          }
+        }
+      }),
       { numRuns: 500 },
     );
   });
