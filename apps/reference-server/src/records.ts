@@ -95,7 +95,39 @@ export class RecordStore {
     this.countStmt = this.db.prepare('SELECT COUNT(*) AS n FROM records');
   }
 
-  /** Stores a record durably and returns it with its id. */
+  private pending: Array<{ rec: NewRecord; resolve(r: StoredRecord): void; reject(e: unknown): void }> = [];
+  private flushScheduled = false;
+
+  /**
+   * Stores a record durably with group commit: records submitted while the previous commit was
+   * being fsynced are written in one transaction (one fsync for the group). Resolves only after the
+   * commit, so a caller that acknowledges on resolution never acknowledges a record a crash can lose.
+   */
+  insertDurable(rec: NewRecord): Promise<StoredRecord> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ rec, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending.splice(0);
+    if (batch.length === 0) return;
+    let stored: StoredRecord[];
+    try {
+      stored = this.db.transaction(() => batch.map((b) => this.insert(b.rec)))();
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+      return;
+    }
+    batch.forEach((b, i) => b.resolve(stored[i] as StoredRecord));
+  }
+
+  /** Stores a record durably (its own transaction) and returns it with its id. */
   insert(rec: NewRecord): StoredRecord {
     const id = `rec_${crypto.randomUUID()}`;
     const receivedAt = rec.receivedAt ?? new Date().toISOString();

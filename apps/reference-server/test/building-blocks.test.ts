@@ -122,6 +122,25 @@ describe('RecordStore', () => {
     expect(store.list({ limit: 10, since: '2999-01-01T00:00:00Z' }).records).toHaveLength(0);
     store.close();
   });
+
+  it('group-commits concurrent durable inserts and resolves each with its own record', async () => {
+    const store = new RecordStore(join(dir, 'group.db'));
+    const recs = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        store.insertDurable({
+          agentName: 'a',
+          keyid: 'k',
+          body: Buffer.from(`{"i":${i}}`),
+          verdict: {},
+          headers: {},
+        }),
+      ),
+    );
+    expect(new Set(recs.map((r) => r.id)).size).toBe(50);
+    recs.forEach((r, i) => expect(store.get(r.id)?.body.toString()).toBe(`{"i":${i}}`));
+    expect(store.count()).toBe(50);
+    store.close();
+  });
 });
 
 describe('results table', () => {

@@ -187,7 +187,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       },
       accept: async (acc) => {
         // Durable before the 200 (WAL + synchronous=FULL inside RecordStore.insert).
-        const rec = records.insert({
+        const rec = await records.insertDurable({
           agentName: acc.agentName,
           keyid: acc.keyid,
           body: acc.rawBody,
