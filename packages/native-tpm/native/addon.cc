@@ -35,9 +35,10 @@ uint32_t u32Arg(const Napi::Value& v, const char* what) {
   return static_cast<uint32_t>(d);
 }
 
-KeyAlg algArg(const Napi::Value& v) {
+KeyAlg algArg(const Napi::Value& v, bool allowEkOnly = false) {
   const uint32_t a = u32Arg(v, "alg");
-  if (a != static_cast<uint32_t>(KeyAlg::Rsa2048) && a != static_cast<uint32_t>(KeyAlg::EccP256)) {
+  if (a != static_cast<uint32_t>(KeyAlg::Rsa2048) && a != static_cast<uint32_t>(KeyAlg::EccP256) &&
+      !(allowEkOnly && a == static_cast<uint32_t>(KeyAlg::EccP384))) {
     throw Napi::RangeError::New(v.Env(), "unsupported key algorithm");
   }
   return static_cast<KeyAlg>(a);
@@ -288,7 +289,7 @@ class Context : public Napi::ObjectWrap<Context> {
   }
 
   Napi::Value EkPublic(const Napi::CallbackInfo& info) {
-    const KeyAlg alg = algArg(info[0]);
+    const KeyAlg alg = algArg(info[0], true);
     return run(info.Env(), [alg](State& st) { return gtpm::ekPublic(st, alg); });
   }
 
@@ -346,7 +347,7 @@ class Context : public Napi::ObjectWrap<Context> {
 
   Napi::Value Activate(const Napi::CallbackInfo& info) {
     KeyRef ak = keyArg(info[0], "ak");
-    const KeyAlg ekAlg = algArg(info[1]);
+    const KeyAlg ekAlg = algArg(info[1], true);
     Bytes cred = bytesArg(info[2], "credentialBlob");
     Bytes secret = bytesArg(info[3], "encryptedSecret");
     return run(info.Env(), [ak, ekAlg, cred, secret](State& st) {

@@ -12,6 +12,8 @@ namespace {
 
 constexpr uint32_t kEkPersistentRsa = 0x81010001;
 constexpr uint32_t kEkPersistentEcc = 0x81010002;
+// Not assigned by the TCG provisioning guidance; swtpm_setup puts its P-384 EK there.
+constexpr uint32_t kEkPersistentEccP384 = 0x81010016;
 
 // A TPM response code (layer 0), as opposed to a TCTI/ESYS/MU failure. Only these
 // mean "the TPM answered no"; anything else (e.g. a dead socket) must propagate.
@@ -323,6 +325,10 @@ KeyAlg algOfPublic(const TPM2B_PUBLIC& pub, bool& ok) {
     ok = true;
     return KeyAlg::EccP256;
   }
+  if (pub.publicArea.type == TPM2_ALG_ECC && pub.publicArea.parameters.eccDetail.curveID == TPM2_ECC_NIST_P384) {
+    ok = true;
+    return KeyAlg::EccP384;
+  }
   return KeyAlg::EccP256;
 }
 
@@ -339,7 +345,9 @@ struct Ek {
 Ek acquireEk(State& st, KeyAlg alg) {
   Ek ek;
   std::memset(&ek.pub, 0, sizeof(ek.pub));
-  const uint32_t persistent = alg == KeyAlg::Rsa2048 ? kEkPersistentRsa : kEkPersistentEcc;
+  const uint32_t persistent = alg == KeyAlg::Rsa2048   ? kEkPersistentRsa
+                              : alg == KeyAlg::EccP256 ? kEkPersistentEcc
+                                                       : kEkPersistentEccP384;
   ESYS_TR h = ESYS_TR_NONE;
   const TSS2_RC rc = GTPM_TRY(
       st, Esys_TR_FromTPMPublic(st.esys, persistent, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h));
@@ -556,6 +564,7 @@ Value nvReadFirst(State& st, const std::vector<uint32_t>& indices) {
 }
 
 Value createKey(State& st, bool restricted, KeyAlg alg, uint32_t persistAt) {
+  if (alg == KeyAlg::EccP384) throwInvalid("createKey", "keys are RSA-2048 or ECC P-256");
   if (persistAt != 0 && !isPersistentHandle(persistAt)) {
     throwInvalid("createKey", "persistAt must be a persistent handle (0x81000000..0x81FFFFFF)");
   }
@@ -738,6 +747,9 @@ Value activateCredential(State& st, const KeyRef& akRef, KeyAlg ekAlg, const Byt
     std::memset(&sym, 0, sizeof(sym));
     sym.algorithm = TPM2_ALG_NULL;
     // The EK's policy digest is computed with its nameAlg; the session must match.
+    // (An EK with userWithAuth, as the TCG high-range templates have, takes its empty authValue instead.)
+    const bool ekPolicy = (ek.pub.publicArea.objectAttributes & TPMA_OBJECT_USERWITHAUTH) == 0;
+    if (ekPolicy) {
     GTPM_CALL(st, "TPM2_StartAuthSession",
               Esys_StartAuthSession(st.esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
                                     nullptr, TPM2_SE_POLICY, &sym, ek.pub.publicArea.nameAlg, &session));
@@ -751,6 +763,7 @@ Value activateCredential(State& st, const KeyRef& akRef, KeyAlg ekAlg, const Byt
                                 ESYS_TR_NONE, nullptr, nullptr, nullptr, 0, &rawTimeout, &rawTicket));
     EsysPtr<TPM2B_TIMEOUT> timeout(rawTimeout);
     EsysPtr<TPMT_TK_AUTH> ticket(rawTicket);
+    }
     // The recovered secret is what proves AK and EK live together; keep it off the bus in clear:
     // a session salted with the EK encrypts (and HMACs) the response parameter.
     TPMT_SYM_DEF aes;
@@ -766,11 +779,12 @@ Value activateCredential(State& st, const KeyRef& akRef, KeyAlg ekAlg, const Byt
                                         0xff));
     TPM2B_DIGEST* rawCert = nullptr;
     GTPM_CALL(st, "TPM2_ActivateCredential",
-              Esys_ActivateCredential(st.esys, ak.handle(), ek.handle, ESYS_TR_PASSWORD, session, encSession, &cred,
+              Esys_ActivateCredential(st.esys, ak.handle(), ek.handle, ESYS_TR_PASSWORD,
+                                      ekPolicy ? session : ESYS_TR_PASSWORD, encSession, &cred,
                                       &secret, &rawCert));
     EsysPtr<TPM2B_DIGEST> certInfo(rawCert);
     Bytes out(certInfo->buffer, certInfo->buffer + certInfo->size);
-    GTPM_TRY(st, Esys_FlushContext(st.esys, session));
+    if (session != ESYS_TR_NONE) GTPM_TRY(st, Esys_FlushContext(st.esys, session));
     session = ESYS_TR_NONE;
     GTPM_TRY(st, Esys_FlushContext(st.esys, encSession));
     encSession = ESYS_TR_NONE;

@@ -6,7 +6,8 @@
 
 namespace gtpm {
 
-enum class KeyAlg { Rsa2048 = 1, EccP256 = 2 };
+// EccP384 exists only for endorsement keys (swtpm's ECC EK is P-384).
+enum class KeyAlg { Rsa2048 = 1, EccP256 = 2, EccP384 = 3 };
 
 // Storage root key: ECC P-256 restricted decryption primary in the owner hierarchy
 // (TCG Provisioning Guidance SRK template, empty unique).
@@ -18,8 +19,8 @@ TPM2B_PUBLIC akTemplate(KeyAlg alg);
 // Application signing key: unrestricted signing key (RSASSA-SHA256 or ECDSA-SHA256).
 TPM2B_PUBLIC appKeyTemplate(KeyAlg alg);
 
-// TCG EK Credential Profile default templates L-1 (RSA 2048) and L-2 (ECC P-256),
-// with the standard PolicySecret(TPM_RH_ENDORSEMENT) authPolicy.
+// TCG EK Credential Profile templates: L-1 (RSA 2048) and L-2 (ECC P-256) with the standard
+// PolicySecret(TPM_RH_ENDORSEMENT) authPolicy, and H-3 (ECC P-384, SHA-384, userWithAuth, PolicyB).
 TPM2B_PUBLIC ekTemplate(KeyAlg alg);
 
 }  // namespace gtpm

@@ -16,6 +16,7 @@ export { type SwtpmInstance, type SwtpmOptions, startSwtpm } from './swtpm.js';
 export { type ActivateCredentialOptions, Tpm, type TpmOpenOptions } from './tpm.js';
 export type {
   CertifyResult,
+  EkAlg,
   KeyAlg,
   PcrBank,
   PcrSelection,

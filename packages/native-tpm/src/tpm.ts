@@ -9,6 +9,7 @@ import {
 } from './native.js';
 import type {
   CertifyResult,
+  EkAlg,
   KeyAlg,
   PcrBank,
   PcrSelection,
@@ -46,17 +47,18 @@ export interface TpmOpenOptions {
 /** Options of {@link Tpm.activateCredential}. @public */
 export interface ActivateCredentialOptions {
   /** Which EK the credential was made for. Default `'rsa-2048'`. */
-  ekAlg?: KeyAlg;
+  ekAlg?: EkAlg;
 }
 
-const ALG_ID: Record<KeyAlg, number> = { 'rsa-2048': 1, 'ecc-p256': 2 };
+const ALG_ID: Record<EkAlg, number> = { 'rsa-2048': 1, 'ecc-p256': 2, 'ecc-p384': 3 };
 const BANK_ID: Record<PcrBank, number> = { sha1: 0x0004, sha256: 0x000b, sha384: 0x000c, sha512: 0x000d };
 const BANK_BY_ID = new Map<number, PcrBank>(Object.entries(BANK_ID).map(([k, v]) => [v, k as PcrBank]));
 
 /** EK certificate NV indices of the TCG EK Credential Profile (low range) per EK algorithm. */
-const EK_CERT_NV: Record<KeyAlg, number[]> = {
+const EK_CERT_NV: Record<EkAlg, number[]> = {
   'rsa-2048': [0x01c00002],
   'ecc-p256': [0x01c0000a],
+  'ecc-p384': [0x01c00016],
 };
 
 function checkAlg(alg: unknown): KeyAlg {
@@ -64,6 +66,10 @@ function checkAlg(alg: unknown): KeyAlg {
     throw new TpmError('invalid_argument', `unsupported key algorithm ${JSON.stringify(alg)}`);
   }
   return alg;
+}
+
+function checkEkAlg(alg: unknown): EkAlg {
+  return alg === 'ecc-p384' ? alg : checkAlg(alg);
 }
 
 function checkBytes(value: unknown, what: string): Uint8Array {
@@ -85,14 +91,19 @@ function toNativeSelection(selection: PcrSelection): Array<{ alg: number; pcrs: 
   if (!Array.isArray(selection) || selection.length === 0) {
     throw new TpmError('invalid_argument', 'PCR selection must be a non-empty array');
   }
-  return selection.map(({ bank, pcrs }) => {
-    const alg = BANK_ID[bank];
+  // One entry per bank (a bank listed twice is merged), as a TPML_PCR_SELECTION has it.
+  const banks = new Map<number, Set<number>>();
+  for (const { bank, pcrs } of selection) {
+    const alg = Object.hasOwn(BANK_ID, bank) ? BANK_ID[bank] : undefined;
     if (alg === undefined) throw new TpmError('invalid_argument', `unknown PCR bank ${JSON.stringify(bank)}`);
     if (!Array.isArray(pcrs) || pcrs.some((p) => !Number.isInteger(p) || p < 0 || p > 23)) {
       throw new TpmError('invalid_argument', 'PCR indices must be integers in 0..23');
     }
-    return { alg, pcrs };
-  });
+    const set = banks.get(alg) ?? new Set<number>();
+    for (const p of pcrs) set.add(p);
+    banks.set(alg, set);
+  }
+  return [...banks].map(([alg, set]) => ({ alg, pcrs: [...set].sort((a, b) => a - b) }));
 }
 
 function toPcrValues(pcrs: NativePcrs): PcrValues {
@@ -290,21 +301,21 @@ export class Tpm {
 
   /**
    * The endorsement key's public area (TPM2B_PUBLIC): the persistent EK (0x81010001 RSA, 0x81010002
-   * ECC) when present with the requested algorithm, else the primary created from the TCG default EK
-   * template (L-1 / L-2), flushed after reading.
+   * ECC P-256, 0x81010016 ECC P-384) when present with the requested algorithm, else the primary
+   * created from the TCG EK template (L-1 / L-2 / H-3), flushed after reading.
    */
-  async ekPublic(alg: KeyAlg = 'rsa-2048'): Promise<Uint8Array> {
-    const a = ALG_ID[checkAlg(alg)];
+  async ekPublic(alg: EkAlg = 'rsa-2048'): Promise<Uint8Array> {
+    const a = ALG_ID[checkEkAlg(alg)];
     return (await this.#run('ekPublic', (c) => c.ekPublic(a))).public;
   }
 
   /**
-   * The EK certificate (DER) from NV: 0x01C00002 for RSA-2048, 0x01C0000A for ECC P-256; `null` when
-   * the index is not defined. (swtpm's ECC EK is P-384 with its certificate at 0x01C00016; it is not
-   * the P-256 EK and is not returned here.)
+   * The EK certificate (DER) from NV: 0x01C00002 for RSA-2048, 0x01C0000A for ECC P-256, 0x01C00016 for
+   * ECC P-384; `null` when the index is not defined. (swtpm provisions certificates for its RSA-2048
+   * and ECC P-384 EKs, not for a P-256 EK.)
    */
-  async ekCertificate(alg: KeyAlg = 'rsa-2048'): Promise<Uint8Array | null> {
-    const indices = EK_CERT_NV[checkAlg(alg)];
+  async ekCertificate(alg: EkAlg = 'rsa-2048'): Promise<Uint8Array | null> {
+    const indices = EK_CERT_NV[checkEkAlg(alg)];
     const r = await this.#run('ekCertificate', (c) => c.nvReadFirst(indices));
     if (!r) return null;
     // Certificates in NV may be padded; keep exactly the DER object.
@@ -409,7 +420,7 @@ export class Tpm {
     options: ActivateCredentialOptions = {},
   ): Promise<Uint8Array> {
     const a = checkKey(ak, 'ak');
-    const ekAlg = ALG_ID[checkAlg(options.ekAlg ?? 'rsa-2048')];
+    const ekAlg = ALG_ID[checkEkAlg(options.ekAlg ?? 'rsa-2048')];
     checkBytes(credentialBlob, 'credentialBlob');
     checkBytes(encryptedSecret, 'encryptedSecret');
     return this.#run('activateCredential', (c) =>

@@ -5,6 +5,14 @@
 export type KeyAlg = 'rsa-2048' | 'ecc-p256';
 
 /**
+ * Endorsement key algorithms: the TCG default RSA-2048 (template L-1) and ECC P-256 (L-2) EKs, and the
+ * ECC P-384 EK of the TCG high-range template H-3, which is the ECC EK swtpm provisions (persistent at
+ * 0x81010016, certificate at NV 0x01C00016).
+ * @public
+ */
+export type EkAlg = KeyAlg | 'ecc-p384';
+
+/**
  * A TPM key as plain data, safe to store as JSON/base64 (it contains no secret in the clear:
  * the private part of `blob` is encrypted by the TPM's storage root key and only usable on that TPM).
  * @public

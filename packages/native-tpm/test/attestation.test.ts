@@ -154,7 +154,7 @@ describe.each(['rsa-2048', 'ecc-p256'] as const)('AK %s', (alg) => {
 });
 
 describe('credential activation (tpm-wire MakeCredential → TPM2_ActivateCredential)', () => {
-  describe.each(['rsa-2048', 'ecc-p256'] as const)('EK %s', (ekAlg) => {
+  describe.each(['rsa-2048', 'ecc-p256', 'ecc-p384'] as const)('EK %s', (ekAlg) => {
     it('returns the secret for the AK the credential names', async () => {
       const ekPublic = await tpm.ekPublic(ekAlg);
       for (const akAlg of ['rsa-2048', 'ecc-p256'] as const) {
@@ -235,12 +235,15 @@ describe('parameter encryption', () => {
 });
 
 describe('endorsement key', () => {
-  it('reads the RSA EK certificate from NV; it chains to the swtpm local CA (openssl verify) and certifies ekPublic', async () => {
-    const cert = await tpm.ekCertificate('rsa-2048');
+  it.each([
+    'rsa-2048',
+    'ecc-p384',
+  ] as const)('reads the %s EK certificate from NV; it chains to the swtpm local CA (openssl verify) and certifies ekPublic', async (alg) => {
+    const cert = await tpm.ekCertificate(alg);
     expect(cert).not.toBeNull();
     const der = cert as Uint8Array;
     const x509 = new X509Certificate(der);
-    const ekPublic = await tpm.ekPublic('rsa-2048');
+    const ekPublic = await tpm.ekPublic(alg);
     const certSpki = x509.publicKey.export({ type: 'spki', format: 'der' });
     expect(hex(certSpki)).toBe(hex(publicToSpkiDer(ekPublic)));
 
@@ -248,7 +251,7 @@ describe('endorsement key', () => {
     const [issuer, root] = swtpm.ekCaCertificates as [string, string];
     const rootFile = scratch.file('root.pem', root);
     const issuerFile = scratch.file('issuer.pem', issuer);
-    const ekFile = scratch.file('ek.pem', certPem(der));
+    const ekFile = scratch.file(`ek-${alg}.pem`, certPem(der));
     const ok = tool('openssl', ['verify', '-CAfile', rootFile, '-untrusted', issuerFile, ekFile]);
     expect(ok.ok, ok.out).toBe(true);
     // Without the issuer the chain is incomplete: the check can fail.

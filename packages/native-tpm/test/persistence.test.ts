@@ -2,7 +2,7 @@ import { createHash, verify } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { publicToKeyObject } from '@geofence/tpm-wire';
+import { parsePublic, publicToKeyObject } from '@geofence/tpm-wire';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SwtpmInstance, startSwtpm, Tpm, TpmError, type TpmKey } from '../src/index.js';
 
@@ -101,5 +101,17 @@ describe('persistent handles are bound to the key Name', () => {
     await expect(tpm.sign(first, digest)).rejects.toMatchObject({ code: 'invalid_argument' });
     expect(verifies(second, Buffer.from('n'), await tpm.sign(second, digest))).toBe(true);
     await tpm.evict(HANDLE);
+  });
+});
+
+describe('EK templates', () => {
+  it('re-creates swtpm’s P-384 EK from the TCG H-3 template once the persistent copy is gone', async () => {
+    const persisted = Buffer.from(await tpm.ekPublic('ecc-p384'));
+    const pub = parsePublic(persisted);
+    expect(pub.ecc?.curve).toBe('p384');
+    expect(pub.nameAlg).toBe('sha384');
+    await tpm.evict(0x81010016);
+    // Now it comes from TPM2_CreatePrimary with our template: identical only if the template is.
+    expect(Buffer.from(await tpm.ekPublic('ecc-p384')).toString('hex')).toBe(persisted.toString('hex'));
   });
 });
