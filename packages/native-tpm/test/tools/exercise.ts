@@ -32,7 +32,7 @@ try {
     await tpm.loadKey(ecc.blob as Uint8Array);
     await tpm.certify(rsa, ak, randomBytes(32));
     await tpm.quote(ak, sel, randomBytes(32));
-    for (const ekAlg of ['rsa-2048', 'ecc-p256'] as const) {
+    for (const ekAlg of ['rsa-2048', 'ecc-p256', 'ecc-p384'] as const) {
       const ekPublic = await tpm.ekPublic(ekAlg);
       await tpm.ekCertificate(ekAlg);
       const c = makeCredential({ ekPublic, objectName: ak.name, secret: randomBytes(32) });
@@ -47,6 +47,12 @@ try {
     }
     const p = await tpm.persist(ecc, 0x81000200);
     await tpm.sign({ public: p.public, name: p.name, handle: 0x81000200 }, digest);
+    await tpm.evict(0x81000200);
+    // A handle that holds another key than key.name says.
+    const other = await tpm.createSigningKey({ alg: 'ecc-p256', persistAt: 0x81000200 });
+    if ((await swallow(tpm.sign({ public: p.public, name: p.name, handle: 0x81000200 }, digest))) === 'ok')
+      failures++;
+    await tpm.sign(other, digest);
     await tpm.evict(0x81000200);
     // Failure paths.
     const blob = ecc.blob as Uint8Array;
