@@ -95,7 +95,11 @@ export function componentFromItem(item: SfItem): ComponentId {
   const canonical = params.size === 0 ? name : `${name}${serialized.slice(name.length + 2)}`;
   // validateParams admitted only string and boolean values.
   const component = { name, params: params as ReadonlyMap<string, string | boolean>, serialized, canonical };
-  if (params.size === 0 && plainCache.size < PLAIN_CACHE_MAX) plainCache.set(name, component);
+  if (params.size === 0) {
+    // Clear rather than stop caching when full, so names sent by an attacker cannot pin the cache forever.
+    if (plainCache.size >= PLAIN_CACHE_MAX) plainCache.clear();
+    plainCache.set(name, component);
+  }
   return component;
 }
 
