@@ -123,8 +123,17 @@ export type GeoDecision =
  * @public
  */
 export function foldPlaceName(name: string): string {
-  return name.normalize('NFC').toUpperCase().toLowerCase().normalize('NFC');
+  let f = foldCache.get(name);
+  if (f === undefined) {
+    f = name.normalize('NFC').toUpperCase().toLowerCase().normalize('NFC');
+    // Place names repeat endlessly; cache the folded form (bounded: cleared when full).
+    if (foldCache.size >= 4096) foldCache.clear();
+    foldCache.set(name, f);
+  }
+  return f;
 }
+
+const foldCache = new Map<string, string>();
 
 interface RegionNode {
   all: boolean;
