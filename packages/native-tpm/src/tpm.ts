@@ -395,7 +395,15 @@ export class Tpm {
     for (let attempt = 1; ; attempt++) {
       const r = await this.#run('quote', (c) => c.quote(a, sel, qualifyingData));
       const pcrValues = toPcrValues(r.pcrs);
-      const quoted = parseAttest(r.attest).quote;
+      let quoted: ReturnType<typeof parseAttest>['quote'];
+      try {
+        quoted = parseAttest(r.attest).quote;
+      } catch (err) {
+        throw new TpmError('internal', 'TPM2_Quote: the TPM returned an unparsable TPMS_ATTEST', {
+          command: 'TPM2_Quote',
+          cause: err,
+        });
+      }
       if (quoted && Buffer.from(pcrDigest(quoted.pcrSelect, pcrValues, 'sha256')).equals(quoted.pcrDigest)) {
         return { attest: r.attest, signature: r.signature, pcrValues };
       }

@@ -117,6 +117,18 @@ describe('bad input never reaches the TPM as garbage', () => {
     expect((await rejection(tpm.pcrRead([{ bank: 'md5' as 'sha1', pcrs: [0] }]))).code).toBe(
       'invalid_argument',
     );
+    expect((await rejection(tpm.pcrRead([{ bank: 'toString' as 'sha1', pcrs: [0] }]))).code).toBe(
+      'invalid_argument',
+    );
+    // This swtpm has the sha1 and sha256 banks active, not sha384.
+    const inactive = await rejection(
+      tpm.pcrRead([
+        { bank: 'sha256', pcrs: [0] },
+        { bank: 'sha384', pcrs: [0] },
+      ]),
+    );
+    expect(inactive.code).toBe('invalid_argument');
+    expect(inactive.message).toMatch(/inactive PCR bank/);
     expect((await rejection(tpm.pcrExtend(3, new Uint8Array(20)))).code).toBe('invalid_argument');
     expect(
       (await rejection(tpm.activateCredential(ak, new Uint8Array([0, 5, 1]), new Uint8Array(2)))).code,
