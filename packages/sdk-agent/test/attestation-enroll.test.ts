@@ -22,6 +22,7 @@ import {
   type Jwks,
   jwkThumbprint,
   mountAttestationExpress,
+  type PendingEnrollmentStore,
   SqliteRegistry,
   verifyAttestationResult,
 } from '@geofence/verifier';
@@ -81,7 +82,11 @@ function makeDuplicableKey(tcti: string, work: string): TpmKey {
   return { public: pub, name: objectName(pub), handle: DUP_HANDLE };
 }
 
-async function newService(policy: Partial<EnrollmentPolicy> = {}, now?: () => Date) {
+async function newService(
+  policy: Partial<EnrollmentPolicy> = {},
+  now?: () => Date,
+  pendingStore?: PendingEnrollmentStore,
+) {
   const registry = await SqliteRegistry.open({ path: join(dir, `reg-${randomBytes(4).toString('hex')}.db`) });
   registries.push(registry);
   const service = new EnrollmentService({
@@ -89,6 +94,7 @@ async function newService(policy: Partial<EnrollmentPolicy> = {}, now?: () => Da
     signer,
     policy: { ekCaBundle: swtpm.ekCaCertificates, ...policy },
     ...(now ? { now } : {}),
+    ...(pendingStore ? { pendingStore } : {}),
   });
   return { service, registry };
 }
@@ -289,6 +295,30 @@ describe('enrolment checks (in process, same swtpm)', () => {
     const done = await service.complete(ch.enrollment_id, await completionBody(ch, request, ak));
     expect(done.status).toBe('pending');
     expect((await registry.getByName(request.agent_name))?.status).toBe('pending');
+  });
+
+  it('keeps pending enrolments in any store that holds plain JSON (as a shared store would)', async () => {
+    const kept = new Map<string, string>();
+    const store: PendingEnrollmentStore = {
+      async put(id, record, expiresAt) {
+        kept.set(id, JSON.stringify({ record, expiresAt: expiresAt.getTime() }));
+      },
+      async take(id, now) {
+        const text = kept.get(id);
+        if (text === undefined) return { status: 'unknown' };
+        if (text === 'used') return { status: 'used' };
+        kept.set(id, 'used');
+        const { record, expiresAt } = JSON.parse(text);
+        return now.getTime() > expiresAt ? { status: 'expired' } : { status: 'ok', value: record };
+      },
+    };
+    const { service } = await newService({}, undefined, store);
+    const { ak, request } = await enrollRequest();
+    const ch = await service.start(request);
+    expect(JSON.parse(kept.get(ch.enrollment_id) as string).record.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const body = await completionBody(ch, request, ak);
+    await expect(service.complete(ch.enrollment_id, body)).resolves.toMatchObject({ status: 'pending' });
+    await expectCheck(service.complete(ch.enrollment_id, body), 'enrollment_already_used');
   });
 
   it('rejects an EK certificate from an untrusted CA', async () => {

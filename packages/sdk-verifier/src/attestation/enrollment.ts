@@ -3,7 +3,7 @@
  * whose EK we trust, next to an AK that quoted an approved platform state, for an approved workload.
  */
 import { randomBytes } from 'node:crypto';
-import type { PcrValues, TpmPublic } from '@geofence/tpm-wire';
+import type { PcrValues } from '@geofence/tpm-wire';
 
 import {
   keyIdOfPublic,
@@ -24,7 +24,7 @@ import { bytesEqual, fromB64u, fromHex, toB64u, toHex } from './encoding.js';
 import { attestationError, requestError } from './errors.js';
 import { enrollmentQualifyingData, geolocationIdHash } from './evidence.js';
 import { checkAk, checkAppKey, checkEk, parseKey } from './keys.js';
-import { PendingEnrollments } from './pending.js';
+import { MemoryPendingEnrollmentStore, type PendingEnrollmentStore } from './pending.js';
 import {
   appraisePlatform,
   type PlatformPolicy,
@@ -35,7 +35,6 @@ import { type AgentRecord, type AgentRecordInput, type Registry, RegistryError }
 import type { AttestationResultSigner } from './result.js';
 import {
   type EnrollCompleteRequest,
-  type EnrollRequest,
   enrollCompleteSchema,
   enrollRequestSchema,
   type PcrValuesJson,
@@ -92,6 +91,8 @@ export interface EnrollmentServiceOptions {
   policy: EnrollmentPolicy;
   /** Lifetime of a pending enrolment in seconds (default 300). */
   pendingTtlSeconds?: number;
+  /** Where pending enrolments live (default: in this process). */
+  pendingStore?: PendingEnrollmentStore;
   /** Clock (tests). */
   now?: () => Date;
 }
@@ -136,17 +137,6 @@ export interface EnrollCompleteResponse {
   attestation_result: string;
 }
 
-interface PendingEnrollment {
-  request: EnrollRequest;
-  ek: TpmPublic;
-  ak: TpmPublic;
-  app: TpmPublic;
-  ekHash: string;
-  ekIssuer: string | undefined;
-  secret: Uint8Array;
-  nonce: string;
-}
-
 const EK_HASH_RE = /^[0-9a-f]{64}$/;
 
 /**
@@ -168,7 +158,8 @@ export class EnrollmentService {
   private readonly signer: AttestationResultSigner;
   private readonly policy: EnrollmentPolicy;
   private readonly anchors: EkTrustAnchors | undefined;
-  private readonly pending: PendingEnrollments<PendingEnrollment>;
+  private readonly pending: PendingEnrollmentStore;
+  private readonly pendingTtlMs: number;
   private readonly now: () => Date;
 
   constructor(options: EnrollmentServiceOptions) {
@@ -190,7 +181,10 @@ export class EnrollmentService {
     this.registry = options.registry;
     this.signer = options.signer;
     this.policy = policy;
-    this.pending = new PendingEnrollments(options.pendingTtlSeconds ?? 300);
+    const ttl = options.pendingTtlSeconds ?? 300;
+    if (!(ttl > 0)) throw new TypeError('pendingTtlSeconds must be positive');
+    this.pendingTtlMs = ttl * 1000;
+    this.pending = options.pendingStore ?? new MemoryPendingEnrollmentStore(ttl);
     this.now = options.now ?? (() => new Date());
   }
 
@@ -261,7 +255,8 @@ export class EnrollmentService {
 
     const ak = parseKey(request.ak.public, 'ak_public', 'AK public');
     checkAk(ak);
-    const app = parseKey(request.app_key.public, 'app_key_public', 'AppSK public');
+    // Parsed now so a malformed AppSK fails before any TPM work; its attributes are checked in step 2.
+    parseKey(request.app_key.public, 'app_key_public', 'AppSK public');
 
     const secret = new Uint8Array(randomBytes(32));
     let credential: { credentialBlob: Uint8Array; encryptedSecret: Uint8Array };
@@ -272,10 +267,17 @@ export class EnrollmentService {
     }
     const id = toB64u(randomBytes(18));
     const nonce = toB64u(randomBytes(32));
-    const expiresAt = this.pending.put(
+    const expiresAt = new Date(now.getTime() + this.pendingTtlMs);
+    await this.pending.put(
       id,
-      { request, ek, ak, app, ekHash, ekIssuer, secret, nonce },
-      now.getTime(),
+      {
+        request,
+        ek_hash: ekHash,
+        ...(ekIssuer === undefined ? {} : { ek_cert_issuer: ekIssuer }),
+        secret: toB64u(secret),
+        nonce,
+      },
+      expiresAt,
     );
     return {
       enrollment_id: id,
@@ -299,17 +301,27 @@ export class EnrollmentService {
     const req: EnrollCompleteRequest = parsed.data;
     const now = this.now();
 
-    const taken = this.pending.take(enrollmentId, now.getTime());
+    const taken = await this.pending.take(enrollmentId, now);
     if (taken.status === 'unknown') throw attestationError('enrollment_unknown', 'no such pending enrolment');
     if (taken.status === 'used') {
       throw attestationError('enrollment_already_used', 'this enrolment was already completed or attempted');
     }
     if (taken.status === 'expired')
       throw attestationError('enrollment_expired', 'the pending enrolment expired');
-    const p = taken.value;
+    const stored = taken.value;
+    // Keys were checked at step 1; re-parse them from the stored request (stores hold plain JSON).
+    const p = {
+      request: stored.request,
+      ak: parseKey(stored.request.ak.public, 'ak_public', 'AK public'),
+      app: parseKey(stored.request.app_key.public, 'app_key_public', 'AppSK public'),
+      ekHash: stored.ek_hash,
+      ekIssuer: stored.ek_cert_issuer,
+      nonce: stored.nonce,
+    };
+    const expected = fromB64u(stored.secret) ?? new Uint8Array(0);
 
     const secret = fromB64u(req.secret);
-    if (!secret || !bytesEqual(secret, p.secret)) {
+    if (!secret || expected.byteLength === 0 || !bytesEqual(secret, expected)) {
       throw attestationError(
         'credential_secret',
         'the activated credential does not match: the AK is not resident with the EK',

@@ -50,6 +50,12 @@ export {
   type LocationAttestationResponse,
 } from './location.js';
 export {
+  MemoryPendingEnrollmentStore,
+  type PendingEnrollmentRecord,
+  type PendingEnrollmentStore,
+  type TakeResult,
+} from './pending.js';
+export {
   expectedWorkloadPcr,
   type PcrBank,
   type PcrReferenceValues,

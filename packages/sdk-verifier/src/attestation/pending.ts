@@ -4,6 +4,40 @@
  * plus the TTL so that a replay is reported as a replay rather than as an unknown id.
  */
 
+import type { EnrollRequest } from './schemas.js';
+
+/**
+ * What the collector remembers between the two enrolment round trips. Plain JSON, so a shared
+ * store (e.g. Redis with GETDEL) can hold it for several collector replicas.
+ * @public
+ */
+export interface PendingEnrollmentRecord {
+  /** The validated `POST /enroll` body (keys are re-parsed from it at completion). */
+  request: EnrollRequest;
+  /** lowercase hex SHA-256 of the EK SPKI DER. */
+  ek_hash: string;
+  /** Subject of the EK CA that issued the EK certificate, when one was verified. */
+  ek_cert_issuer?: string;
+  /** The credential secret, base64url. Secret: never log or expose it. */
+  secret: string;
+  /** The challenge nonce, base64url. */
+  nonce: string;
+}
+
+/**
+ * Storage of pending enrolments. `take` must be atomic and single-use: the first call for an id
+ * returns the record (or `expired`), every later call `used` (until the store forgets the id, then
+ * `unknown`). The default is {@link MemoryPendingEnrollmentStore} (one process); several replicas
+ * behind a gateway need a shared implementation or sticky routing of `/enroll*`.
+ * @public
+ */
+export interface PendingEnrollmentStore {
+  /** Stores a new pending enrolment until `expiresAt`. */
+  put(id: string, record: PendingEnrollmentRecord, expiresAt: Date): Promise<void>;
+  /** Takes it, once. */
+  take(id: string, now: Date): Promise<TakeResult<PendingEnrollmentRecord>>;
+}
+
 /**
  * Result of {@link PendingEnrollments.take}.
  * @public
@@ -48,15 +82,20 @@ export class PendingEnrollments<T> {
 
   /** Stores `value` under `id` and returns its expiry time. */
   put(id: string, value: T, now: number = Date.now()): Date {
+    const expiresAt = now + this.ttlMs;
+    this.putUntil(id, value, expiresAt, now);
+    return new Date(expiresAt);
+  }
+
+  /** Stores `value` under `id` until `expiresAt` (ms since the epoch). */
+  putUntil(id: string, value: T, expiresAt: number, now: number = Date.now()): void {
     this.sweep(now);
     while (this.entries.size >= this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done) break;
       this.entries.delete(oldest.value);
     }
-    const expiresAt = now + this.ttlMs;
     this.entries.set(id, { value, expiresAt, used: false });
-    return new Date(expiresAt);
   }
 
   /**
@@ -87,5 +126,29 @@ export class PendingEnrollments<T> {
       if (now > e.expiresAt + this.ttlMs) this.entries.delete(id);
       else e.value = undefined;
     }
+  }
+}
+
+/**
+ * In-process {@link PendingEnrollmentStore} (bounded, with replay tombstones).
+ * @public
+ */
+export class MemoryPendingEnrollmentStore implements PendingEnrollmentStore {
+  private readonly inner: PendingEnrollments<PendingEnrollmentRecord>;
+
+  /**
+   * @param ttlSeconds - how long tombstones of spent ids are kept after their expiry (default 300)
+   * @param maxEntries - capacity (default 10 000)
+   */
+  constructor(ttlSeconds = 300, maxEntries = 10_000) {
+    this.inner = new PendingEnrollments(ttlSeconds, maxEntries);
+  }
+
+  async put(id: string, record: PendingEnrollmentRecord, expiresAt: Date): Promise<void> {
+    this.inner.putUntil(id, record, expiresAt.getTime());
+  }
+
+  async take(id: string, now: Date): Promise<TakeResult<PendingEnrollmentRecord>> {
+    return this.inner.take(id, now.getTime());
   }
 }
