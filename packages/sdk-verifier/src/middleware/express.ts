@@ -107,21 +107,20 @@ function wrap(
     res: ServerResponse,
     next: (err?: unknown) => void,
     rid: string,
-  ) => Promise<VerifierRequest | undefined>,
+  ) => Promise<void>,
 ): GeofenceHandler {
   const rejectedBy = opts.rejectedBy ?? role;
   return (req, res, next) => {
     const rid = requestIdOf(req.headers);
-    let vr: VerifierRequest | undefined;
-    run(req, res, next, rid).then(
-      () => undefined,
-      (err: unknown) => {
-        const ge = GeofenceError.from(err);
-        vr ??= { method: req.method ?? '', url: req.originalUrl ?? req.url ?? '', headers: req.headers };
-        opts.onReject?.(ge, vr, rid);
-        sendProblem(res, ge, rejectedBy, rid);
-      },
-    );
+    run(req, res, next, rid).catch((err: unknown) => {
+      const ge = GeofenceError.from(err);
+      opts.onReject?.(
+        ge,
+        { method: req.method ?? '', url: req.originalUrl ?? req.url ?? '', headers: req.headers },
+        rid,
+      );
+      sendProblem(res, ge, rejectedBy, rid);
+    });
   };
 }
 
@@ -145,7 +144,6 @@ export function collector(options: ExpressCollectorOptions): GeofenceHandler {
     const verdict = await verifyMetrics(vr, options);
     req.body = verdict.payload;
     sendJson(res, 200, verdict.body, rid);
-    return vr;
   });
 }
 
@@ -165,13 +163,12 @@ export function nonce(options: ExpressNonceOptions): GeofenceHandler {
     await options.beforeVerify?.(vr);
     const verdict = await issueNonce(vr, options);
     sendJson(res, 200, verdict.body, rid);
-    return vr;
   });
 }
 
 /**
  * Gateway (policy-enforcement mode) middleware for `POST /metrics` and `GET /nonce`: rejects with
- * problem+json, or strips `Signature`, `Signature-Input` and `Workload-Geo-ID`, sets `req.rawBody`,
+ * problem+json, or (metrics) strips `Signature`, `Signature-Input` and `Workload-Geo-ID`, sets `req.rawBody`,
  * `req.body` (payload) and `req.geofence` (verdict) and calls `next()` — follow it with your
  * forwarding handler (for example {@link forward}). Never consumes nonces.
  * @example
@@ -189,11 +186,13 @@ export function gateway(options: ExpressGatewayOptions): GeofenceHandler {
     const vr = await toVerifierRequest(req, limit, !isGet);
     await options.beforeVerify?.(vr);
     const verdict = await verifyAtGateway(vr, options);
-    stripSignatureHeaders(req);
+    // Metrics go on without the signature headers (SPEC §6.4). A nonce request keeps its signature:
+    // it covers only method, path and query, and lets the collector issue from the agent's
+    // authenticated pool, which anonymous callers cannot exhaust.
+    if (verdict.kind === 'metrics') stripSignatureHeaders(req);
     req.geofence = verdict;
     if (verdict.payload) req.body = verdict.payload;
     next();
-    return vr;
   });
 }
 
@@ -260,7 +259,8 @@ export function forward(options: ForwardOptions): GeofenceHandler {
         const bytes = Buffer.from(await up.arrayBuffer());
         res.statusCode = up.status;
         up.headers.forEach((value, key) => {
-          if (!HOP_BY_HOP.has(key)) res.setHeader(key, value);
+          // fetch already decoded the body, so its content-encoding no longer applies
+          if (!HOP_BY_HOP.has(key) && key !== 'content-encoding') res.setHeader(key, value);
         });
         res.end(bytes);
       })

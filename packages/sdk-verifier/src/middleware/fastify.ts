@@ -29,8 +29,8 @@ export interface GeofenceFastifyOptions {
   nonce?: ExpressNonceOptions;
   /**
    * Registers `POST <paths.metrics>` and `GET <paths.nonce>` (gateway). Same options as
-   * `geofence.express.gateway`, plus `forward`, called after the checks passed (signature headers
-   * already stripped from `request.headers`; `request.body` is the raw body Buffer).
+   * `geofence.express.gateway`, plus `forward`, called after the checks passed (for metrics the
+   * signature headers are already stripped from `request.headers`; `request.body` is the raw body Buffer).
    */
   gateway?: ExpressGatewayOptions & {
     forward(request: FastifyRequest, reply: FastifyReply, verdict: GatewayVerdict): unknown;
@@ -149,8 +149,11 @@ async function geofencePlugin(app: FastifyInstance, opts: GeofenceFastifyOptions
       } catch (err) {
         return fail(reply, request, err, o.rejectedBy ?? 'gateway', o.onReject);
       }
-      stripSignatureHeaders(request.raw);
-      for (const h of ['signature', 'signature-input', 'workload-geo-id']) delete request.headers[h];
+      if (verdict.kind === 'metrics') {
+        // SPEC §6.4; nonce requests keep their signature (see geofence.express.gateway).
+        stripSignatureHeaders(request.raw);
+        for (const h of ['signature', 'signature-input', 'workload-geo-id']) delete request.headers[h];
+      }
       return o.forward(request, reply, verdict);
     };
     app.post(metricsPath, handler);
