@@ -7,13 +7,15 @@
  *   - `<op>.esapi.p50|p99`: time spent inside ESAPI calls (the TPM round trips), measured by the addon;
  *   - `<op>.overhead.p50`: total − ESAPI per call (queueing, thread hop, argument copies, marshalling);
  *   - `<op>.overhead_ratio`: median overhead / median ESAPI time.
- * Plus `sign.ecc.concurrent200`: throughput of 200 concurrent signs (they are serialised per TPM),
+ * Plus `sign.ecc.concurrent200`: throughput of 200 concurrent signs (they are serialised per TPM) and
+ * the event-loop delay (p99/max) meanwhile,
  * `sign.ecc.cacheSrk.total.p50` (SRK kept loaded between commands) and `loadKey.mean`.
  *
  * Run: `npm run build -w packages/tpm-wire -w packages/native-tpm && node --import tsx bench/tpm.bench.ts [--json out.json] [--n 200]`
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startSwtpm, Tpm, type TpmKey } from '@geofence/native-tpm';
 import { makeCredential } from '@geofence/tpm-wire';
 
@@ -77,9 +79,15 @@ try {
     return tpm.activateCredential(ak, c.credentialBlob, c.encryptedSecret);
   });
 
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   const t0 = performance.now();
   await Promise.all(Array.from({ length: 200 }, () => tpm.sign(ecc, digest)));
   report('sign.ecc.concurrent200', 200 / ((performance.now() - t0) / 1000), 'signs/s');
+  loop.disable();
+  // How long the event loop was blocked while the 200 signs ran (perf_hooks histogram, ns → ms).
+  report('sign.ecc.concurrent200.eventloop_delay.p99', loop.percentile(99) / 1e6, 'ms');
+  report('sign.ecc.concurrent200.eventloop_delay.max', loop.max / 1e6, 'ms');
 
   // The same sign with the SRK kept loaded between commands (cacheSrk, the default behind a resource
   // manager) instead of parked and reloaded from its saved context per command (default on swtpm).
