@@ -124,7 +124,7 @@ export class RecordStore {
       for (const b of batch) b.reject(err);
       return;
     }
-    batch.forEach((b, i) => b.resolve(stored[i] as StoredRecord));
+    for (const [i, b] of batch.entries()) b.resolve(stored[i] as StoredRecord);
   }
 
   /** Stores a record durably (its own transaction) and returns it with its id. */

@@ -6,12 +6,15 @@ import { join } from 'node:path';
 import { createAgent, type Agent as GeofenceAgent, staticLocation } from '@geofence/agent';
 import { type SwtpmInstance, startSwtpm } from '@geofence/native-tpm';
 import type { Agent } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type RunningAgentService, startAgentService } from '../src/agent-service/service.js';
 import { upsertPreRegistration } from '../src/preregistrations.js';
 import { type RunningCollector, startCollector } from '../src/server/collector.js';
 import { silentLog, testConfig, testDataDir } from './helpers/env.js';
 import { client, http, SANTA_CLARA } from './helpers/soft-agent.js';
+
+// Real processes (swtpm, collectors, tsx start-up) on a shared 2-core machine: generous per-test bound.
+vi.setConfig({ testTimeout: 150_000 });
 
 const TOKEN = 'local-agent-token-0123456789abcdef';
 let swtpm: SwtpmInstance;

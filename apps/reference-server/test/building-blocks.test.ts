@@ -137,7 +137,7 @@ describe('RecordStore', () => {
       ),
     );
     expect(new Set(recs.map((r) => r.id)).size).toBe(50);
-    recs.forEach((r, i) => expect(store.get(r.id)?.body.toString()).toBe(`{"i":${i}}`));
+    for (const [i, r] of recs.entries()) expect(store.get(r.id)?.body.toString()).toBe(`{"i":${i}}`);
     expect(store.count()).toBe(50);
     store.close();
   });

@@ -7,11 +7,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type NonceResponse, SqliteRegistry } from '@geofence/verifier';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildSigned } from '../src/demo/raw.js';
 import { RecordStore } from '../src/records.js';
 import { testDataDir } from './helpers/env.js';
 import { register, SANTA_CLARA, softAgent } from './helpers/soft-agent.js';
+
+// Real processes (swtpm, collectors, tsx start-up) on a shared 2-core machine: generous per-test bound.
+vi.setConfig({ testTimeout: 150_000 });
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));

@@ -6,12 +6,15 @@
 import { join } from 'node:path';
 import { isProblem, type NonceResponse, SqliteRegistry } from '@geofence/verifier';
 import type { Agent } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildSigned, type RawRequest } from '../src/demo/raw.js';
 import { RecordStore } from '../src/records.js';
 import { testDataDir } from './helpers/env.js';
 import { freePort, type Service, spawnService } from './helpers/procs.js';
 import { client, http, postMetrics, register, SANTA_CLARA, softAgent } from './helpers/soft-agent.js';
+
+// Real processes (swtpm, collectors, tsx start-up) on a shared 2-core machine: generous per-test bound.
+vi.setConfig({ testTimeout: 150_000 });
 
 const agents = [softAgent('agent-a'), softAgent('agent-b'), softAgent('agent-c'), softAgent('agent-d')];
 let dir: string;

@@ -8,9 +8,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { runDemo } from '../src/demo/run.js';
 import { testDataDir } from './helpers/env.js';
+
+// Real processes (swtpm, collectors, tsx start-up) on a shared 2-core machine: generous per-test bound.
+vi.setConfig({ testTimeout: 150_000 });
 
 function sink(): { stream: Writable; text: () => string } {
   let text = '';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { NonceResponse } from '@geofence/verifier';
 import { SqliteRegistry } from '@geofence/verifier';
 import type { Agent } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildSigned } from '../src/demo/raw.js';
 import { RecordStore } from '../src/records.js';
 import { testDataDir } from './helpers/env.js';
@@ -21,6 +21,9 @@ import {
   signedRequest,
   softAgent,
 } from './helpers/soft-agent.js';
+
+// Real processes (swtpm, collectors, tsx start-up) on a shared 2-core machine: generous per-test bound.
+vi.setConfig({ testTimeout: 150_000 });
 
 const agent = softAgent('agent-001');
 let redis: Awaited<ReturnType<typeof startRedis>>;
