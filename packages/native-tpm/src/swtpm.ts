@@ -30,11 +30,28 @@ export interface SwtpmInstance {
   ekCaCertificates: string[];
   /** The state directory (see {@link SwtpmOptions.stateDir}). */
   stateDir: string;
-  /** Process id of swtpm. */
+  /** Process id of the supervisor shell that owns swtpm (it kills swtpm when this process goes away). */
   pid: number;
   /** Stops swtpm (SIGTERM, then SIGKILL after 5 s) and deletes the state directory if it was temporary. */
   stop(): Promise<void>;
 }
+
+/**
+ * Supervisor: starts swtpm with the given arguments, forwards SIGTERM/SIGINT, and kills it as soon as
+ * stdin reaches EOF (our process closed the pipe or died). Exits with swtpm's status.
+ */
+const SUPERVISOR = [
+  // Background jobs of a non-interactive shell get /dev/null as stdin: keep ours on fd 3.
+  'exec 3<&0',
+  'swtpm "$@" </dev/null 3<&- & pid=$!',
+  "trap 'kill $pid 2>/dev/null' TERM INT",
+  '(read _ignored <&3; kill $pid 2>/dev/null) &',
+  'exec 3<&-',
+  'wait $pid; status=$?',
+  // After a trapped signal the first wait returns early; wait for swtpm to really exit (state lock).
+  'while kill -0 $pid 2>/dev/null; do wait $pid; status=$?; done',
+  'exit $status',
+].join('\n');
 
 const live = new Set<{ child: ChildProcess; tempDir: string | undefined }>();
 let exitHookInstalled = false;
@@ -45,7 +62,8 @@ function installExitHook(): void {
   // Synchronous by necessity: 'exit' handlers cannot await.
   process.on('exit', () => {
     for (const entry of live) {
-      entry.child.kill('SIGKILL');
+      // The supervisor kills swtpm on SIGTERM (and on EOF of its stdin once we are gone).
+      entry.child.kill('SIGTERM');
       if (entry.tempDir) rmSync(entry.tempDir, { recursive: true, force: true });
     }
   });
@@ -146,9 +164,15 @@ async function launch(tpmDir: string, timeoutMs: number): Promise<{ child: Child
   let lastError = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePortPair();
+    // swtpm runs under a small supervisor shell that kills it when our end of its stdin pipe closes,
+    // i.e. on stop() and also when this process dies without running exit handlers (SIGKILL, crash),
+    // so no orphaned swtpm keeps ports and the state lock.
     const child = spawn(
-      'swtpm',
+      '/bin/sh',
       [
+        '-c',
+        SUPERVISOR,
+        'swtpm-supervisor',
         'socket',
         '--tpm2',
         '--tpmstate',
@@ -160,8 +184,11 @@ async function launch(tpmDir: string, timeoutMs: number): Promise<{ child: Child
         '--flags',
         'not-need-init,startup-clear',
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      { stdio: ['pipe', 'ignore', 'pipe'] },
     );
+    // The pipe must not keep this process alive, and a closed pipe must not throw.
+    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    child.stdin?.on('error', () => undefined);
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
@@ -169,16 +196,14 @@ async function launch(tpmDir: string, timeoutMs: number): Promise<{ child: Child
     let exited = false;
     child.once('exit', () => {
       exited = true;
+      child.stdin?.destroy();
     });
     const spawnError = new Promise<Error | undefined>((resolve) => {
       child.once('error', (e) => resolve(e));
       child.once('spawn', () => resolve(undefined));
     });
     const err = await spawnError;
-    if (err) {
-      const hint = (err as NodeJS.ErrnoException).code === 'ENOENT' ? ' (apt-get install swtpm)' : '';
-      throw new Error(`startSwtpm: cannot run swtpm${hint}: ${err.message}`);
-    }
+    if (err) throw new Error(`startSwtpm: cannot run /bin/sh: ${err.message}`);
     const deadline = Date.now() + timeoutMs;
     while (!exited && Date.now() < deadline) {
       if ((await canConnect(port + 1)) && (await canConnect(port))) {
@@ -188,7 +213,9 @@ async function launch(tpmDir: string, timeoutMs: number): Promise<{ child: Child
       }
       await new Promise((r) => setTimeout(r, 25));
     }
-    if (!exited) child.kill('SIGKILL');
+    if (!exited) child.kill('SIGTERM');
+    if (child.exitCode === 127)
+      throw new Error('startSwtpm: swtpm not found (apt-get install swtpm swtpm-tools)');
     lastError = stderr.trim() || 'swtpm did not answer in time';
   }
   throw new Error(`startSwtpm: swtpm failed to start: ${lastError}`);
@@ -259,6 +286,7 @@ export async function startSwtpm(options: SwtpmOptions = {}): Promise<SwtpmInsta
             return;
           }
           child.once('exit', done);
+          child.stdin?.end();
           child.kill('SIGTERM');
         });
         return stopping;
