@@ -60,6 +60,11 @@ export const configSchema = z
         keyPath: z.string().optional(),
         caPath: z.string().optional(),
         minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+        /** Collector: require a client certificate from the CA (mutual TLS; e.g. only the gateway may connect). */
+        requireClientCert: z.boolean().default(false),
+        /** Gateway: client certificate presented to the collector (default: the demo client certificate). */
+        clientCertPath: z.string().optional(),
+        clientKeyPath: z.string().optional(),
         /** Development only: disables verification of the peer certificate (logged as a warning). */
         insecureSkipVerify: z.boolean().default(false),
       })
@@ -254,6 +259,9 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     SSL_CA_PATH: { path: 'tls.caPath', kind: 'string' },
     TLS_MIN_VERSION: { path: 'tls.minVersion', kind: 'string' },
     TLS_INSECURE_SKIP_VERIFY: { path: 'tls.insecureSkipVerify', kind: 'bool' },
+    TLS_REQUIRE_CLIENT_CERT: { path: 'tls.requireClientCert', kind: 'bool' },
+    SSL_CLIENT_CERT_PATH: { path: 'tls.clientCertPath', kind: 'string' },
+    SSL_CLIENT_KEY_PATH: { path: 'tls.clientKeyPath', kind: 'string' },
     NONCE_LENGTH: { path: 'nonce.length', kind: 'int' },
     NONCE_TTL_SECONDS: { path: 'nonce.ttlSeconds', kind: 'int' },
     NONCE_MAX_OUTSTANDING: { path: 'nonce.maxOutstanding', kind: 'int' },

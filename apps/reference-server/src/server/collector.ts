@@ -419,7 +419,9 @@ export async function startCollector(
   const listening = await listen(built.app, {
     host: cfg.host,
     port: cfg.port,
-    ...(tls ? { tls: { ...tls, minVersion: cfg.tls.minVersion } } : {}),
+    ...(tls
+      ? { tls: { ...tls, minVersion: cfg.tls.minVersion, requestCert: cfg.tls.requireClientCert } }
+      : {}),
   });
   log.info(
     { url: listening.url, nonce_store: cfg.nonce.store, data_dir: cfg.dataDir },

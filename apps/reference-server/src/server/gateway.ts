@@ -6,6 +6,7 @@
  * `Signature-Input` and `Workload-Geo-ID`. Unknown routes are never proxied.
  */
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GeofenceError, type GeoPolicy, type Registry } from '@geofence/verifier';
 import express, {
@@ -21,7 +22,7 @@ import { HeaderLog } from '../header-log.js';
 import { createLogger, type Logger } from '../logger.js';
 import { RateLimiter } from '../rate-limit.js';
 import { globalGeoPolicy, openRegistry } from '../runtime.js';
-import { resolveTls } from '../tls.js';
+import { ensureDemoPki, resolveTls } from '../tls.js';
 import {
   adminAuth,
   errorHandler,
@@ -219,6 +220,19 @@ export interface StartGatewayOptions {
   registry?: Registry;
 }
 
+/** The client certificate the gateway presents to the collector: configured, or the demo one. */
+async function gatewayClientCert(cfg: Config): Promise<{ cert: string; key: string } | undefined> {
+  if (cfg.tls.clientCertPath && cfg.tls.clientKeyPath) {
+    return {
+      cert: readFileSync(cfg.tls.clientCertPath, 'utf8'),
+      key: readFileSync(cfg.tls.clientKeyPath, 'utf8'),
+    };
+  }
+  if (cfg.tls.certPath || cfg.tls.caPath) return undefined; // own PKI without a client certificate
+  const demo = await ensureDemoPki(cfg.dataDir);
+  return { cert: demo.clientCert, key: demo.clientKey };
+}
+
 /** Starts the gateway of `cfg`. */
 export async function startGateway(
   cfg: Config & { port: number },
@@ -233,6 +247,8 @@ export async function startGateway(
   const upstream = new Upstream({
     url: collectorUrl,
     ca: tls?.ca,
+    // Presented only when the collector asks for it (TLS_REQUIRE_CLIENT_CERT on the collector).
+    clientCert: await gatewayClientCert(cfg),
     insecureSkipVerify: cfg.tls.insecureSkipVerify,
     minVersion: cfg.tls.minVersion,
     timeoutMs: cfg.gateway.upstreamTimeoutMs,

@@ -26,6 +26,10 @@ export interface ListenOptions {
 
 /** Listens and resolves once the socket is bound (port 0 picks a free port). */
 export async function listen(app: Express, opts: ListenOptions): Promise<Listening> {
+  if (opts.tls?.requestCert && !opts.tls.ca) {
+    // Never fail open: requiring client certificates without a trust anchor would accept none or all.
+    throw new TypeError('client certificates required but no CA configured (SSL_CA_PATH)');
+  }
   const server = opts.tls
     ? https.createServer(
         {
