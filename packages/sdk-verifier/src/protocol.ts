@@ -341,3 +341,49 @@ export async function signPayload(
   const signature = await signer.sign(payloadSigningInput(unsigned));
   return { ...unsigned, signature: encodeBase64url(signature) };
 }
+
+/**
+ * Whether a JSON text (already known to parse) has an object with two members of the same name
+ * (after unescaping: `"a"` and `"\u0061"` collide). `JSON.parse` silently keeps the last one while
+ * other parsers keep the first, so a body with duplicates could mean different things to the
+ * verifier and to whoever later reads the stored bytes; verifiers reject such bodies.
+ * @public
+ */
+export function hasDuplicateJsonKeys(text: string): boolean {
+  const stack: Array<Set<string> | null> = [];
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b /* { */) stack.push(new Set());
+    else if (c === 0x5b /* [ */) stack.push(null);
+    else if (c === 0x7d /* } */ || c === 0x5d /* ] */) stack.pop();
+    else if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) break;
+      }
+      const top = stack[stack.length - 1];
+      if (!top) continue;
+      let j = i + 1;
+      while (
+        j < n &&
+        (text.charCodeAt(j) === 0x20 ||
+          text.charCodeAt(j) === 0x0a ||
+          text.charCodeAt(j) === 0x0d ||
+          text.charCodeAt(j) === 0x09)
+      )
+        j++;
+      if (text.charCodeAt(j) !== 0x3a /* : */) continue; // a value, not a member name
+      const raw = text.slice(start + 1, i);
+      const name = escaped ? (JSON.parse(text.slice(start, i + 1)) as string) : raw;
+      if (top.has(name)) return true;
+      top.add(name);
+    }
+  }
+  return false;
+}

@@ -227,3 +227,26 @@ describe('collector order', () => {
     );
   });
 });
+
+describe('parser differentials', () => {
+  it('rejects bodies with duplicate member names even when the last value is the signed one', async () => {
+    const nonces = new MemoryNonceStore();
+    const { nonce } = await nonces.issue(agent.keyid);
+    const built = await buildMetricsRequest(agent, { nonce, unsigned: true });
+    // A first-wins parser would read the injected metrics; JSON.parse keeps the signed ones.
+    const body = `{"metrics":{"cpu_percent":99},${built.body!.slice(1)}`;
+    const { contentDigest } = await import('@geofence/http-sig');
+    const req = toReq({
+      ...built,
+      body,
+      headers: { ...built.headers, 'content-digest': contentDigest(body) },
+    });
+    const err = await rejection(verifyMetrics(req, { registry, nonces }));
+    expect([err.status, err.validationType, err.details?.reason]).toEqual([
+      400,
+      'request_validation',
+      'duplicate member names',
+    ]);
+    expect(await nonces.consume(agent.keyid, nonce)).toBe('ok');
+  });
+});

@@ -136,3 +136,30 @@ describe('schemas', () => {
     expect(decodeBase64url('A+')).toBeUndefined();
   });
 });
+
+describe('hasDuplicateJsonKeys', () => {
+  it('finds duplicates at any depth, after unescaping', async () => {
+    const { hasDuplicateJsonKeys } = await import('../src/index.js');
+    expect(hasDuplicateJsonKeys('{"a":1,"b":{"a":2}}')).toBe(false);
+    expect(hasDuplicateJsonKeys('{"a":1,"a":2}')).toBe(true);
+    expect(hasDuplicateJsonKeys('{"x":{"a":1, "b":[{"c":1,"c":2}]}}')).toBe(true);
+    expect(hasDuplicateJsonKeys('{"a":1,"\\u0061":2}')).toBe(true);
+    expect(hasDuplicateJsonKeys('{"a":"\\"a\\":","b":["a","a"]}')).toBe(false);
+    expect(hasDuplicateJsonKeys('[{"a":1},{"a":1}]')).toBe(false);
+    expect(hasDuplicateJsonKeys('{"a" : 1, "a"\n: 2}')).toBe(true);
+  });
+  it('agrees with a key count on random JSON', async () => {
+    const { hasDuplicateJsonKeys } = await import('../src/index.js');
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 4 }), (v) => {
+        const text = JSON.stringify(v);
+        expect(hasDuplicateJsonKeys(text)).toBe(false);
+        if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0) {
+          const k = JSON.stringify(Object.keys(v)[0]);
+          expect(hasDuplicateJsonKeys(`${text.slice(0, -1)},${k}:null}`)).toBe(true);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

@@ -182,7 +182,7 @@ export function gateway(options: ExpressGatewayOptions): GeofenceHandler {
   checkMiddlewareOptions(options, 'gateway');
   const limit = options.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES;
   return wrap('gateway', options, async (req, _res, next, _rid) => {
-    const isGet = req.method === 'GET' || req.method === 'HEAD';
+    const isGet = req.method === 'GET';
     const vr = await toVerifierRequest(req, limit, !isGet);
     await options.beforeVerify?.(vr);
     const verdict = await verifyAtGateway(vr, options);

@@ -19,6 +19,7 @@ import { evaluateGeoPolicy, foldPlaceName, type GeoPolicy, geoPolicyRestricts } 
 import {
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_CLOCK_SKEW_SECONDS,
+  hasDuplicateJsonKeys,
   keyidSchema,
   MAX_SIGNATURE_VALIDITY_SECONDS,
   METRICS_SIGNATURE_COMPONENTS,
@@ -244,6 +245,8 @@ function parseWorkloadGeoId(req: VerifierRequest): WorkloadGeoId | undefined {
   } catch {
     throw bad('Invalid Workload-Geo-ID header', { reason: 'not JSON' });
   }
+  if (hasDuplicateJsonKeys(text))
+    throw bad('Invalid Workload-Geo-ID header', { reason: 'duplicate member names' });
   if (fastValidWorkloadGeoId(json)) return json as WorkloadGeoId;
   const parsed = workloadGeoIdSchema.safeParse(json);
   if (!parsed.success) throw bad('Invalid Workload-Geo-ID header', { issues: issues(parsed.error.issues) });
@@ -253,7 +256,11 @@ function parseWorkloadGeoId(req: VerifierRequest): WorkloadGeoId | undefined {
 function issues(
   list: ReadonlyArray<{ path: PropertyKey[]; message: string }>,
 ): Array<{ path: string; message: string }> {
-  return list.slice(0, 10).map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
+  // Bounded: paths and messages can echo attacker-chosen member names.
+  return list.slice(0, 10).map((i) => ({
+    path: i.path.map(String).join('.').slice(0, 200),
+    message: i.message.slice(0, 200),
+  }));
 }
 
 interface ParsedMetrics {
@@ -278,11 +285,14 @@ function parseMetricsRequest(req: VerifierRequest, r: Resolved, requireHeaders: 
     }
   }
   let raw: unknown;
+  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
   try {
-    raw = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+    raw = JSON.parse(text);
   } catch {
     throw bad('Invalid payload structure', { reason: 'body is not JSON' });
   }
+  if (hasDuplicateJsonKeys(text))
+    throw bad('Invalid payload structure', { reason: 'duplicate member names' });
   let payload: MetricsPayload;
   if (fastValidPayload(raw)) payload = raw as MetricsPayload;
   else {
@@ -596,7 +606,7 @@ export async function verifyAtGateway(
   const vKey = options.validatePublicKeyHash !== false;
   const vSig = options.validateSignature !== false;
   const vGeo = options.validateGeolocation !== false;
-  if (req.method === 'GET' || req.method === 'HEAD') return gatewayNonce(req, options, r, vKey, vSig);
+  if (req.method === 'GET') return gatewayNonce(req, options, r, vKey, vSig);
   const { payload, raw, geoHeader } = parseMetricsRequest(req, r, true);
   const checks = ['request_validation'];
   let record: AgentRecord | undefined;
@@ -653,8 +663,7 @@ async function checkNonceRequest(
   vKey: boolean,
   vSig: boolean,
 ): Promise<{ record: AgentRecord | undefined; sig: VerifiedSignature | undefined }> {
-  if (req.method !== 'GET' && req.method !== 'HEAD')
-    throw bad('Method not allowed', { method: req.method }, 405);
+  if (req.method !== 'GET') throw bad('Method not allowed', { method: req.method }, 405);
   const keyid = nonceQuery(req);
   const signed = hasSignatureHeaders(req);
   if (o.requireHttpSignature && !signed) throw bad('Missing signature headers');
