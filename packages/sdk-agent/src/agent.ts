@@ -164,7 +164,9 @@ const isTpm = (v: unknown): v is Tpm => v instanceof Tpm;
 const optionsSchema = z.strictObject({
   name: agentNameSchema,
   tpm: z.union([z.strictObject({ tcti: z.string().min(1) }), z.custom<Tpm>(isTpm, 'must be an open Tpm')]),
-  gateway: z.url({ protocol: /^https?$/ }),
+  gateway: z
+    .url({ protocol: /^https?$/ })
+    .refine((u) => !new URL(u).username && !new URL(u).password, 'must not contain credentials'),
   tls: z
     .strictObject({
       ca: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
@@ -360,6 +362,7 @@ export class Agent {
           }
         },
       };
+      this.identitySync = identity;
       return { tpm, key, identity, signer };
     })();
     this.init.catch(() => {
@@ -492,7 +495,7 @@ export class Agent {
       enrolled,
       outbox: {
         durable: this.queue.durable,
-        pending: this.queue.size(),
+        pending: this.pending(),
         deadLettered: this.queue.deadLettered(),
       },
       delivered: this.delivered,
@@ -697,7 +700,7 @@ export class Agent {
             this.queue.remove([id]);
             this.fast = this.fast.filter((m) => m.id !== id);
             // No location is not a delivery problem: say so (nothing was sent).
-            waiter.reject(err instanceof NoLocationError ? err : new DeliveryError(waiter.failures, err));
+            waiter.reject(finalError(err, waiter.failures));
           }
         }
         // In memory, nobody waits for what is left: stop instead of retrying forever.
@@ -789,6 +792,16 @@ export class Agent {
       this.timings.totalMs += performance.now() - t0;
     }
   }
+}
+
+/**
+ * What a caller without an outbox gets after the last attempt: no location and rate limiting are
+ * reported as themselves (nothing was sent / the gateway said "later"), anything else as DeliveryError.
+ */
+function finalError(err: unknown, attempts: number): Error {
+  if (err instanceof NoLocationError) return err;
+  if (err instanceof RetriableError && err.cause instanceof GeofenceRejection) return err.cause;
+  return new DeliveryError(attempts, err);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -10,7 +10,10 @@ export interface TlsOptions {
   insecureSkipVerify?: boolean;
 }
 
-/** A failure worth retrying: the request may not have been processed (network, timeout, 5xx). */
+/**
+ * A failure worth retrying: the request may not have been processed (network, timeout, 5xx), or the
+ * server asked to come back later (429, with the {@link GeofenceRejection} as `cause`).
+ */
 export class RetriableError extends Error {
   /** HTTP status for 5xx answers. */
   readonly status: number | undefined;
@@ -118,6 +121,14 @@ export class Transport {
     const a = await this.raw(method, path, headers, body);
     const { status, retryAfterMs } = a;
     if (status >= 200 && status < 300) return a;
+    // 429 is the one 4xx that says "later", not "no": retried after Retry-After like a 5xx.
+    if (status === 429) {
+      throw new RetriableError(`${method} ${path}: HTTP 429`, {
+        status,
+        ...(retryAfterMs ? { retryAfterMs } : {}),
+        cause: new GeofenceRejection(status, a.body),
+      });
+    }
     if (status >= 400 && status < 500) throw new GeofenceRejection(status, a.body);
     throw new RetriableError(`${method} ${path}: HTTP ${status}`, {
       status,
@@ -154,14 +165,11 @@ export class Transport {
     } catch {
       parsed = undefined;
     }
-    const status = res.statusCode;
-    const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
-    if (status >= 200 && status < 300) return { status, body: parsed, retryAfterMs };
-    if (status >= 400 && status < 500) throw new GeofenceRejection(status, parsed);
-    throw new RetriableError(`${method} ${path}: HTTP ${status}`, {
-      status,
-      ...(retryAfterMs ? { retryAfterMs } : {}),
-    });
+    return {
+      status: res.statusCode,
+      body: parsed,
+      retryAfterMs: parseRetryAfter(res.headers['retry-after']),
+    };
   }
 
   /** Closes the pool (waits for in-flight requests). */

@@ -52,7 +52,7 @@ async function agentFor(
 
 beforeAll(async () => {
   pki = makePki();
-  swtpm = await startSwtpm({ ekCert: false });
+  swtpm = await startSwtpm({ ekCert: false, timeoutMs: 60_000 });
   tpm = await Tpm.open({ tcti: swtpm.tcti });
   collector = await startCollector(pki);
 });
@@ -143,7 +143,7 @@ describe('Agent.send against a TLS collector with swtpm', () => {
 
   it('maps every aligned 4xx problem to a GeofenceRejection of that validation type, never retried', async () => {
     const agent = await agentFor('agent-problems');
-    const fourxx = VALIDATION_TYPES.filter((vt) => !['upstream', 'internal'].includes(vt));
+    const fourxx = VALIDATION_TYPES.filter((vt) => !['upstream', 'internal', 'rate_limit'].includes(vt));
     for (const vt of fourxx) {
       const problem = new GeofenceError(vt, undefined, { details: { probe: vt } });
       collector.failNext(1, problem);
@@ -164,6 +164,19 @@ describe('Agent.send against a TLS collector with swtpm', () => {
       expect(err.problem?.type).toBe(`urn:geofence:error:${vt}`);
       expect((collector.hits['/nonce'] ?? 0) - before).toBe(1);
     }
+  });
+
+  it('retries a 429 after Retry-After (the only retried 4xx) and reports it when it persists', async () => {
+    const agent = await agentFor('agent-ratelimited');
+    collector.failNext(1, new GeofenceError('rate_limit', undefined, { retryAfter: 0 }));
+    const before = collector.hits['/nonce'] ?? 0;
+    const { recordId } = await agent.send({ n: 1 });
+    expect(collector.records.some((r) => r.recordId === recordId)).toBe(true);
+    expect((collector.hits['/nonce'] ?? 0) - before).toBe(2);
+    collector.failNext(3, new GeofenceError('rate_limit', undefined, { retryAfter: 0 }));
+    const err = (await agent.send({ n: 2 }).catch((e: unknown) => e)) as GeofenceRejection;
+    expect(err).toBeInstanceOf(GeofenceRejection);
+    expect({ status: err.status, vt: err.validationType }).toEqual({ status: 429, vt: 'rate_limit' });
   });
 
   it('retries a 503 with a fresh nonce and then succeeds', async () => {
@@ -244,6 +257,7 @@ describe('TLS and options', () => {
     };
     expect(() => createAgent({ ...base, name: '../evil' })).toThrow(AgentOptionsError);
     expect(() => createAgent({ ...base, gateway: 'ftp://x' })).toThrow(AgentOptionsError);
+    expect(() => createAgent({ ...base, gateway: 'https://u:p@127.0.0.1:1' })).toThrow(/credentials/);
     expect(() => createAgent({ ...base, gateway: 'http://127.0.0.1:1' })).toThrow(/plain http/);
     expect(() => createAgent({ ...base, signatureValiditySeconds: 301 })).toThrow(AgentOptionsError);
     expect(() => createAgent({ ...base, tpm: {} as never })).toThrow(AgentOptionsError);

@@ -65,7 +65,7 @@ async function gnssAgent(name: string, device: string, register = true): Promise
 
 beforeAll(async () => {
   pki = makePki();
-  swtpm = await startSwtpm({ ekCert: false });
+  swtpm = await startSwtpm({ ekCert: false, timeoutMs: 60_000 });
   tpm = await Tpm.open({ tcti: swtpm.tcti });
   collector = await startCollector(pki);
   gateway = await startGateway(pki, collector);

@@ -25,7 +25,7 @@ let agent: Agent;
 
 beforeAll(async () => {
   pki = makePki();
-  swtpm = await startSwtpm({ ekCert: false });
+  swtpm = await startSwtpm({ ekCert: false, timeoutMs: 60_000 });
   tpm = await Tpm.open({ tcti: swtpm.tcti });
   collector = await startCollector(pki);
   agent = createAgent({

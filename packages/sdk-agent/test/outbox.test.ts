@@ -22,7 +22,7 @@ let collector: TestCollector;
 
 beforeAll(async () => {
   pki = makePki();
-  swtpm = await startSwtpm({ ekCert: false });
+  swtpm = await startSwtpm({ ekCert: false, timeoutMs: 60_000 });
   collector = await startCollector(pki);
 });
 
@@ -85,7 +85,7 @@ describe('durable outbox', () => {
 
     const seqs = collector.records.filter((r) => r.agentName === name).map((r) => r.metrics.seq);
     expect(seqs).toEqual(Array.from({ length: 100 }, (_, i) => i)); // all, once each, in order
-  });
+  }, 180_000);
 
   it('defers a send while the gateway is down and delivers it when it is back', async () => {
     const tpm = await Tpm.open({ tcti: swtpm.tcti });

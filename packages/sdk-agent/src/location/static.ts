@@ -50,7 +50,14 @@ export function staticLocation(options: StaticLocationOptions): LocationProvider
     quality: 'static',
     locationType: 'geographic-region',
     ...(hasLat
-      ? { reading: Object.freeze({ lat: options.lat!, lon: options.lon!, quality: 'static' as const }) }
+      ? {
+          reading: Object.freeze({
+            lat: options.lat!,
+            lon: options.lon!,
+            ...(options.accuracy !== undefined ? { accuracy: options.accuracy } : {}),
+            quality: 'static' as const,
+          }),
+        }
       : {}),
   });
   return {

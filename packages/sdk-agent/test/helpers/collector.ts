@@ -1,13 +1,18 @@
+import { generateKeyPairSync } from 'node:crypto';
 import type { Server } from 'node:https';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import {
   type AcceptedRecord,
+  AttestationResultSigner,
+  EnrollmentService,
   GeofenceError,
   type GeoPolicy,
   geofence,
   MemoryNonceStore,
+  mountAttestationExpress,
   PROBLEM_CONTENT_TYPE,
+  type PreRegisteredAgent,
   type Registry,
   SqliteRegistry,
 } from '@geofence/verifier';
@@ -46,7 +51,17 @@ export interface TestCollector {
   listen(): Promise<void>;
 }
 
-export async function startCollector(pki: TestPki): Promise<TestCollector> {
+/** Attestation endpoints (`/enroll`, `/enroll/:id/complete`, `/attest/location`, JWKS) of the collector. */
+export interface AttestationSetup {
+  ekCaBundle: string[];
+  agents: PreRegisteredAgent[];
+  reverseGeocode?: (
+    lat: number,
+    lon: number,
+  ) => { region: string; state?: string; city?: string } | undefined;
+}
+
+export async function startCollector(pki: TestPki, attestation?: AttestationSetup): Promise<TestCollector> {
   const registry = await SqliteRegistry.open({ path: ':memory:' });
   const nonces = new MemoryNonceStore();
   const records: StoredRecord[] = [];
@@ -74,6 +89,28 @@ export async function startCollector(pki: TestPki): Promise<TestCollector> {
     res.status(err.status).type(PROBLEM_CONTENT_TYPE);
     res.send(JSON.stringify(err.toProblem({ rejectedBy: 'gateway', requestId: `req-${++seq}` })));
   });
+  if (attestation) {
+    const signer = await AttestationResultSigner.create({
+      key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      issuer: 'https://collector.test',
+    });
+    const enrollment = new EnrollmentService({
+      registry,
+      signer,
+      policy: { ekCaBundle: attestation.ekCaBundle, agents: attestation.agents, unknownAgents: 'reject' },
+    });
+    mountAttestationExpress(app, {
+      enrollment,
+      signer,
+      location: {
+        registry,
+        nonces,
+        signer,
+        policy: {},
+        ...(attestation.reverseGeocode ? { reverseGeocode: attestation.reverseGeocode } : {}),
+      },
+    });
+  }
   app.get('/nonce', geofence.express.nonce({ registry, nonces }));
   app.post('/metrics', geofence.express.collector({ registry, nonces, onAccept }));
 
