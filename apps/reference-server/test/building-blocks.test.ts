@@ -2,9 +2,15 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { PreRegisteredAgent } from '@geofence/verifier';
 import { describe, expect, it } from 'vitest';
 import { crossModeViolations, matches, type ResultRow, renderTable } from '../src/demo/table.js';
 import { HeaderLog, redactHeader } from '../src/header-log.js';
+import {
+  readPreRegistrations,
+  upsertPreRegistration,
+  watchPreRegistrations,
+} from '../src/preregistrations.js';
 import { claimedKeyid, RateLimiter } from '../src/rate-limit.js';
 import { RecordStore } from '../src/records.js';
 import { ensureDemoPki } from '../src/tls.js';
@@ -140,6 +146,34 @@ describe('RecordStore', () => {
     for (const [i, r] of recs.entries()) expect(store.get(r.id)?.body.toString()).toBe(`{"i":${i}}`);
     expect(store.count()).toBe(50);
     store.close();
+  });
+});
+
+describe('pre-registrations', () => {
+  it("reach a running collector's enrolment policy without restart", async () => {
+    const d = mkdtempSync(join(tmpdir(), 'gf-prereg-'));
+    const target: PreRegisteredAgent[] = [];
+    const errors: Error[] = [];
+    const stop = watchPreRegistrations(d, target, (e) => errors.push(e), 50);
+    try {
+      expect(target).toEqual([]);
+      upsertPreRegistration(d, {
+        agent_name: 'agent-9',
+        ek: 'any-trusted-ca',
+        geo_policy: { allow: [{ region: 'US' }] },
+      });
+      for (let i = 0; i < 100 && target.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(target).toEqual([
+        { agentName: 'agent-9', ek: 'any-trusted-ca', geoPolicy: { allow: [{ region: 'US' }] } },
+      ]);
+      expect(() =>
+        upsertPreRegistration(d, { agent_name: 'bad name!', ek: 'any-trusted-ca', geo_policy: {} }),
+      ).toThrow();
+      expect(readPreRegistrations(d)).toHaveLength(1);
+      expect(errors).toEqual([]);
+    } finally {
+      stop();
+    }
   });
 });
 

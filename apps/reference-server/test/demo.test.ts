@@ -85,6 +85,18 @@ describe('geofence demo', () => {
     expect(existsSync(join(dir, 'demo-run'))).toBe(false);
   });
 
+  it('fails and stops everything when the overall time limit expires', async () => {
+    const { dir } = await testDataDir('demo-timeout');
+    const out = sink();
+    const code = await runDemo({ dataDir: dir, mode: 'both', keep: true, out: out.stream, timeoutMs: 2000 });
+    expect(code).toBe(1);
+    expect(out.text()).toContain('did not finish within 2 s');
+    // swtpm instances still starting when the limit hit are stopped as soon as they are up: give them
+    // the time a start takes (manufacturing with EK certificates), then none may be left.
+    await new Promise((r) => setTimeout(r, 10_000));
+    expect(swtpmsUnder(dir)).toEqual([]);
+  });
+
   it('stops everything it started on Ctrl-C', async () => {
     const { dir } = await testDataDir('demo-int');
     const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
