@@ -1,8 +1,14 @@
-import type { Signer } from '@geofence/http-sig';
+import { type Signer, signRequest } from '@geofence/http-sig';
 import { Tpm, tpmSigner } from '@geofence/native-tpm';
 import { keyIdOfPublic, parsePublic, publicToPem } from '@geofence/tpm-wire';
 import type { GeolocationPayload } from '@geofence/verifier';
-import { agentNameSchema, type PayloadAlgorithm } from '@geofence/verifier';
+import {
+  agentNameSchema,
+  NONCE_SIGNATURE_COMPONENTS,
+  type PayloadAlgorithm,
+  SIGNATURE_LABEL,
+  SIGNATURE_TAG,
+} from '@geofence/verifier';
 import { destination, pino } from 'pino';
 import { z } from 'zod';
 import {
@@ -74,6 +80,14 @@ export interface AgentOptions {
   maxBatchSize?: number;
   /** Signature validity in seconds (default 60, at most 300). */
   signatureValiditySeconds?: number;
+  /**
+   * Sign `GET /nonce` with the AppSK (SPEC §6.3, components `@method @path @query`; default true).
+   * Costs one more TPM signature per message, and buys this: nonces issued to a signed request are
+   * kept apart from nonces anyone could request for the (public) keyid, so nobody can evict this
+   * agent's nonce between `GET /nonce` and `POST /metrics`, and collectors that require signed
+   * nonce requests accept the agent.
+   */
+  signNonceRequests?: boolean;
   /**
    * Durable outbox (default enabled): messages are stored in SQLite in the state directory before
    * delivery and survive restarts. `false` keeps the queue in memory.
@@ -197,6 +211,7 @@ const optionsSchema = z.strictObject({
   coalesceMs: z.number().nonnegative().max(60_000).optional(),
   maxBatchSize: z.number().int().min(1).max(100_000).optional(),
   signatureValiditySeconds: z.number().int().min(1).max(300).optional(),
+  signNonceRequests: z.boolean().optional(),
   outbox: z
     .union([z.literal(false), z.strictObject({ maxMessages: z.number().int().positive().optional() })])
     .optional(),
@@ -235,6 +250,7 @@ export class Agent {
     coalesceMs: number;
     maxBatchSize: number;
     validity: number;
+    signNonce: boolean;
   };
   private readonly logger: AgentLogger;
   private readonly location: LocationProvider;
@@ -295,6 +311,7 @@ export class Agent {
       coalesceMs: opts.coalesceMs ?? 0,
       maxBatchSize: opts.maxBatchSize ?? 500,
       validity: opts.signatureValiditySeconds ?? 60,
+      signNonce: opts.signNonceRequests ?? true,
     };
     this.location = opts.location;
     this.tpmOption = opts.tpm;
@@ -454,7 +471,7 @@ export class Agent {
    * {@link performLocationAttestation}.
    */
   async attestLocation(options: AgentAttestLocationOptions = {}): Promise<LocationAttestationOutcome> {
-    const { tpm } = await this.initialize();
+    const { tpm, signer } = await this.initialize();
     let location = options.location;
     if (!location) {
       const r = (await this.location.current()).reading;
@@ -468,7 +485,13 @@ export class Agent {
       tpm,
       state: this.state,
       post: (path, json) => this.transport.postJson(path, json),
-      nonce: async (keyid) => (await this.transport.nonce(keyid)).nonce,
+      nonce: async (keyid) =>
+        (
+          await this.transport.nonce(
+            keyid,
+            this.o.signNonce ? (t) => this.signNonceRequest(signer, t) : undefined,
+          )
+        ).nonce,
       location,
     });
   }
@@ -711,6 +734,23 @@ export class Agent {
     }
   }
 
+  /** RFC 9421 signature of `GET <target>` (SPEC §6.3: `@method @path @query`, no nonce). */
+  private async signNonceRequest(signer: Signer, target: string): Promise<Record<string, string>> {
+    const created = Math.floor(Date.now() / 1000);
+    const h = await signRequest(
+      { method: 'GET', url: `${this.gateway.origin}${target}`, headers: {} },
+      {
+        signer,
+        components: NONCE_SIGNATURE_COMPONENTS,
+        label: SIGNATURE_LABEL,
+        tag: SIGNATURE_TAG,
+        created,
+        expires: created + this.o.validity,
+      },
+    );
+    return { 'signature-input': h['signature-input'], signature: h.signature };
+  }
+
   private forget(fromOutbox: boolean, ids: number[]): void {
     if (fromOutbox) {
       this.queue.remove(ids);
@@ -766,8 +806,21 @@ export class Agent {
           ? (first.metrics as Record<string, unknown>)
           : { batch: group.map((m) => m.metrics as Record<string, unknown>) };
     const n0 = performance.now();
-    const nonce = await this.transport.nonce(identity.keyid);
-    let network = performance.now() - n0;
+    let signing = 0;
+    const nonce = await this.transport.nonce(
+      identity.keyid,
+      this.o.signNonce
+        ? async (target) => {
+            const s0 = performance.now();
+            try {
+              return await this.signNonceRequest(signer, target);
+            } finally {
+              signing = performance.now() - s0;
+            }
+          }
+        : undefined,
+    );
+    let network = performance.now() - n0 - signing;
     const path = this.transport.path('/metrics');
     const req = await buildMetricsRequest({
       agentName: this.name,

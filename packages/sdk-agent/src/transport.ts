@@ -75,13 +75,16 @@ export class Transport {
     return `${this.basePath}${endpoint}`;
   }
 
-  /** `GET /nonce?public_key_hash=<keyid>` (SPEC §6.1). */
-  async nonce(keyid: string): Promise<NonceResponse> {
-    const a = await this.exchange(
-      'GET',
-      `${this.path('/nonce')}?public_key_hash=${encodeURIComponent(keyid)}`,
-      {},
-    );
+  /**
+   * `GET /nonce?public_key_hash=<keyid>` (SPEC §6.1), optionally RFC 9421-signed: `sign` gets the
+   * request target (path and query) and returns the signature headers.
+   */
+  async nonce(
+    keyid: string,
+    sign?: (target: string) => Promise<Record<string, string>>,
+  ): Promise<NonceResponse> {
+    const target = `${this.path('/nonce')}?public_key_hash=${encodeURIComponent(keyid)}`;
+    const a = await this.exchange('GET', target, sign ? await sign(target) : {});
     const parsed = nonceResponseSchema.safeParse(a.body);
     if (!parsed.success) throw new RetriableError('malformed /nonce answer from the gateway');
     return parsed.data;

@@ -232,6 +232,42 @@ describe('Agent.send against a TLS collector with swtpm', () => {
   });
 });
 
+describe('signed nonce requests', () => {
+  it('signs GET /nonce by default, which a collector requiring it accepts; unsigned is refused there', async () => {
+    const strict = await startCollector(pki, undefined, { requireNonceSignature: true });
+    try {
+      const mk = (name: string, signNonceRequests?: boolean) =>
+        createAgent({
+          name,
+          tpm,
+          gateway: strict.url,
+          tls: { ca: pki.caPem },
+          location: staticLocation(SANTA_CLARA),
+          stateDir: mkdtempSync(join(tmpdir(), `${name}-`)),
+          outbox: false,
+          retry: { attempts: 1 },
+          logger: logger(),
+          ...(signNonceRequests === undefined ? {} : { signNonceRequests }),
+        });
+      const signed = mk('agent-signed-nonce');
+      const unsigned = mk('agent-unsigned-nonce', false);
+      agents.push(signed, unsigned);
+      for (const a of [signed, unsigned]) {
+        const id = await a.ready();
+        await strict.register(a.name, id.publicKeyPem, id.keyid, CA_POLICY, id.alg);
+      }
+      const { recordId } = await signed.send({ a: 1 });
+      expect(strict.records.some((r) => r.recordId === recordId)).toBe(true);
+      await expect(unsigned.send({ a: 1 })).rejects.toMatchObject({
+        status: 400,
+        validationType: 'request_validation',
+      });
+    } finally {
+      await strict.stop();
+    }
+  });
+});
+
 describe('TLS and options', () => {
   it('refuses a gateway certificate from another CA', async () => {
     const agent = await agentFor('agent-wrong-ca', { tls: { ca: pki.otherCaPem }, retry: { attempts: 1 } });

@@ -61,7 +61,11 @@ export interface AttestationSetup {
   ) => { region: string; state?: string; city?: string } | undefined;
 }
 
-export async function startCollector(pki: TestPki, attestation?: AttestationSetup): Promise<TestCollector> {
+export async function startCollector(
+  pki: TestPki,
+  attestation?: AttestationSetup,
+  options: { requireNonceSignature?: boolean } = {},
+): Promise<TestCollector> {
   const registry = await SqliteRegistry.open({ path: ':memory:' });
   const nonces = new MemoryNonceStore();
   const records: StoredRecord[] = [];
@@ -111,7 +115,14 @@ export async function startCollector(pki: TestPki, attestation?: AttestationSetu
       },
     });
   }
-  app.get('/nonce', geofence.express.nonce({ registry, nonces }));
+  app.get(
+    '/nonce',
+    geofence.express.nonce({
+      registry,
+      nonces,
+      requireHttpSignature: options.requireNonceSignature ?? false,
+    }),
+  );
   app.post('/metrics', geofence.express.collector({ registry, nonces, onAccept }));
 
   const server: Server = createServer({ key: pki.keyPem, cert: pki.certPem }, app);
