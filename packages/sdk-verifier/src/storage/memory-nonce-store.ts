@@ -256,7 +256,10 @@ export class MemoryNonceStore implements NonceStore {
 
   /** Synchronous {@link MemoryNonceStore.issue} (same semantics). */
   issueSync(keyid: string, options?: NonceIssueOptions): IssuedNonce {
-    if (typeof keyid !== 'string' || keyid === '') throw new TypeError('keyid must be a non-empty string');
+    // NUL separates keyid and pool in owner keys; refusing it keeps owners of different keyids apart.
+    if (typeof keyid !== 'string' || keyid === '' || keyid.includes('\u0000')) {
+      throw new TypeError('keyid must be a non-empty string without NUL');
+    }
     const now = this.o.now();
     this.sweep(now, 8);
     const key = options?.authenticated ? `${keyid}\u0000a` : keyid;
