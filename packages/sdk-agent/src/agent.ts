@@ -160,6 +160,8 @@ export interface AgentStatusReport {
 export interface AgentTimings {
   /** Deliveries measured. */
   deliveries: number;
+  /** TPM sign calls. */
+  signatures: number;
   /** ms spent in TPM sign calls. */
   tpmMs: number;
   /** ms spent building, signing and posting messages, in total (includes `tpmMs`). */
@@ -276,7 +278,13 @@ export class Agent {
   private delivered = 0;
   private rejected = 0;
   private lastSend: AgentStatusReport['lastSend'];
-  private readonly timings: AgentTimings = { deliveries: 0, tpmMs: 0, totalMs: 0, networkMs: 0 };
+  private readonly timings: AgentTimings = {
+    deliveries: 0,
+    signatures: 0,
+    tpmMs: 0,
+    totalMs: 0,
+    networkMs: 0,
+  };
 
   /** @internal Use {@link createAgent}. */
   constructor(options: AgentOptions) {
@@ -376,6 +384,7 @@ export class Agent {
             return await tpmSign.sign(data);
           } finally {
             timings.tpmMs += performance.now() - t0;
+            timings.signatures++;
           }
         },
       };
