@@ -25,7 +25,7 @@ import {
   TpmError,
   type TpmKey,
 } from '../src/index.js';
-import { certPem, scratchDir, spkiPem, tool } from './helpers.js';
+import { certPem, scratchDir, spkiPem, tool, tpmLoaded } from './helpers.js';
 
 let swtpm: SwtpmInstance;
 let tpm: Tpm;
@@ -167,6 +167,8 @@ describe('credential activation (tpm-wire MakeCredential → TPM2_ActivateCreden
         const out = await tpm.activateCredential(aks[akAlg], credentialBlob, encryptedSecret, { ekAlg });
         expect(hex(out)).toBe(hex(secret));
       }
+      // AK, EK, the policy session and the salted session were all flushed.
+      expect(tpmLoaded(swtpm.tcti)).toEqual({ transient: [], sessions: [] });
     });
 
     it('fails for an AK with a different Name', async () => {
@@ -183,6 +185,8 @@ describe('credential activation (tpm-wire MakeCredential → TPM2_ActivateCreden
       expect(err).toMatchObject({ code: 'tpm_error', command: 'TPM2_ActivateCredential' });
       expect((err as TpmError).rc).not.toBe(0);
       expect((err as TpmError).rcText).toMatch(/integrity|value|size/i);
+      // The failure path flushes too.
+      expect(tpmLoaded(swtpm.tcti)).toEqual({ transient: [], sessions: [] });
     });
   });
 

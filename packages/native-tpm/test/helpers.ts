@@ -77,3 +77,19 @@ export function driftSampler(intervalMs = 5): { stop(): { maxMs: number; p99Ms: 
     },
   };
 }
+
+/**
+ * What the TPM has loaded right now, asked independently of the addon (tpm2-tools over the same TCTI):
+ * transient objects and loaded sessions. Empty lists mean every object and session was flushed.
+ */
+export function tpmLoaded(tcti: string): { transient: string[]; sessions: string[] } {
+  const list = (cap: string) => {
+    const r = tool('tpm2_getcap', ['-T', tcti, cap]);
+    if (!r.ok) throw new Error(`tpm2_getcap ${cap} failed: ${r.out}`);
+    return r.out
+      .split('\n')
+      .map((l) => l.replace(/^-\s*/, '').trim())
+      .filter((l) => l.length > 0);
+  };
+  return { transient: list('handles-transient'), sessions: list('handles-loaded-session') };
+}

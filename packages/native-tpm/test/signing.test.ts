@@ -8,7 +8,7 @@ import {
 } from '@geofence/tpm-wire';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type KeyAlg, type SwtpmInstance, startSwtpm, Tpm, type TpmKey, tpmSigner } from '../src/index.js';
-import { driftSampler, rawEcdsaToDer, scratchDir, spkiPem, tool } from './helpers.js';
+import { driftSampler, rawEcdsaToDer, scratchDir, spkiPem, tool, tpmLoaded } from './helpers.js';
 
 let swtpm: SwtpmInstance;
 let tpm: Tpm;
@@ -148,8 +148,10 @@ describe('concurrency', () => {
       ...Array.from({ length: 10 }, () => tpm.ekPublic('rsa-2048')),
     ]);
     expect(ops).toHaveLength(50);
-    // If anything leaked, three more loads would fail with TPM_RC_OBJECT_MEMORY.
+    // If anything leaked, three more loads would fail with TPM_RC_OBJECT_MEMORY ...
     for (let i = 0; i < 5; i++) await tpm.certify(keys['ecc-p256'], ak, randomBytes(8));
+    // ... and tpm2-tools, asking the TPM directly, sees nothing loaded between commands.
+    expect(tpmLoaded(swtpm.tcti)).toEqual({ transient: [], sessions: [] });
   });
 });
 
@@ -183,5 +185,17 @@ describe('several users of one TPM without resource manager', () => {
     } finally {
       await other.close();
     }
+    expect(tpmLoaded(swtpm.tcti)).toEqual({ transient: [], sessions: [] });
+  });
+});
+
+describe('cacheSrk', () => {
+  it('keeps exactly the SRK loaded between commands, and close() flushes it', async () => {
+    const cached = await Tpm.open({ tcti: swtpm.tcti, cacheSrk: true });
+    const digest = createHash('sha256').update('c').digest();
+    for (let i = 0; i < 3; i++) expect(await cached.sign(keys['ecc-p256'], digest)).toHaveLength(64);
+    expect(tpmLoaded(swtpm.tcti).transient).toHaveLength(1);
+    await cached.close();
+    expect(tpmLoaded(swtpm.tcti)).toEqual({ transient: [], sessions: [] });
   });
 });
