@@ -54,6 +54,19 @@ export class RateLimiter {
     };
   }
 
+  /** Whether `key` has a token now, without taking it. */
+  peek(key: string): RateDecision {
+    const b = this.buckets.get(key);
+    if (!b) return { allowed: true, retryAfterSeconds: 0, remaining: this.burst };
+    const tokens = Math.min(this.burst, b.tokens + ((this.now() - b.updated) / 1000) * this.ratePerSecond);
+    if (tokens >= 1) return { allowed: true, retryAfterSeconds: 0, remaining: Math.floor(tokens) };
+    return {
+      allowed: false,
+      retryAfterSeconds: Math.max(1, Math.ceil((1 - tokens) / this.ratePerSecond)),
+      remaining: 0,
+    };
+  }
+
   /** Number of tracked keys (exposed on `/gateway/rate-limits`). */
   get size(): number {
     return this.buckets.size;

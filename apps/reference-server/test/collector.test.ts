@@ -171,4 +171,37 @@ describe('collector', () => {
   });
 });
 
+describe('collector rate limits', () => {
+  it('charges a keyid only for verified requests, so garbage under a victim keyid cannot starve it', async () => {
+    const { dir, pki } = await testDataDir('collector-rl');
+    const reg = await SqliteRegistry.open({ path: join(dir, 'registry.db') });
+    const victim = softAgent('victim');
+    await register(reg, victim);
+    const limited = await startCollector(
+      testConfig('collector', dir, {
+        rateLimit: { perIpPerSecond: 1000, perIpBurst: 1000, perKeyidPerSecond: 0.01, perKeyidBurst: 2 },
+      }),
+      { log: silentLog },
+    );
+    const cl = client(pki.ca);
+    try {
+      const forged = await signedRequest(cl, limited.url, victim); // charges 1 (nonce issued)
+      for (let i = 0; i < 5; i++) {
+        const r = await postMetrics(cl, limited.url, tamper(forged));
+        expect(r.status).toBe(401);
+      }
+      const ok = await postMetrics(cl, limited.url, forged); // still within budget: charges the 2nd
+      expect(ok.status).toBe(200);
+      const limitedAnswer = await http(cl, `${limited.url}/nonce?public_key_hash=${victim.keyid}`);
+      expect(limitedAnswer.status).toBe(429);
+      expect(limitedAnswer.json).toMatchObject({ validation_type: 'rate_limit', rejected_by: 'collector' });
+      expect(Number(limitedAnswer.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    } finally {
+      await limited.close();
+      await reg.close();
+      await cl.close();
+    }
+  });
+});
+
 export type { SoftAgent };

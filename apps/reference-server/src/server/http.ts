@@ -68,7 +68,14 @@ export function adminAuth(token: string, rejectedBy: RejectedBy): RequestHandler
   };
 }
 
-/** Per-IP and per-claimed-keyid rate limiting → 429 `rate_limit` with `Retry-After`. */
+/**
+ * Per-IP and per-keyid rate limiting → 429 `rate_limit` with `Retry-After`.
+ *
+ * The keyid of a request is only claimed until the verifier checks it, so anyone could spend a
+ * victim's budget by sending garbage under the victim's keyid. Therefore the per-keyid bucket is only
+ * charged for requests that succeeded (2xx, i.e. verified for `/metrics`); before processing it is
+ * merely consulted. The per-IP bucket is charged for every request.
+ */
 export function rateLimitMiddleware(
   limiters: { ip: RateLimiter; keyid: RateLimiter } | undefined,
   rejectedBy: RejectedBy,
@@ -79,17 +86,22 @@ export function rateLimitMiddleware(
     const ipDecision = limiters.ip.take(`ip:${req.ip ?? 'unknown'}`);
     let kind: 'ip' | 'keyid' | undefined = ipDecision.allowed ? undefined : 'ip';
     let retry = ipDecision.retryAfterSeconds;
-    if (!kind) {
-      const kid = claimedKeyid(req.query, headerString(req, 'signature-input'));
-      if (kid) {
-        const d = limiters.keyid.take(`kid:${kid}`);
-        if (!d.allowed) {
-          kind = 'keyid';
-          retry = d.retryAfterSeconds;
-        }
+    const kid = kind ? undefined : claimedKeyid(req.query, headerString(req, 'signature-input'));
+    if (kid) {
+      const d = limiters.keyid.peek(`kid:${kid}`);
+      if (!d.allowed) {
+        kind = 'keyid';
+        retry = d.retryAfterSeconds;
       }
     }
-    if (!kind) return next();
+    if (!kind) {
+      if (kid) {
+        res.on('finish', () => {
+          if (res.statusCode >= 200 && res.statusCode < 300) limiters.keyid.take(`kid:${kid}`);
+        });
+      }
+      return next();
+    }
     onLimited?.(kind);
     sendProblem(
       req,
