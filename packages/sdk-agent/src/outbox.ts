@@ -84,6 +84,9 @@ export class OutboxLockedError extends Error {
   }
 }
 
+/** Outboxes open in this process (the pid lock cannot tell two agents of one process apart). */
+const openHere = new Set<string>();
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -159,9 +162,11 @@ export class SqliteOutbox implements MessageQueue {
   }
 
   private acquireLock(): void {
+    if (openHere.has(this.lockPath)) throw new OutboxLockedError(this.lockPath, process.pid);
     for (let i = 0; i < 2; i++) {
       try {
         writeFileSync(this.lockPath, String(process.pid), { flag: 'wx', mode: 0o600 });
+        openHere.add(this.lockPath);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -177,6 +182,7 @@ export class SqliteOutbox implements MessageQueue {
   }
 
   private releaseLock(): void {
+    openHere.delete(this.lockPath);
     try {
       if (readFileSync(this.lockPath, 'utf8') === String(process.pid)) unlinkSync(this.lockPath);
     } catch {

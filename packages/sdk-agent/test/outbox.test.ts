@@ -123,15 +123,20 @@ describe('durable outbox', () => {
     }
   });
 
-  it('allows one process per outbox', () => {
+  it('allows one deliverer per outbox and takes over the lock of a dead process', () => {
     const path = join(mkdtempSync(join(tmpdir(), 'outbox-lock-')), 'outbox.sqlite');
+    const lock = `${path}.lock`;
     const a = new SqliteOutbox(path, 10);
-    try {
-      // Same pid re-opening is allowed (the lock is per process); a live foreign pid is not.
-      writeFileSync(`${path}.lock`, String(process.ppid));
-      expect(() => new SqliteOutbox(path, 10)).toThrow(OutboxLockedError);
-    } finally {
-      a.close();
-    }
+    // A second agent in this process must not deliver the same queue…
+    expect(() => new SqliteOutbox(path, 10)).toThrow(OutboxLockedError);
+    a.close();
+    // …nor one in another live process…
+    writeFileSync(lock, String(process.ppid));
+    expect(() => new SqliteOutbox(path, 10)).toThrow(OutboxLockedError);
+    // …but the lock of a process that died (SIGKILL) is stale and taken over.
+    writeFileSync(lock, '999999999');
+    const b = new SqliteOutbox(path, 10);
+    expect(b.size()).toBe(0);
+    b.close();
   });
 });
