@@ -3,6 +3,7 @@ import { type AddressInfo, createServer } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SwtpmInstance, startSwtpm, Tpm, TpmError, type TpmKey } from '../src/index.js';
+import { tpmLoaded } from './helpers.js';
 
 let swtpm: SwtpmInstance;
 let tpm: Tpm;
@@ -146,8 +147,30 @@ describe('bad input never reaches the TPM as garbage', () => {
     expect(err.command).toBe('TPM2_Sign');
   });
 
+  it('survives random credential blobs and secrets (well-formed sizes reach the TPM and fail there)', async () => {
+    const ak = await tpm.createAk({ alg: 'ecc-p256' });
+    const tpm2b = (max: number) =>
+      fc.uint8Array({ maxLength: max }).map((b) => Uint8Array.from([b.length >> 8, b.length & 0xff, ...b]));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(tpm2b(120), fc.uint8Array({ maxLength: 140 })),
+        fc.oneof(tpm2b(300), fc.uint8Array({ maxLength: 300 })),
+        async (credentialBlob, encryptedSecret) => {
+          const err = await tpm.activateCredential(ak, credentialBlob, encryptedSecret).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(err).toBeInstanceOf(TpmError);
+          expect(['invalid_argument', 'tpm_error']).toContain((err as TpmError).code);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
   it('still works after all those failures (nothing leaked)', async () => {
     for (let i = 0; i < 5; i++) expect(await tpm.sign(key, digest)).toHaveLength(64);
+    expect(tpmLoaded(swtpm.tcti)).toEqual({ transient: [], sessions: [] });
   });
 });
 
