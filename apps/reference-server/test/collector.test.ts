@@ -137,6 +137,25 @@ describe('collector', () => {
     expect((await http(c, url('/nonces/cleanup'), { method: 'POST', headers: ADMIN })).status).toBe(200);
   });
 
+  it('lets an admin pre-register an agent', async () => {
+    const body = JSON.stringify({
+      agent_name: 'agent-pre',
+      ek: 'any-trusted-ca',
+      geo_policy: { allow: [{ region: 'US' }] },
+    });
+    const headers = { 'content-type': 'application/json' };
+    expect((await http(c, url('/agents'), { method: 'POST', headers, body })).status).toBe(403);
+    const ok = await http(c, url('/agents'), { method: 'POST', headers: { ...headers, ...ADMIN }, body });
+    expect(ok.status).toBe(201);
+    expect(col.deps.enrollment.agents.map((a) => a.agentName)).toContain('agent-pre');
+    const bad = await http(c, url('/agents'), {
+      method: 'POST',
+      headers: { ...headers, ...ADMIN },
+      body: '{"agent_name":"x"}',
+    });
+    expect(bad.status).toBe(400);
+  });
+
   it('lists agents and lets an admin revoke one (effective at once)', async () => {
     const list = await http(c, url('/agents'));
     expect((list.json.agents as Array<{ agent_name: string }>).map((x) => x.agent_name)).toContain(

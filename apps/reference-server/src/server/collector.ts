@@ -18,7 +18,13 @@ import express, { type Express, type Request, type Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../logger.js';
-import { watchPreRegistrations } from '../preregistrations.js';
+import {
+  preRegistrationSchema,
+  readPreRegistrations,
+  toPolicyAgents,
+  upsertPreRegistration,
+  watchPreRegistrations,
+} from '../preregistrations.js';
 import { RateLimiter } from '../rate-limit.js';
 import type { RecordStore } from '../records.js';
 import {
@@ -53,6 +59,8 @@ export interface CollectorDeps {
   signer: AttestationResultSigner;
   log: Logger;
   adminToken: string;
+  /** Where pre-registrations are kept (`POST /agents` writes `<dataDir>/preregistered.json`). */
+  dataDir?: string | undefined;
   /** Enrolment trust anchors and pre-registrations (mutable `agents` list, see preregistrations.ts). */
   enrollment: {
     ekCaBundle: string[];
@@ -302,6 +310,32 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     }
     res.json(publicRecord(rec));
   });
+  // Pre-registration (SPEC §4): the agent becomes active when it completes enrolment.
+  app.post('/agents', admin, express.json({ limit: '64kb' }), (req, res) => {
+    const parsed = preRegistrationSchema.safeParse(req.body);
+    if (!parsed.success || !deps.dataDir) {
+      sendProblem(
+        req,
+        res,
+        new GeofenceError('request_validation', 'Invalid pre-registration', {
+          details: {
+            issues: parsed.success
+              ? ['no data directory']
+              : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
+          },
+        }),
+        REJECTED_BY,
+      );
+      return;
+    }
+    upsertPreRegistration(deps.dataDir, parsed.data);
+    // Effective at once in this process; other processes pick the file up within a second.
+    const next = toPolicyAgents(readPreRegistrations(deps.dataDir));
+    deps.enrollment.agents.splice(0, deps.enrollment.agents.length, ...next);
+    log.info({ agent_name: parsed.data.agent_name }, 'agent pre-registered');
+    res.status(201).json({ status: 'pre-registered', ...parsed.data });
+  });
+
   for (const [verb, status] of [
     ['approve', 'active'],
     ['revoke', 'revoked'],
@@ -395,6 +429,7 @@ export async function startCollector(
     signer,
     log,
     adminToken: ensureAdminToken(cfg),
+    dataDir: cfg.dataDir,
     enrollment: {
       ekCaBundle: [...readEkCaBundle(cfg), ...(o.ekCaCertificates ?? [])],
       approvedEkHashes: cfg.enrollment.approvedEkHashes,
