@@ -4,6 +4,7 @@
  */
 import { destination, type Logger, pino, stdTimeFunctions } from 'pino';
 
+/** The pino logger type used throughout the reference server. */
 export type { Logger } from 'pino';
 
 /** Paths pino replaces with `[redacted]` wherever they appear in a log object. */

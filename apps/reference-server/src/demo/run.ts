@@ -11,11 +11,11 @@ import type { Writable } from 'node:stream';
 import { type Agent, createAgent, GeofenceRejection, staticLocation } from '@geofence/agent';
 import { type SwtpmInstance, startSwtpm, Tpm, tpmSigner } from '@geofence/native-tpm';
 import { loadConfig } from '../config.js';
-import { createLogger, type Logger } from '../logger.js';
+import { createLogger } from '../logger.js';
 import { upsertPreRegistration } from '../preregistrations.js';
 import { type RunningCollector, startCollector } from '../server/collector.js';
 import { type RunningGateway, startGateway } from '../server/gateway.js';
-import { ensureDemoPki, type TlsMaterial } from '../tls.js';
+import { ensureDemoPki } from '../tls.js';
 import { verifyStoredRecord } from '../verify-record.js';
 import { buildSigned, demoDispatcher, fetchNonce, post, type RawAnswer, tamper } from './raw.js';
 import {
@@ -432,6 +432,5 @@ async function enrolAll(
   }
 }
 
-/** Exported for tests. */
+/** The simulated hosts of the demo (agent name, location), for tests and docs. */
 export const DEMO_HOSTS = HOSTS;
-export type { TlsMaterial, Logger };
