@@ -85,7 +85,16 @@ export function loadAddon(): NativeAddon {
     process.env.TSS2_LOG ??= 'all+NONE';
     const require = createRequire(import.meta.url);
     const path = process.env.GEOFENCE_TPM_ADDON ?? '../build/Release/geofence_tpm.node';
-    addon = require(path) as NativeAddon;
+    try {
+      addon = require(path) as NativeAddon;
+    } catch (err) {
+      throw new Error(
+        `@geofence/native-tpm: cannot load the native addon (${path}): ${(err as Error).message}. ` +
+          'It is built on install; rebuild it with `npm rebuild @geofence/native-tpm` ' +
+          '(needs libtss2-dev: apt-get install libtss2-dev).',
+        { cause: err },
+      );
+    }
   }
   return addon;
 }

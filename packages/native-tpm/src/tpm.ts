@@ -199,7 +199,12 @@ export class Tpm {
    */
   static async open(options: TpmOpenOptions): Promise<Tpm> {
     if (typeof options?.tcti !== 'string') throw new TpmError('invalid_argument', 'tcti must be a string');
-    const { Context } = loadAddon();
+    let Context: ReturnType<typeof loadAddon>['Context'];
+    try {
+      ({ Context } = loadAddon());
+    } catch (err) {
+      throw new TpmError('internal', (err as Error).message, { cause: err });
+    }
     const ctx = new Context();
     const flush = options.flushTransients ?? false;
     const cacheSrk = options.cacheSrk ?? /tpmrm|tabrmd/.test(options.tcti);
