@@ -250,3 +250,26 @@ describe('parser differentials', () => {
     expect(await nonces.consume(agent.keyid, nonce)).toBe('ok');
   });
 });
+
+describe('hostile shapes', () => {
+  it('deeply nested metrics never produce an internal error', async () => {
+    const nonces = new MemoryNonceStore();
+    for (const depth of [1000, 200_000]) {
+      const { nonce } = await nonces.issue(agent.keyid);
+      const built = await buildMetricsRequest(agent, { nonce, unsigned: true });
+      const body = built.body!.replace(
+        '"metrics":{',
+        `"metrics":{"deep":${'['.repeat(depth)}${']'.repeat(depth)},`,
+      );
+      const { contentDigest } = await import('@geofence/http-sig');
+      const req = toReq({
+        ...built,
+        body,
+        headers: { ...built.headers, 'content-digest': contentDigest(body) },
+      });
+      const err = await rejection(verifyMetrics(req, { registry, nonces }));
+      expect(err.validationType).not.toBe('internal');
+      expect(err.status).toBeLessThan(500);
+    }
+  });
+});
