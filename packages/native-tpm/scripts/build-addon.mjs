@@ -3,9 +3,20 @@
 // (distro packages put them in /usr/include/node), point node-gyp at them so the build
 // works offline instead of downloading a header tarball from nodejs.org.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+
+// `--if-stale` (used by `npm run build`): skip node-gyp when the compiled addon is newer
+// than binding.gyp and every file under native/, so a pulled C++ change is never tested
+// against an old binary and an unchanged tree costs nothing.
+if (process.argv.includes('--if-stale')) {
+  const binary = join('build', 'Release', 'geofence_tpm.node');
+  const sources = ['binding.gyp', ...readdirSync('native').map((f) => join('native', f))];
+  if (existsSync(binary) && sources.every((f) => statSync(f).mtimeMs <= statSync(binary).mtimeMs)) {
+    process.exit(0);
+  }
+}
 
 const args = ['rebuild'];
 const prefix = dirname(dirname(process.execPath));
