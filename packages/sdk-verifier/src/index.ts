@@ -5,7 +5,6 @@
  */
 
 export * from './attestation/index.js';
-export * from './attestation/index.js';
 export * from './errors.js';
 export * from './geo.js';
 export { readBody } from './middleware/body.js';
