@@ -24,6 +24,7 @@ import {
   AgentOptionsError,
   DeliveryDeferredError,
   DeliveryError,
+  DeliveryUncertainError,
   GeofenceRejection,
   OutboxFullError,
 } from './errors.js';
@@ -33,7 +34,7 @@ import {
   NoLocationError,
   type SensorIdentity,
 } from './location/types.js';
-import { buildMetricsRequest } from './message.js';
+import { buildMetricsRequest, type SignedMetricsRequest } from './message.js';
 import { MemoryQueue, type MessageQueue, type QueuedMessage, SqliteOutbox } from './outbox.js';
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { AgentState, type AppKeyAlgorithm, defaultStateDir, type StoredTpmKey } from './state.js';
@@ -270,6 +271,8 @@ export class Agent {
   private fast: QueuedMessage[] = [];
   private readonly maxMessages: number;
   private fastId = 0;
+  /** The signed request of the head group after a failed POST, sent again as is (see deliver). */
+  private resend: PendingResend | undefined;
   private init: Promise<{ tpm: Tpm; key: StoredTpmKey; identity: AgentIdentity; signer: Signer }> | undefined;
   private tpmOpened: Tpm | undefined;
   private pumping: Promise<void> | undefined;
@@ -629,6 +632,7 @@ export class Agent {
       }
       this.fast.shift();
       kept.add(id);
+      if (this.resend) this.resend.ids = this.resend.ids.map((x) => (x === m.id ? id : x));
       const w = this.waiters.get(m.id);
       if (w) {
         this.waiters.delete(m.id);
@@ -664,8 +668,20 @@ export class Agent {
         : this.fast.slice(0, this.o.maxBatchSize);
       const first = pending[0];
       if (!first) return;
-      const group = this.group(pending);
-      if (this.o.coalesceMs > 0 && first.kind === 'single' && group.length < this.o.maxBatchSize) {
+      let group = this.group(pending);
+      if (this.resend) {
+        // Keep the group of a request whose answer was lost together, so it can be resent as is.
+        const set = new Set(this.resend.ids);
+        const kept = pending.filter((m) => set.has(m.id));
+        if (kept.length === this.resend.ids.length) group = kept;
+        else this.resend = undefined;
+      }
+      if (
+        !this.resend &&
+        this.o.coalesceMs > 0 &&
+        first.kind === 'single' &&
+        group.length < this.o.maxBatchSize
+      ) {
         const wait = first.enqueuedAt + this.o.coalesceMs - Date.now();
         if (wait > 0 && failures === 0) {
           await this.sleep(wait);
@@ -681,6 +697,16 @@ export class Agent {
         this.lastSend = { at: new Date().toISOString(), ok: true, recordId };
         for (const id of ids) this.settle(id, (w) => w.resolve({ recordId }));
       } catch (err) {
+        if (err instanceof DeliveryUncertainError) {
+          // Never sent again (that could store it twice); kept in the dead-letter table for review.
+          failures = 0;
+          if (fromOutbox) this.queue.deadLetter(ids, err.message);
+          else this.forget(false, ids);
+          this.lastSend = { at: new Date().toISOString(), ok: false, error: err.message, code: err.code };
+          this.logger.warn({ messages: ids.length }, err.message);
+          for (const id of ids) this.settle(id, (w) => w.reject(err));
+          continue;
+        }
         if (err instanceof GeofenceRejection) {
           failures = 0;
           if (fromOutbox) this.queue.deadLetter(ids, `${err.status} ${err.validationType}: ${err.error}`);
@@ -806,47 +832,87 @@ export class Agent {
     const { identity, signer } = await this.initialize();
     this.identitySync = identity;
     const t0 = performance.now();
-    const observation: LocationObservation = await this.location.current();
-    const first = group[0]!;
-    const metrics =
-      first.kind === 'batch'
-        ? { batch: first.metrics as Array<Record<string, unknown>> }
-        : group.length === 1
-          ? (first.metrics as Record<string, unknown>)
-          : { batch: group.map((m) => m.metrics as Record<string, unknown>) };
-    const n0 = performance.now();
-    let signing = 0;
-    const nonce = await this.transport.nonce(
-      identity.keyid,
-      this.o.signNonce
-        ? async (target) => {
-            const s0 = performance.now();
-            try {
-              return await this.signNonceRequest(signer, target);
-            } finally {
-              signing = performance.now() - s0;
+    const ids = group.map((m) => m.id);
+    let network = 0;
+    let signed = this.resend && sameIds(this.resend.ids, ids) ? this.resend : undefined;
+    // Resend only while the collector will still take it; later, a fresh nonce is the only way.
+    if (signed && signed.validUntil - Date.now() < RESEND_MARGIN_MS) {
+      this.logger.warn(
+        { messages: ids.length },
+        'a message whose answer was lost expired before it could be resent; re-signing with a fresh nonce',
+      );
+      signed = undefined;
+    }
+    this.resend = undefined;
+    if (!signed) {
+      const observation: LocationObservation = await this.location.current();
+      const first = group[0]!;
+      const metrics =
+        first.kind === 'batch'
+          ? { batch: first.metrics as Array<Record<string, unknown>> }
+          : group.length === 1
+            ? (first.metrics as Record<string, unknown>)
+            : { batch: group.map((m) => m.metrics as Record<string, unknown>) };
+      const n0 = performance.now();
+      let signing = 0;
+      const nonce = await this.transport.nonce(
+        identity.keyid,
+        this.o.signNonce
+          ? async (target) => {
+              const s0 = performance.now();
+              try {
+                return await this.signNonceRequest(signer, target);
+              } finally {
+                signing = performance.now() - s0;
+              }
             }
-          }
-        : undefined,
-    );
-    let network = performance.now() - n0 - signing;
-    const path = this.transport.path('/metrics');
-    const req = await buildMetricsRequest({
-      agentName: this.name,
-      keyid: identity.keyid,
-      signer,
-      nonce,
-      observation,
-      metrics,
-      clientType: this.o.clientType,
-      path,
-      origin: this.gateway.origin,
-      now: new Date(),
-      validitySeconds: this.o.validity,
-    });
+          : undefined,
+      );
+      network = performance.now() - n0 - signing;
+      const now = new Date();
+      const req = await buildMetricsRequest({
+        agentName: this.name,
+        keyid: identity.keyid,
+        signer,
+        nonce,
+        observation,
+        metrics,
+        clientType: this.o.clientType,
+        path: this.transport.path('/metrics'),
+        origin: this.gateway.origin,
+        now,
+        validitySeconds: this.o.validity,
+      });
+      const expires = /;expires=(\d+)/.exec(req.headers['signature-input'] ?? '');
+      const validUntil = Math.min(
+        Date.parse(nonce.expires_at),
+        expires ? Number(expires[1]) * 1000 : now.getTime(),
+      );
+      signed = { ids, req, validUntil, resent: false };
+    } else {
+      signed = { ...signed, resent: true };
+    }
     const p0 = performance.now();
     try {
-      return await this.transport.postMetrics(path, req.headers, req.body);
+      return await this.transport.postMetrics(
+        this.transport.path('/metrics'),
+        signed.req.headers,
+        signed.req.body,
+      );
+    } catch (err) {
+      if (err instanceof RetriableError) {
+        // The request may have been processed and only the answer lost: the next attempt sends
+        // the very same bytes, so the collector's single-use nonce decides — it stores the message
+        // at most once.
+        this.resend = signed;
+      } else if (
+        signed.resent &&
+        err instanceof GeofenceRejection &&
+        err.validationType === 'nonce_validation'
+      ) {
+        throw new DeliveryUncertainError(ids, err);
+      }
+      throw err;
     } finally {
       network += performance.now() - p0;
       this.timings.deliveries++;
@@ -854,6 +920,22 @@ export class Agent {
       this.timings.totalMs += performance.now() - t0;
     }
   }
+}
+
+/** A signed request kept for resending after an attempt whose outcome is unknown. */
+interface PendingResend {
+  ids: number[];
+  req: SignedMetricsRequest;
+  /** ms since the epoch until which the collector accepts it (signature expiry, nonce expiry). */
+  validUntil: number;
+  resent: boolean;
+}
+
+/** Resend the same signed request only with at least this much validity left (clock skew, transit). */
+const RESEND_MARGIN_MS = 5000;
+
+function sameIds(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /**

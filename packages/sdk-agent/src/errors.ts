@@ -5,6 +5,7 @@ export type AgentErrorCode =
   | 'rejected'
   | 'unavailable'
   | 'deferred'
+  | 'uncertain'
   | 'outbox_full'
   | 'closed'
   | 'invalid_options';
@@ -82,6 +83,26 @@ export class DeliveryDeferredError extends AgentError {
       },
     );
     this.name = 'DeliveryDeferredError';
+    this.outboxIds = outboxIds;
+  }
+}
+
+/**
+ * An attempt reached the collector but its answer was lost, and resending the identical signed
+ * request was refused because its nonce is already used: the collector processed the first
+ * attempt (stored it, or rejected it at a later check). The message is not sent again — that could
+ * store it twice — and stays in the outbox's dead-letter table for review.
+ */
+export class DeliveryUncertainError extends AgentError {
+  /** Outbox ids (negative: never written to the outbox) of the messages concerned. */
+  readonly outboxIds: number[];
+  constructor(outboxIds: number[], cause: unknown) {
+    super(
+      'uncertain',
+      "the collector already consumed this message's nonce on an attempt whose answer was lost; not resent",
+      { cause },
+    );
+    this.name = 'DeliveryUncertainError';
     this.outboxIds = outboxIds;
   }
 }

@@ -23,6 +23,7 @@ export {
   AgentOptionsError,
   DeliveryDeferredError,
   DeliveryError,
+  DeliveryUncertainError,
   GeofenceRejection,
   OutboxFullError,
 } from './errors.js';

@@ -5,7 +5,12 @@ import { type SwtpmInstance, startSwtpm, Tpm } from '@geofence/native-tpm';
 import { GeofenceError, metricsPayloadSchema, VALIDATION_TYPES } from '@geofence/verifier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Agent, type AgentLogger, createAgent } from '../src/agent.js';
-import { AgentOptionsError, DeliveryError, GeofenceRejection } from '../src/errors.js';
+import {
+  AgentOptionsError,
+  DeliveryError,
+  DeliveryUncertainError,
+  GeofenceRejection,
+} from '../src/errors.js';
 import { staticLocation } from '../src/location/static.js';
 import { startCollector, type TestCollector } from './helpers/collector.js';
 import { makePki, type TestPki } from './helpers/pki.js';
@@ -186,6 +191,27 @@ describe('Agent.send against a TLS collector with swtpm', () => {
     const { recordId } = await agent.send({ retry: true });
     expect(collector.records.some((r) => r.recordId === recordId)).toBe(true);
     expect((collector.hits['/nonce'] ?? 0) - before).toBe(2);
+  });
+
+  it('resends the identical signed request after a 5xx on POST, so one nonce serves both tries', async () => {
+    const agent = await agentFor('agent-resend');
+    collector.failNext(1, undefined, '/metrics');
+    const nonces = collector.hits['/nonce'] ?? 0;
+    const { recordId } = await agent.send({ resend: 1 });
+    expect((collector.hits['/nonce'] ?? 0) - nonces).toBe(1);
+    expect(collector.records.filter((r) => r.metrics.resend === 1).map((r) => r.recordId)).toEqual([
+      recordId,
+    ]);
+  });
+
+  it('stores a message at most once when the answer is lost after the collector processed it', async () => {
+    const agent = await agentFor('agent-lost-answer');
+    collector.dropNextAnswers(1);
+    const err = await agent.send({ lost: 1 }).catch((e: unknown) => e);
+    // The resend of the same bytes meets a consumed nonce: processed once, never sent again.
+    expect(err).toBeInstanceOf(DeliveryUncertainError);
+    expect((err as DeliveryUncertainError).code).toBe('uncertain');
+    expect(collector.records.filter((r) => r.metrics.lost === 1)).toHaveLength(1);
   });
 
   it('gives up with DeliveryError after the configured attempts when there is no outbox', async () => {

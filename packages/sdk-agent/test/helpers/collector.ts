@@ -42,7 +42,9 @@ export interface TestCollector {
   register(name: string, publicKeyPem: string, keyid: string, geo?: GeoPolicy, alg?: string): Promise<void>;
   setActive(name: string, active: boolean): Promise<void>;
   /** Answer the next `n` requests (any path) with a 503 (or the given problem) in front of the verifier. */
-  failNext(n: number, problem?: GeofenceError): void;
+  failNext(n: number, problem?: GeofenceError, path?: string): void;
+  /** Process the next `n` `POST /metrics` normally, then drop the connection instead of answering. */
+  dropNextAnswers(n: number): void;
   /** Requests seen per path. */
   hits: Record<string, number>;
   stop(): Promise<void>;
@@ -70,7 +72,12 @@ export async function startCollector(
   const nonces = new MemoryNonceStore();
   const records: StoredRecord[] = [];
   const hits: Record<string, number> = {};
-  let fail: { n: number; err: GeofenceError | undefined } = { n: 0, err: undefined };
+  let fail: { n: number; err: GeofenceError | undefined; path: string | undefined } = {
+    n: 0,
+    err: undefined,
+    path: undefined,
+  };
+  let drop = 0;
   let seq = 0;
 
   const onAccept = (r: AcceptedRecord) => {
@@ -87,7 +94,16 @@ export async function startCollector(
   const app = express();
   app.use((req, res, next) => {
     hits[req.path] = (hits[req.path] ?? 0) + 1;
-    if (fail.n <= 0) return next();
+    if (drop > 0 && req.method === 'POST' && req.path === '/metrics') {
+      drop--;
+      // The verifier runs (and stores) as usual; only its answer never reaches the agent.
+      res.end = (() => {
+        req.socket.destroy();
+        return res;
+      }) as typeof res.end;
+      return next();
+    }
+    if (fail.n <= 0 || (fail.path !== undefined && fail.path !== req.path)) return next();
     fail.n--;
     const err = fail.err ?? new GeofenceError('upstream', undefined, { status: 503 });
     res.status(err.status).type(PROBLEM_CONTENT_TYPE);
@@ -166,8 +182,11 @@ export async function startCollector(
     async setActive(name, active) {
       await registry.setStatus(name, active ? 'active' : 'revoked');
     },
-    failNext(n, err) {
-      fail = { n, err };
+    failNext(n, err, path) {
+      fail = { n, err, path };
+    },
+    dropNextAnswers(n) {
+      drop = n;
     },
     pause,
     listen,
