@@ -3,6 +3,7 @@
  * rejections with rejected_by gateway, signature headers stripped before forwarding, GATEWAY_VALIDATE_*
  * switches, and the same status/validation_type as standard mode for every scenario.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteRegistry } from '@geofence/verifier';
 import type { Agent } from 'undici';
@@ -22,9 +23,12 @@ let standard: RunningGateway;
 let enforcing: RunningGateway;
 let noGeo: RunningGateway;
 let c: Agent;
+let dir: string;
 
 beforeAll(async () => {
-  const { dir, pki } = await testDataDir('gwenf');
+  const env = await testDataDir('gwenf');
+  dir = env.dir;
+  const pki = env.pki;
   registry = await SqliteRegistry.open({ path: join(dir, 'registry.db') });
   await register(registry, a1);
   const noLimits = { rateLimit: { enabled: false } };
@@ -96,6 +100,18 @@ describe('gateway policy enforcement', () => {
     expect(stripped?.headers['content-digest']).toBeDefined();
     expect(kept?.headers['signature-input']).toContain('keyid=');
     expect(kept?.headers['workload-geo-id']).toContain('agent-001');
+    // The header log still shows what the agent sent (before stripping), nonces redacted.
+    const lines = readFileSync(join(dir, 'logs', 'gateway_headers.log'), 'utf8')
+      .trim()
+      .split('\n');
+    const logged = lines.map(
+      (l) => JSON.parse(l) as { path: string; headers: Record<string, string | null> },
+    );
+    const metrics = logged.filter((l) => l.path === '/metrics' && l.headers['signature-input']);
+    expect(metrics.length).toBeGreaterThan(0);
+    expect(
+      metrics.every((l) => /nonce="\[sha256:[0-9a-f]{12}\]"/.test(String(l.headers['signature-input']))),
+    ).toBe(true);
   });
 
   it('GATEWAY_VALIDATE_GEOLOCATION=false leaves the geo check to the collector (second layer)', async () => {

@@ -34,7 +34,7 @@ import {
 import { type Listening, listen } from './listen.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
 import { Upstream } from './proxy.js';
-import { gatewayMetricsCheck, gatewayNonceCheck } from './verification.js';
+import { gatewayCheck } from './verification.js';
 
 const REJECTED_BY = 'gateway' as const;
 
@@ -93,13 +93,15 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
 
   const headerLog: RequestHandler = (req, res, next) => {
     if (deps.headerLog) {
+      // Snapshot now: in enforcement mode the signature headers are stripped before forwarding.
+      const headers = { ...req.headers };
       res.on('finish', () => {
         deps.headerLog?.record({
           endpoint: req.path,
           method: req.method,
           path: req.path,
           query: { ...(req.query as Record<string, unknown>) },
-          headers: req.headers,
+          headers,
           decision: `${res.statusCode}${res.validationType ? ` ${res.validationType}` : ''}`,
         });
       });
@@ -111,7 +113,8 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
   const forward =
     (strip: boolean): RequestHandler =>
     (req: Request, res: Response, next: NextFunction) => {
-      const body = Buffer.isBuffer(req.body) ? req.body : undefined;
+      const raw = (req as { rawBody?: unknown }).rawBody;
+      const body = Buffer.isBuffer(raw) ? raw : Buffer.isBuffer(req.body) ? req.body : undefined;
       upstream.forward(req, res, body, strip).catch((err: unknown) => {
         if (err instanceof GeofenceError) {
           log.warn({ request_id: req.requestId, error: err.error, status: err.status }, 'upstream failure');
@@ -144,13 +147,19 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     });
   });
 
-  app.get('/nonce', limited, headerLog, ...(enforce ? [gatewayNonceCheck(checkCtx)] : []), forward(strip));
+  app.get(
+    '/nonce',
+    limited,
+    headerLog,
+    ...(enforce ? [gatewayCheck(checkCtx, '/nonce')] : []),
+    forward(strip),
+  );
   app.post(
     '/metrics',
     limited,
     headerLog,
-    rawBody,
-    ...(enforce ? [gatewayMetricsCheck(checkCtx)] : []),
+    // Enforcement: the verifier middleware reads the body (limit → 413) and keeps it in req.rawBody.
+    ...(enforce ? [gatewayCheck(checkCtx, '/metrics')] : [rawBody]),
     forward(strip),
   );
   // Enrolment and location attestation are verified by the collector only (the gateway cannot appraise TPM evidence).

@@ -3,7 +3,20 @@
  * verification latency histogram, nonce store size. Each service gets its own registry (no global
  * state, so several services can run in one process as the demo does).
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestHandler } from 'express';
+
+/**
+ * validation_type of rejections answered by the verifier middleware (which sends its own problem
+ * responses), keyed by the request's header object; read when the response finishes.
+ */
+const rejections = new WeakMap<IncomingHttpHeaders, string>();
+
+/** Records the validation_type of a rejected request for the metrics labels. */
+export function noteRejection(headers: IncomingHttpHeaders, validationType: string): void {
+  rejections.set(headers, validationType);
+}
+
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Metric handles of one service. */
@@ -74,7 +87,8 @@ export function createServiceMetrics(
         route: String(route),
         method: req.method,
         status: String(res.statusCode),
-        validation_type: res.validationType ?? (res.statusCode < 400 ? 'none' : 'unknown'),
+        validation_type:
+          res.validationType ?? rejections.get(req.headers) ?? (res.statusCode < 400 ? 'none' : 'unknown'),
       });
     });
     next();

@@ -1,23 +1,24 @@
 /**
- * The only place where the reference server calls the verifier's request pipeline (SPEC §6.4):
- * nonce issuance, collector verification of `POST /metrics`, and the gateway's first-layer checks.
- * Everything here delegates to `@geofence/verifier`; this module only moves bytes between Express and
- * the pipeline, times the verification for Prometheus, and hands accepted messages to the record store.
+ * The verifier's Express middleware (`geofence.express.nonce`, `.collector`, `.gateway`), mounted
+ * with the reference server's additions: a durable record sink that also keeps the signature headers
+ * (for offline re-verification), rejection logging, and Prometheus latency/validation_type labels.
+ * All verification (SPEC §6.4) happens in `@geofence/verifier`.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { IncomingHttpHeaders } from 'node:http';
 import {
-  GeofenceError,
+  type GeofenceError,
+  type GeofenceHandler,
+  type GeofenceIncomingMessage,
   type GeoPolicy,
-  issueNonce,
+  geofence,
   type NonceStore,
   type Registry,
   type VerifierRequest,
-  verifyAtGateway,
-  verifyMetrics,
 } from '@geofence/verifier';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger.js';
-import { requestIdOf, sendProblem } from './http.js';
-import type { ServiceMetrics } from './prom.js';
+import { noteRejection, type ServiceMetrics } from './prom.js';
 
 /** Headers kept with a stored record (what offline re-verification needs). */
 const KEPT_HEADERS = ['content-type', 'content-digest', 'signature-input', 'signature', 'workload-geo-id'];
@@ -40,77 +41,72 @@ interface Common {
   clockSkewSeconds: number;
 }
 
-function pipelineRequest(req: Request, rawBody?: Buffer): VerifierRequest {
-  return {
-    method: req.method,
-    url: req.originalUrl,
-    headers: req.headers,
-    ...(rawBody ? { rawBody: new Uint8Array(rawBody.buffer, rawBody.byteOffset, rawBody.byteLength) } : {}),
-  };
-}
-
-const seconds = (started: bigint) => Number(process.hrtime.bigint() - started) / 1e9;
-
-function reject(c: Common, req: Request, res: Response, err: unknown, route: string, started: bigint): void {
-  const gf = GeofenceError.from(err);
-  if (gf.validationType === 'internal')
-    c.log.error({ err, request_id: requestIdOf(req) }, 'verification error');
-  else {
-    c.log.info(
-      {
-        request_id: requestIdOf(req),
-        route,
-        validation_type: gf.validationType,
-        error: gf.error,
-        details: gf.details,
-      },
-      'rejected',
-    );
-  }
-  c.metrics.verifyLatency.observe({ route, outcome: 'rejected' }, seconds(started));
-  sendProblem(req, res, gf, c.rejectedBy);
-}
-
-const tooLarge = (limit: number) =>
-  new GeofenceError('request_validation', 'Payload too large', {
-    status: 413,
-    details: { limit_bytes: limit },
-  });
-
-/** Reads the body up to `limit` bytes; stops reading (413) as soon as the limit is crossed. */
-async function readRaw(req: Request, limit: number): Promise<Buffer> {
-  if (Buffer.isBuffer(req.body)) return req.body;
-  if (Number(req.headers['content-length'] ?? '0') > limit) throw tooLarge(limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw tooLarge(limit);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
-/** `GET /nonce` on the collector. */
-export function nonceRoute(c: Common & { nonces: NonceStore }): RequestHandler {
-  return async (req, res) => {
-    const started = process.hrtime.bigint();
-    try {
-      const verdict = await issueNonce(pipelineRequest(req), {
-        registry: c.registry,
-        nonces: c.nonces,
-        clockSkewSeconds: c.clockSkewSeconds,
-      });
-      c.metrics.verifyLatency.observe({ route: '/nonce', outcome: 'accepted' }, seconds(started));
-      res.setHeader('cache-control', 'no-store');
-      res.json(verdict.body);
-    } catch (err) {
-      reject(c, req, res, err, '/nonce', started);
+function onReject(c: Common, route: string) {
+  return (err: GeofenceError, vr: VerifierRequest, requestId: string) => {
+    // The middleware reports with the request's own header object: label the response for Prometheus.
+    noteRejection(vr.headers as IncomingHttpHeaders, err.validationType);
+    if (err.validationType === 'internal')
+      c.log.error({ err, request_id: requestId, route }, 'verification error');
+    else {
+      c.log.info(
+        {
+          request_id: requestId,
+          route,
+          validation_type: err.validationType,
+          error: err.error,
+          details: err.details,
+        },
+        'rejected',
+      );
     }
   };
 }
 
-/** `POST /metrics` on the collector: verify, then store durably, then 200. */
+/**
+ * Mounts a verifier middleware: times it for the latency histogram and labels rejections. `next` is
+ * only reached by the gateway middleware (verified → forward).
+ */
+function mount(
+  c: Common,
+  route: string,
+  mw: GeofenceHandler,
+  als?: AsyncLocalStorage<Request>,
+): RequestHandler {
+  return (req: Request, res: Response, next) => {
+    const started = process.hrtime.bigint();
+    let observed = false;
+    const observe = (outcome: 'accepted' | 'rejected') => {
+      if (observed) return;
+      observed = true;
+      c.metrics.verifyLatency.observe({ route, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    res.on('finish', () => observe(res.statusCode < 400 ? 'accepted' : 'rejected'));
+    const run = () =>
+      mw(req as unknown as GeofenceIncomingMessage, res, (err?: unknown) => {
+        observe('accepted');
+        next(err);
+      });
+    if (als) als.run(req, run);
+    else run();
+  };
+}
+
+/** `GET /nonce` on the collector (`geofence.express.nonce`). */
+export function nonceRoute(c: Common & { nonces: NonceStore }): RequestHandler {
+  return mount(
+    c,
+    '/nonce',
+    geofence.express.nonce({
+      registry: c.registry,
+      nonces: c.nonces,
+      clockSkewSeconds: c.clockSkewSeconds,
+      rejectedBy: c.rejectedBy,
+      onReject: onReject(c, '/nonce'),
+    }),
+  );
+}
+
+/** `POST /metrics` on the collector (`geofence.express.collector`): verify, store durably, then 200. */
 export function metricsRoute(
   c: Common & {
     nonces: NonceStore;
@@ -120,40 +116,40 @@ export function metricsRoute(
     onRejected?: () => void;
   },
 ): RequestHandler {
-  return async (req, res) => {
-    const started = process.hrtime.bigint();
-    try {
-      const raw = await readRaw(req, c.bodyLimitBytes);
-      const verdict = await verifyMetrics(pipelineRequest(req, raw), {
-        registry: c.registry,
-        nonces: c.nonces,
-        clockSkewSeconds: c.clockSkewSeconds,
-        bodyLimit: c.bodyLimitBytes,
-        ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
-        // Runs after every check passed; the 200 is only sent once this durable write returned.
-        onAccept: (rec) => {
-          const headers: Record<string, string> = {};
-          for (const h of KEPT_HEADERS) {
-            const v = req.headers[h];
-            if (typeof v === 'string') headers[h] = v;
-          }
-          return c.accept({
-            agentName: rec.agent_name,
-            keyid: rec.keyid,
-            rawBody: raw,
-            headers,
-            metrics: rec.payload.metrics,
-            checks: rec.verdict.checks,
-          });
-        },
-      });
-      c.metrics.verifyLatency.observe({ route: '/metrics', outcome: 'accepted' }, seconds(started));
-      res.json(verdict.body);
-    } catch (err) {
+  // The record sink runs inside the middleware's call chain; the request (for its signature headers)
+  // travels with it in async-local storage.
+  const current = new AsyncLocalStorage<Request>();
+  const reject = onReject(c, '/metrics');
+  const mw = geofence.express.collector({
+    registry: c.registry,
+    nonces: c.nonces,
+    clockSkewSeconds: c.clockSkewSeconds,
+    bodyLimit: c.bodyLimitBytes,
+    ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
+    rejectedBy: c.rejectedBy,
+    onReject: (err, vr, rid) => {
       c.onRejected?.();
-      reject(c, req, res, err, '/metrics', started);
-    }
-  };
+      reject(err, vr, rid);
+    },
+    // Runs after every check passed; the 200 is only sent once this durable write returned.
+    onAccept: (rec) => {
+      const req = current.getStore();
+      const headers: Record<string, string> = {};
+      for (const h of KEPT_HEADERS) {
+        const v = req?.headers[h];
+        if (typeof v === 'string') headers[h] = v;
+      }
+      return c.accept({
+        agentName: rec.agent_name,
+        keyid: rec.keyid,
+        rawBody: Buffer.from(rec.raw_body.buffer, rec.raw_body.byteOffset, rec.raw_body.byteLength),
+        headers,
+        metrics: rec.payload.metrics,
+        checks: rec.verdict.checks,
+      });
+    },
+  });
+  return mount(c, '/metrics', mw, current);
 }
 
 /** Gateway switches (`GATEWAY_VALIDATE_*`). */
@@ -163,49 +159,27 @@ export interface GatewayChecks {
   geolocation: boolean;
 }
 
-type GatewayCtx = Common & {
-  validate: GatewayChecks;
-  bodyLimitBytes: number;
-  globalGeoPolicy?: GeoPolicy | undefined;
-};
-
-function gatewayOptions(c: GatewayCtx) {
-  return {
-    registry: c.registry,
-    validatePublicKeyHash: c.validate.publicKeyHash,
-    validateSignature: c.validate.signature,
-    validateGeolocation: c.validate.geolocation,
-    clockSkewSeconds: c.clockSkewSeconds,
-    bodyLimit: c.bodyLimitBytes,
-    ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
-  };
-}
-
-/** Gateway first layer for `GET /nonce` (allowlist, and the signature when present). */
-export function gatewayNonceCheck(c: GatewayCtx): RequestHandler {
-  return async (req, res, next) => {
-    const started = process.hrtime.bigint();
-    try {
-      await verifyAtGateway(pipelineRequest(req), gatewayOptions(c));
-      c.metrics.verifyLatency.observe({ route: '/nonce', outcome: 'accepted' }, seconds(started));
-      next();
-    } catch (err) {
-      reject(c, req, res, err, '/nonce', started);
-    }
-  };
-}
-
-/** Gateway first layer for `POST /metrics` (expects the raw body in `req.body`). */
-export function gatewayMetricsCheck(c: GatewayCtx): RequestHandler {
-  return async (req, res, next) => {
-    const started = process.hrtime.bigint();
-    try {
-      const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      await verifyAtGateway(pipelineRequest(req, raw), gatewayOptions(c));
-      c.metrics.verifyLatency.observe({ route: '/metrics', outcome: 'accepted' }, seconds(started));
-      next();
-    } catch (err) {
-      reject(c, req, res, err, '/metrics', started);
-    }
-  };
+/**
+ * Gateway first layer (`geofence.express.gateway`) for `GET /nonce` and `POST /metrics`: rejects with
+ * problem+json, or strips the signature headers, sets `req.rawBody` and calls `next()` (the proxy).
+ */
+export function gatewayCheck(
+  c: Common & { validate: GatewayChecks; bodyLimitBytes: number; globalGeoPolicy?: GeoPolicy | undefined },
+  route: '/nonce' | '/metrics',
+): RequestHandler {
+  return mount(
+    c,
+    route,
+    geofence.express.gateway({
+      registry: c.registry,
+      validatePublicKeyHash: c.validate.publicKeyHash,
+      validateSignature: c.validate.signature,
+      validateGeolocation: c.validate.geolocation,
+      clockSkewSeconds: c.clockSkewSeconds,
+      bodyLimit: c.bodyLimitBytes,
+      ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
+      rejectedBy: c.rejectedBy,
+      onReject: onReject(c, route),
+    }),
+  );
 }
