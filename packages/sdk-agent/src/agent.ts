@@ -402,13 +402,23 @@ export class Agent {
 
   /**
    * Signs and delivers one metric set (any JSON object). Resolves with the record id once the
-   * collector accepted it. Rejects with {@link GeofenceRejection} on a 4xx (never retried), with
-   * {@link DeliveryDeferredError} when every attempt failed but the message waits in the durable
-   * outbox, with {@link DeliveryError} when it failed and there is no outbox, and with
-   * {@link OutboxFullError} when the queue is full (the message was not stored).
+   * collector accepted it. Rejects with
+   * - {@link GeofenceRejection} on a 4xx (never retried; a 429 only after all attempts),
+   * - {@link DeliveryDeferredError} when every attempt failed but the message waits in the durable outbox,
+   * - {@link DeliveryError} when every attempt failed and there is no outbox,
+   * - {@link DeliveryUncertainError} when the collector processed an attempt whose answer was lost,
+   * - `NoLocationError` when there is no trustworthy location (nothing was sent),
+   * - {@link OutboxFullError} when the queue is full (the message was not stored),
+   * - `TypeError` when `metrics` is not a JSON object.
    */
   send(metrics: Record<string, unknown>): Promise<SendResult> {
-    return this.submit('single', checkMetrics(metrics));
+    let m: Record<string, unknown>;
+    try {
+      m = checkMetrics(metrics);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.submit('single', m);
   }
 
   /**
@@ -424,7 +434,13 @@ export class Agent {
         new RangeError(`batch of ${items.length} exceeds maxBatchSize ${this.o.maxBatchSize}`),
       );
     }
-    return this.submit('batch', items.map(checkMetrics));
+    let checked: Array<Record<string, unknown>>;
+    try {
+      checked = items.map(checkMetrics);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.submit('batch', checked);
   }
 
   /**

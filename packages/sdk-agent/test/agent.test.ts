@@ -327,6 +327,11 @@ describe('TLS and options', () => {
 
   it('rejects metrics that are not a JSON object', async () => {
     const agent = await agentFor('agent-badmetrics');
-    await expect(() => agent.send([1] as never)).toThrow(TypeError);
+    await expect(agent.send([1] as never)).rejects.toThrow(TypeError);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    await expect(agent.send(cyclic)).rejects.toThrow(TypeError);
+    await expect(agent.sendBatch([{ a: 1n } as never])).rejects.toThrow(TypeError);
+    await expect(agent.sendBatch([])).rejects.toThrow(TypeError);
   });
 });
