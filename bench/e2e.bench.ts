@@ -6,7 +6,7 @@
  * figures are those of one Node process each. Reports requests/s, p50/p99 latency and the ratio to
  * the in-process verification throughput of the same pipeline (`verifyMetrics`, memory nonce store).
  *
- * Run: `npm run build && node --import tsx bench/e2e.bench.ts [--json out.json] [--requests N]`
+ * Run: `npm run build && node --import tsx bench/e2e.bench.ts [--json out.json | --json=DIR] [--requests N]`
  * Note: autocannon does not verify server certificates (loopback only).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
