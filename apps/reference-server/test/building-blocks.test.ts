@@ -6,6 +6,7 @@ import type { PreRegisteredAgent } from '@geofence/verifier';
 import { describe, expect, it } from 'vitest';
 import { crossModeViolations, matches, type ResultRow, renderTable } from '../src/demo/table.js';
 import { HeaderLog, redactHeader } from '../src/header-log.js';
+import { createLogger } from '../src/logger.js';
 import {
   readPreRegistrations,
   upsertPreRegistration,
@@ -174,6 +175,33 @@ describe('pre-registrations', () => {
     } finally {
       stop();
     }
+  });
+});
+
+describe('logger', () => {
+  it('never writes Authorization values, tokens, keys or nonces', async () => {
+    const file = join(dir, 'logs', 'service.log');
+    const log = createLogger({ level: 'info', service: 'test', file });
+    log.info(
+      {
+        headers: { authorization: 'Bearer SECRET-AUTH' },
+        nonce: 'SECRET-NONCE',
+        adminToken: 'SECRET-ADMIN',
+        tls: { key: 'SECRET-KEY' },
+        agent_name: 'agent-001',
+      },
+      'hello',
+    );
+    await new Promise<void>((resolve) => log.flush(() => resolve()));
+    await new Promise((r) => setTimeout(r, 50));
+    const text = readFileSync(file, 'utf8');
+    expect(text).toContain('agent-001');
+    expect(text).not.toMatch(/SECRET-/);
+    expect(JSON.parse(text.trim().split('\n')[0] ?? '{}')).toMatchObject({
+      level: 'info',
+      service: 'test',
+      msg: 'hello',
+    });
   });
 });
 

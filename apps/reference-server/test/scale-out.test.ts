@@ -107,6 +107,21 @@ describe('collector replicas sharing Redis', () => {
     store.close();
   });
 
+  it('reports not ready (503 problem) while the shared nonce store is unreachable', async () => {
+    await redis.stop();
+    const r = await http(c, `${a.url}/ready`);
+    expect(r.status).toBe(503);
+    expect(r.json).toMatchObject({
+      validation_type: 'upstream',
+      details: { checks: { nonce_store: false, registry: true } },
+    });
+    redis = await startRedis(redis.port); // same address: the replicas' clients reconnect
+    for (let i = 0; i < 50 && (await http(c, `${a.url}/ready`)).status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await http(c, `${a.url}/ready`)).status).toBe(200);
+  });
+
   it('keeps serving through the gateway when one replica stops', async () => {
     await b.kill();
     for (let i = 0; i < 4; i++) {

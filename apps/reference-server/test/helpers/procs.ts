@@ -85,8 +85,10 @@ function ping(port: number): Promise<boolean> {
 }
 
 /** A throwaway redis-server on a free loopback port, no persistence. */
-export async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
+export async function startRedis(
+  fixedPort?: number,
+): Promise<{ url: string; port: number; stop(): Promise<void> }> {
+  const port = fixedPort ?? (await freePort());
   const child = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
@@ -100,6 +102,7 @@ export async function startRedis(): Promise<{ url: string; stop(): Promise<void>
   }
   return {
     url: `redis://127.0.0.1:${port}`,
+    port,
     stop: async () => {
       if (child.exitCode !== null) return;
       const exited = once(child, 'exit');
