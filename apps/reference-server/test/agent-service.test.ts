@@ -119,6 +119,25 @@ describe('edge agent service', () => {
     expect(big.status).toBe(413);
   });
 
+  it('sends system metrics periodically', async () => {
+    const periodic = await startAgentService({
+      agent,
+      agentName: 'agent-001',
+      log: silentLog,
+      token: TOKEN,
+      intervalSeconds: 1,
+      listen: { host: '127.0.0.1', port: 0 },
+    });
+    try {
+      const before = col.deps.records.count();
+      for (let i = 0; i < 60 && col.deps.records.count() < before + 2; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(col.deps.records.count()).toBeGreaterThanOrEqual(before + 2);
+    } finally {
+      await periodic.close();
+    }
+  });
+
   it('reports real state and passes the collector verdict through', async () => {
     const st = await http(c, `${svc.url}/metrics/status`, { headers: auth });
     expect(st.json).toMatchObject({ agent_name: 'agent-001', enrolled: true, tpmReady: true, sent: 2 });
