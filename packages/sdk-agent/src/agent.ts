@@ -340,6 +340,15 @@ export class Agent {
       requestTimeoutMs: opts.timeouts?.requestMs ?? 15_000,
       connections: 4,
     });
+    const left = this.queue.loadResend();
+    if (left) {
+      this.resend = {
+        ids: left.ids,
+        req: { payload: undefined, body: left.body, headers: left.headers },
+        validUntil: left.validUntil,
+        resent: false,
+      };
+    }
     // Messages a previous process left in the outbox are delivered without anyone asking.
     if (this.queue.size() > 0) {
       this.logger.info({ pending: this.queue.size() }, 'delivering messages left in the outbox');
@@ -707,12 +716,14 @@ export class Agent {
       const ids = group.map((m) => m.id);
       try {
         const recordId = await this.deliver(group);
+        this.keepResend();
         failures = 0;
         this.forget(fromOutbox, ids);
         this.delivered += ids.length;
         this.lastSend = { at: new Date().toISOString(), ok: true, recordId };
         for (const id of ids) this.settle(id, (w) => w.resolve({ recordId }));
       } catch (err) {
+        if (!(err instanceof RetriableError)) this.keepResend();
         if (err instanceof DeliveryUncertainError) {
           // Never sent again (that could store it twice); kept in the dead-letter table for review.
           failures = 0;
@@ -764,6 +775,7 @@ export class Agent {
         }
         // The gateway is struggling: from now on these messages must survive a restart.
         const remap = fromOutbox ? undefined : this.persistFastLane();
+        this.keepResend();
         for (const w of [...this.waiters.entries()]) {
           const [id, waiter] = w;
           if (waiter.failures < this.o.retry.attempts) continue;
@@ -783,6 +795,20 @@ export class Agent {
         await this.sleep(backoffDelay(this.o.retry, failures, retryAfter));
       }
     }
+  }
+
+  /**
+   * Mirrors the pending resend into the durable outbox, so a restarted agent sends the same bytes
+   * (not a new copy with a fresh nonce). Only for messages that are in the outbox (positive ids).
+   */
+  private keepResend(): void {
+    if (!this.queue.durable) return;
+    const r = this.resend;
+    if (!r || !r.ids.every((id) => id > 0)) {
+      this.queue.saveResend(undefined);
+      return;
+    }
+    this.queue.saveResend({ ids: r.ids, body: r.req.body, headers: r.req.headers, validUntil: r.validUntil });
   }
 
   /** RFC 9421 signature of `GET <target>` (SPEC §6.3: `@method @path @query`, no nonce). */
@@ -941,7 +967,9 @@ export class Agent {
 /** A signed request kept for resending after an attempt whose outcome is unknown. */
 interface PendingResend {
   ids: number[];
-  req: SignedMetricsRequest;
+  req: Pick<SignedMetricsRequest, 'body' | 'headers'> & {
+    payload: SignedMetricsRequest['payload'] | undefined;
+  };
   /** ms since the epoch until which the collector accepts it (signature expiry, nonce expiry). */
   validUntil: number;
   resent: boolean;

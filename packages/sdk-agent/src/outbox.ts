@@ -33,7 +33,26 @@ export interface MessageQueue {
   size(): number;
   /** Messages that were rejected. */
   deadLettered(): number;
+  /** Keeps (or with `undefined` forgets) the signed request to resend after a restart. */
+  saveResend(r: StoredResend | undefined): void;
+  /** The signed request a previous process left for resending. */
+  loadResend(): StoredResend | undefined;
   close(): void;
+}
+
+/**
+ * A signed `POST /metrics` whose answer was lost, kept so the same bytes (same nonce) are sent
+ * again — also by the next process after a crash — instead of a newly signed copy.
+ */
+export interface StoredResend {
+  /** Outbox ids of the messages it carries, in order. */
+  ids: number[];
+  /** Exact body bytes. */
+  body: Uint8Array;
+  /** Exact headers (including the signature). */
+  headers: Record<string, string>;
+  /** ms since the epoch until which the collector accepts it. */
+  validUntil: number;
 }
 
 /** In-memory queue (used when the durable outbox is disabled). */
@@ -69,6 +88,10 @@ export class MemoryQueue implements MessageQueue {
   }
   deadLettered(): number {
     return this.dead;
+  }
+  saveResend(): void {}
+  loadResend(): StoredResend | undefined {
+    return undefined;
   }
   close(): void {
     this.items = [];
@@ -137,6 +160,13 @@ export class SqliteOutbox implements MessageQueue {
           enqueued_at INTEGER NOT NULL,
           rejected_at INTEGER NOT NULL,
           reason TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS resend (
+          k INTEGER PRIMARY KEY CHECK (k = 1),
+          ids TEXT NOT NULL,
+          body BLOB NOT NULL,
+          headers TEXT NOT NULL,
+          valid_until INTEGER NOT NULL
         );`);
     } catch (err) {
       this.releaseLock();
@@ -238,6 +268,29 @@ export class SqliteOutbox implements MessageQueue {
 
   deadLettered(): number {
     return this.stmts.deadCount.get()!.n;
+  }
+
+  saveResend(r: StoredResend | undefined): void {
+    if (!r) {
+      this.db.prepare('DELETE FROM resend').run();
+      return;
+    }
+    this.db
+      .prepare('INSERT OR REPLACE INTO resend (k, ids, body, headers, valid_until) VALUES (1, ?, ?, ?, ?)')
+      .run(JSON.stringify(r.ids), Buffer.from(r.body), JSON.stringify(r.headers), r.validUntil);
+  }
+
+  loadResend(): StoredResend | undefined {
+    const row = this.db.prepare('SELECT ids, body, headers, valid_until FROM resend WHERE k = 1').get() as
+      | { ids: string; body: Buffer; headers: string; valid_until: number }
+      | undefined;
+    if (!row) return undefined;
+    return {
+      ids: JSON.parse(row.ids) as number[],
+      body: new Uint8Array(row.body),
+      headers: JSON.parse(row.headers) as Record<string, string>,
+      validUntil: row.valid_until,
+    };
   }
 
   close(): void {

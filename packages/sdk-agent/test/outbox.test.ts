@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type SwtpmInstance, startSwtpm, Tpm } from '@geofence/native-tpm';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgent } from '../src/agent.js';
 import { DeliveryDeferredError, OutboxFullError } from '../src/errors.js';
@@ -85,6 +86,43 @@ describe('durable outbox', () => {
 
     const seqs = collector.records.filter((r) => r.agentName === name).map((r) => r.metrics.seq);
     expect(seqs).toEqual(Array.from({ length: 100 }, (_, i) => i)); // all, once each, in order
+  }, 180_000);
+
+  it('after a crash, resends the same signed bytes of a request whose answer was lost: stored once', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'outbox-lost-'));
+    const name = 'agent-lost-answers';
+    const base = { name, tcti: swtpm.tcti, gateway: collector.url, ca: pki.caPem, stateDir };
+    // Register first (a throw-away run creates the key), then let the collector swallow every answer.
+    const boot = await runChild({ ...base, mode: 'drain' }, 'DRAINED');
+    await new Promise((r) => boot.child.once('exit', r));
+    const identity = JSON.parse(boot.lines.find((l) => l.startsWith('IDENTITY'))!.slice('IDENTITY '.length));
+    await collector.register(name, identity.pem, identity.keyid, { allow: [SANTA_CLARA] });
+    collector.dropNextAnswers(1_000_000);
+    const first = await runChild({ ...base, mode: 'enqueue', count: 1, marker: 'lost' }, 'QUEUED');
+    // Wait until the agent has stored the request it must resend, then crash it.
+    const db = new Database(join(stateDir, 'outbox.sqlite'), { readonly: true });
+    try {
+      for (let i = 0; i < 600; i++) {
+        if ((db.prepare('SELECT count(*) AS n FROM resend').get() as { n: number }).n === 1) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect((db.prepare('SELECT count(*) AS n FROM resend').get() as { n: number }).n).toBe(1);
+    } finally {
+      db.close();
+    }
+    const exited = new Promise((r) => first.child.once('exit', r));
+    first.child.kill('SIGKILL');
+    await exited;
+    collector.dropNextAnswers(0);
+
+    const second = await runChild({ ...base, mode: 'drain' }, 'DRAINED');
+    const status = JSON.parse(second.lines.find((l) => l.startsWith('DRAINED'))!.slice('DRAINED '.length));
+    await new Promise((r) => second.child.once('exit', r));
+    // The restarted agent sent the same bytes; the consumed nonce refused them: stored exactly once,
+    // and the message is in the dead-letter table as "uncertain" instead of being signed anew.
+    expect(collector.records.filter((r) => r.metrics.marker === 'lost')).toHaveLength(1);
+    expect(status.outbox).toMatchObject({ pending: 0, deadLettered: 1 });
+    expect(status.lastSend).toMatchObject({ ok: false, code: 'uncertain' });
   }, 180_000);
 
   it('defers a send while the gateway is down and delivers it when it is back', async () => {

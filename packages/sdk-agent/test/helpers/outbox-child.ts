@@ -15,6 +15,7 @@ interface Config {
   ca: string;
   stateDir: string;
   count?: number;
+  marker?: string;
 }
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as Config;
@@ -32,7 +33,8 @@ const agent = createAgent({
 const id = await agent.ready();
 process.stdout.write(`IDENTITY ${JSON.stringify({ keyid: id.keyid, pem: id.publicKeyPem })}\n`);
 if (cfg.mode === 'enqueue') {
-  for (let seq = 0; seq < (cfg.count ?? 0); seq++) agent.enqueue({ seq });
+  for (let seq = 0; seq < (cfg.count ?? 0); seq++)
+    agent.enqueue({ seq, ...(cfg.marker ? { marker: cfg.marker } : {}) });
   process.stdout.write(`QUEUED ${agent.status().outbox.pending}\n`);
   setInterval(() => {}, 1000);
 } else {
