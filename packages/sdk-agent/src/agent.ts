@@ -273,6 +273,8 @@ export class Agent {
   private fastId = 0;
   /** The signed request of the head group after a failed POST, sent again as is (see deliver). */
   private resend: PendingResend | undefined;
+  /** Whether the outbox holds a saved resend (so clearing it needs a write). */
+  private resendSaved = false;
   private init: Promise<{ tpm: Tpm; key: StoredTpmKey; identity: AgentIdentity; signer: Signer }> | undefined;
   private tpmOpened: Tpm | undefined;
   private pumping: Promise<void> | undefined;
@@ -342,6 +344,7 @@ export class Agent {
     });
     const left = this.queue.loadResend();
     if (left) {
+      this.resendSaved = true;
       this.resend = {
         ids: left.ids,
         req: { payload: undefined, body: left.body, headers: left.headers },
@@ -805,10 +808,13 @@ export class Agent {
     if (!this.queue.durable) return;
     const r = this.resend;
     if (!r || !r.ids.every((id) => id > 0)) {
-      this.queue.saveResend(undefined);
+      // Only touch the disk when there is something to forget: a healthy send stays fsync-free.
+      if (this.resendSaved) this.queue.saveResend(undefined);
+      this.resendSaved = false;
       return;
     }
     this.queue.saveResend({ ids: r.ids, body: r.req.body, headers: r.req.headers, validUntil: r.validUntil });
+    this.resendSaved = true;
   }
 
   /** RFC 9421 signature of `GET <target>` (SPEC §6.3: `@method @path @query`, no nonce). */
