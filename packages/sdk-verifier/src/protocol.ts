@@ -5,6 +5,7 @@
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import canonicalizeImport from 'canonicalize';
 import { z } from 'zod';
+import { fastJcs } from './fast-jcs.js';
 
 // `canonicalize` is CommonJS with `module.exports = fn`; its typings declare an ES default export,
 // which NodeNext resolves to the module object. At runtime the default import is the function.
@@ -16,7 +17,7 @@ const canonicalize = canonicalizeImport as unknown as (input: unknown) => string
  * @public
  */
 export function jcs(value: unknown): string {
-  const text = canonicalize(value);
+  const text = fastJcs(value) ?? canonicalize(value);
   if (text === undefined) throw new TypeError('value is not JSON-serialisable');
   return text;
 }
@@ -242,6 +243,11 @@ export type WorkloadGeoId = z.infer<typeof workloadGeoIdSchema>;
  * @public
  */
 export function payloadSigningInput(payload: object): Uint8Array {
+  // Fast path: serialise once, skipping `signature`, without copying the payload.
+  const fast = fastJcs(payload, 'signature');
+  if (fast !== undefined && typeof payload === 'object' && payload !== null && !Array.isArray(payload)) {
+    return Buffer.from(fast, 'utf8');
+  }
   const { signature: _omit, ...rest } = payload as Record<string, unknown>;
   return Buffer.from(jcs(rest), 'utf8');
 }

@@ -1,0 +1,88 @@
+/**
+ * Fast RFC 8785 (JCS) serialisation for the plain JSON values `JSON.parse` produces. It is a drop-in for
+ * the `canonicalize` package: for every input it handles it returns the very same text (property-tested
+ * against `canonicalize`); for anything else (non-plain objects, `toJSON`, functions, bigint, symbols in
+ * arrays, NaN/Infinity, excessive depth) it returns `undefined` and the caller uses `canonicalize`, so
+ * behaviour — including which inputs throw — stays the library's.
+ *
+ * Why: the payload signing input is serialised on every `POST /metrics`; `canonicalize` builds it with
+ * `reduce` and template strings and re-escapes every key and string through `JSON.stringify`.
+ */
+
+/** Characters `JSON.stringify` would escape (or, for surrogates, might): such strings go to it. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what JSON escapes.
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** Beyond this nesting the slow path decides (it throws RangeError on really deep input, as before). */
+const MAX_DEPTH = 200;
+
+class Fallback {}
+const FALLBACK = new Fallback();
+
+function str(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
+}
+
+function value(v: unknown, depth: number, skipKey: string | undefined): string {
+  switch (typeof v) {
+    case 'string':
+      return str(v);
+    case 'number':
+      // Finite numbers: `String` and `JSON.stringify` are both ECMAScript Number::toString (-0 → "0").
+      if (!Number.isFinite(v)) throw FALLBACK;
+      return String(v);
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'object':
+      if (v === null) return 'null';
+      if (depth >= MAX_DEPTH) throw FALLBACK;
+      return Array.isArray(v) ? array(v, depth) : object(v as Record<string, unknown>, depth, skipKey);
+    default:
+      throw FALLBACK;
+  }
+}
+
+function array(a: unknown[], depth: number): string {
+  if (Object.getPrototypeOf(a) !== Array.prototype || (a as { toJSON?: unknown }).toJSON !== undefined) {
+    throw FALLBACK;
+  }
+  let out = '[';
+  for (let i = 0; i < a.length; i++) {
+    if (i > 0) out += ',';
+    const e = a[i];
+    // canonicalize writes null for undefined array elements (holes included); symbols too.
+    out += e === undefined ? 'null' : value(e, depth + 1, undefined);
+  }
+  return `${out}]`;
+}
+
+function object(o: Record<string, unknown>, depth: number, skipKey: string | undefined): string {
+  const proto = Object.getPrototypeOf(o);
+  if ((proto !== Object.prototype && proto !== null) || o.toJSON !== undefined) throw FALLBACK;
+  // Default sort = UTF-16 code unit order, which is what RFC 8785 §3.2.3 asks for (and canonicalize does).
+  const keys = Object.keys(o).sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    if (k === skipKey) continue;
+    const e = o[k];
+    if (e === undefined) continue; // omitted, as by canonicalize (symbols fall back via value())
+    if (first) first = false;
+    else out += ',';
+    out += `${str(k)}:${value(e, depth + 1, undefined)}`;
+  }
+  return `${out}}`;
+}
+
+/**
+ * JCS text of `v` (without the top-level member `skipKey`, when given and `v` is an object), or
+ * `undefined` when the input is outside the fast path.
+ */
+export function fastJcs(v: unknown, skipKey?: string): string | undefined {
+  try {
+    return value(v, 0, skipKey);
+  } catch (err) {
+    if (err === FALLBACK || err instanceof RangeError) return undefined;
+    throw err;
+  }
+}
