@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { LOCATION_QUALITIES } from '../protocol.js';
+import { hasDuplicateJsonKeys, LOCATION_QUALITIES } from '../protocol.js';
 
 const AGENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const KEYID = /^[0-9a-f]{64}$/;
@@ -139,4 +139,20 @@ export function fastContentDigest(header: string, body: Uint8Array): boolean | u
   // A plain comparison is fine: the digest of a body the client sent is no secret. Canonical base64
   // of 32 bytes is the only text that can equal the computed one.
   return createHash('sha256').update(body).digest('base64') === m[1];
+}
+
+/**
+ * `hasDuplicateJsonKeys(text)` for `parsed = JSON.parse(text)`, usually without scanning: when
+ * `JSON.stringify(parsed)` reproduces `text` exactly (agents send compact `JSON.stringify` output), no
+ * object can have lost a member to a duplicate — the same text would then hold fewer members than
+ * itself — so the answer is false. Any other text (whitespace, escapes, other number forms) is scanned.
+ */
+export function fastHasDuplicateJsonKeys(text: string, parsed: unknown): boolean {
+  let again: string | undefined;
+  try {
+    again = JSON.stringify(parsed);
+  } catch {
+    again = undefined; // e.g. nesting too deep for the serialiser: let the scanner decide
+  }
+  return again !== text && hasDuplicateJsonKeys(text);
 }

@@ -19,7 +19,6 @@ import { evaluateGeoPolicy, foldPlaceName, type GeoPolicy, geoPolicyRestricts } 
 import {
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_CLOCK_SKEW_SECONDS,
-  hasDuplicateJsonKeys,
   keyidSchema,
   MAX_SIGNATURE_VALIDITY_SECONDS,
   METRICS_SIGNATURE_COMPONENTS,
@@ -34,7 +33,12 @@ import {
   workloadGeoIdSchema,
 } from '../protocol.js';
 import { type AgentRecord, recordPublicKey } from '../storage/registry.js';
-import { fastContentDigest, fastValidPayload, fastValidWorkloadGeoId } from './fast-validate.js';
+import {
+  fastContentDigest,
+  fastHasDuplicateJsonKeys,
+  fastValidPayload,
+  fastValidWorkloadGeoId,
+} from './fast-validate.js';
 import { createMemoryRecordSink } from './records.js';
 import type {
   CollectorOptions,
@@ -245,7 +249,7 @@ function parseWorkloadGeoId(req: VerifierRequest): WorkloadGeoId | undefined {
   } catch {
     throw bad('Invalid Workload-Geo-ID header', { reason: 'not JSON' });
   }
-  if (hasDuplicateJsonKeys(text))
+  if (fastHasDuplicateJsonKeys(text, json))
     throw bad('Invalid Workload-Geo-ID header', { reason: 'duplicate member names' });
   if (fastValidWorkloadGeoId(json)) return json as WorkloadGeoId;
   const parsed = workloadGeoIdSchema.safeParse(json);
@@ -291,7 +295,7 @@ function parseMetricsRequest(req: VerifierRequest, r: Resolved, requireHeaders: 
   } catch {
     throw bad('Invalid payload structure', { reason: 'body is not JSON' });
   }
-  if (hasDuplicateJsonKeys(text))
+  if (fastHasDuplicateJsonKeys(text, raw))
     throw bad('Invalid payload structure', { reason: 'duplicate member names' });
   let payload: MetricsPayload;
   if (fastValidPayload(raw)) payload = raw as MetricsPayload;

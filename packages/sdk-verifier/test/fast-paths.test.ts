@@ -1,0 +1,42 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { hasDuplicateJsonKeys } from '../src/index.js';
+import { fastHasDuplicateJsonKeys } from '../src/pipeline/fast-validate.js';
+
+/** JSON texts, compact or not, with and without duplicate member names (escaped spellings included). */
+const name = fc.constantFrom('a', 'b', '\\u0061', '__proto__', 'x y', '');
+const value: fc.Arbitrary<string> = fc.letrec((tie) => ({
+  v: fc.oneof(
+    { depthSize: 'small' },
+    fc.constantFrom('1', '1.0', '-0', '"s"', 'true', 'null', '"\\u0041"', '1e2'),
+    tie('arr'),
+    tie('obj'),
+  ),
+  arr: fc.array(tie('v'), { maxLength: 3 }).map((xs) => `[${xs.join(',')}]`),
+  obj: fc
+    .tuple(fc.array(fc.tuple(name, tie('v')), { maxLength: 4 }), fc.constantFrom('', ' ', '\n'))
+    .map(([members, ws]) => `{${members.map(([k, v]) => `${ws}"${k}"${ws}:${ws}${v}`).join(',')}}`),
+})).v as fc.Arbitrary<string>;
+
+describe('fastHasDuplicateJsonKeys', () => {
+  it('gives the same answer as hasDuplicateJsonKeys', () => {
+    fc.assert(
+      fc.property(value, (text) => {
+        expect(fastHasDuplicateJsonKeys(text, JSON.parse(text))).toBe(hasDuplicateJsonKeys(text));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('answers for compact JSON.stringify output, with and without duplicates', () => {
+    const compact = JSON.stringify({ a: 1, b: { c: [1, { d: 2 }] } });
+    expect(fastHasDuplicateJsonKeys(compact, JSON.parse(compact))).toBe(false);
+    const dup = '{"a":1,"b":{"c":1,"c":1}}';
+    expect(fastHasDuplicateJsonKeys(dup, JSON.parse(dup))).toBe(true);
+    const escaped = '{"a":1,"\\u0061":1}';
+    expect(fastHasDuplicateJsonKeys(escaped, JSON.parse(escaped))).toBe(true);
+    let deep = '1';
+    for (let i = 0; i < 5000; i++) deep = `{"a":${deep}}`;
+    expect(fastHasDuplicateJsonKeys(deep, JSON.parse(deep))).toBe(false);
+  });
+});
