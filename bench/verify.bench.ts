@@ -111,7 +111,7 @@ async function prepare(n: number): Promise<Prepared[]> {
         timestamp: new Date().toISOString(),
         metrics: { cpu_percent: 12.5 + i, mem_mb: 512, disk: { used: 1234567, free: 7654321 } },
         geographic_region: { region: 'US', state: 'California', city: 'Santa Clara' },
-        location: { lat: 37.3, lon: -122.0, accuracy: 25, quality: 'GNSS' },
+        location: { lat: 37.35, lon: -121.97, accuracy: 25, quality: 'GNSS' }, // inside Santa Clara
       },
       signer,
     );

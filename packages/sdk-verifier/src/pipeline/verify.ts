@@ -239,9 +239,28 @@ function mapHttpSigError(err: unknown): GeofenceError {
   return GeofenceError.from(err);
 }
 
+/**
+ * Valid Workload-Geo-ID values seen recently, by header text: an agent sends the same value with every
+ * request, so parsing and validating it again is waste. Only values that passed every check are stored
+ * (deep-frozen; they never leave this module); bounded, and simply emptied when full, so distinct
+ * headers cost memory of at most GEO_CACHE_MAX × 4 KiB.
+ */
+const geoCache = new Map<string, WorkloadGeoId>();
+const GEO_CACHE_MAX = 512;
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null) {
+    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
+    Object.freeze(v);
+  }
+  return v;
+}
+
 function parseWorkloadGeoId(req: VerifierRequest): WorkloadGeoId | undefined {
   const text = singleHeader(req, WORKLOAD_GEO_ID_HEADER);
   if (text === undefined) return undefined;
+  const cached = geoCache.get(text);
+  if (cached !== undefined) return cached;
   if (text.length > 4096) throw bad('Invalid Workload-Geo-ID header', { reason: 'too long' });
   let json: unknown;
   try {
@@ -251,7 +270,11 @@ function parseWorkloadGeoId(req: VerifierRequest): WorkloadGeoId | undefined {
   }
   if (fastHasDuplicateJsonKeys(text, json))
     throw bad('Invalid Workload-Geo-ID header', { reason: 'duplicate member names' });
-  if (fastValidWorkloadGeoId(json)) return json as WorkloadGeoId;
+  if (fastValidWorkloadGeoId(json)) {
+    if (geoCache.size >= GEO_CACHE_MAX) geoCache.clear();
+    geoCache.set(text, deepFreeze(json as WorkloadGeoId));
+    return json as WorkloadGeoId;
+  }
   const parsed = workloadGeoIdSchema.safeParse(json);
   if (!parsed.success) throw bad('Invalid Workload-Geo-ID header', { issues: issues(parsed.error.issues) });
   return parsed.data;
@@ -280,7 +303,7 @@ function parseMetricsRequest(req: VerifierRequest, r: Resolved, requireHeaders: 
   if (body === undefined) throw bad('Invalid payload structure', { reason: 'empty body' });
   if (body.byteLength > r.bodyLimit) throw bad('Payload too large', { limit: r.bodyLimit }, 413);
   const ct = singleHeader(req, 'content-type');
-  const media = ct?.split(';', 1)[0]?.trim().toLowerCase();
+  const media = ct === 'application/json' ? ct : ct?.split(';', 1)[0]?.trim().toLowerCase();
   if (media !== 'application/json')
     throw bad('Unsupported media type', { expected: 'application/json' }, 415);
   if (requireHeaders) {
