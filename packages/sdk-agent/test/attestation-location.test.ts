@@ -272,6 +272,23 @@ describe('lah-bundle appraisal', () => {
     );
   });
 
+  it('appraises region-only geo policies with the shipped reverse-geocoding table by default', async () => {
+    // The collector's context passes no reverseGeocode: the built-in table maps the sealed point.
+    const record = (await registry.getByName('agent-geo'))!;
+    await registry.put({ ...record, geo_policy: { allow: [{ region: 'US', state: 'California' }] } });
+    try {
+      const out = await performLocationAttestation({ tpm: tpmA, state, post, nonce, location: INSIDE });
+      expect(out.trustLevel).toBe('low');
+      await expectRejected(
+        performLocationAttestation({ tpm: tpmA, state, post, nonce, location: BERLIN }),
+        'geofence',
+        { geo_check: 'region', received: { region: 'EU', state: 'Germany', city: 'Berlin' } },
+      );
+    } finally {
+      await registry.put(record);
+    }
+  });
+
   it('rejects a workload that changed since enrolment', async () => {
     writeFileSync(imagePath, 'console.log("workload v2 (tampered)");\n');
     try {

@@ -7,6 +7,7 @@
 import { booleanPointInPolygon } from '@turf/boolean-point-in-polygon';
 import type { Polygon } from 'geojson';
 import { z } from 'zod';
+import { BUILTIN_REGION_TABLE, boxContains, type RegionBox } from './geocode.js';
 import { type GeographicRegion, LOCATION_QUALITIES, type LocationQuality } from './protocol.js';
 
 const allowName = z.string().min(1).max(256);
@@ -40,6 +41,23 @@ const multiPolygonSchema = z.strictObject({
   coordinates: z.array(z.array(ring).min(1).max(10_000)).min(1).max(10_000),
   bbox: z.array(z.number()).optional(),
 });
+const regionBoxSchema = z.strictObject({
+  box: z
+    .tuple([
+      z.number().min(-180).max(180),
+      z.number().min(-90).max(90),
+      z.number().min(-180).max(180),
+      z.number().min(-90).max(90),
+    ])
+    .refine((b) => b[0] <= b[2] && b[1] <= b[3], { message: 'box must be [minLon, minLat, maxLon, maxLat]' })
+    .readonly(),
+  place: z
+    .strictObject({ region: allowName, state: allowName.optional(), city: allowName.optional() })
+    .refine((p) => p.city === undefined || p.state !== undefined, {
+      message: 'a place with a city needs a state',
+    }),
+});
+
 const fenceGeometry = z.discriminatedUnion('type', [polygonSchema, multiPolygonSchema]);
 
 /**
@@ -77,6 +95,14 @@ export const geoPolicySchema = z.strictObject({
   min_quality: z.enum(LOCATION_QUALITIES).optional(),
   /** Maximum age of the fix in seconds (requires `fix_time`). */
   max_fix_age_seconds: z.number().positive().finite().optional(),
+  /**
+   * Reverse-geocoding table for the region consistency check (SPEC §5.1): when the observation
+   * carries both a point and a claimed place, and the point lies in a box of this table, a claimed
+   * region/state/city that contradicts the table fails the policy (`region_mismatch`). Default
+   * (absent): the built-in table `BUILTIN_REGION_TABLE`. `false` disables the check (for
+   * deployments whose place names differ from the table's, e.g. `DE` instead of `EU`/`Germany`).
+   */
+  region_table: z.union([z.literal(false), z.array(regionBoxSchema).max(100_000)]).optional(),
 });
 /**
  * A geo policy.
@@ -107,7 +133,7 @@ export interface GeoObservation {
  * Which constraint failed.
  * @public
  */
-export type GeoCheck = 'region' | 'fence' | 'quality' | 'fix_age';
+export type GeoCheck = 'region' | 'region_mismatch' | 'fence' | 'quality' | 'fix_age';
 
 /**
  * Result of {@link evaluateGeoPolicy}.
@@ -152,6 +178,7 @@ interface CompiledPolicy {
   polygons: CompiledPolygon[] | undefined;
   minQualityRank: number | undefined;
   maxFixAgeMs: number | undefined;
+  regionTable: readonly RegionBox[] | undefined;
   source: GeoPolicy;
 }
 
@@ -230,6 +257,7 @@ function getCompiled(policy: GeoPolicy, validate: boolean): CompiledPolicy {
     polygons: compilePolygons(p.fences),
     minQualityRank: p.min_quality === undefined ? undefined : LOCATION_QUALITIES.indexOf(p.min_quality),
     maxFixAgeMs: p.max_fix_age_seconds === undefined ? undefined : p.max_fix_age_seconds * 1000,
+    regionTable: p.region_table === false ? undefined : (p.region_table ?? BUILTIN_REGION_TABLE),
     source: policy,
   };
   compiled.set(policy, c);
@@ -259,6 +287,61 @@ function matchRegion(regions: Map<string, RegionNode>, obs: GeoObservation['regi
   if (st.all) return true;
   const city = typeof obs?.city === 'string' && obs.city !== '' ? foldPlaceName(obs.city) : undefined;
   return city !== undefined && st.cities.has(city);
+}
+
+function folded(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? foldPlaceName(v) : undefined;
+}
+
+/** Every level both places name is equal after folding (a level either leaves out is no conflict). */
+function compatible(
+  place: GeographicRegion,
+  claim: { region?: string | undefined; state?: string | undefined; city?: string | undefined },
+): boolean {
+  for (const level of ['region', 'state', 'city'] as const) {
+    const a = folded(place[level]);
+    if (a !== undefined && claim[level] !== undefined && a !== claim[level]) return false;
+  }
+  return true;
+}
+
+/**
+ * Region consistency (SPEC §5.1): does the claimed place contradict the reported point according
+ * to `table`? Only what the table knows can be concluded:
+ * - the point lies in no box → nothing (`false`): the table does not cover it;
+ * - no box containing the point is compatible with the claim (some level both name differs) →
+ *   contradiction (Berlin coordinates with a claimed US/California/Santa Clara);
+ * - the claim names a city the table has boxes for (with compatible region/state), and none of
+ *   them contains the point → contradiction (coordinates in downtown San Jose claiming Santa
+ *   Clara). A city the table does not know is judged on region/state only, so an agent in a
+ *   town next to a (generous) city box is not rejected.
+ */
+function regionContradiction(
+  table: readonly RegionBox[],
+  region: GeoObservation['region'],
+  lat: number,
+  lon: number,
+): boolean {
+  const claim = { region: folded(region?.region), state: folded(region?.state), city: folded(region?.city) };
+  if (claim.region === undefined && claim.state === undefined && claim.city === undefined) return false;
+  let covered = false;
+  let consistent = false;
+  let cityKnown = false;
+  let cityContains = false;
+  for (const { box, place } of table) {
+    const inside = boxContains(box, lat, lon);
+    const ok = compatible(place, claim);
+    if (inside) {
+      covered = true;
+      if (ok) consistent = true;
+    }
+    if (claim.city !== undefined && ok && folded(place.city) === claim.city) {
+      cityKnown = true;
+      if (inside) cityContains = true;
+    }
+  }
+  if (!covered) return false;
+  return !consistent || (cityKnown && !cityContains);
 }
 
 // Conservative metres-per-degree: the shortest meridian degree on the WGS84 ellipsoid, and the
@@ -316,7 +399,9 @@ function qualityRank(q: unknown): number {
 
 /**
  * Evaluate one policy against an observation (SPEC §5.3). Checks, in order: region hierarchy,
- * fences, minimum quality, maximum fix age. The first failing check is reported.
+ * region consistency (a claimed place that contradicts the reported point according to the
+ * policy's `region_table`, default the built-in table; a point outside every box of the table
+ * concludes nothing), fences, minimum quality, maximum fix age. The first failing check is reported.
  * The policy is validated and compiled on first use and cached per policy object.
  * @public
  */
@@ -331,8 +416,26 @@ export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation
       received: observation.region ?? null,
     };
   }
+  const pt = observation.point;
+  if (
+    c.regionTable !== undefined &&
+    observation.region !== undefined &&
+    pt !== undefined &&
+    Number.isFinite(pt.lat) &&
+    Number.isFinite(pt.lon) &&
+    regionContradiction(c.regionTable, observation.region, pt.lat, pt.lon)
+  ) {
+    return {
+      allowed: false,
+      check: 'region_mismatch',
+      reason: 'Claimed region contradicts the reported coordinates',
+      expected: {
+        places_at_point: c.regionTable.filter((e) => boxContains(e.box, pt.lat, pt.lon)).map((e) => e.place),
+      },
+      received: { region: observation.region, point: { lat: pt.lat, lon: pt.lon } },
+    };
+  }
   if (c.polygons) {
-    const pt = observation.point;
     const ok =
       pt !== undefined &&
       Number.isFinite(pt.lat) &&

@@ -2,7 +2,14 @@ import { booleanWithin } from '@turf/boolean-within';
 import { circle } from '@turf/circle';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { evaluateGeoPolicy, foldPlaceName, type GeoPolicy, geoPolicySchema } from '../src/index.js';
+import {
+  BUILTIN_REGION_TABLE,
+  evaluateGeoPolicy,
+  foldPlaceName,
+  type GeoPolicy,
+  geoPolicySchema,
+  lookupRegion,
+} from '../src/index.js';
 
 const allow: GeoPolicy = {
   allow: [
@@ -268,5 +275,127 @@ describe('quality and fix age', () => {
       }).success,
     ).toBe(false);
     expect(() => evaluateGeoPolicy({ min_quality: 'best' } as unknown as GeoPolicy, {})).toThrow();
+  });
+});
+
+describe('region consistency with the reported coordinates (SPEC §5.1)', () => {
+  const berlin = { lat: 52.52, lon: 13.405 };
+  const santaClara = { lat: 37.354, lon: -121.955 };
+  const downtownSanJose = { lat: 37.335, lon: -121.89 };
+  const sunnyvale = { lat: 37.37, lon: -122.036 };
+  const mid = { lat: 0.5, lon: -30 }; // Atlantic: outside every built-in box
+  const sc = { region: 'US', state: 'California', city: 'Santa Clara' };
+  const permissive: GeoPolicy = { allow: [{ region: 'US' }, { region: 'EU' }] };
+
+  it('rejects Berlin coordinates with a claimed Santa Clara', () => {
+    const d = evaluateGeoPolicy(permissive, { region: sc, point: berlin });
+    expect(d).toMatchObject({
+      allowed: false,
+      check: 'region_mismatch',
+      reason: 'Claimed region contradicts the reported coordinates',
+      expected: {
+        places_at_point: [
+          { region: 'EU', state: 'Germany', city: 'Berlin' },
+          { region: 'EU', state: 'Germany' },
+        ],
+      },
+    });
+    // Also with no allow list at all: the contradiction alone is a failure.
+    expect(evaluateGeoPolicy({}, { region: sc, point: berlin })).toMatchObject({ check: 'region_mismatch' });
+  });
+
+  it('allows consistent claims, after NFC and case folding, at every level the claim names', () => {
+    const ok = (region: Record<string, string>, point: { lat: number; lon: number }) =>
+      evaluateGeoPolicy(permissive, { region, point }).allowed;
+    expect(ok(sc, santaClara)).toBe(true);
+    expect(ok({ region: 'us', state: 'CALIFORNIA', city: 'santa clara' }, santaClara)).toBe(true);
+    expect(ok({ region: 'EU', state: 'Germany', city: 'Berlin' }, berlin)).toBe(true);
+    expect(ok({ region: 'EU', state: 'germany' }, berlin)).toBe(true);
+    expect(ok({ region: 'US' }, santaClara)).toBe(true);
+    // Santa Clara lies in the (generous) San Jose box too.
+    expect(ok({ region: 'US', state: 'California', city: 'San Jose' }, santaClara)).toBe(true);
+    // A town the table does not know, inside a city box: judged on region/state only.
+    expect(ok({ region: 'US', state: 'California', city: 'Sunnyvale' }, sunnyvale)).toBe(true);
+  });
+
+  it('rejects a wrong state or region, and a known city whose boxes do not contain the point', () => {
+    const check = (region: Record<string, string>, point: { lat: number; lon: number }) => {
+      const d = evaluateGeoPolicy(permissive, { region, point });
+      return d.allowed ? 'allowed' : d.check;
+    };
+    expect(check({ region: 'US', state: 'Texas', city: 'Austin' }, santaClara)).toBe('region_mismatch');
+    expect(check({ region: 'US', state: 'Texas' }, santaClara)).toBe('region_mismatch');
+    expect(check({ region: 'EU' }, santaClara)).toBe('region_mismatch');
+    expect(check(sc, downtownSanJose)).toBe('region_mismatch');
+    expect(check({ region: 'US', state: 'California', city: 'San Jose' }, downtownSanJose)).toBe('allowed');
+  });
+
+  it('concludes nothing outside every known box: the allow entries decide as before', () => {
+    expect(evaluateGeoPolicy(permissive, { region: sc, point: mid }).allowed).toBe(true);
+    expect(evaluateGeoPolicy(allow, { region: { region: 'XX' }, point: mid })).toMatchObject({
+      check: 'region',
+    });
+    // No point or no claim: nothing to compare.
+    expect(evaluateGeoPolicy(permissive, { region: sc }).allowed).toBe(true);
+    expect(evaluateGeoPolicy({}, { point: berlin }).allowed).toBe(true);
+  });
+
+  it('takes a custom table from the policy, or none (region_table: false)', () => {
+    const custom: GeoPolicy = {
+      allow: [{ region: 'US' }, { region: 'EU' }, { region: 'DE' }],
+      region_table: [{ box: [13, 52, 14, 53], place: { region: 'DE', state: 'Berlin' } }],
+    };
+    expect(evaluateGeoPolicy(custom, { region: { region: 'DE', state: 'Berlin' }, point: berlin })).toEqual({
+      allowed: true,
+    });
+    expect(evaluateGeoPolicy(custom, { region: sc, point: berlin })).toMatchObject({
+      check: 'region_mismatch',
+    });
+    // The custom table replaces the built-in one: Santa Clara is unknown to it.
+    expect(evaluateGeoPolicy(custom, { region: { region: 'EU' }, point: santaClara }).allowed).toBe(true);
+    const off: GeoPolicy = { ...permissive, region_table: false };
+    expect(evaluateGeoPolicy(off, { region: sc, point: berlin }).allowed).toBe(true);
+    expect(() =>
+      geoPolicySchema.parse({ region_table: [{ box: [10, 0, 0, 0], place: { region: 'X' } }] }),
+    ).toThrow();
+    expect(() =>
+      geoPolicySchema.parse({ region_table: [{ box: [0, 0, 1, 1], place: { region: 'X', city: 'Y' } }] }),
+    ).toThrow();
+  });
+
+  it('property: outside every box the decision equals the decision without a point', () => {
+    const name = fc.constantFrom('US', 'EU', 'California', 'Germany', 'Texas', 'Berlin', 'Santa Clara', 'x');
+    const claim = fc.record({ region: name, state: name, city: name }, { requiredKeys: [] });
+    // Southern hemisphere / Pacific: no built-in box reaches there.
+    const point = fc.record({
+      lat: fc.double({ min: -89, max: -1, noNaN: true }),
+      lon: fc.double({ min: -179, max: 179, noNaN: true }),
+    });
+    fc.assert(
+      fc.property(claim, point, (region, pt) => {
+        const withPoint = evaluateGeoPolicy(allow, { region, point: pt });
+        const without = evaluateGeoPolicy(allow, { region });
+        expect(withPoint.allowed).toBe(without.allowed);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('property: a claim equal to the first box containing the point is never a mismatch', () => {
+    const point = fc.record({
+      lat: fc.double({ min: 28, max: 54, noNaN: true }),
+      lon: fc.double({ min: -124, max: 14, noNaN: true }),
+    });
+    fc.assert(
+      fc.property(point, fc.boolean(), (pt, upper) => {
+        const place = lookupRegion(pt.lat, pt.lon, BUILTIN_REGION_TABLE);
+        if (place === undefined) return;
+        const region = upper
+          ? Object.fromEntries(Object.entries(place).map(([k, v]) => [k, String(v).toUpperCase()]))
+          : place;
+        expect(evaluateGeoPolicy({}, { region, point: pt })).toEqual({ allowed: true });
+      }),
+      { numRuns: 400 },
+    );
   });
 });

@@ -191,6 +191,37 @@ describe('collector order', () => {
     expect(await nonces.consume(agent.keyid, nonce)).toBe('reused');
   });
 
+  it('rejects a claimed region that contradicts the reported coordinates (SPEC §5.1)', async () => {
+    const nonces = new MemoryNonceStore();
+    const at = (lat: number, lon: number) => ({
+      lat,
+      lon,
+      accuracy: 10,
+      quality: 'GNSS' as const,
+      fix_time: new Date().toISOString(),
+    });
+    // Claimed (and allowed) Santa Clara, but Berlin coordinates.
+    const lying = toReq(
+      await buildMetricsRequest(agent, {
+        nonce: (await nonces.issue(agent.keyid)).nonce,
+        location: at(52.52, 13.405),
+      }),
+    );
+    const err = await rejection(verifyMetrics(lying, { registry, nonces }));
+    expect(err.validationType).toBe('geolocation_policy');
+    expect(err.details).toMatchObject({
+      check: 'region_mismatch',
+      reason: 'Claimed region contradicts the reported coordinates',
+    });
+    const honest = toReq(
+      await buildMetricsRequest(agent, {
+        nonce: (await nonces.issue(agent.keyid)).nonce,
+        location: at(37.354, -121.955),
+      }),
+    );
+    expect((await verifyMetrics(honest, { registry, nonces })).status).toBe(200);
+  });
+
   it('refuses agents without any geographic policy unless told otherwise', async () => {
     const open = makeAgent('agent-open', { geoPolicy: {} });
     await registry.put(open.record);

@@ -1,44 +1,6 @@
-import type { GeographicRegion } from '@geofence/verifier';
-
-/** A rectangular area and the place it maps to. `box` is `[minLon, minLat, maxLon, maxLat]` (WGS 84). */
-export interface RegionBox {
-  /** Bounding box `[minLon, minLat, maxLon, maxLat]`. */
-  box: readonly [number, number, number, number];
-  /** The place a point inside the box is in. */
-  place: GeographicRegion;
-}
-
 /**
- * The reverse-geocoding table shipped with the SDK: coarse bounding boxes, most specific first.
- * Deliberately small — deployments configure their own mapping for their sites. Boxes are
- * conservative approximations of the administrative areas (a point near a border may fall in
- * the coarser entry or in none); the verifier's polygon policy is the authority on fences.
+ * The shipped reverse-geocoding table (SPEC §5.1) lives in `@geofence/verifier`, which checks
+ * claimed places against coordinates with it; re-exported here so the agent keeps its public names
+ * and both sides use one table.
  */
-export const BUILTIN_REGION_TABLE: readonly RegionBox[] = Object.freeze([
-  {
-    box: [-122.03, 37.32, -121.92, 37.42],
-    place: { region: 'US', state: 'California', city: 'Santa Clara' },
-  },
-  { box: [-122.2, 37.12, -121.75, 37.45], place: { region: 'US', state: 'California', city: 'San Jose' } },
-  { box: [-97.94, 30.1, -97.56, 30.52], place: { region: 'US', state: 'Texas', city: 'Austin' } },
-  { box: [13.09, 52.34, 13.76, 52.67], place: { region: 'EU', state: 'Germany', city: 'Berlin' } },
-  { box: [11.36, 48.06, 11.72, 48.25], place: { region: 'EU', state: 'Germany', city: 'Munich' } },
-  // State / country level (inner boxes of the territories, so coverage errs on "unmapped").
-  { box: [-123.5, 35.0, -118.0, 41.0], place: { region: 'US', state: 'California' } },
-  { box: [-103.0, 28.0, -95.0, 34.0], place: { region: 'US', state: 'Texas' } },
-  { box: [7.0, 48.0, 13.8, 53.5], place: { region: 'EU', state: 'Germany' } },
-]);
-
-/** First entry of `tables` (in order) whose box contains the point, or `undefined`. */
-export function lookupRegion(
-  lat: number,
-  lon: number,
-  ...tables: ReadonlyArray<readonly RegionBox[]>
-): GeographicRegion | undefined {
-  for (const table of tables) {
-    for (const { box, place } of table) {
-      if (lon >= box[0] && lat >= box[1] && lon <= box[2] && lat <= box[3]) return { ...place };
-    }
-  }
-  return undefined;
-}
+export { BUILTIN_REGION_TABLE, lookupRegion, type RegionBox } from '@geofence/verifier';

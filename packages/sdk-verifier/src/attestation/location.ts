@@ -10,6 +10,7 @@ import { objectNameHex, publicToSpkiDer, TpmWireError, verifyQuote } from '@geof
 import type { JWK } from 'jose';
 import { GeofenceError } from '../errors.js';
 import { evaluateGeoPolicy, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
+import { builtinReverseGeocode } from '../geocode.js';
 import type { GeographicRegion } from '../protocol.js';
 import { bytesEqual, fromB64u, fromHex, toB64u } from './encoding.js';
 import { pcrValuesFromJson } from './enrollment.js';
@@ -38,7 +39,8 @@ export interface LocationAppraisalContext {
   globalGeoPolicy?: GeoPolicy;
   /**
    * Maps coordinates to a place, for agents whose geo policy uses region/state/city entries.
-   * Without it only GeoJSON fences can be appraised, and region entries fail closed.
+   * Default: the shipped table (`builtinReverseGeocode`); a point outside it has no place, so
+   * region entries fail closed there (GeoJSON fences still apply).
    */
   reverseGeocode?: (lat: number, lon: number) => GeographicRegion | undefined;
   /** Maximum age of the bundle timestamp in seconds (default 300). */
@@ -240,7 +242,7 @@ export async function appraiseLocationBundle(
     );
   }
   const { lat, lon, accuracy } = geo.data;
-  const region = context.reverseGeocode?.(lat, lon);
+  const region = (context.reverseGeocode ?? builtinReverseGeocode)(lat, lon);
   for (const policy of policies) {
     const decision = evaluateGeoPolicy(policy, {
       point: { lat, lon, accuracy },
