@@ -6,11 +6,13 @@
  */
 import {
   type AttestationResultSigner,
+  builtinReverseGeocode,
   EnrollmentService,
   GeofenceError,
   type GeoPolicy,
   mountAttestationExpress,
   type NonceStore,
+  type PlatformPolicy,
   type PreRegisteredAgent,
   type Registry,
 } from '@geofence/verifier';
@@ -151,15 +153,18 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       );
   });
 
+  // One platform policy (approved image digests; PCR reference values once configured) for enrolment
+  // and location attestation, so /attest/location enforces what /enroll enforced.
+  const platformPolicy: PlatformPolicy = deps.enrollment.approvedImageDigests.length
+    ? { workloadDigests: deps.enrollment.approvedImageDigests }
+    : {};
   const enrollment = new EnrollmentService({
     registry,
     signer: deps.signer,
     policy: {
+      ...platformPolicy,
       ...(deps.enrollment.ekCaBundle.length ? { ekCaBundle: deps.enrollment.ekCaBundle } : {}),
       approvedEkHashes: deps.enrollment.approvedEkHashes,
-      ...(deps.enrollment.approvedImageDigests.length
-        ? { workloadDigests: deps.enrollment.approvedImageDigests }
-        : {}),
       agents: deps.enrollment.agents,
       unknownAgents: 'pending',
     },
@@ -370,7 +375,9 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       registry,
       nonces,
       signer: deps.signer,
-      policy: {},
+      policy: platformPolicy,
+      // Names the sealed point for region/state/city policies (the table the agents name fixes with).
+      reverseGeocode: builtinReverseGeocode,
       ...(deps.globalGeoPolicy ? { globalGeoPolicy: deps.globalGeoPolicy } : {}),
     },
     signer: deps.signer,
