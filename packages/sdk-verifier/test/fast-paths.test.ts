@@ -4,17 +4,17 @@ import { hasDuplicateJsonKeys } from '../src/index.js';
 import { fastHasDuplicateJsonKeys } from '../src/pipeline/fast-validate.js';
 
 /** JSON texts, compact or not, with and without duplicate member names (escaped spellings included). */
-const name = fc.constantFrom('a', 'b', '\\u0061', '__proto__', 'x y', '');
+const name = fc.constantFrom('a', 'b', '\\u0061', '__proto__', 'x y', '', '\\\\', '\\"', 'a\\\\\\"', ':');
 const value: fc.Arbitrary<string> = fc.letrec((tie) => ({
   v: fc.oneof(
     { depthSize: 'small' },
-    fc.constantFrom('1', '1.0', '-0', '"s"', 'true', 'null', '"\\u0041"', '1e2'),
+    fc.constantFrom('1', '1.0', '-0', '"s"', 'true', 'null', '"\\u0041"', '1e2', '":"', '"\\\\"', '"\\":"'),
     tie('arr'),
     tie('obj'),
   ),
   arr: fc.array(tie('v'), { maxLength: 3 }).map((xs) => `[${xs.join(',')}]`),
   obj: fc
-    .tuple(fc.array(fc.tuple(name, tie('v')), { maxLength: 4 }), fc.constantFrom('', ' ', '\n'))
+    .tuple(fc.array(fc.tuple(name, tie('v')), { maxLength: 4 }), fc.constantFrom('', ' ', '\n', '\t', '\r\n '))
     .map(([members, ws]) => `{${members.map(([k, v]) => `${ws}"${k}"${ws}:${ws}${v}`).join(',')}}`),
 })).v as fc.Arbitrary<string>;
 

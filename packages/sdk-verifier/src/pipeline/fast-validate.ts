@@ -151,18 +151,62 @@ export function fastContentDigest(header: string, body: Uint8Array): boolean | u
   return sha256Base64(body) === m[1];
 }
 
+/** Own member names in a parsed JSON value (own keys only, so a polluted prototype cannot add any). */
+function countParsedMembers(v: unknown): number {
+  if (typeof v !== 'object' || v === null) return 0;
+  let n = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) n += countParsedMembers(v[i]);
+    return n;
+  }
+  const keys = Object.keys(v);
+  n = keys.length;
+  for (let i = 0; i < keys.length; i++) n += countParsedMembers((v as Record<string, unknown>)[keys[i]!]);
+  return n;
+}
+
 /**
- * `hasDuplicateJsonKeys(text)` for `parsed = JSON.parse(text)`, usually without scanning: when
- * `JSON.stringify(parsed)` reproduces `text` exactly (agents send compact `JSON.stringify` output), no
- * object can have lost a member to a duplicate — the same text would then hold fewer members than
- * itself — so the answer is false. Any other text (whitespace, escapes, other number forms) is scanned.
+ * Member names in a valid JSON text: string tokens followed (after optional whitespace) by `:`.
+ * Returns -1 when the text does not look like valid JSON (the caller then scans).
+ */
+function countTextMembers(t: string): number {
+  let n = 0;
+  let i = 0;
+  for (;;) {
+    const open = t.indexOf('"', i);
+    if (open < 0) return n;
+    let close = open + 1;
+    for (;;) {
+      close = t.indexOf('"', close);
+      if (close < 0) return -1;
+      let b = close - 1;
+      while (t.charCodeAt(b) === 0x5c /* \ */) b--;
+      if ((close - 1 - b) % 2 === 0) break; // an even run of backslashes: the quote is not escaped
+      close++;
+    }
+    let j = close + 1;
+    for (;;) {
+      const c = t.charCodeAt(j);
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) break;
+      j++;
+    }
+    if (t.charCodeAt(j) === 0x3a /* : */) n++;
+    i = close + 1;
+  }
+}
+
+/**
+ * `hasDuplicateJsonKeys(text)` for `parsed = JSON.parse(text)`, usually without building sets of names:
+ * `JSON.parse` keeps one member per name, so the parsed value has as many members as the text has
+ * member names exactly when no object repeats a name. Equal counts → false; anything else (a
+ * duplicate, or input the counters do not expect) → the exact scanner decides.
  */
 export function fastHasDuplicateJsonKeys(text: string, parsed: unknown): boolean {
-  let again: string | undefined;
+  let inTree: number;
   try {
-    again = JSON.stringify(parsed);
+    inTree = countParsedMembers(parsed);
   } catch {
-    again = undefined; // e.g. nesting too deep for the serialiser: let the scanner decide
+    inTree = -2; // nesting too deep to recurse: let the scanner decide
   }
-  return again !== text && hasDuplicateJsonKeys(text);
+  return inTree !== countTextMembers(text) && hasDuplicateJsonKeys(text);
 }
