@@ -18,6 +18,11 @@ function parseUrl(raw: string, base?: string): URL | undefined {
 
 /** Nothing outside visible ASCII belongs in a request target or absolute URI. */
 const UNSAFE_URL_CHAR = /[^\x21-\x7e]/;
+/**
+ * Origin-form targets that WHATWG URL leaves untouched as `pathname`: a path of RFC 3986 pchars without
+ * `%`, no query or fragment, not starting with `//`; dot segments are excluded by the caller (`/.`).
+ */
+const PLAIN_PATH = /^\/(?!\/)[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/;
 /** Base for origin-form targets; `relative` marks that authority, scheme and target URI are unknown. */
 const RELATIVE_BASE = 'http://relative.invalid';
 
@@ -126,9 +131,23 @@ export class DerivationContext {
         const url = this.url(component);
         return url.hash === '' ? url.href : url.href.slice(0, url.href.length - url.hash.length);
       }
+      case '@path': {
+        // Fast path for the usual `/metrics`-style target: no URL parse; the value is the target itself,
+        // exactly what the parse would yield (property-tested against it).
+        const raw = this.message.url;
+        if (
+          this.parsed === undefined &&
+          this.message.status === undefined &&
+          typeof raw === 'string' &&
+          PLAIN_PATH.test(raw) &&
+          !raw.includes('/.')
+        ) {
+          return raw;
+        }
+        return this.viaLibrary(component);
+      }
       case '@authority':
       case '@scheme':
-      case '@path':
       case '@query':
         return this.viaLibrary(component);
       case '@request-target':
