@@ -1,19 +1,12 @@
 /**
- * Hand-built signed requests for the attack scenarios (replay, tampered body, expired signature). They
- * are assembled from the same building blocks the agent SDK uses — the verifier's payload signing, the
- * http-sig RFC 9421 signer, and the TPM signer of native-tpm — so the only difference from a genuine
- * message is the one the scenario introduces.
+ * Signed requests for the attack scenarios (replay, tampered body, expired signature). They are built
+ * by the agent SDK's own `buildMetricsRequest` with the agent's TPM signer, so the only difference
+ * from a genuine message is the one the scenario introduces (sent twice, edited after signing, or
+ * signed with a clock in the past).
  */
-import { contentDigest, type Signer, signRequest } from '@geofence/http-sig';
-import {
-  METRICS_SIGNATURE_COMPONENTS,
-  type NonceResponse,
-  PAYLOAD_VERSION,
-  SIGNATURE_LABEL,
-  SIGNATURE_TAG,
-  signPayload,
-  WORKLOAD_GEO_ID_HEADER,
-} from '@geofence/verifier';
+import { buildMetricsRequest } from '@geofence/agent';
+import { contentDigest, type Signer } from '@geofence/http-sig';
+import type { NonceResponse } from '@geofence/verifier';
 import { request, Agent as UndiciAgent } from 'undici';
 
 /** A signed request ready to (re)send. */
@@ -46,7 +39,10 @@ export async function fetchNonce(
   return body;
 }
 
-/** Builds a signed `POST /metrics` whose clock is `now` (in the past for the expired scenario). */
+/**
+ * Builds a signed `POST /metrics` whose clock is `now` (in the past for the expired scenario), as a
+ * static-location agent of `client_type` `thick` would.
+ */
 export async function buildSigned(opts: {
   agentName: string;
   keyid: string;
@@ -57,46 +53,20 @@ export async function buildSigned(opts: {
   now: Date;
   validitySeconds: number;
 }): Promise<RawRequest> {
-  const payload = await signPayload(
-    {
-      version: PAYLOAD_VERSION,
-      agent_name: opts.agentName,
-      tpm_public_key_hash: opts.keyid,
-      nonce: opts.nonce.nonce,
-      timestamp: opts.now.toISOString(),
-      metrics: opts.metrics,
-      geographic_region: opts.place,
-    },
-    opts.signer,
-  );
-  const body = Buffer.from(JSON.stringify(payload), 'utf8');
-  const headers: Record<string, string> = {
-    'content-type': 'application/json',
-    'content-digest': contentDigest(body, 'sha-256'),
-    [WORKLOAD_GEO_ID_HEADER]: JSON.stringify({
-      client_workload_id: opts.agentName,
-      client_workload_location: opts.place,
-      client_workload_location_type: 'geographic-region',
-      client_workload_location_quality: 'static',
-      client_type: 'thick',
-    }),
-  };
-  const created = Math.floor(opts.now.getTime() / 1000);
-  const sig = await signRequest(
-    { method: 'POST', url: 'https://gateway/metrics', headers, body },
-    {
-      signer: opts.signer,
-      components: METRICS_SIGNATURE_COMPONENTS,
-      label: SIGNATURE_LABEL,
-      tag: SIGNATURE_TAG,
-      created,
-      expires: created + opts.validitySeconds,
-      nonce: opts.nonce.nonce,
-    },
-  );
-  headers['signature-input'] = sig['signature-input'];
-  headers.signature = sig.signature;
-  return { body, headers };
+  const { body, headers } = await buildMetricsRequest({
+    agentName: opts.agentName,
+    keyid: opts.keyid,
+    signer: opts.signer,
+    nonce: opts.nonce,
+    observation: { geographicRegion: opts.place, quality: 'static', locationType: 'geographic-region' },
+    metrics: opts.metrics,
+    clientType: 'thick',
+    path: '/metrics',
+    origin: 'https://gateway',
+    now: opts.now,
+    validitySeconds: opts.validitySeconds,
+  });
+  return { body: Buffer.from(body.buffer, body.byteOffset, body.byteLength), headers };
 }
 
 /**
