@@ -14,7 +14,10 @@ const value: fc.Arbitrary<string> = fc.letrec((tie) => ({
   ),
   arr: fc.array(tie('v'), { maxLength: 3 }).map((xs) => `[${xs.join(',')}]`),
   obj: fc
-    .tuple(fc.array(fc.tuple(name, tie('v')), { maxLength: 4 }), fc.constantFrom('', ' ', '\n', '\t', '\r\n '))
+    .tuple(
+      fc.array(fc.tuple(name, tie('v')), { maxLength: 4 }),
+      fc.constantFrom('', ' ', '\n', '\t', '\r\n '),
+    )
     .map(([members, ws]) => `{${members.map(([k, v]) => `${ws}"${k}"${ws}:${ws}${v}`).join(',')}}`),
 })).v as fc.Arbitrary<string>;
 

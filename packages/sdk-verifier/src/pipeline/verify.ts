@@ -582,7 +582,7 @@ export async function verifyMetrics(
   const recordId = await sink({
     agent_name: record.agent_name,
     keyid: record.keyid,
-    received_at: now.toISOString(),
+    received_at: isoString(now),
     payload,
     raw_body: body,
     http_signature: sig
@@ -605,6 +605,19 @@ export async function verifyMetrics(
     payload,
     signature: sig,
   };
+}
+
+/** `toISOString` of the last millisecond seen: at collector rates several records share one. */
+let lastIsoMs = Number.NaN;
+let lastIso = '';
+function isoString(d: Date): string {
+  const ms = d.getTime();
+  // An invalid Date has NaN time, never equal: toISOString then throws RangeError as before.
+  if (ms !== lastIsoMs) {
+    lastIso = d.toISOString();
+    lastIsoMs = ms;
+  }
+  return lastIso;
 }
 
 const defaultSinks = new WeakMap<object, ReturnType<typeof createMemoryRecordSink>>();
