@@ -228,7 +228,8 @@ function median(xs: number[]): number {
 for (let w = 0; w < WARMUP_ROUNDS; w++) await round(PER_ROUND);
 const rounds: Record<string, number>[] = [];
 for (let r = 0; r < ROUNDS; r++) rounds.push(await round(PER_ROUND));
-if (records !== PER_ROUND * (ROUNDS + WARMUP_ROUNDS)) throw new Error(`expected every request accepted, got ${records}`);
+if (records !== PER_ROUND * (ROUNDS + WARMUP_ROUNDS))
+  throw new Error(`expected every request accepted, got ${records}`);
 const med = (k: string) => median(rounds.map((x) => x[k]!));
 const f = med('full');
 const b = med('bare');
