@@ -27,7 +27,6 @@ import {
   upsertPreRegistration,
   watchPreRegistrations,
 } from '../preregistrations.js';
-import { RateLimiter } from '../rate-limit.js';
 import type { RecordStore } from '../records.js';
 import {
   globalGeoPolicy,
@@ -38,14 +37,7 @@ import {
   readEkCaBundle,
 } from '../runtime.js';
 import { resolveTls } from '../tls.js';
-import {
-  adminAuth,
-  errorHandler,
-  notFound,
-  rateLimitMiddleware,
-  requestIdMiddleware,
-  sendProblem,
-} from './http.js';
+import { errorHandler, notFound, sendProblem, serviceApp } from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createOtlpForwarder, type OtlpForwarder } from './otlp.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
@@ -103,22 +95,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
   );
   const counters = { accepted: 0, rejected: 0 };
 
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('case sensitive routing', true);
-  app.set('strict routing', true);
-  app.set('trust proxy', opts.trustProxy);
-  app.use(requestIdMiddleware());
-  app.use(metrics.middleware);
-
-  const limiters = opts.rateLimit.enabled
-    ? {
-        ip: new RateLimiter(opts.rateLimit.perIpPerSecond, opts.rateLimit.perIpBurst),
-        keyid: new RateLimiter(opts.rateLimit.perKeyidPerSecond, opts.rateLimit.perKeyidBurst),
-      }
-    : undefined;
-  const limited = rateLimitMiddleware(limiters, REJECTED_BY, (kind) => metrics.rateLimited.inc({ kind }));
-  const admin = adminAuth(deps.adminToken, REJECTED_BY);
+  const { app, limited, admin } = serviceApp(opts, metrics, deps.adminToken, REJECTED_BY);
 
   app.get('/health', (_req, res) => {
     res.json({

@@ -20,17 +20,9 @@ import { ensureAdminToken } from '../admin-token.js';
 import type { Config } from '../config.js';
 import { HeaderLog } from '../header-log.js';
 import { createLogger, type Logger } from '../logger.js';
-import { RateLimiter } from '../rate-limit.js';
 import { globalGeoPolicy, openRegistry } from '../runtime.js';
 import { ensureDemoPki, resolveTls } from '../tls.js';
-import {
-  adminAuth,
-  errorHandler,
-  notFound,
-  rateLimitMiddleware,
-  requestIdMiddleware,
-  sendProblem,
-} from './http.js';
+import { errorHandler, notFound, sendProblem, serviceApp } from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
 import { Upstream } from './proxy.js';
@@ -73,22 +65,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     throw new TypeError('gateway policy enforcement needs the agent allowlist (registry)');
   }
   const metrics = createServiceMetrics(opts.serviceName, undefined, true);
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('case sensitive routing', true);
-  app.set('strict routing', true);
-  app.set('trust proxy', opts.trustProxy);
-  app.use(requestIdMiddleware());
-  app.use(metrics.middleware);
-
-  const limiters = opts.rateLimit.enabled
-    ? {
-        ip: new RateLimiter(opts.rateLimit.perIpPerSecond, opts.rateLimit.perIpBurst),
-        keyid: new RateLimiter(opts.rateLimit.perKeyidPerSecond, opts.rateLimit.perKeyidBurst),
-      }
-    : undefined;
-  const limited = rateLimitMiddleware(limiters, REJECTED_BY, (kind) => metrics.rateLimited.inc({ kind }));
-  const admin = adminAuth(deps.adminToken, REJECTED_BY);
+  const { app, limiters, limited, admin } = serviceApp(opts, metrics, deps.adminToken, REJECTED_BY);
   let allowlistLoadedAt = new Date().toISOString();
 
   const headerLog: RequestHandler = (req, res, next) => {

@@ -5,9 +5,17 @@
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '@geofence/verifier';
-import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
+import express, {
+  type ErrorRequestHandler,
+  type Express,
+  type Request,
+  type RequestHandler,
+  type Response,
+} from 'express';
+import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { claimedKeyid, type RateLimiter } from '../rate-limit.js';
+import { claimedKeyid, RateLimiter } from '../rate-limit.js';
+import type { ServiceMetrics } from './prom.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -157,4 +165,43 @@ export function errorHandler(log: Logger, rejectedBy: RejectedBy): ErrorRequestH
     }
     sendProblem(req, res, gf, rejectedBy);
   };
+}
+
+/** What {@link serviceApp} sets up for a service. */
+export interface ServiceApp {
+  app: Express;
+  /** Rate limiters (undefined when rate limiting is off). */
+  limiters: { ip: RateLimiter; keyid: RateLimiter } | undefined;
+  /** Rate-limiting middleware for the routes agents call. */
+  limited: RequestHandler;
+  /** Admin bearer-token check. */
+  admin: RequestHandler;
+}
+
+/**
+ * The Express app the collector and the gateway both start from: exact routing, no
+ * `x-powered-by`, the configured proxy trust, request ids, Prometheus counting, and the rate
+ * limiters and admin check their routes use.
+ */
+export function serviceApp(
+  opts: { trustProxy: boolean | string; rateLimit: Config['rateLimit'] },
+  metrics: Pick<ServiceMetrics, 'middleware' | 'rateLimited'>,
+  adminToken: string,
+  rejectedBy: RejectedBy,
+): ServiceApp {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
+  app.set('trust proxy', opts.trustProxy);
+  app.use(requestIdMiddleware());
+  app.use(metrics.middleware);
+  const limiters = opts.rateLimit.enabled
+    ? {
+        ip: new RateLimiter(opts.rateLimit.perIpPerSecond, opts.rateLimit.perIpBurst),
+        keyid: new RateLimiter(opts.rateLimit.perKeyidPerSecond, opts.rateLimit.perKeyidBurst),
+      }
+    : undefined;
+  const limited = rateLimitMiddleware(limiters, rejectedBy, (kind) => metrics.rateLimited.inc({ kind }));
+  return { app, limiters, limited, admin: adminAuth(adminToken, rejectedBy) };
 }
