@@ -1,8 +1,8 @@
 import {
-  emptyRejected,
   generateNonce,
   type IssuedNonce,
   type NonceConsumeResult,
+  NonceCounters,
   type NonceIssueOptions,
   type NonceStore,
   type NonceStoreOptions,
@@ -60,7 +60,7 @@ export class MemoryNonceStore implements NonceStore {
   private freeOwners: number[] = [];
 
   private readonly scratch = Buffer.alloc(NONCE_BYTES);
-  private readonly counters = { issued: 0, consumed: 0, evicted: 0, rejected: emptyRejected() };
+  private readonly counters = new NonceCounters();
 
   /** @param options - TTL, cap and clock */
   constructor(options?: NonceStoreOptions) {
@@ -310,8 +310,7 @@ export class MemoryNonceStore implements NonceStore {
   /** Synchronous {@link MemoryNonceStore.consume} (same semantics). */
   consumeSync(keyid: string, nonce: string): NonceConsumeResult {
     const r = this.classifyAndSpend(keyid, nonce);
-    if (r === 'ok') this.counters.consumed++;
-    else this.counters.rejected[r]++;
+    this.counters.count(r);
     return r;
   }
 
@@ -338,25 +337,14 @@ export class MemoryNonceStore implements NonceStore {
   /** {@inheritDoc NonceStore.stats} */
   async stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
     this.sweep(this.o.now(), Number.POSITIVE_INFINITY);
-    let outstanding = 0;
     const per = new Map<string, number>();
     for (const [key, ow] of this.owners) {
       if (key.endsWith('\u0000spent')) continue;
       const n = this.ownerCount[ow]!;
-      outstanding += n;
       const k = this.ownerKeyid[ow]!;
       per.set(k, (per.get(k) ?? 0) + n);
     }
-    const out: NonceStoreStats = {
-      outstanding,
-      agents: per.size,
-      issued: this.counters.issued,
-      consumed: this.counters.consumed,
-      evicted: this.counters.evicted,
-      rejected: { ...this.counters.rejected },
-    };
-    if (options?.perAgent) out.perAgent = Object.fromEntries(per);
-    return out;
+    return this.counters.stats(per, options?.perAgent);
   }
 
   /** {@inheritDoc NonceStore.cleanup} */

@@ -129,6 +129,36 @@ export function emptyRejected(): NonceStoreStats['rejected'] {
   return { unknown: 0, expired: 0, reused: 0, wrong_agent: 0 };
 }
 
+/** The per-instance counters every store keeps, and the stats it reports from them. */
+export class NonceCounters {
+  issued = 0;
+  consumed = 0;
+  evicted = 0;
+  readonly rejected = emptyRejected();
+
+  /** Counts one consume outcome. */
+  count(r: NonceConsumeResult): void {
+    if (r === 'ok') this.consumed++;
+    else this.rejected[r]++;
+  }
+
+  /** Stats from the store's outstanding nonces per keyid (global) and these counters (local). */
+  stats(perKeyid: ReadonlyMap<string, number>, perAgent: boolean | undefined): NonceStoreStats {
+    let outstanding = 0;
+    for (const n of perKeyid.values()) outstanding += n;
+    const out: NonceStoreStats = {
+      outstanding,
+      agents: perKeyid.size,
+      issued: this.issued,
+      consumed: this.consumed,
+      evicted: this.evicted,
+      rejected: { ...this.rejected },
+    };
+    if (perAgent) out.perAgent = Object.fromEntries(perKeyid);
+    return out;
+  }
+}
+
 // Random bytes are drawn in 4 KiB blocks: one syscall per 128 nonces instead of one per nonce.
 const POOL = Buffer.alloc(4096);
 let poolOffset = POOL.length;

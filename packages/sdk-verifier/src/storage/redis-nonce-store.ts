@@ -1,9 +1,9 @@
 import type { Redis } from 'ioredis';
 import {
-  emptyRejected,
   generateNonce,
   type IssuedNonce,
   type NonceConsumeResult,
+  NonceCounters,
   type NonceIssueOptions,
   type NonceStore,
   type NonceStoreOptions,
@@ -91,7 +91,7 @@ export class RedisNonceStore implements NonceStore {
   private readonly prefix: string;
   private readonly retainMs: number;
   private readonly client: Scripted;
-  private readonly counters = { issued: 0, consumed: 0, evicted: 0, rejected: emptyRejected() };
+  private readonly counters = new NonceCounters();
 
   /** @param options - client, prefix, TTL, cap, clock */
   constructor(private readonly options: RedisNonceStoreOptions) {
@@ -140,8 +140,7 @@ export class RedisNonceStore implements NonceStore {
     );
     if (!RESULTS.has(raw)) throw new Error('unexpected nonce script result');
     const r = raw as NonceConsumeResult;
-    if (r === 'ok') this.counters.consumed++;
-    else this.counters.rejected[r]++;
+    this.counters.count(r);
     return r;
   }
 
@@ -162,16 +161,7 @@ export class RedisNonceStore implements NonceStore {
         per.set(keyid, (per.get(keyid) ?? 0) + n);
       }
     } while (cursor !== '0');
-    const out: NonceStoreStats = {
-      outstanding: [...per.values()].reduce((a, b) => a + b, 0),
-      agents: per.size,
-      issued: this.counters.issued,
-      consumed: this.counters.consumed,
-      evicted: this.counters.evicted,
-      rejected: { ...this.counters.rejected },
-    };
-    if (options?.perAgent) out.perAgent = Object.fromEntries(per);
-    return out;
+    return this.counters.stats(per, options?.perAgent);
   }
 
   /** {@inheritDoc NonceStore.cleanup} */

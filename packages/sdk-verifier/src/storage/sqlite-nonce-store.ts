@@ -1,8 +1,8 @@
 import {
-  emptyRejected,
   generateNonce,
   type IssuedNonce,
   type NonceConsumeResult,
+  NonceCounters,
   type NonceIssueOptions,
   type NonceStore,
   type NonceStoreOptions,
@@ -32,7 +32,7 @@ export interface SqliteNonceStoreOptions extends NonceStoreOptions {
  */
 export class SqliteNonceStore implements NonceStore {
   private readonly o: ResolvedNonceOptions;
-  private readonly counters = { issued: 0, consumed: 0, evicted: 0, rejected: emptyRejected() };
+  private readonly counters = new NonceCounters();
   private sinceCleanup = 0;
   private closed = false;
   private readonly s: Record<
@@ -114,8 +114,7 @@ export class SqliteNonceStore implements NonceStore {
   async consume(keyid: string, nonce: string): Promise<NonceConsumeResult> {
     this.check();
     const r = this.spend(keyid, nonce);
-    if (r === 'ok') this.counters.consumed++;
-    else this.counters.rejected[r]++;
+    this.counters.count(r);
     return r;
   }
 
@@ -137,16 +136,7 @@ export class SqliteNonceStore implements NonceStore {
   async stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
     this.check();
     const rows = this.s.stats.all(this.o.now()) as Array<{ keyid: string; n: number }>;
-    const out: NonceStoreStats = {
-      outstanding: rows.reduce((a, r) => a + r.n, 0),
-      agents: rows.length,
-      issued: this.counters.issued,
-      consumed: this.counters.consumed,
-      evicted: this.counters.evicted,
-      rejected: { ...this.counters.rejected },
-    };
-    if (options?.perAgent) out.perAgent = Object.fromEntries(rows.map((r) => [r.keyid, r.n]));
-    return out;
+    return this.counters.stats(new Map(rows.map((r) => [r.keyid, r.n])), options?.perAgent);
   }
 
   /** {@inheritDoc NonceStore.cleanup} */
