@@ -1,9 +1,10 @@
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PreRegisteredAgent } from '@geofence/verifier';
 import { describe, expect, it } from 'vitest';
+import { ensureAdminToken, ensureTokenFile } from '../src/admin-token.js';
 import { crossModeViolations, matches, type ResultRow, renderTable } from '../src/demo/table.js';
 import { HeaderLog, redactHeader } from '../src/header-log.js';
 import { createLogger } from '../src/logger.js';
@@ -40,6 +41,24 @@ describe('demo PKI', () => {
     expect(cas.size).toBe(1);
     for (const m of all)
       expect(new X509Certificate(m.cert).verify(new X509Certificate(m.ca).publicKey)).toBe(true);
+  });
+});
+
+describe('generated bearer tokens', () => {
+  it('are generated once (0600) and reused; configuration wins; a truncated file is refused', () => {
+    const d = mkdtempSync(join(tmpdir(), 'gf-token-'));
+    const t = ensureTokenFile(d, 'agent-token');
+    expect(t).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(statSync(join(d, 'agent-token')).mode & 0o777).toBe(0o600);
+    expect(ensureTokenFile(d, 'agent-token')).toBe(t);
+    expect(ensureAdminToken({ dataDir: d, adminToken: 'configured-token-0123456789' })).toBe(
+      'configured-token-0123456789',
+    );
+    const admin = ensureAdminToken({ dataDir: d });
+    expect(admin).not.toBe(t);
+    expect(readFileSync(join(d, 'admin-token'), 'utf8').trim()).toBe(admin);
+    writeFileSync(join(d, 'admin-token'), '\n');
+    expect(() => ensureAdminToken({ dataDir: d })).toThrow(/no usable token/);
   });
 });
 

@@ -3,10 +3,11 @@
  * `geofence enroll`): TPM from `TPM2TOOLS_TCTI`, gateway from `GATEWAY_URL`, location from gpsd
  * (`GPSD_HOST`) or the static GEOGRAPHIC_* settings, trust anchor from `SSL_CA_PATH` or the demo CA.
  */
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Agent, createAgent, gpsdLocation, staticLocation } from '@geofence/agent';
+import { ensureTokenFile } from '../admin-token.js';
 import type { Config } from '../config.js';
 import { ConfigError } from '../config.js';
 import { createLogger } from '../logger.js';
@@ -70,19 +71,7 @@ export async function enrollFromConfig(cfg: Config): Promise<unknown> {
 
 /** The local API token: configured, or generated once into `<dataDir>/agent-token` (0600). */
 export function ensureAgentToken(cfg: Config): string {
-  if (cfg.agent.apiToken) return cfg.agent.apiToken;
-  const path = join(cfg.dataDir, 'agent-token');
-  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
-  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-  const token = randomBytes(32).toString('base64url');
-  try {
-    // 'wx': when another process created the file first, use its token (never two different ones).
-    writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
-  } catch {
-    return readFileSync(path, 'utf8').trim();
-  }
-  chmodSync(path, 0o600);
-  return token;
+  return cfg.agent.apiToken || ensureTokenFile(cfg.dataDir, 'agent-token');
 }
 
 /** `geofence agent`: the edge metrics agent service. */
