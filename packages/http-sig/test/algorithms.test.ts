@@ -8,19 +8,10 @@ import {
   signBytes,
   verifyBytes,
 } from '../src/algorithms.js';
-import { HttpSigError, type SignatureAlgorithm } from '../src/index.js';
+import type { SignatureAlgorithm } from '../src/index.js';
+import { codeOf } from './helpers.js';
 
 const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (err) {
-    if (err instanceof HttpSigError) return err.code;
-    throw err;
-  }
-  return 'none';
-}
 
 describe('key import and caching', () => {
   it('returns the same KeyObject for the same JWK / PEM / private KeyObject', () => {

@@ -4,9 +4,9 @@ import {
   encodeQueryParamComponent,
   type HeaderFields,
   type HttpMessage,
-  HttpSigError,
   parseComponent,
 } from '../src/index.js';
+import { codeOf } from './helpers.js';
 
 /** Signature-base lines (without the @signature-params line) for `components` over `message`. */
 function lines(
@@ -21,16 +21,6 @@ function lines(
 
 function request(url: string, headers: HeaderFields = {}, method = 'POST'): HttpMessage {
   return { method, url, headers };
-}
-
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (err) {
-    if (err instanceof HttpSigError) return err.code;
-    throw err;
-  }
-  return 'none';
 }
 
 describe('derived components (RFC 9421 §2.2 examples)', () => {

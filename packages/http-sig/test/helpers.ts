@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { HttpMessage } from '../src/index.js';
+import { type HttpMessage, HttpSigError } from '../src/index.js';
 
 const FIXTURES = new URL('./fixtures/rfc9421/', import.meta.url);
 
@@ -30,4 +30,15 @@ export function parseHttpText(text: string): HttpMessage & { headers: Record<str
     return { method: '', url: '', headers, body, status: Number(parts[1]) };
   }
   return { method: parts[0] ?? '', url: `https://${headers.host?.[0]}${parts[1]}`, headers, body };
+}
+
+/** The `HttpSigError` code `f` throws, or `'none'`; any other error is rethrown. */
+export function codeOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (err) {
+    if (err instanceof HttpSigError) return err.code;
+    throw err;
+  }
+  return 'none';
 }
