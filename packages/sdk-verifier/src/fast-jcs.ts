@@ -9,9 +9,31 @@
  * `reduce` and template strings and re-escapes every key and string through `JSON.stringify`.
  */
 
-/** Characters `JSON.stringify` would escape (or, for surrogates, might): such strings go to it. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what JSON escapes.
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+/**
+ * Whether `JSON.stringify` would escape something in `s` (`"`, `\\`, controls) or might (surrogates):
+ * such strings go to it. A plain loop: cheaper than a regex call for the short strings of a payload.
+ */
+function needsEscape(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return true;
+  }
+  return false;
+}
+
+/** `"name":` per member name: payloads repeat the same few names. Bounded; emptied when full. */
+const memberPrefix = new Map<string, string>();
+const MEMBER_PREFIX_MAX = 1024;
+
+function prefix(k: string): string {
+  let p = memberPrefix.get(k);
+  if (p === undefined) {
+    p = `${str(k)}:`;
+    if (memberPrefix.size >= MEMBER_PREFIX_MAX) memberPrefix.clear();
+    memberPrefix.set(k, p);
+  }
+  return p;
+}
 
 /** Beyond this nesting the slow path decides (it throws RangeError on really deep input, as before). */
 const MAX_DEPTH = 200;
@@ -20,7 +42,7 @@ class Fallback {}
 const FALLBACK = new Fallback();
 
 function str(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
+  return needsEscape(s) ? JSON.stringify(s) : `"${s}"`;
 }
 
 function value(v: unknown, depth: number, skipKey: string | undefined): string {
@@ -69,7 +91,7 @@ function object(o: Record<string, unknown>, depth: number, skipKey: string | und
     if (e === undefined) continue; // omitted, as by canonicalize (symbols fall back via value())
     if (first) first = false;
     else out += ',';
-    out += `${str(k)}:${value(e, depth + 1, undefined)}`;
+    out += prefix(k) + value(e, depth + 1, undefined);
   }
   return `${out}}`;
 }
