@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { hasDuplicateJsonKeys } from '../src/index.js';
+import { decodeBase64url, hasDuplicateJsonKeys } from '../src/index.js';
 import { fastHasDuplicateJsonKeys } from '../src/pipeline/fast-validate.js';
 
 /** JSON texts, compact or not, with and without duplicate member names (escaped spellings included). */
@@ -41,5 +41,34 @@ describe('fastHasDuplicateJsonKeys', () => {
     let deep = '1';
     for (let i = 0; i < 5000; i++) deep = `{"a":${deep}}`;
     expect(fastHasDuplicateJsonKeys(deep, JSON.parse(deep))).toBe(false);
+  });
+});
+
+describe('decodeBase64url', () => {
+  /** The previous definition: decode, re-encode, compare. */
+  function reference(text: string): Uint8Array | undefined {
+    if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) return undefined;
+    const bytes = Buffer.from(text, 'base64url');
+    return bytes.toString('base64url') === text ? bytes : undefined;
+  }
+
+  it('accepts and rejects exactly what decode-and-re-encode does', () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/ '.split('');
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.array(fc.constantFrom(...alphabet), { maxLength: 12 }).map((cs) => cs.join('')),
+          fc.uint8Array({ maxLength: 70 }).map((b) => Buffer.from(b).toString('base64url')),
+        ),
+        (text) => {
+          const got = decodeBase64url(text);
+          const want = reference(text);
+          expect(got === undefined).toBe(want === undefined);
+          if (got !== undefined && want !== undefined)
+            expect(Buffer.from(got).equals(Buffer.from(want))).toBe(true);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

@@ -507,11 +507,13 @@ async function verifyHeaders(
 ): Promise<VerifiedSignature | undefined> {
   try {
     return await verifyRequest(httpMessage(req), {
-      keyLookup: async (keyid) => {
-        const key = await lookup(keyid);
-        if (!crypto) throw SKIP;
-        return key;
-      },
+      // With crypto the agent lookup is the key lookup itself (one promise layer fewer on the hot path).
+      keyLookup: crypto
+        ? lookup
+        : async (keyid) => {
+            await lookup(keyid);
+            throw SKIP;
+          },
       label: SIGNATURE_LABEL,
       tag: SIGNATURE_TAG,
       requiredComponents: components,
