@@ -116,7 +116,7 @@ class UsableKey {
   UsableKey(State& st, const KeyRef& ref, const char* role) : st_(st) {
     if (ref.handle != 0 || ref.blob.empty()) {
       if (!isPersistentHandle(ref.handle)) {
-        throwInvalid(role, "key has neither a blob nor a persistent handle (0x81xxxxxx)");
+        throwInvalid(role, "key has neither a blob nor a persistent handle (0x81000000-0x81FFFFFF)");
       }
       GTPM_CALL(st, std::string("Esys_TR_FromTPMPublic(") + role + ")",
                 Esys_TR_FromTPMPublic(st.esys, ref.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h_));

@@ -29,7 +29,7 @@ export interface TpmKey {
    */
   blob?: Uint8Array;
   /**
-   * Persistent handle (0x81xxxxxx) when the key was made persistent; used in preference to `blob`.
+   * Persistent handle (0x81000000-0x81FFFFFF) when the key was made persistent; used in preference to `blob`.
    * Before use the TPM's Name of the object at that handle is compared with `name`, so a handle that
    * was evicted and re-used for another key is refused (`invalid_argument`) rather than signed with.
    */

@@ -50,7 +50,7 @@ export interface SignedMetricsRequest {
 }
 
 /**
- * JSON text with every non-ASCII character escaped (`\uXXXX`): still the same JSON value, but
+ * JSON text with every non-ASCII character escaped (`\u00e9` style): still the same JSON value, but
  * safe as an HTTP field value (RFC 9110 field values are ASCII in practice).
  */
 export function asciiJson(value: unknown): string {
