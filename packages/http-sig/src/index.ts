@@ -5,6 +5,7 @@
  * verify with {@link verifyRequest}; every failure is an {@link HttpSigError} with a stable `code`.
  *
  * @packageDocumentation
+ * @module @geofence/http-sig
  */
 export { type IncomingOptions, messageFromFetchRequest, messageFromIncoming } from './adapters.js';
 export { ALGORITHMS, type AlgorithmInfo, isSignatureAlgorithm } from './algorithms.js';

@@ -9,6 +9,7 @@
  * Importing this module has no side effects: the native addon is loaded on the first `Tpm.open`.
  *
  * @packageDocumentation
+ * @module @geofence/native-tpm
  */
 export { TpmError, type TpmErrorCode } from './errors.js';
 export { type TpmSignatureAlgorithm, type TpmSigner, type TpmSignerOptions, tpmSigner } from './signer.js';

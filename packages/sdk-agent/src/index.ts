@@ -2,6 +2,7 @@
  * Edge agent SDK: TPM-signed, geofenced metrics with createAgent().send(metrics), enrolment, location providers, durable outbox, OpenTelemetry exporter.
  *
  * @packageDocumentation
+ * @module @geofence/agent
  */
 
 export type { AgentAttestLocationOptions, AgentEnrollOptions } from './agent.js';

@@ -2,6 +2,7 @@
  * Verify TPM-signed, geofenced edge data: registry, nonce stores, geo policy, aligned errors, attestation appraisal, Express and Fastify middleware.
  *
  * @packageDocumentation
+ * @module @geofence/verifier
  */
 
 export * from './attestation/index.js';

@@ -3,6 +3,7 @@
  * MakeCredential. No native code; all cryptography uses `node:crypto`.
  *
  * @packageDocumentation
+ * @module @geofence/tpm-wire
  */
 
 export { type ClockInfo, marshalAttest, parseAttest, type TpmsAttest } from './attest.js';
