@@ -153,4 +153,13 @@ describe('edge agent service', () => {
       validation_type: 'agent_verification',
     });
   });
+
+  it('reports whether the TPM answers now, not whether it answered once', async () => {
+    const live = await http(c, `${svc.url}/metrics/status`, { headers: auth });
+    expect(live.json).toMatchObject({ tpmReady: true, tpm_reachable: true });
+    await swtpm.stop(); // last test of the file: the TPM goes away under a running agent
+    const gone = await http(c, `${svc.url}/metrics/status`, { headers: auth });
+    expect(gone.status).toBe(200);
+    expect(gone.json).toMatchObject({ tpmReady: true, tpm_reachable: false });
+  });
 });

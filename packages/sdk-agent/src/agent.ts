@@ -140,7 +140,7 @@ export interface AgentStatusReport {
   keyid: string | undefined;
   /** AppSK algorithm. */
   algorithm: AppKeyAlgorithm;
-  /** Whether the TPM was opened and the AppSK loaded. */
+  /** Whether the TPM was opened and the AppSK loaded (see {@link Agent.probeTpm} for a live check). */
   tpmReady: boolean;
   /** Whether an enrolment result is stored in the state directory. */
   enrolled: boolean;
@@ -367,6 +367,30 @@ export class Agent {
   /** Opens the TPM (when given a TCTI) and loads or creates the AppSK; returns its identity. */
   async ready(): Promise<AgentIdentity> {
     return (await this.initialize()).identity;
+  }
+
+  /**
+   * Asks the TPM for one random byte (after opening it and loading the AppSK when that has not
+   * happened yet). Resolves `true` when the TPM answered within `timeoutMs` (default 2000), `false`
+   * otherwise — never rejects, so a status endpoint can report the TPM's real reachability.
+   */
+  async probeTpm(timeoutMs = 2000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+      timer.unref();
+    });
+    const probe = this.initialize()
+      .then(({ tpm }) => tpm.getRandom(1))
+      .then(
+        () => true as const,
+        () => false as const,
+      );
+    try {
+      return await Promise.race([probe, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private initialize() {

@@ -133,9 +133,12 @@ export async function startAgentService(opts: AgentServiceOptions): Promise<Runn
   const auth = tokenAuth(opts.token);
   app.get('/metrics/status', auth, async (_req: Request, res: Response) => {
     const st = await agent.status();
+    // Live check: a TPM that answered once may be gone now.
+    const tpmReachable = await agent.probeTpm();
     res.json({
       agent_name: opts.agentName,
       ...st,
+      tpm_reachable: tpmReachable,
       interval_seconds: opts.intervalSeconds,
       sent,
       failed,
