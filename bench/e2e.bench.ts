@@ -9,10 +9,10 @@
  * Run: `npm run build && node --import tsx bench/e2e.bench.ts [--json out.json | --json=DIR] [--requests N]`
  * Note: autocannon does not verify server certificates (loopback only).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { contentDigest, createSigner, type Signer, signRequest } from '@geofence/http-sig';
@@ -108,11 +108,29 @@ async function prepare(a: SoftAgent, nonce: NonceResponse): Promise<Prepared> {
   return { body, headers: { ...headers, ...sig } };
 }
 
+// SPEC §13 asks for the collector's figure at 1 core: services run pinned to CPU 0 and the load
+// generator (this process) to the other CPUs, when taskset exists and there are ≥ 2 CPUs.
+// BENCH_SERVICE_CPUS=none disables pinning; BENCH_SERVICE_CPUS=0,1 pins to a list.
+const SERVICE_CPUS = (() => {
+  const wanted = process.env.BENCH_SERVICE_CPUS ?? '0';
+  if (wanted === 'none' || availableParallelism() < 2) return undefined;
+  if (spawnSync('taskset', ['-V']).status !== 0) return undefined;
+  const others = Array.from({ length: availableParallelism() }, (_, i) => i)
+    .filter((c) => !wanted.split(',').includes(String(c)))
+    .join(',');
+  if (others) spawnSync('taskset', ['-p', '-c', others, String(process.pid)]);
+  return wanted;
+})();
+console.log(`e2e.service_cpu_list: ${SERVICE_CPUS ?? 'all'} (taskset)`);
+
 function startService(
   role: string,
   env: Record<string, string>,
 ): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [CLI, role], {
+  const [cmd, args] = SERVICE_CPUS
+    ? ['taskset', ['-c', SERVICE_CPUS, process.execPath, CLI, role]]
+    : [process.execPath, [CLI, role]];
+  const child = spawn(cmd, args, {
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
