@@ -362,6 +362,17 @@ describe('collector', () => {
       'content-digest',
       'workload-geo-id',
     ]);
+    // The signature fields travel with the record, so its HTTP signature is re-verifiable too.
+    const sent = req.headers as Record<string, string>;
+    for (const name of [
+      'content-type',
+      'content-digest',
+      'workload-geo-id',
+      'signature-input',
+      'signature',
+    ]) {
+      expect(stored.headers[name]).toBe(sent[name]);
+    }
   });
 
   it('replayed request → 401 nonce_validation (directly and through the gateway)', async () => {

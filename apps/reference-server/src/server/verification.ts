@@ -4,7 +4,6 @@
  * (for offline re-verification), rejection logging, and Prometheus latency/validation_type labels.
  * All verification (SPEC §6.4) happens in `@geofence/verifier`.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingHttpHeaders } from 'node:http';
 import {
   type GeofenceError,
@@ -19,9 +18,6 @@ import {
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger.js';
 import { noteRejection, type ServiceMetrics } from './prom.js';
-
-/** Headers kept with a stored record (what offline re-verification needs). */
-const KEPT_HEADERS = ['content-type', 'content-digest', 'signature-input', 'signature', 'workload-geo-id'];
 
 /** An accepted message, as handed to the record store. */
 export interface AcceptedMessage {
@@ -66,12 +62,7 @@ function onReject(c: Common, route: string) {
  * Mounts a verifier middleware: times it for the latency histogram and labels rejections. `next` is
  * only reached by the gateway middleware (verified → forward).
  */
-function mount(
-  c: Common,
-  route: string,
-  mw: GeofenceHandler,
-  als?: AsyncLocalStorage<Request>,
-): RequestHandler {
+function mount(c: Common, route: string, mw: GeofenceHandler): RequestHandler {
   return (req: Request, res: Response, next) => {
     const started = process.hrtime.bigint();
     let observed = false;
@@ -81,13 +72,10 @@ function mount(
       c.metrics.verifyLatency.observe({ route, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
     };
     res.on('finish', () => observe(res.statusCode < 400 ? 'accepted' : 'rejected'));
-    const run = () =>
-      mw(req as unknown as GeofenceIncomingMessage, res, (err?: unknown) => {
-        observe('accepted');
-        next(err);
-      });
-    if (als) als.run(req, run);
-    else run();
+    mw(req as unknown as GeofenceIncomingMessage, res, (err?: unknown) => {
+      observe('accepted');
+      next(err);
+    });
   };
 }
 
@@ -116,9 +104,6 @@ export function metricsRoute(
     onRejected?: () => void;
   },
 ): RequestHandler {
-  // The record sink runs inside the middleware's call chain; the request (for its signature headers)
-  // travels with it in async-local storage.
-  const current = new AsyncLocalStorage<Request>();
   const reject = onReject(c, '/metrics');
   const mw = geofence.express.collector({
     registry: c.registry,
@@ -132,24 +117,17 @@ export function metricsRoute(
       reject(err, vr, rid);
     },
     // Runs after every check passed; the 200 is only sent once this durable write returned.
-    onAccept: (rec) => {
-      const req = current.getStore();
-      const headers: Record<string, string> = {};
-      for (const h of KEPT_HEADERS) {
-        const v = req?.headers[h];
-        if (typeof v === 'string') headers[h] = v;
-      }
-      return c.accept({
+    onAccept: (rec) =>
+      c.accept({
         agentName: rec.agent_name,
         keyid: rec.keyid,
         rawBody: Buffer.from(rec.raw_body.buffer, rec.raw_body.byteOffset, rec.raw_body.byteLength),
-        headers,
+        headers: rec.headers,
         metrics: rec.payload.metrics,
         checks: rec.verdict.checks,
-      });
-    },
+      }),
   });
-  return mount(c, '/metrics', mw, current);
+  return mount(c, '/metrics', mw);
 }
 
 /** Gateway switches (`GATEWAY_VALIDATE_*`). */

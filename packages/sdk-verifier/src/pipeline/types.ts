@@ -71,6 +71,12 @@ export interface AcceptedRecord {
   } | null;
   /** Which checks ran and passed. */
   verdict: { checks: string[] };
+  /**
+   * The request's `content-type`, `content-digest`, `workload-geo-id`, `signature-input` and
+   * `signature` fields as received (those present), so a stored record keeps everything needed to
+   * re-verify its HTTP signature offline, not only its payload signature.
+   */
+  headers: Record<string, string>;
 }
 
 /**

@@ -176,6 +176,24 @@ function header(req: VerifierRequest, name: string): string | string[] | undefin
   return undefined;
 }
 
+/** Header fields an accepted record keeps (SPEC §6.3 profile): enough to re-verify it offline. */
+const KEPT_HEADERS = [
+  'content-type',
+  'content-digest',
+  WORKLOAD_GEO_ID_HEADER,
+  'signature-input',
+  'signature',
+];
+
+function keptHeaders(req: VerifierRequest): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of KEPT_HEADERS) {
+    const v = joinedHeader(req, name);
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
 /** A header that must appear at most once; more than one line is ambiguous → 400. */
 function singleHeader(req: VerifierRequest, name: string): string | undefined {
   const v = header(req, name);
@@ -597,6 +615,7 @@ export async function verifyMetrics(
         }
       : null,
     verdict: { checks },
+    headers: keptHeaders(req),
   });
   if (typeof recordId !== 'string' || recordId === '')
     throw GeofenceError.from(new Error('record sink returned no id'));
