@@ -643,6 +643,17 @@ Value evictKey(State& st, uint32_t handle) {
   return Value::null();
 }
 
+
+namespace {
+/** TPM_ALG_NULL signing scheme: the TPM signs with the scheme fixed in the key's template. */
+TPMT_SIG_SCHEME keysOwnScheme() {
+  TPMT_SIG_SCHEME scheme;
+  std::memset(&scheme, 0, sizeof(scheme));
+  scheme.scheme = TPM2_ALG_NULL;
+  return scheme;
+}
+}  // namespace
+
 Value sign(State& st, const KeyRef& ref, const Bytes& digest) {
   if (digest.size() != 32) throwInvalid("TPM2_Sign", "digest must be 32 bytes (SHA-256)");
   UsableKey key(st, ref, "key");
@@ -650,9 +661,7 @@ Value sign(State& st, const KeyRef& ref, const Bytes& digest) {
   std::memset(&d, 0, sizeof(d));
   d.size = 32;
   std::copy(digest.begin(), digest.end(), d.buffer);
-  TPMT_SIG_SCHEME scheme;
-  std::memset(&scheme, 0, sizeof(scheme));
-  scheme.scheme = TPM2_ALG_NULL;  // use the key's own scheme
+  const TPMT_SIG_SCHEME scheme = keysOwnScheme();
   TPMT_TK_HASHCHECK ticket;
   std::memset(&ticket, 0, sizeof(ticket));
   ticket.tag = TPM2_ST_HASHCHECK;
@@ -686,9 +695,7 @@ Value certify(State& st, const KeyRef& objectRef, const KeyRef& akRef, const Byt
   const TPM2B_DATA qd = toData(qualifyingData, "TPM2_Certify");
   UsableKey object(st, objectRef, "object");
   UsableKey ak(st, akRef, "ak");
-  TPMT_SIG_SCHEME scheme;
-  std::memset(&scheme, 0, sizeof(scheme));
-  scheme.scheme = TPM2_ALG_NULL;
+  const TPMT_SIG_SCHEME scheme = keysOwnScheme();
   TPM2B_ATTEST* rawAttest = nullptr;
   TPMT_SIGNATURE* rawSig = nullptr;
   GTPM_CALL(st, "TPM2_Certify",
@@ -703,9 +710,7 @@ Value quote(State& st, const KeyRef& akRef, const std::vector<PcrSel>& sel, cons
   const TPM2B_DATA qd = toData(qualifyingData, "TPM2_Quote");
   const TPML_PCR_SELECTION pcrSel = toSelection(sel);
   UsableKey ak(st, akRef, "ak");
-  TPMT_SIG_SCHEME scheme;
-  std::memset(&scheme, 0, sizeof(scheme));
-  scheme.scheme = TPM2_ALG_NULL;
+  const TPMT_SIG_SCHEME scheme = keysOwnScheme();
   TPM2B_ATTEST* rawAttest = nullptr;
   TPMT_SIGNATURE* rawSig = nullptr;
   GTPM_CALL(st, "TPM2_Quote",
