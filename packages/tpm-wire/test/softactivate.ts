@@ -49,7 +49,10 @@ export function softwareActivate(
     const ecdh = createECDH('prime256v1');
     const d = ekPrivate.export({ format: 'jwk' }).d!;
     ecdh.setPrivateKey(Buffer.from(d, 'base64url'));
-    const z = ecdh.computeSecret(Buffer.from([4, ...x, ...y]));
+    // TPM2B coordinates may come without leading zero bytes (tpm2-tools writes them that way about
+    // once in 128 points); the SEC1 point needs both at the full 32 bytes.
+    const pad = (c: Uint8Array) => Buffer.concat([Buffer.alloc(32 - c.length), c]);
+    const z = ecdh.computeSecret(Buffer.concat([Buffer.from([4]), pad(x), pad(y)]));
     seed = kdfe(ek.nameAlg, z, 'IDENTITY', x, ek.ecc!.x, hashSize(ek.nameAlg) * 8);
   }
   const hmacKey = kdfa(
