@@ -114,6 +114,21 @@ describe('gateway policy enforcement', () => {
     ).toBe(true);
   });
 
+  it('keeps the signature of GET /nonce: anonymous nonce requests cannot evict a signed nonce', async () => {
+    // SPEC §16 attack: the agent obtains a nonce with a signed GET /nonce through the enforcing gateway,
+    // then anyone floods GET /nonce for its keyid without a key. Before the fix the gateway stripped the
+    // nonce request's signature, the nonce landed in the anonymous pool and the flood evicted it.
+    for (const base of [enforcing.url, standard.url]) {
+      const victim = await signedRequest(c, base, a1, { signNonce: true });
+      for (let i = 0; i < 20; i++) {
+        const flood = await http(c, `${base}/nonce?public_key_hash=${a1.keyid}`);
+        expect(flood.status, base).toBe(200);
+      }
+      const r = await postMetrics(c, base, victim);
+      expect(r.status, `${base}: ${JSON.stringify(r.json)}`).toBe(200);
+    }
+  });
+
   it('GATEWAY_VALIDATE_GEOLOCATION=false leaves the geo check to the collector (second layer)', async () => {
     const r = await scenarios.berlin!(noGeo.url);
     expect(r.status).toBe(403);

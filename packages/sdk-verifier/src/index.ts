@@ -10,7 +10,7 @@ export * from './errors.js';
 export * from './geo.js';
 export { BUILTIN_REGION_TABLE, builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';
 export { readBody } from './middleware/body.js';
-export type { MiddlewareOptions } from './middleware/common.js';
+export { headersStrippedByGateway, type MiddlewareOptions } from './middleware/common.js';
 export type {
   ExpressCollectorOptions,
   ExpressGatewayOptions,

@@ -8,7 +8,7 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GeofenceError, type GeoPolicy, type Registry } from '@geofence/verifier';
+import { GeofenceError, type GeoPolicy, headersStrippedByGateway, type Registry } from '@geofence/verifier';
 import express, {
   type Express,
   type NextFunction,
@@ -88,11 +88,11 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
   const rawBody = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
 
   const forward =
-    (strip: boolean): RequestHandler =>
+    (enforcing: boolean): RequestHandler =>
     (req: Request, res: Response, next: NextFunction) => {
       const raw = (req as { rawBody?: unknown }).rawBody;
       const body = Buffer.isBuffer(raw) ? raw : Buffer.isBuffer(req.body) ? req.body : undefined;
-      upstream.forward(req, res, body, strip).catch((err: unknown) => {
+      upstream.forward(req, res, body, enforcing).catch((err: unknown) => {
         if (err instanceof GeofenceError) {
           log.warn({ request_id: req.requestId, error: err.error, status: err.status }, 'upstream failure');
           sendProblem(req, res, err, REJECTED_BY);
@@ -101,7 +101,6 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     };
 
   const enforce = opts.policyEnforcement;
-  const strip = enforce;
   const checkCtx = {
     registry: deps.registry as Registry,
     rejectedBy: REJECTED_BY,
@@ -129,7 +128,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     limited,
     headerLog,
     ...(enforce ? [gatewayCheck(checkCtx, '/nonce')] : []),
-    forward(strip),
+    forward(enforce),
   );
   app.post(
     '/metrics',
@@ -137,7 +136,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     headerLog,
     // Enforcement: the verifier middleware reads the body (limit → 413) and keeps it in req.rawBody.
     ...(enforce ? [gatewayCheck(checkCtx, '/metrics')] : [rawBody]),
-    forward(strip),
+    forward(enforce),
   );
   // Enrolment and location attestation are verified by the collector only (the gateway cannot appraise TPM evidence).
   app.post('/enroll', limited, headerLog, rawBody, forward(false));
@@ -157,7 +156,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
             geolocation: opts.validate.geolocation,
           }
         : null,
-      stripped_headers: enforce ? ['signature', 'signature-input', 'workload-geo-id'] : [],
+      stripped_headers: enforce ? headersStrippedByGateway('POST', '/metrics') : [],
       upstream: { url: upstream.opts.url, ...upstream.state },
       allowlist_loaded_at: enforce ? allowlistLoadedAt : null,
       timestamp: new Date().toISOString(),

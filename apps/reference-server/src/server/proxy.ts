@@ -1,10 +1,11 @@
 /**
  * Forwarding from the gateway to the collector over an undici keep-alive pool. Only explicit routes
  * call it (no catch-all). Request headers are forwarded from an allowlist; in policy-enforcement mode
- * `Signature`, `Signature-Input` and `Workload-Geo-ID` are stripped (SPEC §6.4). Upstream failures map to
+ * the verifier's `headersStrippedByGateway` decides what is removed (the signature of `POST /metrics`,
+ * never that of `GET /nonce`: SPEC §6.4, §16). Upstream failures map to
  * problem+json: connection refused/reset → 503 (with Retry-After), timeout → 504, anything else → 502.
  */
-import { GeofenceError } from '@geofence/verifier';
+import { GeofenceError, headersStrippedByGateway } from '@geofence/verifier';
 import type { Request, Response } from 'express';
 import { BalancedPool, type Dispatcher, Pool } from 'undici';
 
@@ -18,9 +19,6 @@ export const FORWARDED_HEADERS = [
   'accept',
   'user-agent',
 ];
-
-/** Headers removed in policy-enforcement mode. */
-export const ENFORCEMENT_STRIPPED = new Set(['signature', 'signature-input', 'workload-geo-id']);
 
 /** Response headers passed back to the client. */
 const RETURNED_HEADERS = ['content-type', 'retry-after', 'x-request-id', 'cache-control'];
@@ -101,10 +99,11 @@ export class Upstream {
    * Forwards `req` (whose raw body is `body`) and writes the collector's answer to `res`.
    * Throws a {@link GeofenceError} of type `upstream` when the collector cannot answer.
    */
-  async forward(req: Request, res: Response, body: Buffer | undefined, strip: boolean): Promise<void> {
+  async forward(req: Request, res: Response, body: Buffer | undefined, enforcing: boolean): Promise<void> {
     const headers: Record<string, string> = {};
+    const stripped = enforcing ? headersStrippedByGateway(req.method, req.originalUrl) : [];
     for (const name of FORWARDED_HEADERS) {
-      if (strip && ENFORCEMENT_STRIPPED.has(name)) continue;
+      if (stripped.includes(name)) continue;
       const v = req.headers[name];
       if (v !== undefined) headers[name] = Array.isArray(v) ? v.join(', ') : v;
     }

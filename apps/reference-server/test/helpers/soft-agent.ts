@@ -1,6 +1,13 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { createSigner, type Signer } from '@geofence/http-sig';
-import { keyidOfPublicKey, type NonceResponse, type Registry } from '@geofence/verifier';
+import { createSigner, type Signer, signRequest } from '@geofence/http-sig';
+import {
+  keyidOfPublicKey,
+  NONCE_SIGNATURE_COMPONENTS,
+  type NonceResponse,
+  type Registry,
+  SIGNATURE_LABEL,
+  SIGNATURE_TAG,
+} from '@geofence/verifier';
 import { Agent, request } from 'undici';
 import { buildSigned, type RawRequest } from '../../src/demo/raw.js';
 
@@ -73,9 +80,14 @@ export async function signedRequest(
     place?: { region: string; state?: string; city?: string };
     now?: Date;
     metrics?: Record<string, unknown>;
+    /** Sign the `GET /nonce` (SPEC §6.3), as the agent SDK does by default. */
+    signNonce?: boolean;
   } = {},
 ): Promise<RawRequest> {
-  const n = await http(dispatcher, `${base}/nonce?public_key_hash=${a.keyid}`);
+  const target = `${base}/nonce?public_key_hash=${a.keyid}`;
+  const n = await http(dispatcher, target, {
+    headers: opts.signNonce ? await signedNonceHeaders(a, target) : {},
+  });
   if (n.status !== 200) throw new Error(`nonce ${n.status}: ${n.text}`);
   return buildSigned({
     agentName: a.name,
@@ -87,6 +99,23 @@ export async function signedRequest(
     now: opts.now ?? new Date(),
     validitySeconds: 60,
   });
+}
+
+/** RFC 9421 headers of a signed `GET target` (`@method @path @query`, SPEC §6.3). */
+export async function signedNonceHeaders(a: SoftAgent, target: string): Promise<Record<string, string>> {
+  const created = Math.floor(Date.now() / 1000);
+  const h = await signRequest(
+    { method: 'GET', url: target, headers: {} },
+    {
+      signer: a.signer,
+      components: NONCE_SIGNATURE_COMPONENTS,
+      label: SIGNATURE_LABEL,
+      tag: SIGNATURE_TAG,
+      created,
+      expires: created + 60,
+    },
+  );
+  return { 'signature-input': h['signature-input'], signature: h.signature };
 }
 
 /** POSTs a prepared request to `base`/metrics. */

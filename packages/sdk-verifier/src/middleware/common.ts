@@ -60,15 +60,33 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, req
   res.end(JSON.stringify(body));
 }
 
-/** Headers the gateway removes before forwarding (SPEC §6.4). */
+/** Headers an enforcing gateway removes from `POST /metrics` before forwarding (SPEC §6.4). */
 export const GATEWAY_STRIPPED_HEADERS = Object.freeze(['signature', 'signature-input', 'workload-geo-id']);
 
-/** Remove the signature headers from a Node request (parsed and raw forms). */
-export function stripSignatureHeaders(req: IncomingMessage): void {
-  for (const h of GATEWAY_STRIPPED_HEADERS) delete req.headers[h];
+const NOTHING_STRIPPED: readonly string[] = Object.freeze([]);
+
+/**
+ * The one rule of what an enforcing gateway removes before forwarding a request: the signature
+ * headers of `POST /metrics` (SPEC §6.4), and nothing else. A signed `GET /nonce` keeps its
+ * signature (SPEC §16): the collector needs it to issue from the agent's authenticated pool, which
+ * anonymous callers cannot evict; stripping it would put every nonce in the anonymous pool.
+ * @public
+ */
+export function headersStrippedByGateway(method: string, path: string): readonly string[] {
+  const bare = path.split('?', 1)[0]!.replace(/\/+$/, '');
+  return method.toUpperCase() === 'POST' && bare.endsWith('/metrics')
+    ? GATEWAY_STRIPPED_HEADERS
+    : NOTHING_STRIPPED;
+}
+
+/** Remove what {@link headersStrippedByGateway} names for `req` (parsed and raw header forms). */
+export function stripGatewayHeaders(req: IncomingMessage, path: string): void {
+  const names = headersStrippedByGateway(req.method ?? 'GET', path);
+  if (names.length === 0) return;
+  for (const h of names) delete req.headers[h];
   const raw = req.rawHeaders;
   for (let i = raw.length - 2; i >= 0; i -= 2) {
-    if (GATEWAY_STRIPPED_HEADERS.includes(raw[i]!.toLowerCase())) raw.splice(i, 2);
+    if (names.includes(raw[i]!.toLowerCase())) raw.splice(i, 2);
   }
 }
 

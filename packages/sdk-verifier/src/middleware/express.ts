@@ -23,12 +23,12 @@ import { DEFAULT_BODY_LIMIT_BYTES } from '../protocol.js';
 import { readBody } from './body.js';
 import {
   checkMiddlewareOptions,
-  GATEWAY_STRIPPED_HEADERS,
+  headersStrippedByGateway,
   type MiddlewareOptions,
   requestIdOf,
   sendJson,
   sendProblem,
-  stripSignatureHeaders,
+  stripGatewayHeaders,
 } from './common.js';
 
 /**
@@ -186,10 +186,7 @@ export function gateway(options: ExpressGatewayOptions): GeofenceHandler {
     const vr = await toVerifierRequest(req, limit, !isGet);
     await options.beforeVerify?.(vr);
     const verdict = await verifyAtGateway(vr, options);
-    // Metrics go on without the signature headers (SPEC §6.4). A nonce request keeps its signature:
-    // it covers only method, path and query, and lets the collector issue from the agent's
-    // authenticated pool, which anonymous callers cannot exhaust.
-    if (verdict.kind === 'metrics') stripSignatureHeaders(req);
+    stripGatewayHeaders(req, req.originalUrl ?? req.url ?? '/');
     req.geofence = verdict;
     if (verdict.payload) req.body = verdict.payload;
     next();
@@ -222,7 +219,6 @@ const HOP_BY_HOP = new Set([
   'upgrade',
   'host',
   'content-length',
-  ...GATEWAY_STRIPPED_HEADERS,
 ]);
 
 /**
@@ -246,13 +242,15 @@ export function forward(options: ForwardOptions): GeofenceHandler {
   return (req, res) => {
     const rid = requestIdOf(req.headers);
     const headers = new Headers();
+    const method = req.method ?? 'GET';
+    const path = req.originalUrl ?? req.url ?? '/';
+    const stripped = headersStrippedByGateway(method, path);
     for (const [k, v] of Object.entries(req.headers)) {
-      if (v === undefined || HOP_BY_HOP.has(k)) continue;
+      if (v === undefined || HOP_BY_HOP.has(k) || stripped.includes(k)) continue;
       for (const line of Array.isArray(v) ? v : [v]) headers.append(k, line);
     }
     headers.set('x-request-id', rid);
-    const url = new URL((req.originalUrl ?? req.url ?? '/').replace(/^\/+/, '/'), base);
-    const method = req.method ?? 'GET';
+    const url = new URL(path.replace(/^\/+/, '/'), base);
     const body = method === 'GET' || method === 'HEAD' ? undefined : req.rawBody;
     doFetch(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' })
       .then(async (up) => {

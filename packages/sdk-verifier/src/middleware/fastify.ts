@@ -15,7 +15,13 @@ import {
   verifyMetrics,
 } from '../pipeline/verify.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../protocol.js';
-import { checkMiddlewareOptions, requestIdOf, sendProblem, stripSignatureHeaders } from './common.js';
+import {
+  checkMiddlewareOptions,
+  headersStrippedByGateway,
+  requestIdOf,
+  sendProblem,
+  stripGatewayHeaders,
+} from './common.js';
 import type { ExpressCollectorOptions, ExpressGatewayOptions, ExpressNonceOptions } from './express.js';
 
 /**
@@ -149,11 +155,8 @@ async function geofencePlugin(app: FastifyInstance, opts: GeofenceFastifyOptions
       } catch (err) {
         return fail(reply, request, err, o.rejectedBy ?? 'gateway', o.onReject);
       }
-      if (verdict.kind === 'metrics') {
-        // SPEC §6.4; nonce requests keep their signature (see geofence.express.gateway).
-        stripSignatureHeaders(request.raw);
-        for (const h of ['signature', 'signature-input', 'workload-geo-id']) delete request.headers[h];
-      }
+      stripGatewayHeaders(request.raw, request.url);
+      for (const h of headersStrippedByGateway(request.method, request.url)) delete request.headers[h];
       return o.forward(request, reply, verdict);
     };
     app.post(metricsPath, handler);
