@@ -93,7 +93,11 @@ export async function agentsSetStatus(cfg: Config, name: string, status: AgentSt
   try {
     const rec = await registry.getByName(name);
     if (!rec) {
-      err(`agent ${name} is not in the registry (an agent must enrol before it can be approved)`);
+      err(
+        status === 'revoked'
+          ? `agent ${name} is not in the registry (nothing to revoke)`
+          : `agent ${name} is not in the registry (an agent must enrol before it can be approved)`,
+      );
       return 1;
     }
     await registry.setStatus(name, status);

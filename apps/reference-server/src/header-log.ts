@@ -42,8 +42,12 @@ export function redactHeader(name: string, value: string | undefined): string | 
   if (SECRET_HEADERS.has(name)) return '[redacted]';
   let v = value.length > MAX_VALUE ? `${value.slice(0, MAX_VALUE)}…[truncated]` : value;
   if (name === 'signature-input') {
-    v = v.replace(/nonce="([^"]*)"/g, (_m, n: string) => {
-      const h = createHash('sha256').update(n).digest('hex').slice(0, 12);
+    // RFC 8941 allows the nonce as a quoted string or as a token; both forms are single-use secrets.
+    v = v.replace(/nonce=(?:"([^"]*)"|([^;,\s)]*))/g, (_m, quoted?: string, token?: string) => {
+      const h = createHash('sha256')
+        .update(quoted ?? token ?? '')
+        .digest('hex')
+        .slice(0, 12);
       return `nonce="[sha256:${h}]"`;
     });
   }

@@ -119,6 +119,14 @@ describe('HeaderLog', () => {
     expect(statSync(path).size).toBeLessThanOrEqual(4096);
     expect(redactHeader('cookie', 'a=b')).toBe('[redacted]');
   });
+
+  it('hashes the nonce parameter whether it is a quoted string or a bare token', () => {
+    const quoted = redactHeader('signature-input', 'geo=("@method");created=1;nonce="SECRET-Q";keyid="k"');
+    const token = redactHeader('signature-input', 'geo=("@method");created=1;nonce=SECRET-T;keyid="k"');
+    expect(quoted).not.toContain('SECRET-Q');
+    expect(token).not.toContain('SECRET-T');
+    expect(token).toMatch(/nonce="\[sha256:[0-9a-f]{12}\]";keyid="k"/);
+  });
 });
 
 describe('RecordStore', () => {

@@ -91,13 +91,17 @@ describe('geofence CLI', () => {
       status: 'active',
       keyid: agent.keyid,
     });
-    const [revoke, unknown, cityWithoutState] = await Promise.all([
+    const [revoke, unknown, revokeUnknown, cityWithoutState] = await Promise.all([
       geofence(['agents', 'revoke', 'agent-007', '-d', dir]),
       geofence(['agents', 'approve', 'nobody', '-d', dir]),
+      geofence(['agents', 'revoke', 'nobody', '-d', dir]),
       geofence(['agents', 'add', 'x', '--region', 'US', '--city', 'Austin', '-d', dir]),
     ]);
     expect(revoke.stdout).toContain('active → revoked');
     expect(unknown.code).toBe(1);
+    expect(revokeUnknown.code).toBe(1);
+    expect(revokeUnknown.stderr).toContain('nothing to revoke');
+    expect(revokeUnknown.stderr).not.toContain('approved');
     expect(cityWithoutState.code).toBe(2);
   });
 

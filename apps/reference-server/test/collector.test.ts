@@ -157,11 +157,18 @@ describe('collector', () => {
   });
 
   it('lists agents and lets an admin revoke one (effective at once)', async () => {
-    const list = await http(c, url('/agents'));
+    const anonymous = await http(c, url('/agents'));
+    expect(anonymous.status).toBe(403);
+    expect(anonymous.text).not.toContain('agent-001');
+    const one = await http(c, url('/agents/agent-001'));
+    expect(one.status).toBe(403);
+    expect(one.text).not.toContain('keyid');
+    const list = await http(c, url('/agents'), { headers: ADMIN });
     expect((list.json.agents as Array<{ agent_name: string }>).map((x) => x.agent_name)).toContain(
       'agent-001',
     );
-    expect((await http(c, url('/agents/nobody'))).status).toBe(403);
+    expect((await http(c, url('/agents/agent-001'), { headers: ADMIN })).json.agent_name).toBe('agent-001');
+    expect((await http(c, url('/agents/nobody'), { headers: ADMIN })).status).toBe(403);
     expect((await http(c, url(`/nonce?public_key_hash=${revoked.keyid}`))).status).toBe(200);
     expect((await http(c, url('/agents/agent-revoked/revoke'), { method: 'POST' })).status).toBe(403);
     const r = await http(c, url('/agents/agent-revoked/revoke'), { method: 'POST', headers: ADMIN });

@@ -274,10 +274,12 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     updated_at: r.updated_at,
   });
 
-  app.get('/agents', async (_req, res) => {
+  // The allowlist names every agent's keyid, geo policy, EK hash and workload digest: what an attacker
+  // needs to pick victims. Reading it takes the admin token, like writing it.
+  app.get('/agents', admin, async (_req, res) => {
     res.json({ agents: (await registry.list()).map(publicRecord) });
   });
-  app.get('/agents/:agent_name', async (req, res) => {
+  app.get('/agents/:agent_name', admin, async (req, res) => {
     const rec = await registry.getByName(String(req.params.agent_name));
     if (!rec) {
       sendProblem(
