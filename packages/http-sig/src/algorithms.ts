@@ -10,6 +10,7 @@ import {
   KeyObject,
   timingSafeEqual,
 } from 'node:crypto';
+import { toLowS } from './ecdsa-low-s.js';
 import { HttpSigError } from './errors.js';
 import type { SignatureAlgorithm, VerificationKeyInput } from './types.js';
 
@@ -198,7 +199,8 @@ export function importSigningKey(input: KeyObject | string | JsonWebKey): KeyObj
 export function signBytes(alg: SignatureAlgorithm, key: KeyObject, data: Uint8Array): Uint8Array {
   switch (alg) {
     case 'ecdsa-p256-sha256':
-      return cryptoSign('sha256', data, { key, dsaEncoding: 'ieee-p1363' });
+      // Low-s, so that our own signatures pass verifiers that require it (requireLowS).
+      return toLowS(cryptoSign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }));
     case 'rsa-v1_5-sha256':
       return cryptoSign('sha256', data, { key, padding: constants.RSA_PKCS1_PADDING });
     case 'rsa-pss-sha512':

@@ -11,6 +11,7 @@ export { type IncomingOptions, messageFromFetchRequest, messageFromIncoming } fr
 export { ALGORITHMS, type AlgorithmInfo, isSignatureAlgorithm } from './algorithms.js';
 export { type ComponentId, DERIVED_COMPONENTS, parseComponent } from './components.js';
 export { contentDigest, type DigestAlgorithm, verifyContentDigest } from './digest.js';
+export { isLowS, toLowS } from './ecdsa-low-s.js';
 export { HttpSigError, type HttpSigErrorCode, isHttpSigError } from './errors.js';
 export { KNOWN_STRUCTURED_FIELDS, type StructuredFieldType } from './fields.js';
 export { encodeQueryParamComponent } from './query-param.js';

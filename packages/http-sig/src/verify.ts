@@ -9,6 +9,7 @@ import {
 import { encodeBase, signatureBaseString } from './base.js';
 import { type ComponentId, componentFromItem, parseComponent } from './components.js';
 import { verifyContentDigest } from './digest.js';
+import { isLowS } from './ecdsa-low-s.js';
 import { HttpSigError } from './errors.js';
 import { getFieldLines, type StructuredFieldType } from './fields.js';
 import {
@@ -75,6 +76,11 @@ export interface VerifyRequestOptions {
   checkContentDigest?: boolean;
   /** Structured types of fields covered with `sf` that are not in {@link KNOWN_STRUCTURED_FIELDS}. */
   fieldTypes?: Readonly<Record<string, StructuredFieldType>>;
+  /**
+   * Accept `ecdsa-p256-sha256` signatures only in low-s form (else `bad_signature`), so a message has
+   * exactly one valid signature. Default `false`: RFC 9421 itself allows either form (its B.2.4 example is high-s).
+   */
+  requireLowS?: boolean;
 }
 
 /**
@@ -376,6 +382,9 @@ export async function verifyRequest(
     throw new HttpSigError('bad_signature', 'signature verification failed', { cause: err });
   }
   if (!ok) throw new HttpSigError('bad_signature', 'signature verification failed');
+  if (options.requireLowS === true && alg === 'ecdsa-p256-sha256' && !isLowS(signatureValue)) {
+    throw new HttpSigError('bad_signature', 'ECDSA signature is not in low-s form');
+  }
 
   if (
     message.body !== undefined &&

@@ -1,4 +1,4 @@
-import { createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createSecretKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   algorithmForKey,
@@ -8,7 +8,14 @@ import {
   signBytes,
   verifyBytes,
 } from '../src/algorithms.js';
-import type { SignatureAlgorithm } from '../src/index.js';
+import {
+  createSigner,
+  isLowS,
+  type SignatureAlgorithm,
+  signRequest,
+  toLowS,
+  verifyRequest,
+} from '../src/index.js';
 import { codeOf } from './helpers.js';
 
 const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -82,5 +89,61 @@ describe('key type ↔ algorithm', () => {
       expect(verifyBytes(alg, pub, data, sig.subarray(1)), alg).toBe(false);
       expect(verifyBytes(alg, pub, new TextEncoder().encode('other'), sig), alg).toBe(false);
     }
+  });
+});
+
+describe('ECDSA low-s', () => {
+  const n = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+  const twinOf = (sig: Uint8Array) => {
+    const s = BigInt(`0x${Buffer.from(sig.subarray(32)).toString('hex')}`);
+    return new Uint8Array(
+      Buffer.concat([
+        Buffer.from(sig.subarray(0, 32)),
+        Buffer.from((n - s).toString(16).padStart(64, '0'), 'hex'),
+      ]),
+    );
+  };
+
+  it('createSigner always produces low-s; requireLowS refuses the (r, n − s) twin that plain RFC 9421 accepts', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const signer = createSigner({ key: privateKey, alg: 'ecdsa-p256-sha256', keyid: 'k' });
+    for (let i = 0; i < 16; i++) {
+      const message = { method: 'GET', url: `https://example.com/x?i=${i}`, headers: {} };
+      const h = await signRequest(message, {
+        signer,
+        components: ['@method', '@path', '@query'],
+        created: 1,
+      });
+      const raw = Buffer.from(/=:([^:]+):/.exec(h.signature)![1]!, 'base64');
+      expect(isLowS(raw)).toBe(true);
+      const twin = {
+        ...message,
+        headers: {
+          ...h,
+          signature: h.signature.replace(/=:[^:]+:/, `=:${Buffer.from(twinOf(raw)).toString('base64')}:`),
+        },
+      };
+      const opts = { keyLookup: async () => publicKey, now: 2 };
+      await expect(verifyRequest(twin, opts)).resolves.toBeDefined();
+      await expect(verifyRequest(twin, { ...opts, requireLowS: true })).rejects.toMatchObject({
+        code: 'bad_signature',
+      });
+      await expect(
+        verifyRequest({ ...message, headers: { ...h } }, { ...opts, requireLowS: true }),
+      ).resolves.toBeDefined();
+    }
+  });
+
+  it('toLowS is idempotent and leaves malformed input alone', () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const sig = new Uint8Array(
+      sign('sha256', Buffer.from('x'), { key: privateKey, dsaEncoding: 'ieee-p1363' }),
+    );
+    const low = toLowS(sig);
+    expect(isLowS(low)).toBe(true);
+    expect(toLowS(low)).toEqual(low);
+    expect(toLowS(twinOf(low))).toEqual(low);
+    expect(isLowS(new Uint8Array(63))).toBe(false);
+    expect(isLowS(new Uint8Array(64))).toBe(false); // s = 0
   });
 });

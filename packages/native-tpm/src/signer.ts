@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { toLowS } from '@geofence/http-sig';
 import { keyIdOfPublic, parsePublic } from '@geofence/tpm-wire';
 import { TpmError } from './errors.js';
 import type { Tpm } from './tpm.js';
@@ -56,6 +57,10 @@ export function tpmSigner(tpm: Tpm, key: TpmKey, options: TpmSignerOptions = {})
   return {
     keyid,
     alg,
-    sign: (data: Uint8Array) => tpm.sign(key, createHash('sha256').update(data).digest()),
+    // A TPM returns either s or n − s; verifiers of the geofence profile accept only low-s.
+    sign: async (data: Uint8Array) => {
+      const signature = await tpm.sign(key, createHash('sha256').update(data).digest());
+      return alg === 'ecdsa-p256-sha256' ? toLowS(signature) : signature;
+    },
   };
 }

@@ -3,6 +3,7 @@
  * signature verification. The agent SDK imports these, so there is exactly one implementation.
  */
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { isLowS } from '@geofence/http-sig';
 import canonicalizeImport from 'canonicalize';
 import { z } from 'zod';
 import { fastJcs } from './fast-jcs.js';
@@ -301,7 +302,7 @@ function keyMatchesUncached(alg: PayloadAlgorithm, key: KeyObject): boolean {
 
 /**
  * Verify the payload signature (SPEC §6.2) with the agent's AppSK public key.
- * `ecdsa-p256-sha256` signatures are raw r‖s (64 bytes, IEEE P1363); `rsa-v1_5-sha256` are PKCS#1 v1.5.
+ * `ecdsa-p256-sha256` signatures are raw r‖s (64 bytes, IEEE P1363) in low-s form; `rsa-v1_5-sha256` are PKCS#1 v1.5.
  * Returns false (never throws) on any mismatch: unknown algorithm, key of the wrong type or curve,
  * malformed signature encoding, bad signature.
  * @public
@@ -322,7 +323,8 @@ export function verifyPayloadSignature(
     return false;
   }
   if (alg === 'ecdsa-p256-sha256') {
-    if (sig.length !== 64) return false;
+    // Low-s only: (r, n − s) would verify too, and one message must have exactly one valid signature.
+    if (!isLowS(sig)) return false;
     return cryptoVerify('sha256', input, { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig);
   }
   return cryptoVerify('sha256', input, publicKey, sig);

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { isLowS } from '@geofence/http-sig';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type GatewayOptions,
@@ -26,6 +27,16 @@ import {
   buildNonceRequest,
   makeAgent,
 } from './helpers/signed-request.js';
+
+/** (r, s) → (r, n − s) on P-256: the other signature that verifies for the same message. */
+function flipS(sig: Uint8Array): Buffer {
+  const n = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+  const s = BigInt(`0x${Buffer.from(sig.subarray(32)).toString('hex')}`);
+  return Buffer.concat([
+    Buffer.from(sig.subarray(0, 32)),
+    Buffer.from((n - s).toString(16).padStart(64, '0'), 'hex'),
+  ]);
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'geofence-pipeline-'));
 let registry: JsonFileRegistry;
@@ -117,6 +128,22 @@ describe('gateway switches', () => {
       'geolocation_policy',
     ]);
     expect(v2.agent?.agent_name).toBe('agent-001');
+  });
+
+  it('accepts only the low-s form of an ECDSA HTTP signature (the (r, n − s) twin is refused)', async () => {
+    const built = await buildMetricsRequest(agent, { nonce: Buffer.alloc(32, 6).toString('base64url') });
+    const m = /^geo=:([^:]+):$/.exec(built.headers.signature ?? '');
+    expect(m).not.toBeNull();
+    const sig = Buffer.from(m![1]!, 'base64');
+    expect(isLowS(sig)).toBe(true); // our signers normalise
+    const twin = {
+      ...built,
+      headers: { ...built.headers, signature: `geo=:${flipS(sig).toString('base64')}:` },
+    };
+    expect((await verifyAtGateway(toReq(built), opts({}))).agent?.agent_name).toBe('agent-001');
+    const err = await verifyAtGateway(toReq(twin), opts({})).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GeofenceError);
+    expect((err as GeofenceError).validationType).toBe('signature_verification');
   });
 
   it('requires the signature headers', async () => {

@@ -1,4 +1,5 @@
 import { sign as cryptoSign, generateKeyPairSync } from 'node:crypto';
+import { isLowS, toLowS } from '@geofence/http-sig';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -18,7 +19,8 @@ const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 
 const ecSigner = {
   alg: 'ecdsa-p256-sha256',
-  sign: async (d: Uint8Array) => cryptoSign('sha256', d, { key: ec.privateKey, dsaEncoding: 'ieee-p1363' }),
+  sign: async (d: Uint8Array) =>
+    toLowS(cryptoSign('sha256', d, { key: ec.privateKey, dsaEncoding: 'ieee-p1363' })),
 };
 const rsaSigner = {
   alg: 'rsa-v1_5-sha256',
@@ -35,6 +37,28 @@ const base = {
   geographic_region: { region: 'US', state: 'California', city: 'Santa Clara' },
   location: { lat: 37.354, lon: -121.955, accuracy: 8.5, quality: 'GNSS' as const },
 };
+
+describe('payload signature malleability', () => {
+  it('accepts the low-s ECDSA signature and refuses its (r, n − s) twin', async () => {
+    const n = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+    for (let i = 0; i < 8; i++) {
+      const p = await signPayload({ ...base, metrics: { i } }, ecSigner);
+      const sig = decodeBase64url(p.signature)!;
+      expect(isLowS(sig)).toBe(true);
+      const s = BigInt(`0x${Buffer.from(sig.subarray(32)).toString('hex')}`);
+      const twin = Buffer.concat([
+        Buffer.from(sig.subarray(0, 32)),
+        Buffer.from((n - s).toString(16).padStart(64, '0'), 'hex'),
+      ]);
+      expect(verifyPayloadSignature(p, ec.publicKey)).toBe(true);
+      expect(verifyPayloadSignature({ ...p, signature: twin.toString('base64url') }, ec.publicKey)).toBe(
+        false,
+      );
+      // toLowS maps the twin back to the one accepted signature.
+      expect(Buffer.from(toLowS(twin)).equals(Buffer.from(sig))).toBe(true);
+    }
+  });
+});
 
 describe('payloadSigningInput', () => {
   it('is the JCS of the payload without signature', () => {

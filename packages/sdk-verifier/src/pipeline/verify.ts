@@ -537,6 +537,7 @@ async function verifyHeaders(
       requiredComponents: components,
       requiredParams: params,
       algorithms: ['ecdsa-p256-sha256', 'rsa-v1_5-sha256'],
+      requireLowS: true, // one valid signature per message (no (r, n − s) twin)
       // Time checks are step 4 (timestamp_proximity), after the signature: disable them here.
       clockSkewSeconds: Number.POSITIVE_INFINITY,
       checkContentDigest: false, // step 1 already compared Content-Digest with the body
