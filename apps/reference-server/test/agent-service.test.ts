@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { createAgent, type Agent as GeofenceAgent, staticLocation } from '@geofence/agent';
 import { type SwtpmInstance, startSwtpm } from '@geofence/native-tpm';
-import type { Agent } from 'undici';
+import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type RunningAgentService, startAgentService } from '../src/agent-service/service.js';
 import { upsertPreRegistration } from '../src/preregistrations.js';
@@ -22,6 +22,8 @@ let col: RunningCollector;
 let agent: GeofenceAgent;
 let svc: RunningAgentService;
 let c: Agent;
+/** Trusts the CA but not the name: what a rebinding page's Host would fail at TLS is the Host check's job here. */
+let rebinding: Agent;
 
 beforeAll(async () => {
   const { dir, pki } = await testDataDir('agentsvc');
@@ -57,6 +59,7 @@ beforeAll(async () => {
     listen: { host: '127.0.0.1', port: 0, tls: { cert: pki.cert, key: pki.key, minVersion: 'TLSv1.2' } },
   });
   c = client(pki.ca);
+  rebinding = new Agent({ connect: { ca: pki.ca, checkServerIdentity: () => undefined } });
 });
 
 afterAll(async () => {
@@ -65,6 +68,7 @@ afterAll(async () => {
   await col?.close();
   await swtpm?.stop();
   await c?.close();
+  await rebinding?.close();
 });
 
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -87,6 +91,26 @@ describe('edge agent service', () => {
     expect((await http(c, `${svc.url}/sign`, { method: 'POST', headers: auth, body: '{}' })).status).toBe(
       404,
     );
+  });
+
+  it('refuses a DNS-rebinding page: foreign Host or cross-origin Origin → 403, even with the token', async () => {
+    const port = new URL(svc.url).port;
+    const status = async (headers: Record<string, string>) =>
+      (await http(rebinding, `${svc.url}/metrics/status`, { headers: { ...auth, ...headers } })).status;
+    expect(await status({})).toBe(200);
+    expect(await status({ host: `localhost:${port}` })).toBe(200);
+    expect(await status({ origin: `https://127.0.0.1:${port}` })).toBe(200);
+    expect(await status({ host: `attacker.example:${port}` })).toBe(403);
+    expect(await status({ origin: `https://attacker.example:${port}` })).toBe(403);
+    expect(await status({ origin: 'https://127.0.0.1:1' })).toBe(403);
+    expect(await status({ origin: 'null' })).toBe(403);
+    const generate = await http(rebinding, `${svc.url}/metrics/generate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth, host: `attacker.example:${port}` },
+      body: '{}',
+    });
+    expect(generate.status).toBe(403);
+    expect(generate.json.validation_type).toBe('agent_verification');
   });
 
   it('sends system metrics (default type) and application metrics with custom_data', async () => {

@@ -7,7 +7,9 @@
  * `/health` needs the local bearer token, and it only ever signs payloads it builds itself (its own
  * nonce, timestamp and location; `custom_data` is carried inside `metrics`, size-limited).
  */
+
 import { timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Agent } from '@geofence/agent';
 import { GeofenceError, type ValidationType } from '@geofence/verifier';
 import express, { type Request, type RequestHandler, type Response } from 'express';
@@ -67,6 +69,40 @@ function tokenAuth(token: string): RequestHandler {
   };
 }
 
+/**
+ * DNS-rebinding guard: a browser page that rebinds its own name to this host's address can reach the
+ * local API, and then only the token stands in its way. Such requests carry that name in `Host` (and
+ * its origin in `Origin`), so only IP literals, `localhost` and the configured listen host are
+ * accepted as `Host`, and an `Origin`, when sent, must be this very host and port.
+ */
+export function localHostGuard(listenHost: string): RequestHandler {
+  const named = new Set(['localhost', listenHost.toLowerCase()]);
+  const hostAllowed = (hostname: string) =>
+    named.has(hostname) ||
+    isIP(hostname) !== 0 ||
+    (hostname.startsWith('[') && isIP(hostname.slice(1, -1)) === 6);
+  return (req, res, next) => {
+    const host = (req.headers.host ?? '').toLowerCase();
+    const hostname = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
+    let ok = host !== '' && hostAllowed(hostname);
+    const origin = req.headers.origin;
+    if (ok && origin !== undefined) {
+      try {
+        ok = new URL(origin).host.toLowerCase() === host;
+      } catch {
+        ok = false;
+      }
+    }
+    if (ok) return next();
+    sendProblem(
+      req,
+      res,
+      new GeofenceError('agent_verification', 'Host or Origin not allowed for the local agent API'),
+      REJECTED_BY,
+    );
+  };
+}
+
 /** Starts the service. */
 export async function startAgentService(opts: AgentServiceOptions): Promise<RunningAgentService> {
   const { agent, log } = opts;
@@ -121,6 +157,7 @@ export async function startAgentService(opts: AgentServiceOptions): Promise<Runn
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
   app.use(requestIdMiddleware());
+  app.use(localHostGuard(opts.listen.host));
 
   app.get('/health', (_req, res) => {
     res.json({
