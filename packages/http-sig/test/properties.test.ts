@@ -154,7 +154,17 @@ describe('properties', () => {
           if (where === 'url') {
             // Flip inside path+query (the authority is covered too, but host case is normalised by design).
             const start = 'https://host.example'.length;
+            const signed = new URL(message.url);
             message.url = flipChar(message.url, start + (pick % (message.url.length - start)), xor);
+            // "/" -> "?" turns https://host.example/ into https://host.example? — the same @path "/"
+            // and @query "?" (RFC 9421 §2.2.7: an empty query is "?"), so the same signed target.
+            const flipped = URL.canParse(message.url) ? new URL(message.url) : undefined;
+            fc.pre(
+              flipped === undefined ||
+                flipped.pathname !== signed.pathname ||
+                (flipped.search || '?') !== (signed.search || '?') ||
+                flipped.host !== signed.host,
+            );
           }
           if (where === 'body') {
             fc.pre((message.body as Uint8Array).length > 0);

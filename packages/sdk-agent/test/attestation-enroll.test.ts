@@ -3,7 +3,7 @@
  * every rejection of issue 5 item 3, each an `attestation` rejection naming the failed check.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { type SwtpmInstance, startSwtpm, Tpm, type TpmKey } from '@geofence/native-tpm';
 import { keyIdOfPublic, objectName, parsePublic, publicToJwk } from '@geofence/tpm-wire';
 import {
+  type AgentRecordInput,
   AttestationResultSigner,
   type EnrollmentPolicy,
   EnrollmentService,
@@ -21,8 +22,10 @@ import {
   GeofenceError,
   type Jwks,
   jwkThumbprint,
+  keyidOfPublicKey,
   mountAttestationExpress,
   type PendingEnrollmentStore,
+  type Registry,
   SqliteRegistry,
   verifyAttestationResult,
 } from '@geofence/verifier';
@@ -146,6 +149,19 @@ async function completionBody(
     secret: b64u(secret),
     certify: { attest: b64u(certify.attest), signature: b64u(certify.signature) },
     quote: { attest: b64u(quote.attest), signature: b64u(quote.signature), pcrs },
+  };
+}
+
+/** A record an operator or an app wrote through the registry API: a software key, no EK binding. */
+function softwareRecord(agentName: string): AgentRecordInput {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return {
+    agent_name: agentName,
+    keyid: keyidOfPublicKey(publicKey),
+    alg: 'ecdsa-p256-sha256',
+    app_public_key_pem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    geo_policy: { allow: [{ region: 'US', state: 'California', city: 'Santa Clara' }] },
+    status: 'active',
   };
 }
 
@@ -319,6 +335,68 @@ describe('enrolment checks (in process, same swtpm)', () => {
     const body = await completionBody(ch, request, ak);
     await expect(service.complete(ch.enrollment_id, body)).resolves.toMatchObject({ status: 'pending' });
     await expectCheck(service.complete(ch.enrollment_id, body), 'enrollment_already_used');
+  });
+
+  it('never lets an enrolment replace an active record that has no EK binding (takeover)', async () => {
+    const { service, registry } = await newService();
+    const victim = softwareRecord('victim-1');
+    await registry.put(victim);
+    const before = await registry.getByName('victim-1');
+    const { request } = await enrollRequest({ agent_name: 'victim-1' });
+    await expectCheck(service.start(request), 'ek_not_registered_for_agent', { agent_name: 'victim-1' });
+    expect(await registry.getByName('victim-1')).toEqual(before);
+  });
+
+  it('re-enrols a record without EK binding once the operator pre-registered the name', async () => {
+    const geoPolicy = { allow: [{ region: 'US', state: 'California' }] };
+    const { service, registry } = await newService({
+      agents: [{ agentName: 'victim-2', ek: 'any-trusted-ca', geoPolicy }],
+    });
+    await registry.put(softwareRecord('victim-2'));
+    const { ak, request } = await enrollRequest({ agent_name: 'victim-2' });
+    const ch = await service.start(request);
+    const done = await service.complete(ch.enrollment_id, await completionBody(ch, request, ak));
+    expect(done.status).toBe('active');
+    expect(await registry.getByName('victim-2')).toMatchObject({
+      keyid: keyIdOfPublic(app.public),
+      ek_public_hash: keyIdOfPublic(ekPublic),
+    });
+  });
+
+  it('fails an enrolment whose record another writer changed between check and write', async () => {
+    const path = join(dir, `race-${randomBytes(4).toString('hex')}.db`);
+    const own = await SqliteRegistry.open({ path });
+    const other = await SqliteRegistry.open({ path });
+    registries.push(own, other);
+    const racer = softwareRecord('racer-1');
+    let armed = false;
+    // The other process's write lands right after complete() read "no record".
+    const registry: Registry = new Proxy(own, {
+      get(target, prop, receiver) {
+        if (prop !== 'getByName') return Reflect.get(target, prop, receiver);
+        return async (name: string) => {
+          const found = await target.getByName(name);
+          if (armed) {
+            armed = false;
+            await other.put(racer);
+          }
+          return found;
+        };
+      },
+    });
+    const service = new EnrollmentService({
+      registry,
+      signer,
+      policy: { ekCaBundle: swtpm.ekCaCertificates },
+    });
+    const { ak, request } = await enrollRequest({ agent_name: 'racer-1' });
+    const ch = await service.start(request);
+    const body = await completionBody(ch, request, ak);
+    armed = true;
+    await expectCheck(service.complete(ch.enrollment_id, body), 'registration_conflict', {
+      agent_name: 'racer-1',
+    });
+    expect((await own.getByName('racer-1'))?.keyid).toBe(racer.keyid);
   });
 
   it('rejects an EK certificate from an untrusted CA', async () => {

@@ -61,10 +61,12 @@ export {
   type AgentRecordInput,
   type AgentStatus,
   agentRecordSchema,
+  expectationOf,
   keyidOfPublicKey,
   type Registry,
   RegistryError,
   type RegistryErrorCode,
+  type RegistryExpectation,
   recordPublicKey,
   validateAgentRecord,
 } from './storage/registry.js';

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   type AgentRecordInput,
+  expectationOf,
   JsonFileRegistry,
   keyidOfPublicKey,
   type Registry,
@@ -88,6 +89,45 @@ describe.each(Object.keys(kinds))('%s registry', (kind) => {
     await expect(reg.put({ ...a, agent_name: 'agent-003' })).rejects.toBeInstanceOf(RegistryError);
     expect(await reg.list()).toHaveLength(1);
     await reg.close();
+  });
+  it('putIfMatch writes only when the stored identity is still the expected one', async () => {
+    const reg = await kinds[kind]!();
+    const a = agent('agent-001');
+    const first = await reg.putIfMatch(a, null);
+    // a second "first enrolment" for the same name loses
+    await expect(reg.putIfMatch(agent('agent-001'), null)).rejects.toMatchObject({ code: 'conflict' });
+    // the expectation of the record as read lets the write through, once
+    const next = agent('agent-001');
+    await reg.putIfMatch({ ...next, ek_public_hash: 'a'.repeat(64) }, expectationOf(first));
+    await expect(reg.putIfMatch(agent('agent-001'), expectationOf(first))).rejects.toMatchObject({
+      code: 'conflict',
+    });
+    // the EK hash is part of the identity too
+    await expect(
+      reg.putIfMatch(agent('agent-001'), { keyid: next.keyid, ek_public_hash: undefined }),
+    ).rejects.toMatchObject({ code: 'conflict' });
+    expect((await reg.getByName('agent-001'))?.keyid).toBe(next.keyid);
+    await reg.close();
+  });
+});
+
+describe('compare-and-set across connections', () => {
+  it('SQLite: two writers that both read "no record" — exactly one first enrolment wins', async () => {
+    const path = join(dir, 'race.db');
+    const one = await SqliteRegistry.open({ path });
+    const two = await SqliteRegistry.open({ path });
+    expect(await one.getByName('agent-001')).toBeUndefined();
+    expect(await two.getByName('agent-001')).toBeUndefined();
+    const a = agent('agent-001');
+    const b = agent('agent-001');
+    await one.putIfMatch(a, expectationOf(undefined));
+    await expect(two.putIfMatch(b, expectationOf(undefined))).rejects.toMatchObject({ code: 'conflict' });
+    expect((await two.getByName('agent-001'))?.keyid).toBe(a.keyid);
+    // setStatus applies to the row as stored now, never to a stale copy
+    await two.setStatus('agent-001', 'revoked');
+    expect(await one.getByName('agent-001')).toMatchObject({ keyid: a.keyid, status: 'revoked' });
+    await one.close();
+    await two.close();
   });
 });
 

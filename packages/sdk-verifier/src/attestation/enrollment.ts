@@ -31,7 +31,13 @@ import {
   requiredPcrSelection,
   validatePlatformPolicy,
 } from './policy.js';
-import { type AgentRecord, type AgentRecordInput, type Registry, RegistryError } from './registry-port.js';
+import {
+  type AgentRecord,
+  type AgentRecordInput,
+  expectationOf,
+  type Registry,
+  RegistryError,
+} from './registry-port.js';
 import type { AttestationResultSigner } from './result.js';
 import {
   type EnrollCompleteRequest,
@@ -408,10 +414,20 @@ export class EnrollmentService {
       },
     };
     try {
-      await this.registry.put(record);
+      // Compare-and-set against what was checked above: a second enrolment (or an operator) that
+      // wrote this name in the meantime, in any process, makes this one fail instead of winning.
+      await this.registry.putIfMatch(record, expectationOf(existing));
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'keyid_conflict') {
         throw attestationError('app_key_public', 'this AppSK is already enrolled for another agent', {}, err);
+      }
+      if (err instanceof RegistryError && err.code === 'conflict') {
+        throw attestationError(
+          'registration_conflict',
+          'the agent record changed during this enrolment (another enrolment or an operator wrote it)',
+          { agent_name: record.agent_name },
+          err,
+        );
       }
       throw err;
     }
@@ -443,11 +459,17 @@ export class EnrollmentService {
     };
   }
 
-  /** A record's identity only changes through an enrolment bound to the same EK (SPEC §4.3). */
+  /**
+   * A record's identity only changes through an enrolment bound to the same EK (SPEC §4.3), or with
+   * the operator's say-so: a record that carries no EK binding (written through the registry API or
+   * an allowlist file) is replaced only when the operator pre-registered the name for enrolment.
+   * Anything else fails closed — otherwise any TPM whose EK chains to a trusted CA could take over
+   * an active agent's name and keep its geo policy.
+   */
   private checkRegistration(agentName: string, ekHash: string, existing: AgentRecord | undefined): void {
+    const preRegistered = this.policy.agents?.some((a) => a.agentName === agentName) ?? false;
     if (!existing) {
-      const pre = this.policy.agents?.some((a) => a.agentName === agentName);
-      if (!pre && this.policy.unknownAgents === 'reject') {
+      if (!preRegistered && this.policy.unknownAgents === 'reject') {
         throw attestationError('agent_not_registered', 'the agent is not pre-registered', {
           agent_name: agentName,
         });
@@ -457,7 +479,18 @@ export class EnrollmentService {
     if (existing.status === 'revoked') {
       throw attestationError('agent_revoked', 'the agent is revoked', { agent_name: agentName });
     }
-    if (existing.ek_public_hash !== undefined && existing.ek_public_hash !== ekHash) {
+    if (existing.ek_public_hash === undefined) {
+      if (!preRegistered) {
+        throw attestationError(
+          'ek_not_registered_for_agent',
+          'the agent is registered without an EK binding: pre-register it for enrolment ' +
+            '(geofence agents add) before its key can be replaced',
+          { agent_name: agentName, ek_hash: ekHash },
+        );
+      }
+      return;
+    }
+    if (existing.ek_public_hash !== ekHash) {
       throw attestationError('ek_not_registered_for_agent', 'the agent is enrolled with another EK', {
         agent_name: agentName,
         ek_hash: ekHash,

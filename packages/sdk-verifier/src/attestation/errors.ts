@@ -18,6 +18,7 @@ export type AttestationCheck =
   | 'ek_not_registered_for_agent'
   | 'agent_not_registered'
   | 'agent_revoked'
+  | 'registration_conflict'
   | 'ak_public'
   | 'ak_attributes'
   | 'app_key_public'

@@ -4,4 +4,4 @@
 
 export type { NonceStore } from '../storage/nonce-store.js';
 export type { AgentRecord, AgentRecordInput, Registry } from '../storage/registry.js';
-export { RegistryError } from '../storage/registry.js';
+export { expectationOf, RegistryError } from '../storage/registry.js';

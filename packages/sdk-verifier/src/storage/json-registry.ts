@@ -6,9 +6,11 @@ import {
   type AgentRecord,
   type AgentRecordInput,
   type AgentStatus,
+  checkExpectation,
   RecordIndex,
   type Registry,
   RegistryError,
+  type RegistryExpectation,
   stampRecord,
   validateAgentRecord,
 } from './registry.js';
@@ -161,25 +163,54 @@ export class JsonFileRegistry implements Registry {
 
   /** {@inheritDoc Registry.put} */
   put(input: AgentRecordInput): Promise<AgentRecord> {
+    return this.serial(() => this.write1(input.agent_name, () => input));
+  }
+
+  /**
+   * {@inheritDoc Registry.putIfMatch}
+   *
+   * The file is re-read first, so an edit by the operator or another process is seen; the check and
+   * the write are atomic within this process only — a file has no cross-process lock, which is one
+   * reason a fleet uses the SQLite (one host) or a database registry instead.
+   */
+  putIfMatch(input: AgentRecordInput, expected: RegistryExpectation | null): Promise<AgentRecord> {
     return this.serial(async () => {
       this.ensureOpen();
-      const now = (this.opts.now ?? (() => new Date()))();
-      const record = validateAgentRecord(stampRecord(input, this.index.byAgent(input.agent_name), now));
-      this.index.checkUnique(record);
-      const next = this.index.all().filter((r) => r.agent_name !== record.agent_name);
-      next.push(record);
-      next.sort((a, b) => (a.agent_name < b.agent_name ? -1 : 1));
-      await this.write(next);
-      this.index.set(record);
-      return record;
+      await this.load(false);
+      return this.write1(input.agent_name, (current) => {
+        checkExpectation(input.agent_name, current, expected);
+        return input;
+      });
     });
   }
 
   /** {@inheritDoc Registry.setStatus} */
-  async setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
-    const current = await this.getByName(agentName);
-    if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
-    return this.put({ ...current, status });
+  setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
+    return this.serial(() =>
+      this.write1(agentName, (current) => {
+        if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
+        return { ...current, status };
+      }),
+    );
+  }
+
+  /** Validates and writes the record `decide` returns after checking (or deriving it from) the current one. */
+  private async write1(
+    agentName: string,
+    decide: (current: AgentRecord | undefined) => AgentRecordInput,
+  ): Promise<AgentRecord> {
+    this.ensureOpen();
+    const current = this.index.byAgent(agentName);
+    const input = decide(current);
+    const now = (this.opts.now ?? (() => new Date()))();
+    const record = validateAgentRecord(stampRecord(input, current, now));
+    this.index.checkUnique(record);
+    const next = this.index.all().filter((r) => r.agent_name !== record.agent_name);
+    next.push(record);
+    next.sort((a, b) => (a.agent_name < b.agent_name ? -1 : 1));
+    await this.write(next);
+    this.index.set(record);
+    return record;
   }
 
   /** {@inheritDoc Registry.delete} */

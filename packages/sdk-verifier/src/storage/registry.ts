@@ -100,7 +100,13 @@ export type AgentRecordInput = Omit<AgentRecord, 'enrolled_at' | 'updated_at'> &
  * Stable codes of {@link RegistryError}.
  * @public
  */
-export type RegistryErrorCode = 'invalid_record' | 'keyid_conflict' | 'not_found' | 'storage' | 'unavailable';
+export type RegistryErrorCode =
+  | 'invalid_record'
+  | 'keyid_conflict'
+  | 'conflict'
+  | 'not_found'
+  | 'storage'
+  | 'unavailable';
 
 /**
  * Registry failure with a stable `code`.
@@ -133,6 +139,14 @@ export interface Registry {
   list(filter?: { status?: AgentStatus }): Promise<AgentRecord[]>;
   /** Insert or replace the record of `record.agent_name` (validated; keyid must stay unique). */
   put(record: AgentRecordInput): Promise<AgentRecord>;
+  /**
+   * Compare-and-set: writes `record` only when the stored record of `record.agent_name` still is
+   * what the caller read — none when `expected` is `null`, otherwise one with the expected keyid
+   * and EK hash — checked and written atomically against every writer of the storage (other
+   * processes included). Throws {@link RegistryError} `conflict` otherwise. Enrolment writes through
+   * this, so two racing enrolments for one name cannot both succeed.
+   */
+  putIfMatch(record: AgentRecordInput, expected: RegistryExpectation | null): Promise<AgentRecord>;
   /** Change an agent's status. Throws `not_found`. */
   setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord>;
   /** Delete an agent; true when it existed. */
@@ -141,6 +155,46 @@ export interface Registry {
   reload(): Promise<void>;
   /** Release resources (file watchers, database handles). */
   close(): Promise<void>;
+}
+
+/**
+ * The identity a compare-and-set write ({@link Registry.putIfMatch}) expects the stored record to
+ * still have.
+ * @public
+ */
+export interface RegistryExpectation {
+  /** keyid of the stored record. */
+  readonly keyid: string;
+  /** EK hash of the stored record; `undefined` when it has no EK binding. */
+  readonly ek_public_hash: string | undefined;
+}
+
+/**
+ * The expectation that matches `record` as it is now (for {@link Registry.putIfMatch}).
+ * @public
+ */
+export function expectationOf(record: AgentRecord | undefined): RegistryExpectation | null {
+  return record ? { keyid: record.keyid, ek_public_hash: record.ek_public_hash } : null;
+}
+
+/** Throws `conflict` unless `current` is what `expected` describes. */
+export function checkExpectation(
+  agentName: string,
+  current: AgentRecord | undefined,
+  expected: RegistryExpectation | null,
+): void {
+  const ok =
+    expected === null
+      ? current === undefined
+      : current !== undefined &&
+        current.keyid === expected.keyid &&
+        current.ek_public_hash === expected.ek_public_hash;
+  if (!ok) {
+    throw new RegistryError(
+      'conflict',
+      `the record of ${agentName} changed since it was read (another enrolment or an operator wrote it)`,
+    );
+  }
 }
 
 /**

@@ -2,9 +2,11 @@ import {
   type AgentRecord,
   type AgentRecordInput,
   type AgentStatus,
+  checkExpectation,
   RecordIndex,
   type Registry,
   RegistryError,
+  type RegistryExpectation,
   stampRecord,
   validateAgentRecord,
 } from './registry.js';
@@ -37,6 +39,7 @@ export class SqliteRegistry implements Registry {
   private readonly stmts: {
     version: SqliteStatement;
     all: SqliteStatement;
+    one: SqliteStatement;
     upsert: SqliteStatement;
     del: SqliteStatement;
   };
@@ -55,6 +58,7 @@ export class SqliteRegistry implements Registry {
     this.stmts = {
       version: db.prepare('PRAGMA data_version').pluck(),
       all: db.prepare('SELECT record FROM geofence_agents'),
+      one: db.prepare('SELECT record FROM geofence_agents WHERE agent_name = ?').pluck(),
       upsert: db.prepare(
         `INSERT INTO geofence_agents (agent_name, keyid, status, record, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT(agent_name) DO UPDATE SET keyid = excluded.keyid, status = excluded.status,
@@ -109,22 +113,61 @@ export class SqliteRegistry implements Registry {
 
   /** {@inheritDoc Registry.put} */
   async put(input: AgentRecordInput): Promise<AgentRecord> {
+    return this.write(input.agent_name, () => input);
+  }
+
+  /** {@inheritDoc Registry.putIfMatch} */
+  async putIfMatch(input: AgentRecordInput, expected: RegistryExpectation | null): Promise<AgentRecord> {
+    return this.write(input.agent_name, (current) => {
+      checkExpectation(input.agent_name, current, expected);
+      return input;
+    });
+  }
+
+  /** {@inheritDoc Registry.setStatus} */
+  async setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
+    // The status change applies to the row as it is inside the transaction, so an approval can
+    // never write back a key that a concurrent re-enrolment has just replaced.
+    return this.write(agentName, (current) => {
+      if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
+      return { ...current, status };
+    });
+  }
+
+  /**
+   * One write transaction (BEGIN IMMEDIATE: it holds the write lock from the read on, across
+   * processes): reads the stored row, lets `decide` check it and return the record to write
+   * (derived from it, for `setStatus`), validates and writes.
+   */
+  private write(
+    agentName: string,
+    decide: (current: AgentRecord | undefined) => AgentRecordInput,
+  ): AgentRecord {
     this.refresh();
     const now = (this.opts.now ?? (() => new Date()))();
-    const record = validateAgentRecord(stampRecord(input, this.index.byAgent(input.agent_name), now));
-    this.index.checkUnique(record);
+    let record: AgentRecord;
     try {
-      this.stmts.upsert.run(
-        record.agent_name,
-        record.keyid,
-        record.status,
-        JSON.stringify(record),
-        record.updated_at,
-      );
+      record = this.db
+        .transaction(() => {
+          const row = this.stmts.one.get(agentName) as string | undefined;
+          const current = row === undefined ? undefined : validateAgentRecord(JSON.parse(row));
+          const input = decide(current);
+          const next = validateAgentRecord(stampRecord(input, current, now));
+          this.stmts.upsert.run(
+            next.agent_name,
+            next.keyid,
+            next.status,
+            JSON.stringify(next),
+            next.updated_at,
+          );
+          return next;
+        })
+        .immediate();
     } catch (err) {
+      if (err instanceof RegistryError) throw err;
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         this.refresh(true);
-        throw new RegistryError('keyid_conflict', `keyid of ${record.agent_name} is already registered`, err);
+        throw new RegistryError('keyid_conflict', `keyid of ${agentName} is already registered`, err);
       }
       throw new RegistryError('storage', 'registry write failed', err);
     }
@@ -132,13 +175,6 @@ export class SqliteRegistry implements Registry {
     // and a concurrent commit by another process is still detected on the next lookup.
     this.index.set(record);
     return record;
-  }
-
-  /** {@inheritDoc Registry.setStatus} */
-  async setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
-    const current = await this.getByName(agentName);
-    if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
-    return this.put({ ...current, status });
   }
 
   /** {@inheritDoc Registry.delete} */
