@@ -32,6 +32,18 @@ function withCommon(cmd: Command, listener = true): Command {
   return cmd;
 }
 
+/**
+ * Exit status of an invalid configuration (docs/operations.md), distinct from 1 (a failure while
+ * running) so that a supervisor can tell "fix the settings" from "try again".
+ */
+const EXIT_INVALID_CONFIG = 2;
+
+/** Prints every configuration problem, one per line on stderr, and exits with status 2. */
+function exitInvalidConfig(err: ConfigError): never {
+  process.stderr.write(`geofence: ${err.message}\n`);
+  process.exit(EXIT_INVALID_CONFIG);
+}
+
 /** Loads configuration for `role`, exiting with status 2 and every problem listed when invalid. */
 function configFor(role: Role, o: CommonOpts, extra: Record<string, unknown> = {}) {
   const overrides: Record<string, unknown> = { ...extra };
@@ -44,10 +56,7 @@ function configFor(role: Role, o: CommonOpts, extra: Record<string, unknown> = {
   try {
     return loadConfig(opts);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`geofence: ${err.message}\n`);
-      process.exit(2);
-    }
+    if (err instanceof ConfigError) exitInvalidConfig(err);
     throw err;
   }
 }
@@ -245,6 +254,8 @@ withCommon(
 });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
+  // A setting only a command checks (the agent name of `geofence enroll`) is a configuration error too.
+  if (err instanceof ConfigError) exitInvalidConfig(err);
   process.stderr.write(`geofence: ${(err as Error).message ?? String(err)}\n`);
   process.exit(1);
 });
