@@ -45,13 +45,18 @@ function exitInvalidConfig(err: ConfigError): never {
 }
 
 /** Loads configuration for `role`, exiting with status 2 and every problem listed when invalid. */
-function configFor(role: Role, o: CommonOpts, extra: Record<string, unknown> = {}) {
+function configFor(
+  role: Role,
+  o: CommonOpts,
+  extra: Record<string, unknown> = {},
+  required: readonly string[] = [],
+) {
   const overrides: Record<string, unknown> = { ...extra };
   if (o.dataDir) overrides.dataDir = o.dataDir;
   if (o.port !== undefined) overrides.port = o.port;
   if (o.host) overrides.host = o.host;
   if (o.logLevel) overrides.logLevel = o.logLevel;
-  const opts: LoadConfigOptions = { role, overrides };
+  const opts: LoadConfigOptions = { role, overrides, required };
   if (o.config) opts.configPath = o.config;
   try {
     return loadConfig(opts);
@@ -140,7 +145,7 @@ withCommon(
     program.command('agent').description('run the edge metrics agent service (default port 8442, loopback)'),
   ).option('--interval <seconds>', 'seconds between periodic sends, 0 = only on request', intArg),
 ).action(async (o: AgentOpts) => {
-  const cfg = configFor('agent', o, agentOverrides(o));
+  const cfg = configFor('agent', o, agentOverrides(o), ['agent.name']);
   const { startAgentFromConfig } = await import('./agent-service/from-config.js');
   await serve(() => startAgentFromConfig(cfg));
 });
@@ -151,7 +156,7 @@ withCommon(
   ),
   false,
 ).action(async (o: AgentOpts) => {
-  const cfg = configFor('cli', o, agentOverrides(o));
+  const cfg = configFor('cli', o, agentOverrides(o), ['agent.name']);
   const { enrollFromConfig } = await import('./agent-service/from-config.js');
   const result = await enrollFromConfig(cfg);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -343,6 +343,11 @@ export interface LoadConfigOptions {
   cwd?: string;
   /** Highest-precedence overrides (CLI flags), same shape as the config file. */
   overrides?: Record<string, unknown>;
+  /**
+   * Config paths the command cannot run without (`agent.name` for `geofence enroll`), checked in the
+   * same pass as everything else so that their absence is listed with the other problems.
+   */
+  required?: readonly string[];
 }
 
 /** The config file name looked up in the working directory when `--config` is not given. */
@@ -451,6 +456,10 @@ export function loadConfig(opts: LoadConfigOptions): Config & { port: number } {
       }
       issues.push(`${nameOf(issue.path.join('.')) || '(root)'}: ${issue.message}`);
     }
+  }
+  for (const path of opts.required ?? []) {
+    const v = path.split('.').reduce<unknown>((o, k) => (isPlainObject(o) ? o[k] : undefined), merged);
+    if (v === undefined || v === '') issues.push(`${hint(path)}: required`);
   }
   issues.push(...crossChecks(merged));
   issues.push(...checkPaths(merged, opts.role, cwd, nameOf));

@@ -195,6 +195,22 @@ describe('loadConfig', () => {
       ]);
     });
 
+    it("lists a setting the command requires with the other problems (geofence enroll's agent name)", () => {
+      let err: unknown;
+      try {
+        loadConfig({ role: 'cli', cwd, env: { GPSD_PORT: 'x' }, required: ['agent.name'] });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as ConfigError).issues).toEqual([
+        'GPSD_PORT: expected an integer, got "x"',
+        'agent.name (env AGENT_NAME): required',
+      ]);
+      expect(
+        loadConfig({ role: 'cli', cwd, env: { AGENT_NAME: 'a1' }, required: ['agent.name'] }).agent.name,
+      ).toBe('a1');
+    });
+
     it('still loads a valid file with existing paths, resolved against cwd', () => {
       writeFileSync(join(cwd, 'ca.pem'), 'x');
       writeFileSync(join(cwd, 'cert.pem'), 'x');
