@@ -1,6 +1,8 @@
 /**
  * Configuration of the reference server: environment variables (the original prototype's names where
  * they exist, SPEC §9), an optional JSON config file, and CLI overrides, validated with zod at start.
+ * Every object of the schema is strict: an unknown config-file key is an error, never a silently
+ * applied default.
  *
  * Precedence (highest first): CLI flags → environment → config file → defaults. Every default is safe:
  * TLS on with verification, loopback bind, memory nonce store, admin token generated and kept in the
