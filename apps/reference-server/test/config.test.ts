@@ -177,6 +177,15 @@ describe('loadConfig', () => {
       expect(() =>
         loadConfig({ role: 'collector', cwd, env: { SSL_CLIENT_CERT_PATH: dir, SSL_CLIENT_KEY_PATH: dir } }),
       ).not.toThrow();
+      const notADir = join(cwd, 'plain-file');
+      writeFileSync(notADir, 'x');
+      expect(
+        issuesOf({ dataDir: notADir, enrollment: { signingKeyPath: join(notADir, 'key.pem') } }),
+      ).toEqual([
+        `dataDir: ${notADir} is not a directory (ENOTDIR)`,
+        `enrollment.signingKeyPath: cannot read ${join(notADir, 'key.pem')} (ENOTDIR)`,
+      ]);
+      // root reads everything: the permission check can only be seen as another user.
       if (process.getuid?.() !== 0) {
         const secret = join(cwd, 'unreadable-key.pem');
         writeFileSync(secret, 'x');
