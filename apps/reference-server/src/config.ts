@@ -372,8 +372,8 @@ function hint(path: string): string {
 }
 
 /**
- * Settings required by a role or by another setting. One of a pair set without the other used to be
- * silently ignored (a key path without a certificate path served the demo certificate).
+ * Settings required by another setting. One of a pair set without the other used to be silently
+ * ignored (a key path without a certificate path served the demo certificate).
  */
 function crossChecks(raw: Record<string, unknown>): string[] {
   const section = (k: string) => (isPlainObject(raw[k]) ? raw[k] : {});
