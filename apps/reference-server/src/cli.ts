@@ -32,22 +32,36 @@ function withCommon(cmd: Command, listener = true): Command {
   return cmd;
 }
 
+/**
+ * Exit status of an invalid configuration (docs/operations.md), distinct from 1 (a failure while
+ * running) so that a supervisor can tell "fix the settings" from "try again".
+ */
+const EXIT_INVALID_CONFIG = 2;
+
+/** Prints every configuration problem, one per line on stderr, and exits with status 2. */
+function exitInvalidConfig(err: ConfigError): never {
+  process.stderr.write(`geofence: ${err.message}\n`);
+  process.exit(EXIT_INVALID_CONFIG);
+}
+
 /** Loads configuration for `role`, exiting with status 2 and every problem listed when invalid. */
-function configFor(role: Role, o: CommonOpts, extra: Record<string, unknown> = {}) {
+function configFor(
+  role: Role,
+  o: CommonOpts,
+  extra: Record<string, unknown> = {},
+  required: readonly string[] = [],
+) {
   const overrides: Record<string, unknown> = { ...extra };
   if (o.dataDir) overrides.dataDir = o.dataDir;
   if (o.port !== undefined) overrides.port = o.port;
   if (o.host) overrides.host = o.host;
   if (o.logLevel) overrides.logLevel = o.logLevel;
-  const opts: LoadConfigOptions = { role, overrides };
+  const opts: LoadConfigOptions = { role, overrides, required };
   if (o.config) opts.configPath = o.config;
   try {
     return loadConfig(opts);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`geofence: ${err.message}\n`);
-      process.exit(2);
-    }
+    if (err instanceof ConfigError) exitInvalidConfig(err);
     throw err;
   }
 }
@@ -131,7 +145,7 @@ withCommon(
     program.command('agent').description('run the edge metrics agent service (default port 8442, loopback)'),
   ).option('--interval <seconds>', 'seconds between periodic sends, 0 = only on request', intArg),
 ).action(async (o: AgentOpts) => {
-  const cfg = configFor('agent', o, agentOverrides(o));
+  const cfg = configFor('agent', o, agentOverrides(o), ['agent.name']);
   const { startAgentFromConfig } = await import('./agent-service/from-config.js');
   await serve(() => startAgentFromConfig(cfg));
 });
@@ -142,7 +156,7 @@ withCommon(
   ),
   false,
 ).action(async (o: AgentOpts) => {
-  const cfg = configFor('cli', o, agentOverrides(o));
+  const cfg = configFor('cli', o, agentOverrides(o), ['agent.name']);
   const { enrollFromConfig } = await import('./agent-service/from-config.js');
   const result = await enrollFromConfig(cfg);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -245,6 +259,8 @@ withCommon(
 });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
+  // A setting only a command checks (the agent name of `geofence enroll`) is a configuration error too.
+  if (err instanceof ConfigError) exitInvalidConfig(err);
   process.stderr.write(`geofence: ${(err as Error).message ?? String(err)}\n`);
   process.exit(1);
 });

@@ -1,6 +1,8 @@
 /**
  * Configuration of the reference server: environment variables (the original prototype's names where
  * they exist, SPEC §9), an optional JSON config file, and CLI overrides, validated with zod at start.
+ * Every object of the schema is strict: an unknown config-file key is an error, never a silently
+ * applied default.
  *
  * Precedence (highest first): CLI flags → environment → config file → defaults. Every default is safe:
  * TLS on with verification, loopback bind, memory nonce store, admin token generated and kept in the
@@ -9,6 +11,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { absolutePaths, checkPaths } from './config-files.js';
+import { settingPaths, unknownKeyMessage } from './config-suggest.js';
 
 /** Which service a configuration is loaded for (selects the default port and bind address). */
 export type Role = 'collector' | 'gateway' | 'agent' | 'cli';
@@ -22,149 +26,153 @@ export class ConfigError extends Error {
   readonly code = 'invalid_config';
   /** Human-readable list of problems, one per invalid setting. */
   readonly issues: string[];
-  constructor(issues: string[]) {
-    super(`invalid configuration:\n  - ${issues.join('\n  - ')}`);
+  /**
+   * @param issues - one line per problem, `setting: what is wrong`.
+   * @param configFile - the config file that was read, named in the message (it may have been picked
+   * up implicitly from the working directory).
+   */
+  constructor(issues: string[], configFile?: string) {
+    const from = configFile ? ` (config file ${configFile})` : '';
+    super(`invalid configuration${from}:\n  - ${issues.join('\n  - ')}`);
     this.name = 'ConfigError';
     this.issues = issues;
   }
 }
 
 const port = z.number().int().min(0).max(65535);
-const regionEntry = z.object({
+const regionEntry = z.strictObject({
   region: z.string().min(1),
   state: z.string().min(1).optional(),
   city: z.string().min(1).optional(),
 });
 
 /** zod schema of the whole configuration (after env/file merging). */
-export const configSchema = z
-  .object({
-    serviceName: z.string().min(1).max(128).default('geofence'),
-    host: z.string().min(1).default('127.0.0.1'),
-    port: port.optional(),
-    dataDir: z.string().min(1).default('.geofence-data'),
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    logFile: z.string().optional(),
-    adminToken: z.string().min(24, 'admin token must be at least 24 characters').optional(),
-    trustProxy: z.union([z.boolean(), z.string()]).default(false),
-    bodyLimitBytes: z
-      .number()
-      .int()
-      .min(1024)
-      .max(64 * 1024 * 1024)
-      .default(1024 * 1024),
-    tls: z
-      .object({
-        enabled: z.boolean().default(true),
-        certPath: z.string().optional(),
-        keyPath: z.string().optional(),
-        caPath: z.string().optional(),
-        minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
-        /** Collector: require a client certificate from the CA (mutual TLS; e.g. only the gateway may connect). */
-        requireClientCert: z.boolean().default(false),
-        /** Gateway: client certificate presented to the collector (default: the demo client certificate). */
-        clientCertPath: z.string().optional(),
-        clientKeyPath: z.string().optional(),
-        /** Development only: disables verification of the peer certificate (logged as a warning). */
-        insecureSkipVerify: z.boolean().default(false),
-      })
-      .prefault({}),
-    nonce: z
-      .object({
-        // Nonces are 32 random bytes (SPEC §6.1); the original variable is accepted for that value only.
-        length: z.literal(32, { error: 'only 32-byte nonces are supported (SPEC §6.1)' }).default(32),
-        ttlSeconds: z.number().int().min(5).max(3600).default(300),
-        maxOutstanding: z.number().int().min(1).max(1024).default(16),
-        store: z.enum(['memory', 'sqlite', 'redis']).default('memory'),
-        redisUrl: z.string().optional(),
-        sqlitePath: z.string().optional(),
-      })
-      .prefault({}),
-    clockSkewSeconds: z.number().int().min(0).max(600).default(60),
-    registry: z
-      .object({
-        kind: z.enum(['sqlite', 'json']).default('sqlite'),
-        path: z.string().optional(),
-      })
-      .prefault({}),
-    recordsPath: z.string().optional(),
-    geo: z
-      .object({
-        allowedRegions: z.array(z.string().min(1)).default([]),
-        allowedStates: z.array(z.string().min(1)).default([]),
-        allowedCities: z.array(z.string().min(1)).default([]),
-        allow: z.array(regionEntry).default([]),
-      })
-      .prefault({}),
-    enrollment: z
-      .object({
-        ekCaPaths: z.array(z.string()).default([]),
-        approvedEkHashes: z.array(z.string().regex(/^[0-9a-f]{64}$/)).default([]),
-        approvedImageDigests: z.array(z.string().min(1)).default([]),
-        signingKeyPath: z.string().optional(),
-        issuer: z.string().optional(),
-      })
-      .prefault({}),
-    rateLimit: z
-      .object({
-        enabled: z.boolean().default(true),
-        perIpPerSecond: z.number().positive().default(50),
-        perIpBurst: z.number().int().positive().default(100),
-        perKeyidPerSecond: z.number().positive().default(20),
-        perKeyidBurst: z.number().int().positive().default(40),
-      })
-      .prefault({}),
-    gateway: z
-      .object({
-        /** One collector URL, or several comma-separated (replicas, load-balanced). */
-        collectorUrl: z
-          .string()
-          .refine(
-            (v) =>
-              v.split(',').every((u) => {
-                try {
-                  return /^https?:$/.test(new URL(u.trim()).protocol);
-                } catch {
-                  return false;
-                }
-              }),
-            'expected one or more comma-separated http(s) URLs',
-          )
-          .optional(),
-        policyEnforcement: z.boolean().default(false),
-        validatePublicKeyHash: z.boolean().default(true),
-        validateSignature: z.boolean().default(true),
-        validateGeolocation: z.boolean().default(true),
-        upstreamTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
-        upstreamConnections: z.number().int().min(1).max(1024).default(32),
-        headerLogPath: z.string().optional(),
-        headerLogMaxBytes: z
-          .number()
-          .int()
-          .min(4096)
-          .default(10 * 1024 * 1024),
-        headerLogFiles: z.number().int().min(1).max(100).default(5),
-      })
-      .prefault({}),
-    otel: z.object({ endpoint: z.string().url().optional() }).prefault({}),
-    agent: z
-      .object({
-        name: z.string().min(1).max(128).optional(),
-        gatewayUrl: z.string().url().optional(),
-        tcti: z.string().min(1).default('swtpm:host=127.0.0.1,port=2321'),
-        stateDir: z.string().optional(),
-        algorithm: z.enum(['ecc-p256', 'rsa-2048']).default('ecc-p256'),
-        region: z.string().min(1).default('US'),
-        state: z.string().min(1).default('California'),
-        city: z.string().min(1).default('Santa Clara'),
-        intervalSeconds: z.number().int().min(0).max(86_400).default(60),
-        apiToken: z.string().min(24, 'agent API token must be at least 24 characters').optional(),
-        gpsdHost: z.string().optional(),
-        gpsdPort: port.default(2947),
-      })
-      .prefault({}),
-  })
-  .strict();
+export const configSchema = z.strictObject({
+  serviceName: z.string().min(1).max(128).default('geofence'),
+  host: z.string().min(1).default('127.0.0.1'),
+  port: port.optional(),
+  dataDir: z.string().min(1).default('.geofence-data'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  logFile: z.string().optional(),
+  adminToken: z.string().min(24, 'admin token must be at least 24 characters').optional(),
+  trustProxy: z.union([z.boolean(), z.string()]).default(false),
+  bodyLimitBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
+  tls: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      certPath: z.string().optional(),
+      keyPath: z.string().optional(),
+      caPath: z.string().optional(),
+      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      /** Collector: require a client certificate from the CA (mutual TLS; e.g. only the gateway may connect). */
+      requireClientCert: z.boolean().default(false),
+      /** Gateway: client certificate presented to the collector (default: the demo client certificate). */
+      clientCertPath: z.string().optional(),
+      clientKeyPath: z.string().optional(),
+      /** Development only: disables verification of the peer certificate (logged as a warning). */
+      insecureSkipVerify: z.boolean().default(false),
+    })
+    .prefault({}),
+  nonce: z
+    .strictObject({
+      // Nonces are 32 random bytes (SPEC §6.1); the original variable is accepted for that value only.
+      length: z.literal(32, { error: 'only 32-byte nonces are supported (SPEC §6.1)' }).default(32),
+      ttlSeconds: z.number().int().min(5).max(3600).default(300),
+      maxOutstanding: z.number().int().min(1).max(1024).default(16),
+      store: z.enum(['memory', 'sqlite', 'redis']).default('memory'),
+      redisUrl: z.string().optional(),
+      sqlitePath: z.string().optional(),
+    })
+    .prefault({}),
+  clockSkewSeconds: z.number().int().min(0).max(600).default(60),
+  registry: z
+    .strictObject({
+      kind: z.enum(['sqlite', 'json']).default('sqlite'),
+      path: z.string().optional(),
+    })
+    .prefault({}),
+  recordsPath: z.string().optional(),
+  geo: z
+    .strictObject({
+      allowedRegions: z.array(z.string().min(1)).default([]),
+      allowedStates: z.array(z.string().min(1)).default([]),
+      allowedCities: z.array(z.string().min(1)).default([]),
+      allow: z.array(regionEntry).default([]),
+    })
+    .prefault({}),
+  enrollment: z
+    .strictObject({
+      ekCaPaths: z.array(z.string()).default([]),
+      approvedEkHashes: z.array(z.string().regex(/^[0-9a-f]{64}$/)).default([]),
+      approvedImageDigests: z.array(z.string().min(1)).default([]),
+      signingKeyPath: z.string().optional(),
+      issuer: z.string().optional(),
+    })
+    .prefault({}),
+  rateLimit: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      perIpPerSecond: z.number().positive().default(50),
+      perIpBurst: z.number().int().positive().default(100),
+      perKeyidPerSecond: z.number().positive().default(20),
+      perKeyidBurst: z.number().int().positive().default(40),
+    })
+    .prefault({}),
+  gateway: z
+    .strictObject({
+      /** One collector URL, or several comma-separated (replicas, load-balanced). */
+      collectorUrl: z
+        .string()
+        .refine(
+          (v) =>
+            v.split(',').every((u) => {
+              try {
+                return /^https?:$/.test(new URL(u.trim()).protocol);
+              } catch {
+                return false;
+              }
+            }),
+          'expected one or more comma-separated http(s) URLs',
+        )
+        .optional(),
+      policyEnforcement: z.boolean().default(false),
+      validatePublicKeyHash: z.boolean().default(true),
+      validateSignature: z.boolean().default(true),
+      validateGeolocation: z.boolean().default(true),
+      upstreamTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+      upstreamConnections: z.number().int().min(1).max(1024).default(32),
+      headerLogPath: z.string().optional(),
+      headerLogMaxBytes: z
+        .number()
+        .int()
+        .min(4096)
+        .default(10 * 1024 * 1024),
+      headerLogFiles: z.number().int().min(1).max(100).default(5),
+    })
+    .prefault({}),
+  otel: z.strictObject({ endpoint: z.string().url().optional() }).prefault({}),
+  agent: z
+    .strictObject({
+      name: z.string().min(1).max(128).optional(),
+      gatewayUrl: z.string().url().optional(),
+      tcti: z.string().min(1).default('swtpm:host=127.0.0.1,port=2321'),
+      stateDir: z.string().optional(),
+      algorithm: z.enum(['ecc-p256', 'rsa-2048']).default('ecc-p256'),
+      region: z.string().min(1).default('US'),
+      state: z.string().min(1).default('California'),
+      city: z.string().min(1).default('Santa Clara'),
+      intervalSeconds: z.number().int().min(0).max(86_400).default(60),
+      apiToken: z.string().min(24, 'agent API token must be at least 24 characters').optional(),
+      gpsdHost: z.string().optional(),
+      gpsdPort: port.default(2947),
+    })
+    .prefault({}),
+});
 
 /** Validated configuration. */
 export type Config = z.infer<typeof configSchema>;
@@ -337,14 +345,62 @@ export interface LoadConfigOptions {
   cwd?: string;
   /** Highest-precedence overrides (CLI flags), same shape as the config file. */
   overrides?: Record<string, unknown>;
+  /**
+   * Config paths the command cannot run without (`agent.name` for `geofence enroll`), checked in the
+   * same pass as everything else so that their absence is listed with the other problems.
+   */
+  required?: readonly string[];
 }
 
 /** The config file name looked up in the working directory when `--config` is not given. */
 export const CONFIG_FILE_NAME = 'geofence.config.json';
 
+/** Leaf paths of a plain-object tree (`{tls: {certPath}}` → `tls.certPath`); arrays are leaves. */
+function leafPaths(obj: Record<string, unknown>, prefix = ''): string[] {
+  return Object.entries(obj).flatMap(([k, v]) =>
+    isPlainObject(v) ? leafPaths(v, `${prefix}${k}.`) : [`${prefix}${k}`],
+  );
+}
+
+const KNOWN_SETTINGS = settingPaths(configSchema);
+const ENV_BY_PATH = new Map(Object.entries(ENV_VARS).map(([n, s]) => [s.path, n]));
+
+/** `path (env NAME)`: how to name a setting that has no value to blame (a missing required one). */
+function hint(path: string): string {
+  const env = ENV_BY_PATH.get(path);
+  return env ? `${path} (env ${env})` : path;
+}
+
 /**
- * Loads and validates the configuration. Throws {@link ConfigError} listing every invalid setting
- * (named by its environment variable or config-file path) so the operator can fix all at once.
+ * Settings required by another setting. One of a pair set without the other used to be silently
+ * ignored (a key path without a certificate path served the demo certificate).
+ */
+function crossChecks(raw: Record<string, unknown>): string[] {
+  const section = (k: string) => (isPlainObject(raw[k]) ? raw[k] : {});
+  const nonce = section('nonce');
+  const tls = section('tls');
+  const issues: string[] = [];
+  if (nonce.store === 'redis' && !nonce.redisUrl) {
+    issues.push(`${hint('nonce.redisUrl')}: required when the nonce store is redis`);
+  }
+  for (const [a, b] of [
+    ['certPath', 'keyPath'],
+    ['clientCertPath', 'clientKeyPath'],
+  ] as const) {
+    if (tls[a] && !tls[b]) issues.push(`${hint(`tls.${b}`)}: required when ${hint(`tls.${a}`)} is set`);
+    if (tls[b] && !tls[a]) issues.push(`${hint(`tls.${a}`)}: required when ${hint(`tls.${b}`)} is set`);
+  }
+  return issues;
+}
+
+/**
+ * Loads and validates the configuration. Throws {@link ConfigError} listing every invalid setting at
+ * once, one line each, named by the environment variable or config-file key it was set by: values of
+ * the wrong type or out of range, unknown config-file keys (with the closest known key), settings that
+ * need a partner, and path settings whose file cannot be read (for the files `role` uses).
+ *
+ * Relative paths are resolved against `cwd` (paths of the registry, records and SQLite nonce store
+ * against the data directory) and returned absolute.
  */
 export function loadConfig(opts: LoadConfigOptions): Config & { port: number } {
   const env = opts.env ?? process.env;
@@ -353,13 +409,15 @@ export function loadConfig(opts: LoadConfigOptions): Config & { port: number } {
 
   let fileCfg: Record<string, unknown> = {};
   const filePath = opts.configPath ? resolve(cwd, opts.configPath) : resolve(cwd, CONFIG_FILE_NAME);
-  if (opts.configPath || existsSync(filePath)) {
+  const fileUsed = opts.configPath !== undefined || existsSync(filePath);
+  if (fileUsed) {
     try {
       const parsed: unknown = JSON.parse(readFileSync(filePath, 'utf8'));
       if (!isPlainObject(parsed)) issues.push(`${filePath}: expected a JSON object`);
       else fileCfg = parsed;
     } catch (e) {
-      issues.push(`${filePath}: ${(e as Error).message}`);
+      const code = (e as NodeJS.ErrnoException).code;
+      issues.push(`${filePath}: ${code ? `cannot read (${code})` : (e as Error).message}`);
     }
   }
 
@@ -374,24 +432,43 @@ export function loadConfig(opts: LoadConfigOptions): Config & { port: number } {
     if (s === 'true' || s === 'false') envCfg.trustProxy = s === 'true';
   }
 
-  const merged = deepMerge(deepMerge(fileCfg, envCfg), opts.overrides ?? {});
+  // Name each problem by what the operator wrote: the variable when the environment set the value
+  // (and no flag overrode it), the config key otherwise.
+  const overrides = opts.overrides ?? {};
+  const fromFlags = new Set(leafPaths(overrides));
+  const fromEnv = new Map(leafPaths(envCfg).map((p) => [p, ENV_BY_PATH.get(p) as string] as const));
+  for (const [name, spec] of Object.entries(ENV_VARS)) {
+    if (env[name] && fromEnv.has(spec.path)) fromEnv.set(spec.path, name); // e.g. OTEL_ENDPOINT
+  }
+  const nameOf = (path: string): string => {
+    const setting = KNOWN_SETTINGS.includes(path) ? path : path.replace(/\.\d+(\..*)?$/, '');
+    const envName = fromEnv.get(setting);
+    return envName && !fromFlags.has(setting) ? envName : path;
+  };
+
+  const merged = deepMerge(deepMerge(fileCfg, envCfg), overrides);
   const result = configSchema.safeParse(merged);
   if (!result.success) {
-    const byPath = new Map(Object.entries(ENV_VARS).map(([n, s]) => [s.path, n]));
     for (const issue of result.error.issues) {
-      const path = issue.path.join('.');
-      const envName = byPath.get(path);
-      issues.push(`${path || '(root)'}${envName ? ` (env ${envName})` : ''}: ${issue.message}`);
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys) {
+          issues.push(unknownKeyMessage(issue.path, key, KNOWN_SETTINGS, ENV_VARS));
+        }
+        continue;
+      }
+      issues.push(`${nameOf(issue.path.join('.')) || '(root)'}: ${issue.message}`);
     }
   }
-  if (issues.length > 0 || !result.success) throw new ConfigError(issues);
-  const cfg = result.data;
-  if (cfg.nonce.store === 'redis' && !cfg.nonce.redisUrl) {
-    throw new ConfigError(['nonce.redisUrl (env REDIS_URL): required when NONCE_STORE=redis']);
+  for (const path of opts.required ?? []) {
+    const v = path.split('.').reduce<unknown>((o, k) => (isPlainObject(o) ? o[k] : undefined), merged);
+    if (v === undefined || v === '') issues.push(`${hint(path)}: required`);
   }
-  if (cfg.tls.certPath && !cfg.tls.keyPath) {
-    throw new ConfigError(['tls.keyPath (env SSL_KEY_PATH): required when SSL_CERT_PATH is set']);
+  issues.push(...crossChecks(merged));
+  issues.push(...checkPaths(merged, opts.role, cwd, nameOf));
+  if (issues.length > 0 || !result.success) {
+    throw new ConfigError(issues, fileUsed ? filePath : undefined);
   }
+  const cfg = absolutePaths(result.data, cwd);
   const dataDir = resolve(cwd, cfg.dataDir);
   return { ...cfg, dataDir, port: cfg.port ?? DEFAULT_PORTS[opts.role] };
 }

@@ -3,6 +3,7 @@
  * offline re-verification of a stored record.
  */
 import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -63,6 +64,26 @@ describe('geofence CLI', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('PORT');
     expect(r.stderr).toContain('NONCE_STORE');
+  });
+
+  it('refuses a config file typo and a missing certificate in one error, one line each', async () => {
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ nonce: { stor: 'redis' }, tls: { minVerison: 'TLSv1.3' } }));
+    const cert = join(dir, 'missing', 'cert.pem');
+    const r = await geofence(['collector', '--config', bad, '--data-dir', dir], {
+      SSL_CERT_PATH: cert,
+      SSL_KEY_PATH: join(dir, 'tls', 'server-key.pem'),
+    });
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[0]).toBe(`geofence: invalid configuration (config file ${bad}):`);
+    expect(lines.slice(1).sort()).toEqual(
+      [
+        '  - nonce.stor: unknown setting — did you mean nonce.store?',
+        '  - tls.minVerison: unknown setting — did you mean tls.minVersion?',
+        `  - SSL_CERT_PATH: cannot read ${cert} (ENOENT)`,
+      ].sort(),
+    );
   });
 
   it('pre-registers, lists, approves and revokes agents', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -100,5 +100,145 @@ describe('loadConfig', () => {
     writeFileSync(file, JSON.stringify({ prot: 1 }));
     expect(() => loadConfig({ role: 'collector', cwd, configPath: file, env: {} })).toThrow(ConfigError);
     expect(() => loadConfig({ role: 'collector', cwd, env: { NONCE_STORE: 'redis' } })).toThrow(/REDIS_URL/);
+  });
+
+  describe('config file typos and unreadable files (issue 11 item 5)', () => {
+    /** The ConfigError `loadConfig` throws for `file` (JSON) and `env`, or a failure when it does not. */
+    function issuesOf(
+      file: unknown,
+      env: Record<string, string> = {},
+      role: 'collector' | 'gateway' = 'collector',
+    ) {
+      const path = join(cwd, 'typo.json');
+      writeFileSync(path, JSON.stringify(file));
+      try {
+        loadConfig({ role, cwd, configPath: path, env });
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return (e as ConfigError).issues;
+      }
+      throw new Error('loadConfig accepted the configuration');
+    }
+
+    it('rejects a misspelled nonce setting instead of running on the memory store', () => {
+      expect(issuesOf({ nonce: { stor: 'redis' } })).toEqual([
+        'nonce.stor: unknown setting — did you mean nonce.store?',
+      ]);
+    });
+
+    it('rejects unknown keys at every level, each with the closest known key', () => {
+      const issues = issuesOf({
+        tls: { minVerison: 'TLSv1.3' },
+        gateway: { policyEnforcment: true },
+        geo: { allow: [{ region: 'US', sate: 'California' }] },
+        store: 'redis',
+        SSL_CA_PATH: '/etc/ca.pem',
+        colour: 'blue',
+      });
+      expect(issues).toEqual(
+        expect.arrayContaining([
+          'tls.minVerison: unknown setting — did you mean tls.minVersion?',
+          'gateway.policyEnforcment: unknown setting — did you mean gateway.policyEnforcement?',
+          'geo.allow.0.sate: unknown setting — did you mean geo.allow.0.state?',
+          'store: unknown setting — did you mean nonce.store?',
+          'SSL_CA_PATH: unknown setting — did you mean tls.caPath?',
+          'colour: unknown setting',
+        ]),
+      );
+      expect(issues).toHaveLength(6);
+    });
+
+    it('reports missing files and a bad value together, one line each, named as they were set', () => {
+      const missing = join(cwd, 'no-such-dir');
+      const issues = issuesOf(
+        { nonce: { ttlSeconds: 1 }, enrollment: { ekCaPaths: [join(missing, 'ek-ca.pem')] } },
+        { SSL_CERT_PATH: join(missing, 'cert.pem'), SSL_KEY_PATH: join(missing, 'key.pem') },
+      );
+      expect(issues).toEqual(
+        expect.arrayContaining([
+          `SSL_CERT_PATH: cannot read ${join(missing, 'cert.pem')} (ENOENT)`,
+          `SSL_KEY_PATH: cannot read ${join(missing, 'key.pem')} (ENOENT)`,
+          `enrollment.ekCaPaths.0: cannot read ${join(missing, 'ek-ca.pem')} (ENOENT)`,
+          expect.stringMatching(/^nonce\.ttlSeconds: .*5/),
+        ]),
+      );
+      expect(issues).toHaveLength(4);
+      for (const line of issues) expect(line).not.toContain('\n');
+    });
+
+    it('reports a directory or an unreadable file where a file is read, only for the role that reads it', () => {
+      const dir = join(cwd, 'a-directory');
+      mkdirSync(dir, { recursive: true });
+      expect(issuesOf({}, { SSL_CLIENT_CERT_PATH: dir, SSL_CLIENT_KEY_PATH: dir }, 'gateway')).toEqual([
+        `SSL_CLIENT_CERT_PATH: cannot read ${dir} (EISDIR)`,
+        `SSL_CLIENT_KEY_PATH: cannot read ${dir} (EISDIR)`,
+      ]);
+      // The collector never reads the gateway's client certificate: a shared environment still works.
+      expect(() =>
+        loadConfig({ role: 'collector', cwd, env: { SSL_CLIENT_CERT_PATH: dir, SSL_CLIENT_KEY_PATH: dir } }),
+      ).not.toThrow();
+      const notADir = join(cwd, 'plain-file');
+      writeFileSync(notADir, 'x');
+      expect(
+        issuesOf({ dataDir: notADir, enrollment: { signingKeyPath: join(notADir, 'key.pem') } }),
+      ).toEqual([
+        `dataDir: ${notADir} is not a directory (ENOTDIR)`,
+        `enrollment.signingKeyPath: cannot read ${join(notADir, 'key.pem')} (ENOTDIR)`,
+      ]);
+      // root reads everything: the permission check can only be seen as another user.
+      if (process.getuid?.() !== 0) {
+        const secret = join(cwd, 'unreadable-key.pem');
+        writeFileSync(secret, 'x');
+        chmodSync(secret, 0o000);
+        expect(issuesOf({ enrollment: { signingKeyPath: secret } })).toEqual([
+          `enrollment.signingKeyPath: cannot read ${secret} (EACCES)`,
+        ]);
+      }
+    });
+
+    it('reports half of a certificate/key pair, which used to fall back to the demo certificate', () => {
+      const key = join(cwd, 'key-only.pem');
+      writeFileSync(key, 'x');
+      expect(issuesOf({ tls: { keyPath: key } })).toEqual([
+        'tls.certPath (env SSL_CERT_PATH): required when tls.keyPath (env SSL_KEY_PATH) is set',
+      ]);
+    });
+
+    it("lists a setting the command requires with the other problems (geofence enroll's agent name)", () => {
+      let err: unknown;
+      try {
+        loadConfig({ role: 'cli', cwd, env: { GPSD_PORT: 'x' }, required: ['agent.name'] });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as ConfigError).issues).toEqual([
+        'GPSD_PORT: expected an integer, got "x"',
+        'agent.name (env AGENT_NAME): required',
+      ]);
+      expect(
+        loadConfig({ role: 'cli', cwd, env: { AGENT_NAME: 'a1' }, required: ['agent.name'] }).agent.name,
+      ).toBe('a1');
+    });
+
+    it('still loads a valid file with existing paths, resolved against cwd', () => {
+      writeFileSync(join(cwd, 'ca.pem'), 'x');
+      writeFileSync(join(cwd, 'cert.pem'), 'x');
+      writeFileSync(join(cwd, 'key.pem'), 'x');
+      const path = join(cwd, 'good.json');
+      writeFileSync(
+        path,
+        JSON.stringify({
+          nonce: { store: 'sqlite', sqlitePath: 'nonces.db' },
+          tls: { certPath: 'cert.pem', keyPath: 'key.pem', caPath: 'ca.pem' },
+          enrollment: { ekCaPaths: ['ca.pem'] },
+          geo: { allow: [{ region: 'US', state: 'California' }] },
+        }),
+      );
+      const c = loadConfig({ role: 'collector', cwd, configPath: path, env: {} });
+      expect(c.nonce.store).toBe('sqlite');
+      expect(c.tls.certPath).toBe(join(cwd, 'cert.pem'));
+      expect(c.enrollment.ekCaPaths).toEqual([join(cwd, 'ca.pem')]);
+      expect(c.geo.allow).toEqual([{ region: 'US', state: 'California' }]);
+    });
   });
 });
