@@ -155,7 +155,15 @@ export const configSchema = z.strictObject({
       headerLogFiles: z.number().int().min(1).max(100).default(5),
     })
     .prefault({}),
-  otel: z.strictObject({ endpoint: z.string().url().optional() }).prefault({}),
+  otel: z
+    .strictObject({
+      endpoint: z.string().url().optional(),
+      /** How often buffered points are exported (ms). */
+      exportIntervalMs: z.number().int().min(100).max(3_600_000).default(10_000),
+      /** Deadline of one export request including the exporter's retries (ms). */
+      timeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+    })
+    .prefault({}),
   agent: z
     .strictObject({
       name: z.string().min(1).max(128).optional(),
@@ -253,6 +261,8 @@ const str = (_n: string, v: string) => v;
 export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 'int' | 'number' | 'list' }> =
   {
     SERVICE_NAME: { path: 'serviceName', kind: 'string' },
+    // After SERVICE_NAME, so the OpenTelemetry standard name wins when both are set.
+    OTEL_SERVICE_NAME: { path: 'serviceName', kind: 'string' },
     HOST: { path: 'host', kind: 'string' },
     PORT: { path: 'port', kind: 'int' },
     GEOFENCE_DATA_DIR: { path: 'dataDir', kind: 'string' },
@@ -304,6 +314,8 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     GATEWAY_HEADER_LOG_FILES: { path: 'gateway.headerLogFiles', kind: 'int' },
     OTEL_EXPORTER_OTLP_ENDPOINT: { path: 'otel.endpoint', kind: 'string' },
     OTEL_ENDPOINT: { path: 'otel.endpoint', kind: 'string' },
+    OTEL_METRIC_EXPORT_INTERVAL: { path: 'otel.exportIntervalMs', kind: 'int' },
+    OTEL_EXPORTER_OTLP_TIMEOUT: { path: 'otel.timeoutMs', kind: 'int' },
     AGENT_NAME: { path: 'agent.name', kind: 'string' },
     GATEWAY_URL: { path: 'agent.gatewayUrl', kind: 'string' },
     TPM2TOOLS_TCTI: { path: 'agent.tcti', kind: 'string' },

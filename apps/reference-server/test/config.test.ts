@@ -53,6 +53,25 @@ describe('loadConfig', () => {
     expect(c.agent.tcti).toBe('swtpm:host=127.0.0.1,port=2331');
   });
 
+  it('takes service.name from OTEL_SERVICE_NAME over SERVICE_NAME, and the OTLP export settings', () => {
+    const both = loadConfig({
+      role: 'collector',
+      cwd,
+      env: {
+        SERVICE_NAME: 'legacy-name',
+        OTEL_SERVICE_NAME: 'otel-name',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318',
+        OTEL_METRIC_EXPORT_INTERVAL: '2500',
+        OTEL_EXPORTER_OTLP_TIMEOUT: '1500',
+      },
+    });
+    expect(both.serviceName).toBe('otel-name');
+    expect(both.otel).toEqual({ endpoint: 'http://127.0.0.1:4318', exportIntervalMs: 2500, timeoutMs: 1500 });
+    const legacy = loadConfig({ role: 'collector', cwd, env: { SERVICE_NAME: 'legacy-name' } });
+    expect(legacy.serviceName).toBe('legacy-name');
+    expect(legacy.otel).toEqual({ exportIntervalMs: 10_000, timeoutMs: 5_000 });
+  });
+
   it('reports every invalid setting by its variable name', () => {
     let err: unknown;
     try {

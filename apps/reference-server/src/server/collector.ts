@@ -186,7 +186,13 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
         });
         metrics.recordsStored.inc();
         counters.accepted += 1;
-        deps.otlp?.record(acc.agentName, acc.metrics);
+        deps.otlp?.record({
+          agentName: acc.agentName,
+          metrics: acc.metrics,
+          timestamp: acc.timestamp,
+          region: acc.region,
+          locationQuality: acc.locationQuality,
+        });
         return rec.id;
       },
     }),
@@ -407,7 +413,15 @@ export async function startCollector(
   const stopWatch = watchPreRegistrations(cfg.dataDir, agents, (e) =>
     log.error({ err: e.message }, 'invalid pre-registration file'),
   );
-  const otlp = cfg.otel.endpoint ? createOtlpForwarder(cfg.otel.endpoint, cfg.serviceName) : undefined;
+  const otlp = cfg.otel.endpoint
+    ? createOtlpForwarder({
+        endpoint: cfg.otel.endpoint,
+        serviceName: cfg.serviceName,
+        log,
+        exportIntervalMs: cfg.otel.exportIntervalMs,
+        timeoutMs: cfg.otel.timeoutMs,
+      })
+    : undefined;
   const deps: CollectorDeps = {
     registry,
     nonces,

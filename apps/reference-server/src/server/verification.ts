@@ -14,6 +14,7 @@ import {
   type NonceStore,
   type Registry,
   type VerifierRequest,
+  WORKLOAD_GEO_ID_HEADER,
 } from '@geofence/verifier';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger.js';
@@ -27,6 +28,24 @@ export interface AcceptedMessage {
   headers: Record<string, string>;
   metrics: unknown;
   checks: string[];
+  /** The payload's signed `timestamp` (ISO 8601). */
+  timestamp: string;
+  /** The payload's `geographic_region`. */
+  region: { region: string; state?: string | undefined; city?: string | undefined };
+  /** Location quality, by the verifier's own rule: the payload's reading, else the Workload-Geo-ID header. */
+  locationQuality?: string | undefined;
+}
+
+/** `client_workload_location_quality` of a (verified) Workload-Geo-ID header value, when present. */
+function headerQuality(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  try {
+    const q = (JSON.parse(value) as { client_workload_location_quality?: unknown })
+      .client_workload_location_quality;
+    return typeof q === 'string' ? q : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 interface Common {
@@ -125,6 +144,9 @@ export function metricsRoute(
         headers: rec.headers,
         metrics: rec.payload.metrics,
         checks: rec.verdict.checks,
+        timestamp: rec.payload.timestamp,
+        region: rec.payload.geographic_region,
+        locationQuality: rec.payload.location?.quality ?? headerQuality(rec.headers[WORKLOAD_GEO_ID_HEADER]),
       }),
   });
   return mount(c, '/metrics', mw);
