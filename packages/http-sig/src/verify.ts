@@ -105,6 +105,11 @@ export interface VerifiedSignature {
   tag: string | undefined;
   /** Covered components in API form (`@method`, `@query-param;name="Pet"`, `content-digest`), in order. */
   components: string[];
+  /**
+   * The signature value that verified. With low-s ECDSA (`requireLowS`) or RSASSA-PKCS1-v1_5 a signed
+   * message has exactly one valid value, so its digest identifies the request for single-use checks.
+   */
+  signature: Uint8Array;
 }
 
 const DEFAULT_SKEW = 60;
@@ -403,6 +408,7 @@ export async function verifyRequest(
     nonce: params.nonce,
     tag: params.tag,
     components: canonical,
+    signature: signatureValue,
   };
   if (options.nonce !== undefined) {
     if (params.nonce === undefined) throw new HttpSigError('missing_param', 'parameter nonce is missing');

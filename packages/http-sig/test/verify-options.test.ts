@@ -146,8 +146,11 @@ describe('signRequest', () => {
 
 describe('verifyRequest', () => {
   it('returns what was signed', async () => {
-    const v = await verifyRequest(await signed(), opts({ label: 'geo', tag: 'geofence/v1' }));
-    expect(v).toEqual({
+    const msg = await signed();
+    const v = await verifyRequest(msg, opts({ label: 'geo', tag: 'geofence/v1' }));
+    const value = /^geo=:([^:]+):$/.exec(String(msg.headers.signature))![1]!;
+    expect(Buffer.from(v.signature).toString('base64')).toBe(value);
+    expect({ ...v, signature: undefined }).toEqual({
       label: 'geo',
       keyid: 'k1',
       alg: 'ecdsa-p256-sha256',
@@ -156,6 +159,7 @@ describe('verifyRequest', () => {
       nonce: 'n-123',
       tag: 'geofence/v1',
       components: COMPONENTS,
+      signature: undefined,
     });
   });
 

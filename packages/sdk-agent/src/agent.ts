@@ -275,6 +275,8 @@ export class Agent {
   private resend: PendingResend | undefined;
   /** Whether the outbox holds a saved resend (so clearing it needs a write). */
   private resendSaved = false;
+  /** `created`/`expires` of the last signed nonce request (see signNonceRequest). */
+  private lastNonceRequest: { created: number; expires: number } | undefined;
   private init: Promise<{ tpm: Tpm; key: StoredTpmKey; identity: AgentIdentity; signer: Signer }> | undefined;
   private tpmOpened: Tpm | undefined;
   private pumping: Promise<void> | undefined;
@@ -841,9 +843,23 @@ export class Agent {
     this.resendSaved = true;
   }
 
-  /** RFC 9421 signature of `GET <target>` (SPEC §6.3: `@method @path @query`, no nonce). */
+  /**
+   * RFC 9421 signature of `GET <target>` (SPEC §6.3: `@method @path @query`, no nonce). The collector
+   * accepts each signed nonce request once (SPEC §16), and RSASSA-PKCS1-v1_5 signatures are
+   * deterministic, so two requests signed in the same second get different `expires` values — the
+   * signature base, and so the signature, never repeats.
+   */
   private async signNonceRequest(signer: Signer, target: string): Promise<Record<string, string>> {
     const created = Math.floor(Date.now() / 1000);
+    let expires = created + this.o.validity;
+    const last = this.lastNonceRequest;
+    if (last && last.created === created) expires = Math.max(created + 1, last.expires - 1);
+    if (last && last.created === created && last.expires === expires) {
+      // Every expires value of this second is used: the next second starts a fresh range.
+      await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000)));
+      return this.signNonceRequest(signer, target);
+    }
+    this.lastNonceRequest = { created, expires };
     const h = await signRequest(
       { method: 'GET', url: `${this.gateway.origin}${target}`, headers: {} },
       {
@@ -852,7 +868,7 @@ export class Agent {
         label: SIGNATURE_LABEL,
         tag: SIGNATURE_TAG,
         created,
-        expires: created + this.o.validity,
+        expires,
       },
     );
     return { 'signature-input': h['signature-input'], signature: h.signature };

@@ -95,6 +95,16 @@ describe('Agent.send against a TLS collector with swtpm', () => {
     expect(payload.algorithm).toBe('rsa-v1_5-sha256');
   });
 
+  it('RSA (deterministic signatures): nonce requests signed within one second still differ', async () => {
+    // The collector accepts each signed GET /nonce once; RSASSA-PKCS1-v1_5 gives the same bytes
+    // for the same base, so the agent varies `expires` within a second.
+    const agent = await agentFor('agent-rsa-burst', { algorithm: 'rsa-2048', coalesceMs: 0 });
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push((await agent.send({ n: i })).recordId);
+    expect(new Set(ids).size).toBe(6);
+    expect(agent.status()).toMatchObject({ delivered: 6, rejected: 0 });
+  });
+
   it('reuses the AppSK stored in the state directory', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'agent-reuse-'));
     const opts = {

@@ -166,6 +166,22 @@ describe.each(Object.keys(factories))('%s nonce store (conformance)', (name) => 
     await store.close();
   });
 
+  it('claims a signed request once per keyid while its mark lasts, then again after it lapses', async () => {
+    const { store } = await setup({ now: Date.now });
+    const until = new Date(Date.now() + 400);
+    const claims = await Promise.all(
+      Array.from({ length: 200 }, () => store.claimRequest(A, 'req-1', until)),
+    );
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    expect(await store.claimRequest(A, 'req-2', until)).toBe(true);
+    expect(await store.claimRequest(B, 'req-1', until)).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    await store.cleanup();
+    expect(await store.claimRequest(A, 'req-1', new Date(Date.now() + 60_000))).toBe(true);
+    expect(await store.claimRequest(A, 'req-1', new Date(Date.now() + 60_000))).toBe(false);
+    await store.close();
+  });
+
   it('cleanup drops expired nonces and tombstones', async () => {
     const { store, clock } = await setup();
     const a = await store.issue(A);

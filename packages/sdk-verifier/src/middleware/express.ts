@@ -81,6 +81,7 @@ async function toVerifierRequest(
     method: req.method ?? 'GET',
     url: req.originalUrl ?? req.url ?? '/',
     headers: req.headers,
+    rawHeaders: req.rawHeaders,
   };
   if (withBody) {
     if (Buffer.isBuffer(req.rawBody)) vr.rawBody = req.rawBody;

@@ -50,6 +50,7 @@ function toVerifierRequest(request: FastifyRequest): VerifierRequest {
     method: request.method,
     url: request.raw.url ?? request.url,
     headers: request.headers,
+    rawHeaders: request.raw.rawHeaders,
   };
   if (Buffer.isBuffer(request.body)) vr.rawBody = request.body;
   return vr;

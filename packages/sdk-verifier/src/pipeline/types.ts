@@ -20,6 +20,13 @@ export interface VerifierRequest {
   headers: HeaderFields;
   /** The body bytes exactly as received (needed for `POST /metrics`). */
   rawBody?: Uint8Array;
+  /**
+   * The header lines as received, `[name, value, name, value, …]` (Node's `rawHeaders`). `headers`
+   * keeps only the first of repeated `Content-Type` lines, so a second, different line — which another
+   * HTTP implementation may read instead — is only visible here. Adapters pass it; when absent the
+   * repeated-header check relies on what `headers` shows.
+   */
+  rawHeaders?: readonly string[];
 }
 
 /**

@@ -6,6 +6,7 @@
  * agent checks: header syntax errors surface before (step 1), agent errors inside (step 2), and
  * cryptographic errors after the lookup (step 3) — the SPEC order without parsing the headers twice.
  */
+import { createHash } from 'node:crypto';
 import {
   type HttpMessage,
   HttpSigError,
@@ -38,6 +39,7 @@ import {
   type WorkloadGeoId,
   workloadGeoIdSchema,
 } from '../protocol.js';
+import type { NonceStore } from '../storage/nonce-store.js';
 import { type AgentRecord, recordPublicKey } from '../storage/registry.js';
 import {
   fastContentDigest,
@@ -321,8 +323,41 @@ interface ParsedMetrics {
 }
 
 /** Step 1 — request_validation: method, size, media type, JSON, schema, Content-Digest, Workload-Geo-ID. */
+/** Header fields of `POST /metrics` that must arrive as one line (or repeated lines with one value). */
+const SINGLE_LINE_HEADERS: ReadonlySet<string> = new Set([
+  ...METRICS_SIGNATURE_COMPONENTS.filter((c) => !c.startsWith('@')),
+  'content-encoding',
+]);
+
+/**
+ * Framing (request_validation): a covered header that arrives as two lines with different values is
+ * refused — Node keeps the first `Content-Type`, another parser may keep the last, and a signature
+ * must not mean two things. Any `Content-Encoding` but `identity` is 415: the digest and the signature
+ * cover the bytes as sent, and nothing here decodes them.
+ */
+function checkFraming(req: VerifierRequest): void {
+  const raw = req.rawHeaders;
+  if (raw !== undefined) {
+    const seen = new Map<string, string>();
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase();
+      if (!SINGLE_LINE_HEADERS.has(name)) continue;
+      const value = raw[i + 1]!.trim();
+      const first = seen.get(name);
+      if (first === undefined) seen.set(name, value);
+      else if (first !== value)
+        throw bad(`Duplicate ${name} header`, { reason: 'repeated with different values' });
+    }
+  }
+  const encoding = joinedHeader(req, 'content-encoding');
+  if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+    throw bad('Unsupported content encoding', { expected: 'identity' }, 415);
+  }
+}
+
 function parseMetricsRequest(req: VerifierRequest, r: Resolved, requireHeaders: boolean): ParsedMetrics {
   if (req.method !== 'POST') throw bad('Method not allowed', { method: req.method }, 405);
+  checkFraming(req);
   const body = req.rawBody;
   if (body === undefined) throw bad('Invalid payload structure', { reason: 'empty body' });
   if (body.byteLength > r.bodyLimit) throw bad('Payload too large', { limit: r.bodyLimit }, 413);
@@ -778,6 +813,31 @@ async function gatewayNonce(
 }
 
 /**
+ * A signed `GET /nonce` is single-use (SPEC §16): otherwise one captured request (the gateway header
+ * log keeps whole ones) could be replayed for its whole validity, each replay issuing a nonce into the
+ * agent's authenticated pool and evicting the oldest one the agent holds. A repeat is refused rather
+ * than answered without a nonce: the agent SDK signs every request afresh (a retry too), so only a
+ * replayer ever sends one twice, and a refusal tells an operator so. The mark lasts as long as the
+ * request could be accepted at all (its `expires`, bounded by the message age, plus the clock skew);
+ * it lives in the nonce store, so every replica sharing the store sees it.
+ */
+async function claimSignedNonceRequest(
+  nonces: NonceStore,
+  keyid: string,
+  sig: VerifiedSignature,
+  r: Resolved,
+): Promise<void> {
+  // checkTimes made sure both are present.
+  const until = Math.min(sig.expires! * 1000, sig.created! * 1000 + r.maxAgeMs) + r.skewMs;
+  const requestId = createHash('sha256').update(sig.signature).digest('base64url');
+  if (!(await nonces.claimRequest(keyid, requestId, new Date(until)))) {
+    throw new GeofenceError('nonce_validation', undefined, {
+      details: { reason: 'this signed nonce request was already used' },
+    });
+  }
+}
+
+/**
  * `GET /nonce?public_key_hash=<keyid>` at the collector (SPEC §6.1): 400 without the parameter, 403
  * for unknown or inactive agents, verifies the RFC 9421 signature when present (signed requests get
  * nonces from the agent's authenticated pool), then issues a nonce.
@@ -786,6 +846,7 @@ async function gatewayNonce(
 export async function issueNonce(req: VerifierRequest, options: NonceEndpointOptions): Promise<NonceVerdict> {
   const r = resolveBase(options, 'nonce');
   const { record, sig } = await checkNonceRequest(req, options, r, true, true);
+  if (sig) await claimSignedNonceRequest(options.nonces, record!.keyid, sig, r);
   const issued = await options.nonces.issue(record!.keyid, { authenticated: sig !== undefined });
   return {
     status: 200,

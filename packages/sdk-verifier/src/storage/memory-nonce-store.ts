@@ -1,3 +1,4 @@
+import { ExpiringSet } from './expiring-set.js';
 import {
   generateNonce,
   type IssuedNonce,
@@ -51,6 +52,7 @@ export class MemoryNonceStore implements NonceStore {
   private table = new Int32Array(0);
   private mask = 0;
 
+  private readonly claims = new ExpiringSet();
   private readonly owners = new Map<string, number>();
   private ownerKey: string[] = [];
   private ownerKeyid: string[] = [];
@@ -349,7 +351,13 @@ export class MemoryNonceStore implements NonceStore {
 
   /** {@inheritDoc NonceStore.cleanup} */
   async cleanup(): Promise<number> {
-    return this.sweep(this.o.now(), Number.POSITIVE_INFINITY);
+    const now = this.o.now();
+    return this.sweep(now, Number.POSITIVE_INFINITY) + this.claims.sweep(now);
+  }
+
+  /** {@inheritDoc NonceStore.claimRequest} */
+  async claimRequest(keyid: string, requestId: string, until: Date): Promise<boolean> {
+    return this.claims.claim(`${keyid} ${requestId}`, until.getTime(), this.o.now());
   }
 
   /** Number of slots in use (outstanding + tombstones + expired not yet swept). */

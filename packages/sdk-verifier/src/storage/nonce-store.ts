@@ -82,6 +82,13 @@ export interface NonceStore {
   issue(keyid: string, options?: NonceIssueOptions): Promise<IssuedNonce>;
   /** Atomically check and spend `nonce` for `keyid`. */
   consume(keyid: string, nonce: string): Promise<NonceConsumeResult>;
+  /**
+   * Marks the signed request `requestId` of `keyid` as used until `until` (the end of the request's
+   * acceptance window). Resolves `true` the first time and `false` for every repeat while the mark
+   * lasts — one atomic set-if-absent, also across processes sharing the store. This makes a signed
+   * `GET /nonce` single-use (SPEC §16): a captured one cannot be replayed to evict its agent's nonces.
+   */
+  claimRequest(keyid: string, requestId: string, until: Date): Promise<boolean>;
   /** Sizes and counters. */
   stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats>;
   /** Drop expired nonces and spent-nonce tombstones; returns how many were removed. */

@@ -144,6 +144,14 @@ export class RedisNonceStore implements NonceStore {
     return r;
   }
 
+  /** {@inheritDoc NonceStore.claimRequest} */
+  async claimRequest(keyid: string, requestId: string, until: Date): Promise<boolean> {
+    // At least 1 ms: PX 0 is an error, and a mark that is already over claims nothing lasting.
+    const ttl = Math.max(1, until.getTime() - this.o.now());
+    const r = await this.client.set(`${this.prefix}r:${keyid}:${requestId}`, '1', 'PX', ttl, 'NX');
+    return r === 'OK';
+  }
+
   /** {@inheritDoc NonceStore.stats} */
   async stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
     const now = this.o.now();

@@ -36,7 +36,7 @@ export class SqliteNonceStore implements NonceStore {
   private sinceCleanup = 0;
   private closed = false;
   private readonly s: Record<
-    'count' | 'evict' | 'insert' | 'spend' | 'lookup' | 'cleanup' | 'stats',
+    'count' | 'evict' | 'insert' | 'spend' | 'lookup' | 'cleanup' | 'stats' | 'claim' | 'cleanupClaims',
     SqliteStatement
   >;
   private readonly issueTx: (keyid: string, pool: number, nonce: string, now: number) => number;
@@ -55,7 +55,11 @@ export class SqliteNonceStore implements NonceStore {
       consumed_at INTEGER
     ) STRICT;
     CREATE INDEX IF NOT EXISTS geofence_nonces_owner ON geofence_nonces (keyid, pool, consumed_at, expires_at);
-    CREATE INDEX IF NOT EXISTS geofence_nonces_expiry ON geofence_nonces (expires_at);`);
+    CREATE INDEX IF NOT EXISTS geofence_nonces_expiry ON geofence_nonces (expires_at);
+    CREATE TABLE IF NOT EXISTS geofence_nonce_requests (
+      request TEXT PRIMARY KEY,
+      expires_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;`);
     const outstanding = 'keyid = ? AND pool = ? AND consumed_at IS NULL AND expires_at > ?';
     this.s = {
       count: db.prepare(`SELECT count(*) FROM geofence_nonces WHERE ${outstanding}`).pluck(),
@@ -70,6 +74,14 @@ export class SqliteNonceStore implements NonceStore {
       ),
       lookup: db.prepare('SELECT keyid, expires_at, consumed_at FROM geofence_nonces WHERE nonce = ?'),
       cleanup: db.prepare('DELETE FROM geofence_nonces WHERE expires_at <= ?'),
+      // Inserted, or taking over an expired mark: one statement under the write lock, so exactly one
+      // of any number of processes claiming the same request sees a change.
+      claim: db.prepare(
+        `INSERT INTO geofence_nonce_requests (request, expires_at) VALUES (?, ?)
+           ON CONFLICT (request) DO UPDATE SET expires_at = excluded.expires_at
+           WHERE geofence_nonce_requests.expires_at <= ?`,
+      ),
+      cleanupClaims: db.prepare('DELETE FROM geofence_nonce_requests WHERE expires_at <= ?'),
       stats: db.prepare(
         'SELECT keyid, count(*) AS n FROM geofence_nonces WHERE consumed_at IS NULL AND expires_at > ? GROUP BY keyid',
       ),
@@ -106,6 +118,7 @@ export class SqliteNonceStore implements NonceStore {
     if (every > 0 && ++this.sinceCleanup >= every) {
       this.sinceCleanup = 0;
       this.s.cleanup.run(now);
+      this.s.cleanupClaims.run(now);
     }
     return { nonce, expiresAt: new Date(now + this.o.ttlMs), expiresIn: this.o.ttlSeconds };
   }
@@ -142,7 +155,14 @@ export class SqliteNonceStore implements NonceStore {
   /** {@inheritDoc NonceStore.cleanup} */
   async cleanup(): Promise<number> {
     this.check();
-    return this.s.cleanup.run(this.o.now()).changes;
+    const now = this.o.now();
+    return this.s.cleanup.run(now).changes + this.s.cleanupClaims.run(now).changes;
+  }
+
+  /** {@inheritDoc NonceStore.claimRequest} */
+  async claimRequest(keyid: string, requestId: string, until: Date): Promise<boolean> {
+    this.check();
+    return this.s.claim.run(`${keyid} ${requestId}`, until.getTime(), this.o.now()).changes === 1;
   }
 
   /** {@inheritDoc NonceStore.close} */

@@ -145,6 +145,8 @@ export async function buildMetricsRequest(agent: TestAgent, o: MetricsRequestOpt
 }
 
 /** Build `GET /nonce?public_key_hash=<keyid>`, signed unless `signed: false`. */
+let nonceRequestSeq = 0;
+
 export async function buildNonceRequest(
   agent: TestAgent,
   o: { signed?: boolean; keyid?: string; path?: string; created?: Date } = {},
@@ -152,6 +154,9 @@ export async function buildNonceRequest(
   const path = `${o.path ?? '/nonce'}?public_key_hash=${o.keyid ?? agent.keyid}`;
   if (o.signed === false) return { method: 'GET', path, headers: {} };
   const created = o.created ?? new Date();
+  // A signed nonce request is single-use and RSA signatures are deterministic: vary expires (as the
+  // agent SDK does) so two requests signed within one second differ.
+  const validity = 300_000 - 1000 * (nonceRequestSeq++ % 200);
   const sig = await signRequest(
     { method: 'GET', url: path, headers: {} },
     {
@@ -160,7 +165,7 @@ export async function buildNonceRequest(
       label: SIGNATURE_LABEL,
       tag: SIGNATURE_TAG,
       created,
-      expires: new Date(created.getTime() + 300_000),
+      expires: new Date(created.getTime() + validity),
     },
   );
   return { method: 'GET', path, headers: { ...sig } };
