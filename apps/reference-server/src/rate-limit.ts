@@ -2,6 +2,7 @@
  * Token-bucket rate limiter keyed by client IP and by claimed keyid. The table is bounded (least
  * recently used keys are dropped first) so a flood of distinct keys cannot exhaust memory.
  */
+import { parseSignatureInput } from '@geofence/http-sig';
 
 /** Result of {@link RateLimiter.take}. */
 export interface RateDecision {
@@ -79,6 +80,11 @@ export function claimedKeyid(query: unknown, signatureInput: string | undefined)
     const v = (query as Record<string, unknown>).public_key_hash;
     if (typeof v === 'string' && /^[0-9a-f]{64}$/.test(v)) return v;
   }
-  const m = signatureInput ? /keyid="([0-9a-f]{64})"/.exec(signatureInput) : null;
-  return m?.[1];
+  if (!signatureInput) return undefined;
+  try {
+    const keyid = parseSignatureInput(signatureInput)[0]?.keyid;
+    return keyid !== undefined && /^[0-9a-f]{64}$/.test(keyid) ? keyid : undefined;
+  } catch {
+    return undefined; // the verifier answers a malformed header; the limiter just has no keyid
+  }
 }

@@ -5,7 +5,7 @@
  * record's public key. When RFC 9421 headers were stored (standard mode), the header signature and the
  * Content-Digest are re-verified too, at the signature's own `created` time.
  */
-import { verifyRequest } from '@geofence/http-sig';
+import { parseSignatureInput, verifyRequest } from '@geofence/http-sig';
 import type { Registry } from '@geofence/verifier';
 import {
   METRICS_SIGNATURE_COMPONENTS,
@@ -66,7 +66,13 @@ export async function verifyStoredRecord(rec: StoredRecord, registry: Registry):
 
   const sigInput = rec.headers['signature-input'];
   if (sigInput && rec.headers.signature) {
-    const created = /;created=(\d+)/.exec(sigInput)?.[1];
+    // A malformed header yields no time here; verifyRequest below then reports what is wrong with it.
+    let created: number | undefined;
+    try {
+      created = parseSignatureInput(sigInput).find((m) => m.label === SIGNATURE_LABEL)?.created;
+    } catch {
+      created = undefined;
+    }
     try {
       await verifyRequest(
         {
@@ -80,7 +86,7 @@ export async function verifyStoredRecord(rec: StoredRecord, registry: Registry):
           label: SIGNATURE_LABEL,
           tag: SIGNATURE_TAG,
           requiredComponents: METRICS_SIGNATURE_COMPONENTS,
-          ...(created ? { now: Number(created) } : {}),
+          ...(created !== undefined ? { now: created } : {}),
         },
       );
       add('http_signature', true);

@@ -17,6 +17,11 @@ export { KNOWN_STRUCTURED_FIELDS, type StructuredFieldType } from './fields.js';
 export { encodeQueryParamComponent } from './query-param.js';
 export { type SignatureHeaders, type SignRequestOptions, signRequest } from './sign.js';
 export { createSignatureBase } from './signature-base.js';
+export {
+  parseSignatureInput,
+  type SignatureInputMember,
+  type SignatureParams,
+} from './signature-input.js';
 export { type CreateSignerOptions, createSigner } from './signer.js';
 export type {
   HeaderFields,

@@ -16,9 +16,9 @@ import {
   parseSfDictionary,
   type SfDictionary,
   type SfInnerList,
-  type SfParameters,
   serializeSfInnerList,
 } from './sf.js';
+import { readSignatureParams, type SignatureParams } from './signature-input.js';
 import type {
   HttpMessage,
   PinnedVerificationKey,
@@ -156,47 +156,6 @@ export function signatureBytes(text: string, label: string): Uint8Array {
   return value;
 }
 
-interface ParsedParams {
-  created: number | undefined;
-  expires: number | undefined;
-  keyid: string | undefined;
-  alg: string | undefined;
-  nonce: string | undefined;
-  tag: string | undefined;
-}
-
-function readParams(params: SfParameters): ParsedParams {
-  const out: ParsedParams = {
-    created: undefined,
-    expires: undefined,
-    keyid: undefined,
-    alg: undefined,
-    nonce: undefined,
-    tag: undefined,
-  };
-  for (const [key, value] of params) {
-    switch (key) {
-      case 'created':
-      case 'expires':
-        if (typeof value !== 'number' || !Number.isInteger(value))
-          throw malformed(`${key} must be an integer`);
-        out[key] = value;
-        break;
-      case 'keyid':
-      case 'alg':
-      case 'nonce':
-      case 'tag':
-        if (typeof value !== 'string') throw malformed(`${key} must be a string`);
-        out[key] = value;
-        break;
-      default:
-        // Unknown parameters are allowed (RFC 9421 §6.3 registry); they are covered by @signature-params.
-        break;
-    }
-  }
-  return out;
-}
-
 /** Picks the signature to verify by label and/or tag. */
 function selectSignature(
   inputs: SfDictionary,
@@ -240,7 +199,7 @@ function nowSeconds(now: number | Date | undefined): number {
   return now instanceof Date ? Math.floor(now.getTime() / 1000) : now;
 }
 
-function checkTimes(params: ParsedParams, options: VerifyRequestOptions): void {
+function checkTimes(params: SignatureParams, options: VerifyRequestOptions): void {
   const now = nowSeconds(options.now);
   const skew = options.clockSkewSeconds ?? DEFAULT_SKEW;
   const { created, expires } = params;
@@ -299,7 +258,7 @@ export async function verifyRequest(
   const [label, input] = selectSignature(inputs, options.label, options.tag);
   const signatureValue = signatureBytes(signatureText, label);
 
-  const params = readParams(input[1]);
+  const params = readSignatureParams(input[1]);
   const items = input[0];
   const components: ComponentId[] = new Array(items.length);
   const canonical: string[] = new Array(items.length);

@@ -1,4 +1,4 @@
-import { type Signer, signRequest } from '@geofence/http-sig';
+import { parseSignatureInput, type Signer, signRequest } from '@geofence/http-sig';
 import { Tpm, tpmSigner } from '@geofence/native-tpm';
 import { keyIdOfPublic, parsePublic, publicToPem } from '@geofence/tpm-wire';
 import type { GeolocationPayload } from '@geofence/verifier';
@@ -971,10 +971,10 @@ export class Agent {
         now,
         validitySeconds: this.o.validity,
       });
-      const expires = /;expires=(\d+)/.exec(req.headers['signature-input'] ?? '');
+      const expires = parseSignatureInput(req.headers['signature-input'] ?? '')[0]?.expires;
       const validUntil = Math.min(
         Date.parse(nonce.expires_at),
-        expires ? Number(expires[1]) * 1000 : now.getTime(),
+        expires !== undefined ? expires * 1000 : now.getTime(),
       );
       signed = { ids, req, validUntil, resent: false };
     } else {
