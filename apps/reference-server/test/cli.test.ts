@@ -169,7 +169,11 @@ describe('geofence CLI', () => {
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, record_id: good.id });
     expect(bad.code).toBe(1);
-    expect(JSON.parse(bad.stdout).checks).toContainEqual({ check: 'payload_signature', ok: false });
+    expect(JSON.parse(bad.stdout).checks).toContainEqual({
+      check: 'payload_signature',
+      ok: false,
+      detail: 'Signature verification failed',
+    });
     expect(missing.code).toBe(2);
   });
 });

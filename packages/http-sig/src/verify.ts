@@ -12,12 +12,7 @@ import { verifyContentDigest } from './digest.js';
 import { isLowS } from './ecdsa-low-s.js';
 import { HttpSigError } from './errors.js';
 import { getFieldLines, type StructuredFieldType } from './fields.js';
-import {
-  parseSfDictionary,
-  type SfDictionary,
-  type SfInnerList,
-  serializeSfInnerList,
-} from './sf.js';
+import { parseSfDictionary, type SfDictionary, type SfInnerList, serializeSfInnerList } from './sf.js';
 import { readSignatureParams, type SignatureParams } from './signature-input.js';
 import type {
   HttpMessage,

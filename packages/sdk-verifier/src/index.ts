@@ -36,6 +36,10 @@ export type {
 } from './pipeline/types.js';
 export {
   issueNonce,
+  type RecordCheck,
+  type RecordReverification,
+  reverifyRecord,
+  type StoredMetricsRequest,
   validateCollectorOptions,
   validateGatewayOptions,
   validateNonceOptions,
