@@ -9,6 +9,7 @@ import {
   validateAgentRecord,
 } from './registry.js';
 import { openSqlite, type SqliteDatabase, type SqliteStatement } from './sqlite.js';
+import { SqliteFaultGuard, StoreUnavailableError } from './store-fault.js';
 
 /**
  * Options of {@link SqliteRegistry.open}.
@@ -21,19 +22,26 @@ export interface SqliteRegistryOptions {
   onError?: (err: Error) => void;
   /** Clock (tests). */
   now?: () => Date;
+  /**
+   * How long a call waits for a lock held by another connection, in milliseconds (default
+   * `DEFAULT_SQLITE_BUSY_TIMEOUT_MS`, 500); then the call fails with {@link StoreUnavailableError}.
+   */
+  busyTimeoutMs?: number;
 }
 
 /**
  * SQLite registry (default). Lookups hit an in-memory index (O(1)); before each lookup one cheap
  * `PRAGMA data_version` tells whether another connection (for example `geofence agents approve` in
  * another process) committed a change, in which case the index is rebuilt — hot reload without
- * polling or restart. Writes are transactions in WAL mode with synchronous=FULL.
+ * polling or restart. Writes are transactions in WAL mode with synchronous=FULL. A locked, read-only
+ * or failing database raises {@link StoreUnavailableError} (`503 upstream`), never a raw SQLite error.
  * @public
  */
 export class SqliteRegistry implements Registry {
   private readonly index = new RecordIndex();
   private dataVersion = -1;
   private closed = false;
+  private readonly guard: SqliteFaultGuard;
   private readonly stmts: {
     version: SqliteStatement;
     all: SqliteStatement;
@@ -45,6 +53,7 @@ export class SqliteRegistry implements Registry {
     private readonly db: SqliteDatabase,
     private readonly opts: SqliteRegistryOptions,
   ) {
+    this.guard = new SqliteFaultGuard(db, 'registry', opts.busyTimeoutMs);
     db.exec(`CREATE TABLE IF NOT EXISTS geofence_agents (
       agent_name TEXT PRIMARY KEY,
       keyid TEXT NOT NULL UNIQUE,
@@ -74,10 +83,11 @@ export class SqliteRegistry implements Registry {
   /** Rebuild the index when another connection committed since the last look. */
   private refresh(force = false): void {
     if (this.closed) throw new RegistryError('unavailable', 'registry is closed');
-    const v = Number(this.stmts.version.get());
+    const v = Number(this.guard.run(() => this.stmts.version.get()));
     if (!force && v === this.dataVersion) return;
     const records: AgentRecord[] = [];
-    for (const row of this.stmts.all.all() as Array<{ record: string }>) {
+    const rows = this.guard.run(() => this.stmts.all.all()) as Array<{ record: string }>;
+    for (const row of rows) {
       try {
         records.push(validateAgentRecord(JSON.parse(row.record)));
       } catch (err) {
@@ -114,14 +124,17 @@ export class SqliteRegistry implements Registry {
     const record = validateAgentRecord(stampRecord(input, this.index.byAgent(input.agent_name), now));
     this.index.checkUnique(record);
     try {
-      this.stmts.upsert.run(
-        record.agent_name,
-        record.keyid,
-        record.status,
-        JSON.stringify(record),
-        record.updated_at,
+      this.guard.run(() =>
+        this.stmts.upsert.run(
+          record.agent_name,
+          record.keyid,
+          record.status,
+          JSON.stringify(record),
+          record.updated_at,
+        ),
       );
     } catch (err) {
+      if (err instanceof StoreUnavailableError) throw err;
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         this.refresh(true);
         throw new RegistryError('keyid_conflict', `keyid of ${record.agent_name} is already registered`, err);
@@ -144,7 +157,7 @@ export class SqliteRegistry implements Registry {
   /** {@inheritDoc Registry.delete} */
   async delete(agentName: string): Promise<boolean> {
     this.refresh();
-    const { changes } = this.stmts.del.run(agentName);
+    const { changes } = this.guard.run(() => this.stmts.del.run(agentName));
     this.index.delete(agentName);
     return changes > 0;
   }
