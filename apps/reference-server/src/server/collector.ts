@@ -141,12 +141,13 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     );
     const checks = Object.fromEntries(results) as Record<StoreName, boolean>;
     const down = results.filter(([, ok]) => !ok).map(([name]) => name);
+    const named = (store: string) => (store === 'nonce_store' ? `nonce_store (${opts.nonceStoreKind})` : store);
     if (down.length === 0) res.json({ status: 'ready', checks });
     else
       sendProblem(
         req,
         res,
-        new GeofenceError('upstream', `Not ready: ${down.join(', ')} unavailable`, {
+        new GeofenceError('upstream', `Not ready: ${down.map(named).join(', ')} unavailable`, {
           status: 503,
           details: { checks, unavailable: down },
           retryAfter: STORE_RETRY_AFTER_SECONDS,
