@@ -135,7 +135,7 @@ async function underLoad(during: () => Promise<void>, workers = 8): Promise<Answ
   return answers;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Waits until a full flow succeeds on every replica (recovery without restart). */
 async function recovered(): Promise<void> {

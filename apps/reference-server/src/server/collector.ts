@@ -141,7 +141,8 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     );
     const checks = Object.fromEntries(results) as Record<StoreName, boolean>;
     const down = results.filter(([, ok]) => !ok).map(([name]) => name);
-    const named = (store: string) => (store === 'nonce_store' ? `nonce_store (${opts.nonceStoreKind})` : store);
+    const named = (store: string) =>
+      store === 'nonce_store' ? `nonce_store (${opts.nonceStoreKind})` : store;
     if (down.length === 0) res.json({ status: 'ready', checks });
     else
       sendProblem(
