@@ -81,11 +81,6 @@ export function isSqliteFault(err: unknown): boolean {
   return typeof code === 'string' && SQLITE_FAULT.test(code);
 }
 
-/** The part of a better-sqlite3 handle the guard needs. */
-interface PragmaTarget {
-  pragma(source: string): unknown;
-}
-
 /**
  * Runs the synchronous calls of one SQLite store. A {@link isSqliteFault | fault} becomes
  * {@link StoreUnavailableError}; other errors pass unchanged. After a fault the guard stops waiting
@@ -95,18 +90,21 @@ interface PragmaTarget {
  */
 export class SqliteFaultGuard {
   private failing = false;
+  /** Which store this guards (named in its errors). */
+  readonly store: StoreName;
 
   /**
    * Sets the connection's busy timeout.
-   * @param db - the better-sqlite3 handle
+   * @param db - the better-sqlite3 handle (only its `pragma` method is used)
    * @param store - which store this is (named in the error)
    * @param busyTimeoutMs - how long a call waits for a lock while the store is healthy
    */
   constructor(
-    private readonly db: PragmaTarget,
-    readonly store: StoreName,
+    private readonly db: { pragma(source: string): unknown },
+    store: StoreName,
     private readonly busyTimeoutMs: number = DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
   ) {
+    this.store = store;
     if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0)
       throw new TypeError('busyTimeoutMs must be a non-negative integer');
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
