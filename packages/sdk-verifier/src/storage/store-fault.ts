@@ -81,6 +81,15 @@ export function isSqliteFault(err: unknown): boolean {
   return typeof code === 'string' && SQLITE_FAULT.test(code);
 }
 
+// errno codes meaning the file system cannot take the write now (full, read-only, I/O, quota, busy).
+const FILE_FAULT = new Set(['ENOSPC', 'EROFS', 'EIO', 'EDQUOT', 'EBUSY', 'EACCES', 'EPERM']);
+
+/** Whether `err` is a file-system error that makes a file-backed store unavailable. */
+export function isFileFault(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && FILE_FAULT.has(code);
+}
+
 /**
  * Runs the synchronous calls of one SQLite store. A {@link isSqliteFault | fault} becomes
  * {@link StoreUnavailableError}; other errors pass unchanged. After a fault the guard stops waiting
