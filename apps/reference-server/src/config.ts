@@ -86,9 +86,15 @@ export const configSchema = z.strictObject({
       maxOutstanding: z.number().int().min(1).max(1024).default(16),
       store: z.enum(['memory', 'sqlite', 'redis']).default('memory'),
       redisUrl: z.string().optional(),
+      /** A Redis command without a reply after this long fails: 503 `upstream` (frozen Redis). */
+      redisCommandTimeoutMs: z.number().int().min(50).max(60_000).default(1000),
+      /** A (re)connection attempt to Redis is abandoned after this long. */
+      redisConnectTimeoutMs: z.number().int().min(50).max(60_000).default(2000),
       sqlitePath: z.string().optional(),
     })
     .prefault({}),
+  /** How long a SQLite store waits for another process's lock before answering 503 `upstream`. */
+  sqliteBusyTimeoutMs: z.number().int().min(0).max(60_000).default(500),
   clockSkewSeconds: z.number().int().min(0).max(600).default(60),
   registry: z
     .strictObject({
@@ -286,6 +292,9 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     NONCE_STORE: { path: 'nonce.store', kind: 'string' },
     REDIS_URL: { path: 'nonce.redisUrl', kind: 'string' },
     NONCE_SQLITE_PATH: { path: 'nonce.sqlitePath', kind: 'string' },
+    REDIS_COMMAND_TIMEOUT_MS: { path: 'nonce.redisCommandTimeoutMs', kind: 'int' },
+    REDIS_CONNECT_TIMEOUT_MS: { path: 'nonce.redisConnectTimeoutMs', kind: 'int' },
+    SQLITE_BUSY_TIMEOUT_MS: { path: 'sqliteBusyTimeoutMs', kind: 'int' },
     CLOCK_SKEW_SECONDS: { path: 'clockSkewSeconds', kind: 'int' },
     REGISTRY_TYPE: { path: 'registry.kind', kind: 'string' },
     REGISTRY_PATH: { path: 'registry.path', kind: 'string' },

@@ -5,6 +5,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { SqliteFaultGuard } from '@geofence/verifier';
 import Database from 'better-sqlite3';
 
 /** One stored record. */
@@ -61,21 +62,28 @@ function toRecord(r: Row): StoredRecord & { seq: number } {
   };
 }
 
-/** SQLite-backed record store; safe for several processes on one file (WAL, busy timeout). */
+/**
+ * SQLite-backed record store; safe for several processes on one file (WAL, busy timeout). A locked,
+ * read-only or full database raises `StoreUnavailableError` (503 `upstream`, `record_store`).
+ */
 export class RecordStore {
   private readonly db: Database.Database;
+  private readonly guard: SqliteFaultGuard;
   private readonly insertStmt: Database.Statement;
   private readonly byIdStmt: Database.Statement;
   private readonly countStmt: Database.Statement;
 
-  /** Opens (creating when needed) the store at `path`. */
-  constructor(path: string) {
+  /**
+   * Opens (creating when needed) the store at `path`.
+   * @param options - `busyTimeoutMs`: how long a write waits for another process's lock (default 500)
+   */
+  constructor(path: string, options: { busyTimeoutMs?: number | undefined } = {}) {
     mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     // FULL: the WAL is fsynced at every commit, so an acknowledged record survives power loss too.
     this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
+    this.guard = new SqliteFaultGuard(this.db, 'record_store', options.busyTimeoutMs);
     this.db.exec(`CREATE TABLE IF NOT EXISTS records (
       seq INTEGER PRIMARY KEY AUTOINCREMENT,
       id TEXT NOT NULL UNIQUE,
@@ -119,7 +127,7 @@ export class RecordStore {
     if (batch.length === 0) return;
     let stored: StoredRecord[];
     try {
-      stored = this.db.transaction(() => batch.map((b) => this.insert(b.rec)))();
+      stored = this.guard.run(() => this.db.transaction(() => batch.map((b) => this.insertRow(b.rec)))());
     } catch (err) {
       for (const b of batch) b.reject(err);
       return;
@@ -129,6 +137,10 @@ export class RecordStore {
 
   /** Stores a record durably (its own transaction) and returns it with its id. */
   insert(rec: NewRecord): StoredRecord {
+    return this.guard.run(() => this.insertRow(rec));
+  }
+
+  private insertRow(rec: NewRecord): StoredRecord {
     const id = `rec_${crypto.randomUUID()}`;
     const receivedAt = rec.receivedAt ?? new Date().toISOString();
     this.insertStmt.run(
@@ -145,7 +157,7 @@ export class RecordStore {
 
   /** Looks a record up by id. */
   get(id: string): StoredRecord | undefined {
-    const row = this.byIdStmt.get(id) as Row | undefined;
+    const row = this.guard.run(() => this.byIdStmt.get(id)) as Row | undefined;
     return row ? toRecord(row) : undefined;
   }
 
@@ -166,7 +178,7 @@ export class RecordStore {
       args.push(q.after);
     }
     const sql = `SELECT * FROM records ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...args, q.limit + 1) as Row[];
+    const rows = this.guard.run(() => this.db.prepare(sql).all(...args, q.limit + 1)) as Row[];
     const page = rows.slice(0, q.limit).map(toRecord);
     const last = page[page.length - 1];
     return { records: page, next: rows.length > q.limit && last ? last.seq : null };
@@ -174,12 +186,19 @@ export class RecordStore {
 
   /** Number of stored records. */
   count(): number {
-    return (this.countStmt.get() as { n: number }).n;
+    return (this.guard.run(() => this.countStmt.get()) as { n: number }).n;
   }
 
-  /** Cheap liveness check used by `/ready`. */
+  /**
+   * Readiness check used by `/ready`: takes and releases the write lock, so a database another
+   * process holds locked, or one that became read-only, reports not ready (a record cannot be stored).
+   */
   ping(): boolean {
-    return (this.db.prepare('SELECT 1 AS ok').get() as { ok: number }).ok === 1;
+    this.guard.run(() => {
+      this.db.exec('BEGIN IMMEDIATE');
+      this.db.exec('ROLLBACK');
+    });
+    return true;
   }
 
   /** Closes the database. */

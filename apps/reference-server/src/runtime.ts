@@ -34,11 +34,14 @@ export async function openRegistry(cfg: Config, onError?: (err: Error) => void):
   const path = registryPath(cfg);
   return cfg.registry.kind === 'json'
     ? JsonFileRegistry.open({ path, ...(onError ? { onError } : {}) })
-    : SqliteRegistry.open({ path, ...(onError ? { onError } : {}) });
+    : SqliteRegistry.open({ path, busyTimeoutMs: cfg.sqliteBusyTimeoutMs, ...(onError ? { onError } : {}) });
 }
 
-/** Opens the configured nonce store. */
-export async function openNonceStore(cfg: Config): Promise<NonceStore> {
+/**
+ * Opens the configured nonce store. `onRedisError` receives the Redis client's connection errors
+ * (ioredis emits one per failed reconnect; without a listener it prints "Unhandled error event").
+ */
+export async function openNonceStore(cfg: Config, onRedisError?: (err: Error) => void): Promise<NonceStore> {
   const common = { ttlSeconds: cfg.nonce.ttlSeconds, maxOutstanding: cfg.nonce.maxOutstanding };
   switch (cfg.nonce.store) {
     case 'memory':
@@ -46,11 +49,25 @@ export async function openNonceStore(cfg: Config): Promise<NonceStore> {
     case 'sqlite':
       return SqliteNonceStore.open({
         path: resolve(cfg.dataDir, cfg.nonce.sqlitePath ?? 'nonces.db'),
+        busyTimeoutMs: cfg.sqliteBusyTimeoutMs,
         ...common,
       });
     case 'redis': {
       // The store owns the client; lazyConnect surfaces a bad URL at start instead of on first use.
-      const client = new Redis(cfg.nonce.redisUrl as string, { lazyConnect: true, maxRetriesPerRequest: 2 });
+      // While Redis is down or frozen every call must fail fast (503 upstream) rather than wait:
+      // no offline queue (a call while disconnected fails at once), a reply deadline per command,
+      // and no silent resend after a reconnect of commands whose outcome the caller already
+      // reported. The client keeps reconnecting (ioredis' default back-off, at most 2 s apart), so
+      // the service recovers by itself when Redis is back.
+      const client = new Redis(cfg.nonce.redisUrl as string, {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        commandTimeout: cfg.nonce.redisCommandTimeoutMs,
+        connectTimeout: cfg.nonce.redisConnectTimeoutMs,
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
+      });
+      if (onRedisError) client.on('error', onRedisError);
       await client.connect();
       return new RedisNonceStore({ client, ownsClient: true, ...common });
     }
@@ -59,7 +76,9 @@ export async function openNonceStore(cfg: Config): Promise<NonceStore> {
 
 /** Opens the record store. */
 export function openRecords(cfg: Config): RecordStore {
-  return new RecordStore(resolve(cfg.dataDir, cfg.recordsPath ?? 'records.db'));
+  return new RecordStore(resolve(cfg.dataDir, cfg.recordsPath ?? 'records.db'), {
+    busyTimeoutMs: cfg.sqliteBusyTimeoutMs,
+  });
 }
 
 /**

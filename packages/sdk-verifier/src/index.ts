@@ -76,3 +76,10 @@ export {
 } from './storage/registry.js';
 export { SqliteNonceStore, type SqliteNonceStoreOptions } from './storage/sqlite-nonce-store.js';
 export { SqliteRegistry, type SqliteRegistryOptions } from './storage/sqlite-registry.js';
+export {
+  DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
+  SqliteFaultGuard,
+  STORE_RETRY_AFTER_SECONDS,
+  type StoreName,
+  StoreUnavailableError,
+} from './storage/store-fault.js';

@@ -15,6 +15,8 @@ import {
   type PlatformPolicy,
   type PreRegisteredAgent,
   type Registry,
+  STORE_RETRY_AFTER_SECONDS,
+  type StoreName,
 } from '@geofence/verifier';
 import express, { type Express, type Request, type Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
@@ -85,6 +87,26 @@ export interface CollectorApp {
 
 const startedAt = Date.now();
 
+/** Longest a `/ready` probe may take before its dependency counts as down. */
+const READY_PROBE_TIMEOUT_MS = 1500;
+
+/** Whether `fn` completes without error within {@link READY_PROBE_TIMEOUT_MS}. */
+async function probeWithin(fn: () => unknown): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), READY_PROBE_TIMEOUT_MS);
+  });
+  const attempt = (async () => {
+    await fn();
+    return true;
+  })().catch(() => false);
+  try {
+    return await Promise.race([attempt, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Builds the collector Express app. */
 export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDeps): CollectorApp {
   const { log, records, registry, nonces } = deps;
@@ -106,26 +128,31 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     });
   });
 
+  // Probes run side by side, each cut off at READY_PROBE_TIMEOUT_MS, so a frozen dependency cannot
+  // hold /ready past a load balancer's health-check timeout; the body names what is down.
   app.get('/ready', async (req, res) => {
-    const checks: Record<string, boolean> = {};
-    const probe = async (name: string, fn: () => Promise<unknown> | unknown) => {
-      try {
-        await fn();
-        checks[name] = true;
-      } catch {
-        checks[name] = false;
-      }
+    const probes: Record<StoreName, () => unknown> = {
+      registry: () => registry.list({ status: 'active' }),
+      nonce_store: () => nonces.stats(),
+      record_store: () => records.ping(),
     };
-    await probe('registry', () => registry.list({ status: 'active' }));
-    await probe('nonce_store', () => nonces.stats());
-    await probe('record_store', () => records.ping());
-    const ready = Object.values(checks).every(Boolean);
-    if (ready) res.json({ status: 'ready', checks });
+    const results = await Promise.all(
+      Object.entries(probes).map(async ([name, fn]) => [name, await probeWithin(fn)] as const),
+    );
+    const checks = Object.fromEntries(results) as Record<StoreName, boolean>;
+    const down = results.filter(([, ok]) => !ok).map(([name]) => name);
+    const named = (store: string) =>
+      store === 'nonce_store' ? `nonce_store (${opts.nonceStoreKind})` : store;
+    if (down.length === 0) res.json({ status: 'ready', checks });
     else
       sendProblem(
         req,
         res,
-        new GeofenceError('upstream', 'Not ready', { status: 503, details: { checks }, retryAfter: 2 }),
+        new GeofenceError('upstream', `Not ready: ${down.map(named).join(', ')} unavailable`, {
+          status: 503,
+          details: { checks, unavailable: down },
+          retryAfter: STORE_RETRY_AFTER_SECONDS,
+        }),
         REJECTED_BY,
       );
   });
@@ -395,6 +422,25 @@ export interface StartCollectorOptions {
   registry?: Registry;
 }
 
+/**
+ * Logs Redis connection errors at most once per 10 s: while Redis is down ioredis reports every
+ * reconnect attempt, which would flood the log without saying anything new.
+ */
+function redisErrorLogger(log: Logger): (err: Error) => void {
+  let last = 0;
+  let suppressed = 0;
+  return (err) => {
+    const now = Date.now();
+    if (now - last < 10_000) {
+      suppressed += 1;
+      return;
+    }
+    log.warn({ err: err.message, suppressed }, 'nonce store: Redis connection error');
+    last = now;
+    suppressed = 0;
+  };
+}
+
 /** Opens the stores of `cfg`, builds the app and listens. */
 export async function startCollector(
   cfg: Config & { port: number },
@@ -405,7 +451,7 @@ export async function startCollector(
     log.warn('TLS_INSECURE_SKIP_VERIFY is set: peer certificates are not verified');
   if (!cfg.tls.enabled) log.warn('SSL_ENABLED=false: serving plain HTTP');
   const registry = o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'registry error')));
-  const nonces = await openNonceStore(cfg);
+  const nonces = await openNonceStore(cfg, redisErrorLogger(log));
   const records = openRecords(cfg);
   const scheme = cfg.tls.enabled ? 'https' : 'http';
   const signer = await openResultSigner(cfg, `${scheme}://${cfg.host}:${cfg.port}`);

@@ -143,7 +143,10 @@ export function notFound(rejectedBy: RejectedBy): RequestHandler {
   };
 }
 
-/** Final error handler: body-parser errors → 400/413/415, everything else → opaque 500. */
+/**
+ * Final error handler: GeofenceErrors as they are (a store fault is `StoreUnavailableError`: 503
+ * `upstream` with Retry-After), body-parser errors → 400/413/415, everything else → opaque 500.
+ */
 export function errorHandler(log: Logger, rejectedBy: RejectedBy): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     if (res.headersSent) {
@@ -152,8 +155,11 @@ export function errorHandler(log: Logger, rejectedBy: RejectedBy): ErrorRequestH
     }
     let gf: GeofenceError;
     const status = (err as { status?: number; statusCode?: number }).status;
-    if (err instanceof GeofenceError) gf = err;
-    else if (status === 413)
+    if (err instanceof GeofenceError) {
+      gf = err;
+      if (gf.status >= 500)
+        log.warn({ err: gf.cause ?? gf, request_id: requestIdOf(req), details: gf.details }, gf.error);
+    } else if (status === 413)
       gf = new GeofenceError('request_validation', 'Payload too large', { status: 413 });
     else if (status === 415)
       gf = new GeofenceError('request_validation', 'Unsupported media type', { status: 415 });

@@ -65,7 +65,13 @@ export function createServiceMetrics(
     help: 'Outstanding (issued, unconsumed) nonces in the nonce store',
     registers: [registry],
     async collect() {
-      if (nonceSize) this.set(await nonceSize());
+      if (!nonceSize) return;
+      // A nonce store outage must not take the whole scrape down with it: report NaN (unknown).
+      this.set(
+        await Promise.resolve()
+          .then(nonceSize)
+          .catch(() => Number.NaN),
+      );
     },
   });
   const recordsStored = new Counter({

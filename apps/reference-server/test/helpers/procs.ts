@@ -84,10 +84,20 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-/** A throwaway redis-server on a free loopback port, no persistence. */
-export async function startRedis(
-  fixedPort?: number,
-): Promise<{ url: string; port: number; stop(): Promise<void> }> {
+/** A running throwaway redis-server (see {@link startRedis}). */
+export interface TestRedis {
+  url: string;
+  port: number;
+  /** SIGTERM (after SIGCONT, in case it is frozen) and wait for the exit. */
+  stop(): Promise<void>;
+  /** `kill -9`: the server dies without closing its connections cleanly. */
+  kill9(): Promise<void>;
+  /** SIGSTOP (`frozen = true`) or SIGCONT: connections stay open, nothing is answered meanwhile. */
+  freeze(frozen: boolean): void;
+}
+
+/** A throwaway redis-server on a free loopback port (or `fixedPort`), no persistence. */
+export async function startRedis(fixedPort?: number): Promise<TestRedis> {
   const port = fixedPort ?? (await freePort());
   const child = spawn(
     'redis-server',
@@ -100,14 +110,20 @@ export async function startRedis(
     if (await ping(port)) break;
     await new Promise((r) => setTimeout(r, 50));
   }
+  const end = async (signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    if (signal !== 'SIGKILL') child.kill('SIGCONT');
+    child.kill(signal);
+    await exited;
+  };
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      await exited;
+    stop: () => end('SIGTERM'),
+    kill9: () => end('SIGKILL'),
+    freeze: (frozen) => {
+      child.kill(frozen ? 'SIGSTOP' : 'SIGCONT');
     },
   };
 }

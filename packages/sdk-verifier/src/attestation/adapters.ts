@@ -4,7 +4,8 @@
  * answer every error as `application/problem+json`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '../errors.js';
+import { GeofenceError, type RejectedBy } from '../errors.js';
+import { problemHeaders } from '../problem-headers.js';
 import {
   ATTESTATION_PATHS,
   type AttestationHandlers,
@@ -107,7 +108,7 @@ function problemOf(
   const ge = GeofenceError.from(err);
   return {
     status: ge.status,
-    headers: { 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store' },
+    headers: problemHeaders(ge),
     body: ge.toProblem({ rejectedBy, requestId: requestId ?? crypto.randomUUID() }),
   };
 }

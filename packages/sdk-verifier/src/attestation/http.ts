@@ -3,7 +3,8 @@
  * (and any other framework) only move bytes: parsing, status codes and problem bodies live here.
  */
 import { randomUUID } from 'node:crypto';
-import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '../errors.js';
+import { GeofenceError, type RejectedBy } from '../errors.js';
+import { problemHeaders } from '../problem-headers.js';
 import type { EnrollmentService } from './enrollment.js';
 import { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';
 import type { AttestationResultSigner } from './result.js';
@@ -145,11 +146,11 @@ export function createAttestationHandlers(options: AttestationHandlersOptions): 
     } catch (err) {
       const ge = GeofenceError.from(err);
       options.onRejection?.(ge, requestId);
-      const headers: Record<string, string> = {
-        'content-type': PROBLEM_CONTENT_TYPE,
-        'cache-control': 'no-store',
+      return {
+        status: ge.status,
+        headers: problemHeaders(ge),
+        body: ge.toProblem({ rejectedBy, requestId }),
       };
-      return { status: ge.status, headers, body: ge.toProblem({ rejectedBy, requestId }) };
     }
   }
 

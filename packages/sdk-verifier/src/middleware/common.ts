@@ -3,8 +3,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '../errors.js';
+import { GeofenceError, type RejectedBy } from '../errors.js';
 import type { VerifierRequest } from '../pipeline/types.js';
+import { problemHeaders } from '../problem-headers.js';
 
 /**
  * Options every middleware accepts besides its role's verification options.
@@ -43,10 +44,8 @@ export function sendProblem(
     return;
   }
   res.statusCode = err.status;
-  res.setHeader('content-type', PROBLEM_CONTENT_TYPE);
-  res.setHeader('cache-control', 'no-store');
+  for (const [name, value] of Object.entries(problemHeaders(err))) res.setHeader(name, value);
   res.setHeader('x-request-id', requestId);
-  if (err.retryAfter !== undefined) res.setHeader('retry-after', String(Math.ceil(err.retryAfter)));
   if (err.status === 413) res.setHeader('connection', 'close');
   res.end(body);
 }

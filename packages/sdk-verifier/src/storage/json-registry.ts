@@ -14,6 +14,7 @@ import {
   stampRecord,
   validateAgentRecord,
 } from './registry.js';
+import { isFileFault, StoreUnavailableError } from './store-fault.js';
 
 /**
  * Options of {@link JsonFileRegistry.open}.
@@ -133,6 +134,8 @@ export class JsonFileRegistry implements Registry {
       }
     } catch (err) {
       await rm(tmp, { force: true });
+      // A full or read-only file system is an outage (503), not a broken request or a bug.
+      if (isFileFault(err)) throw new StoreUnavailableError('registry', err);
       throw new RegistryError('storage', `cannot write ${this.opts.path}`, err);
     }
     this.lastText = text;

@@ -11,13 +11,18 @@ import {
   type ResolvedNonceOptions,
   resolveNonceOptions,
 } from './nonce-store.js';
+import { storeCall } from './store-fault.js';
 
 /**
  * Options of {@link RedisNonceStore}.
  * @public
  */
 export interface RedisNonceStoreOptions extends NonceStoreOptions {
-  /** A connected ioredis client (the store does not close it unless `ownsClient`). */
+  /**
+   * A connected ioredis client (the store does not close it unless `ownsClient`). Give it a
+   * `commandTimeout` and `enableOfflineQueue: false`: then a frozen or unreachable Redis fails each
+   * call within the timeout (as `StoreUnavailableError`) instead of queueing it until Redis returns.
+   */
   client: Redis;
   /** Key prefix (default `geofence:nonce:`). */
   prefix?: string;
@@ -83,7 +88,9 @@ const RESULTS = new Set<string>(['ok', 'unknown', 'expired', 'reused', 'wrong_ag
  * Redis nonce store, shared by collector replicas. Issue and consume are Lua scripts, so each is
  * atomic on the server: exactly one of any number of concurrent consumers of a nonce — from any
  * process or host — gets `ok`. Nonce keys carry a TTL, so Redis drops everything on its own.
- * Single Redis instance or primary (keys of one call are not co-located for Redis Cluster).
+ * Single Redis instance or primary (keys of one call are not co-located for Redis Cluster). Every
+ * client error — refused, closed, timed out, an error reply — raises `StoreUnavailableError`
+ * (`503 upstream`); a consume whose reply was lost is never reported as `ok`.
  * @public
  */
 export class RedisNonceStore implements NonceStore {
@@ -111,17 +118,19 @@ export class RedisNonceStore implements NonceStore {
     const now = this.o.now();
     const nonce = generateNonce();
     const pool = options?.authenticated ? 1 : 0;
-    const evicted = await this.client.geofenceNonceIssue(
-      `${this.prefix}q:${keyid}:${pool}`,
-      `${this.prefix}n:${nonce}`,
-      now,
-      this.o.ttlMs,
-      this.o.maxOutstanding,
-      keyid,
-      pool,
-      this.prefix,
-      this.retainMs,
-      nonce,
+    const evicted = await storeCall('nonce_store', () =>
+      this.client.geofenceNonceIssue(
+        `${this.prefix}q:${keyid}:${pool}`,
+        `${this.prefix}n:${nonce}`,
+        now,
+        this.o.ttlMs,
+        this.o.maxOutstanding,
+        keyid,
+        pool,
+        this.prefix,
+        this.retainMs,
+        nonce,
+      ),
     );
     this.counters.issued++;
     this.counters.evicted += Number(evicted);
@@ -131,12 +140,8 @@ export class RedisNonceStore implements NonceStore {
   /** {@inheritDoc NonceStore.consume} */
   async consume(keyid: string, nonce: string): Promise<NonceConsumeResult> {
     if (typeof nonce !== 'string' || typeof keyid !== 'string') return 'unknown';
-    const raw = await this.client.geofenceNonceConsume(
-      `${this.prefix}n:${nonce}`,
-      keyid,
-      this.o.now(),
-      this.prefix,
-      nonce,
+    const raw = await storeCall('nonce_store', () =>
+      this.client.geofenceNonceConsume(`${this.prefix}n:${nonce}`, keyid, this.o.now(), this.prefix, nonce),
     );
     if (!RESULTS.has(raw)) throw new Error('unexpected nonce script result');
     const r = raw as NonceConsumeResult;
@@ -154,6 +159,10 @@ export class RedisNonceStore implements NonceStore {
 
   /** {@inheritDoc NonceStore.stats} */
   async stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
+    return storeCall('nonce_store', () => this.scanStats(options));
+  }
+
+  private async scanStats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
     const now = this.o.now();
     const per = new Map<string, number>();
     let cursor = '0';
@@ -174,6 +183,10 @@ export class RedisNonceStore implements NonceStore {
 
   /** {@inheritDoc NonceStore.cleanup} */
   async cleanup(): Promise<number> {
+    return storeCall('nonce_store', () => this.scanCleanup());
+  }
+
+  private async scanCleanup(): Promise<number> {
     // Redis expires nonce keys itself; here only drop expired members from owner queues.
     const now = this.o.now();
     let removed = 0;
@@ -191,6 +204,12 @@ export class RedisNonceStore implements NonceStore {
 
   /** {@inheritDoc NonceStore.close} */
   async close(): Promise<void> {
-    if (this.options.ownsClient) await this.client.quit();
+    if (!this.options.ownsClient) return;
+    try {
+      await this.client.quit();
+    } catch {
+      // Redis down or frozen: QUIT cannot be delivered; drop the connection (and its reconnects).
+      this.client.disconnect();
+    }
   }
 }

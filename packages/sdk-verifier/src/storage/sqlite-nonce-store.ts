@@ -11,6 +11,7 @@ import {
   resolveNonceOptions,
 } from './nonce-store.js';
 import { openSqlite, type SqliteDatabase, type SqliteStatement } from './sqlite.js';
+import { SqliteFaultGuard, StoreUnavailableError } from './store-fault.js';
 
 /**
  * Options of {@link SqliteNonceStore.open}.
@@ -21,13 +22,20 @@ export interface SqliteNonceStoreOptions extends NonceStoreOptions {
   path: string;
   /** Run {@link NonceStore.cleanup} after this many issues (default 1000; 0 disables). */
   cleanupEvery?: number;
+  /**
+   * How long a call waits for a lock held by another connection, in milliseconds (default
+   * `DEFAULT_SQLITE_BUSY_TIMEOUT_MS`, 500); then the call fails with `StoreUnavailableError`.
+   */
+  busyTimeoutMs?: number;
 }
 
 /**
  * SQLite nonce store: issued and spent nonces survive a restart, and several processes on one host
  * may share the file. `consume` is a single conditional `UPDATE … WHERE consumed_at IS NULL`, which
  * SQLite executes under its write lock, so exactly one caller across all processes sees a change.
- * `issue` runs in a `BEGIN IMMEDIATE` transaction (count, evict the owner's oldest, insert).
+ * `issue` runs in a `BEGIN IMMEDIATE` transaction (count, evict the owner's oldest, insert). A locked,
+ * read-only or failing database raises `StoreUnavailableError` (`503 upstream`): a consume that
+ * cannot run is never reported as done.
  * @public
  */
 export class SqliteNonceStore implements NonceStore {
@@ -35,6 +43,7 @@ export class SqliteNonceStore implements NonceStore {
   private readonly counters = new NonceCounters();
   private sinceCleanup = 0;
   private closed = false;
+  private readonly guard: SqliteFaultGuard;
   private readonly s: Record<
     'count' | 'evict' | 'insert' | 'spend' | 'lookup' | 'cleanup' | 'stats' | 'claim' | 'cleanupClaims',
     SqliteStatement
@@ -46,6 +55,7 @@ export class SqliteNonceStore implements NonceStore {
     private readonly opts: SqliteNonceStoreOptions,
   ) {
     this.o = resolveNonceOptions(opts);
+    this.guard = new SqliteFaultGuard(db, 'nonce_store', opts.busyTimeoutMs);
     db.exec(`CREATE TABLE IF NOT EXISTS geofence_nonces (
       id INTEGER PRIMARY KEY AUTOINCREMENT,
       nonce TEXT NOT NULL UNIQUE,
@@ -112,13 +122,21 @@ export class SqliteNonceStore implements NonceStore {
     this.check();
     const now = this.o.now();
     const nonce = generateNonce();
-    this.counters.evicted += this.issueTx(keyid, options?.authenticated ? 1 : 0, nonce, now);
+    const pool = options?.authenticated ? 1 : 0;
+    this.counters.evicted += this.guard.run(() => this.issueTx(keyid, pool, nonce, now));
     this.counters.issued++;
     const every = this.opts.cleanupEvery ?? 1000;
     if (every > 0 && ++this.sinceCleanup >= every) {
       this.sinceCleanup = 0;
-      this.s.cleanup.run(now);
-      this.s.cleanupClaims.run(now);
+      try {
+        this.guard.run(() => {
+          this.s.cleanup.run(now);
+          this.s.cleanupClaims.run(now);
+        });
+      } catch (err) {
+        // Housekeeping only: the nonce above is issued; a locked database is cleaned next time.
+        if (!(err instanceof StoreUnavailableError)) throw err;
+      }
     }
     return { nonce, expiresAt: new Date(now + this.o.ttlMs), expiresIn: this.o.ttlSeconds };
   }
@@ -126,7 +144,7 @@ export class SqliteNonceStore implements NonceStore {
   /** {@inheritDoc NonceStore.consume} */
   async consume(keyid: string, nonce: string): Promise<NonceConsumeResult> {
     this.check();
-    const r = this.spend(keyid, nonce);
+    const r = this.guard.run(() => this.spend(keyid, nonce));
     this.counters.count(r);
     return r;
   }
@@ -148,7 +166,7 @@ export class SqliteNonceStore implements NonceStore {
   /** {@inheritDoc NonceStore.stats} */
   async stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats> {
     this.check();
-    const rows = this.s.stats.all(this.o.now()) as Array<{ keyid: string; n: number }>;
+    const rows = this.guard.run(() => this.s.stats.all(this.o.now())) as Array<{ keyid: string; n: number }>;
     return this.counters.stats(new Map(rows.map((r) => [r.keyid, r.n])), options?.perAgent);
   }
 
@@ -156,13 +174,15 @@ export class SqliteNonceStore implements NonceStore {
   async cleanup(): Promise<number> {
     this.check();
     const now = this.o.now();
-    return this.s.cleanup.run(now).changes + this.s.cleanupClaims.run(now).changes;
+    return this.guard.run(() => this.s.cleanup.run(now).changes + this.s.cleanupClaims.run(now).changes);
   }
 
   /** {@inheritDoc NonceStore.claimRequest} */
   async claimRequest(keyid: string, requestId: string, until: Date): Promise<boolean> {
     this.check();
-    return this.s.claim.run(`${keyid} ${requestId}`, until.getTime(), this.o.now()).changes === 1;
+    return this.guard.run(
+      () => this.s.claim.run(`${keyid} ${requestId}`, until.getTime(), this.o.now()).changes === 1,
+    );
   }
 
   /** {@inheritDoc NonceStore.close} */

@@ -11,6 +11,7 @@ import {
   validateAgentRecord,
 } from './registry.js';
 import { openSqlite, type SqliteDatabase, type SqliteStatement } from './sqlite.js';
+import { SqliteFaultGuard, StoreUnavailableError } from './store-fault.js';
 
 /**
  * Options of {@link SqliteRegistry.open}.
@@ -23,19 +24,26 @@ export interface SqliteRegistryOptions {
   onError?: (err: Error) => void;
   /** Clock (tests). */
   now?: () => Date;
+  /**
+   * How long a call waits for a lock held by another connection, in milliseconds (default
+   * `DEFAULT_SQLITE_BUSY_TIMEOUT_MS`, 500); then the call fails with {@link StoreUnavailableError}.
+   */
+  busyTimeoutMs?: number;
 }
 
 /**
  * SQLite registry (default). Lookups hit an in-memory index (O(1)); before each lookup one cheap
  * `PRAGMA data_version` tells whether another connection (for example `geofence agents approve` in
  * another process) committed a change, in which case the index is rebuilt — hot reload without
- * polling or restart. Writes are transactions in WAL mode with synchronous=FULL.
+ * polling or restart. Writes are transactions in WAL mode with synchronous=FULL. A locked, read-only
+ * or failing database raises {@link StoreUnavailableError} (`503 upstream`), never a raw SQLite error.
  * @public
  */
 export class SqliteRegistry implements Registry {
   private readonly index = new RecordIndex();
   private dataVersion = -1;
   private closed = false;
+  private readonly guard: SqliteFaultGuard;
   private readonly stmts: {
     version: SqliteStatement;
     all: SqliteStatement;
@@ -48,6 +56,7 @@ export class SqliteRegistry implements Registry {
     private readonly db: SqliteDatabase,
     private readonly opts: SqliteRegistryOptions,
   ) {
+    this.guard = new SqliteFaultGuard(db, 'registry', opts.busyTimeoutMs);
     db.exec(`CREATE TABLE IF NOT EXISTS geofence_agents (
       agent_name TEXT PRIMARY KEY,
       keyid TEXT NOT NULL UNIQUE,
@@ -78,10 +87,11 @@ export class SqliteRegistry implements Registry {
   /** Rebuild the index when another connection committed since the last look. */
   private refresh(force = false): void {
     if (this.closed) throw new RegistryError('unavailable', 'registry is closed');
-    const v = Number(this.stmts.version.get());
+    const v = Number(this.guard.run(() => this.stmts.version.get()));
     if (!force && v === this.dataVersion) return;
     const records: AgentRecord[] = [];
-    for (const row of this.stmts.all.all() as Array<{ record: string }>) {
+    const rows = this.guard.run(() => this.stmts.all.all()) as Array<{ record: string }>;
+    for (const row of rows) {
       try {
         records.push(validateAgentRecord(JSON.parse(row.record)));
       } catch (err) {
@@ -147,24 +157,26 @@ export class SqliteRegistry implements Registry {
     const now = (this.opts.now ?? (() => new Date()))();
     let record: AgentRecord;
     try {
-      record = this.db
-        .transaction(() => {
-          const row = this.stmts.one.get(agentName) as string | undefined;
-          const current = row === undefined ? undefined : validateAgentRecord(JSON.parse(row));
-          const input = decide(current);
-          const next = validateAgentRecord(stampRecord(input, current, now));
-          this.stmts.upsert.run(
-            next.agent_name,
-            next.keyid,
-            next.status,
-            JSON.stringify(next),
-            next.updated_at,
-          );
-          return next;
-        })
-        .immediate();
+      record = this.guard.run(() =>
+        this.db
+          .transaction(() => {
+            const row = this.stmts.one.get(agentName) as string | undefined;
+            const current = row === undefined ? undefined : validateAgentRecord(JSON.parse(row));
+            const input = decide(current);
+            const next = validateAgentRecord(stampRecord(input, current, now));
+            this.stmts.upsert.run(
+              next.agent_name,
+              next.keyid,
+              next.status,
+              JSON.stringify(next),
+              next.updated_at,
+            );
+            return next;
+          })
+          .immediate(),
+      );
     } catch (err) {
-      if (err instanceof RegistryError) throw err;
+      if (err instanceof RegistryError || err instanceof StoreUnavailableError) throw err;
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         this.refresh(true);
         throw new RegistryError('keyid_conflict', `keyid of ${agentName} is already registered`, err);
@@ -180,7 +192,7 @@ export class SqliteRegistry implements Registry {
   /** {@inheritDoc Registry.delete} */
   async delete(agentName: string): Promise<boolean> {
     this.refresh();
-    const { changes } = this.stmts.del.run(agentName);
+    const { changes } = this.guard.run(() => this.stmts.del.run(agentName));
     this.index.delete(agentName);
     return changes > 0;
   }

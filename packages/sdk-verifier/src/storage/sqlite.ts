@@ -30,8 +30,7 @@ export async function openSqlite(path: string): Promise<SqliteDatabase> {
   // WAL + synchronous=FULL: an acknowledged write survives a crash or power loss (SPEC §10).
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
-  // Several processes share one file; wait for locks instead of failing with SQLITE_BUSY.
-  db.pragma('busy_timeout = 10000');
+  // The busy timeout is set by each store's SqliteFaultGuard (short: the wait blocks the event loop).
   db.pragma('foreign_keys = ON');
   return db;
 }
