@@ -67,10 +67,38 @@ export async function openNonceStore(cfg: Config, onRedisError?: (err: Error) =>
         maxRetriesPerRequest: 0,
         autoResendUnfulfilledCommands: false,
       });
+      // Until the first connection, errors are collected for one clear start-up error instead of a
+      // log line per attempt; afterwards they go to the service's (rate-limited) log.
+      let firstError: Error | undefined;
+      const atStart = (err: Error) => {
+        firstError ??= err;
+      };
+      client.on('error', atStart);
+      try {
+        await client.connect();
+      } catch (err) {
+        client.disconnect();
+        const why = (firstError ?? (err as Error)).message;
+        throw new Error(
+          `cannot connect to Redis at ${redisUrlForHumans(cfg.nonce.redisUrl as string)} (REDIS_URL): ${why}`,
+        );
+      } finally {
+        client.off('error', atStart);
+      }
       if (onRedisError) client.on('error', onRedisError);
-      await client.connect();
       return new RedisNonceStore({ client, ownsClient: true, ...common });
     }
+  }
+}
+
+/** A Redis URL without its password, for messages (the URL is a secret when it carries one). */
+export function redisUrlForHumans(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable URL)';
   }
 }
 

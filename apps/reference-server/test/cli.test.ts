@@ -4,6 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -124,6 +125,28 @@ describe('geofence CLI', () => {
     expect(revokeUnknown.stderr).toContain('nothing to revoke');
     expect(revokeUnknown.stderr).not.toContain('approved');
     expect(cityWithoutState.code).toBe(2);
+  });
+
+  it('reports an unreachable Redis as one line naming REDIS_URL, without its password (exit 1)', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const r = await geofence(['collector', '-d', dir], {
+      NONCE_STORE: 'redis',
+      REDIS_URL: `redis://:s3cret-pass@127.0.0.1:${port}`,
+      PORT: '0',
+      LOG_LEVEL: 'info',
+    });
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toEqual([
+      `geofence: cannot connect to Redis at redis://:***@127.0.0.1:${port} (REDIS_URL): connect ECONNREFUSED 127.0.0.1:${port}`,
+    ]);
+    expect(r.stdout + r.stderr).not.toContain('s3cret-pass');
+    expect(r.stdout).not.toMatch(/Redis connection error|Unhandled error event/);
   });
 
   it('re-verifies a stored record offline (exit 0 valid, 1 invalid, 2 unknown)', async () => {
