@@ -47,6 +47,7 @@ export {
   verifyMetrics,
 } from './pipeline/verify.js';
 export * from './protocol.js';
+export { clientRequestIdOf, requestIdOf } from './request-id.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';
 export {

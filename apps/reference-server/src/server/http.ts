@@ -3,8 +3,13 @@
  * aligned error model, admin bearer-token auth, rate limiting, 404/405 for unknown routes, and the
  * final error handler (no stack traces in bodies).
  */
-import { randomUUID, timingSafeEqual } from 'node:crypto';
-import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '@geofence/verifier';
+import { timingSafeEqual } from 'node:crypto';
+import {
+  GeofenceError,
+  PROBLEM_CONTENT_TYPE,
+  type RejectedBy,
+  requestIdOf as verifierRequestIdOf,
+} from '@geofence/verifier';
 import express, {
   type ErrorRequestHandler,
   type Express,
@@ -29,11 +34,13 @@ export function requestIdOf(req: Request): string {
   return req.requestId ?? 'unknown';
 }
 
-/** Assigns a fresh request id; a client-supplied `X-Request-Id` is never trusted as ours. */
+/**
+ * Assigns the request id by the verifier's one rule (`requestIdOf`: ours, never the client's), which
+ * the verifier's handlers then reuse from the response header.
+ */
 export function requestIdMiddleware(): RequestHandler {
   return (req, res, next) => {
-    req.requestId = randomUUID();
-    res.setHeader('x-request-id', req.requestId);
+    req.requestId = verifierRequestIdOf(res);
     next();
   };
 }

@@ -57,15 +57,17 @@ interface Common {
 }
 
 function onReject(c: Common, route: string) {
-  return (err: GeofenceError, vr: VerifierRequest, requestId: string) => {
+  return (err: GeofenceError, vr: VerifierRequest, requestId: string, clientRequestId?: string) => {
+    const ids = clientRequestId
+      ? { request_id: requestId, client_request_id: clientRequestId }
+      : { request_id: requestId };
     // The middleware reports with the request's own header object: label the response for Prometheus.
     noteRejection(vr.headers as IncomingHttpHeaders, err.validationType);
-    if (err.validationType === 'internal')
-      c.log.error({ err, request_id: requestId, route }, 'verification error');
+    if (err.validationType === 'internal') c.log.error({ err, ...ids, route }, 'verification error');
     else {
       c.log.info(
         {
-          request_id: requestId,
+          ...ids,
           route,
           validation_type: err.validationType,
           error: err.error,
@@ -131,9 +133,9 @@ export function metricsRoute(
     bodyLimit: c.bodyLimitBytes,
     ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
     rejectedBy: c.rejectedBy,
-    onReject: (err, vr, rid) => {
+    onReject: (err, vr, rid, clientRid) => {
       c.onRejected?.();
-      reject(err, vr, rid);
+      reject(err, vr, rid, clientRid);
     },
     // Runs after every check passed; the 200 is only sent once this durable write returned.
     onAccept: (rec) =>

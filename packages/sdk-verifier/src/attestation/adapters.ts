@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GeofenceError, type RejectedBy } from '../errors.js';
 import { problemHeaders } from '../problem-headers.js';
+import { requestIdOf } from '../request-id.js';
 import {
   ATTESTATION_PATHS,
   type AttestationHandlers,
@@ -88,11 +89,6 @@ function send(res: ServerResponse, r: AttestationHttpResponse): void {
   res.end(JSON.stringify(r.body));
 }
 
-function requestIdOf(req: IncomingMessage): string | undefined {
-  const v = req.headers['x-request-id'];
-  return typeof v === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(v) ? v : undefined;
-}
-
 async function expressBody(req: ExpressLikeRequest, limit: number): Promise<unknown> {
   // A JSON body parser that ran before us leaves the parsed value; otherwise read the stream.
   if (req.body !== undefined && !(req.body instanceof Uint8Array)) return req.body;
@@ -136,7 +132,7 @@ export function attestationExpressHandlers(
       ) => Promise<AttestationHttpResponse>,
     ) =>
     (req: ExpressLikeRequest, res: ServerResponse, next: (err?: unknown) => void) => {
-      const requestId = requestIdOf(req);
+      const requestId = requestIdOf(res);
       expressBody(req, h.bodyLimitBytes)
         .then((body) => fn(req, body, requestId))
         .catch((err: unknown) => problemOf(err, rejectedBy, requestId))

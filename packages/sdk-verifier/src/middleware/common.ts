@@ -1,7 +1,6 @@
 /**
  * Pieces shared by the Express middleware and the Fastify plugin.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GeofenceError, type RejectedBy } from '../errors.js';
 import type { VerifierRequest } from '../pipeline/types.js';
@@ -19,16 +18,17 @@ export interface MiddlewareOptions {
    * `retryAfter`) to reject the request.
    */
   beforeVerify?: (req: VerifierRequest) => void | Promise<void>;
-  /** Called with every rejection (for logging/metrics). Internal errors keep their cause here only. */
-  onReject?: (error: GeofenceError, req: VerifierRequest, requestId: string) => void;
-}
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** The caller's `X-Request-Id` when it is well-formed, else a new UUID. */
-export function requestIdOf(headers: IncomingMessage['headers']): string {
-  const v = headers['x-request-id'];
-  return typeof v === 'string' && REQUEST_ID.test(v) ? v : randomUUID();
+  /**
+   * Called with every rejection (for logging/metrics). Internal errors keep their cause here only.
+   * `requestId` is ours (see {@link requestIdOf}); `clientRequestId` is the client's own
+   * `X-Request-Id`, when it sent a well-formed one.
+   */
+  onReject?: (
+    error: GeofenceError,
+    req: VerifierRequest,
+    requestId: string,
+    clientRequestId: string | undefined,
+  ) => void;
 }
 
 /** Answer with an RFC 9457 problem (SPEC §7). */

@@ -20,12 +20,12 @@ import {
   verifyMetrics,
 } from '../pipeline/verify.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../protocol.js';
+import { clientRequestIdOf, requestIdOf } from '../request-id.js';
 import { readBody } from './body.js';
 import {
   checkMiddlewareOptions,
   headersStrippedByGateway,
   type MiddlewareOptions,
-  requestIdOf,
   sendJson,
   sendProblem,
   stripGatewayHeaders,
@@ -112,13 +112,14 @@ function wrap(
 ): GeofenceHandler {
   const rejectedBy = opts.rejectedBy ?? role;
   return (req, res, next) => {
-    const rid = requestIdOf(req.headers);
+    const rid = requestIdOf(res);
     run(req, res, next, rid).catch((err: unknown) => {
       const ge = GeofenceError.from(err);
       opts.onReject?.(
         ge,
         { method: req.method ?? '', url: req.originalUrl ?? req.url ?? '', headers: req.headers },
         rid,
+        clientRequestIdOf(req.headers),
       );
       sendProblem(res, ge, rejectedBy, rid);
     });
@@ -241,7 +242,7 @@ export function forward(options: ForwardOptions): GeofenceHandler {
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.timeoutMs ?? 10_000;
   return (req, res) => {
-    const rid = requestIdOf(req.headers);
+    const rid = requestIdOf(res);
     const headers = new Headers();
     const method = req.method ?? 'GET';
     const path = req.originalUrl ?? req.url ?? '/';
@@ -279,10 +280,10 @@ export function forward(options: ForwardOptions): GeofenceHandler {
 export function errorHandler(options: { rejectedBy?: string } = {}) {
   return (
     err: unknown,
-    req: GeofenceIncomingMessage,
+    _req: GeofenceIncomingMessage,
     res: ServerResponse,
     _next: (err?: unknown) => void,
   ): void => {
-    sendProblem(res, GeofenceError.from(err), options.rejectedBy ?? 'collector', requestIdOf(req.headers));
+    sendProblem(res, GeofenceError.from(err), options.rejectedBy ?? 'collector', requestIdOf(res));
   };
 }

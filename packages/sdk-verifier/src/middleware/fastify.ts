@@ -15,10 +15,10 @@ import {
   verifyMetrics,
 } from '../pipeline/verify.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../protocol.js';
+import { clientRequestIdOf, requestIdOf } from '../request-id.js';
 import {
   checkMiddlewareOptions,
   headersStrippedByGateway,
-  requestIdOf,
   sendProblem,
   stripGatewayHeaders,
 } from './common.js';
@@ -64,8 +64,8 @@ function fail(
   onReject?: ExpressCollectorOptions['onReject'],
 ) {
   const ge = GeofenceError.from(err);
-  const rid = requestIdOf(request.headers);
-  onReject?.(ge, toVerifierRequest(request), rid);
+  const rid = requestIdOf(reply.raw);
+  onReject?.(ge, toVerifierRequest(request), rid, clientRequestIdOf(request.headers));
   reply.hijack();
   sendProblem(reply.raw, ge, rejectedBy, rid);
 }
@@ -124,7 +124,7 @@ async function geofencePlugin(app: FastifyInstance, opts: GeofenceFastifyOptions
         const vr = toVerifierRequest(request);
         await o.beforeVerify?.(vr);
         const verdict = await verifyMetrics(vr, o);
-        reply.header('cache-control', 'no-store').header('x-request-id', requestIdOf(request.headers));
+        reply.header('cache-control', 'no-store').header('x-request-id', requestIdOf(reply.raw));
         return reply.code(200).send(verdict.body);
       } catch (err) {
         return fail(reply, request, err, o.rejectedBy ?? 'collector', o.onReject);
@@ -138,7 +138,7 @@ async function geofencePlugin(app: FastifyInstance, opts: GeofenceFastifyOptions
         const vr = toVerifierRequest(request);
         await o.beforeVerify?.(vr);
         const verdict = await issueNonce(vr, o);
-        reply.header('cache-control', 'no-store').header('x-request-id', requestIdOf(request.headers));
+        reply.header('cache-control', 'no-store').header('x-request-id', requestIdOf(reply.raw));
         return reply.code(200).send(verdict.body);
       } catch (err) {
         return fail(reply, request, err, o.rejectedBy ?? 'collector', o.onReject);
