@@ -8,6 +8,9 @@ import fc from 'fast-check';
 import Fastify from 'fastify';
 import { exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkAk, checkAppKey, checkEk } from '../src/attestation/keys.js';
+import { PendingEnrollments } from '../src/attestation/pending.js';
+import { appraisePlatform } from '../src/attestation/policy.js';
 import {
   AttestationResultSigner,
   attestationFastifyPlugin,
@@ -26,10 +29,7 @@ import {
   validatePlatformPolicy,
   verifyAttestationResult,
   verifyEkCertificate,
-} from '../src/attestation/index.js';
-import { checkAk, checkAppKey, checkEk } from '../src/attestation/keys.js';
-import { PendingEnrollments } from '../src/attestation/pending.js';
-import { appraisePlatform } from '../src/attestation/policy.js';
+} from '../src/index.js';
 import { SqliteRegistry } from '../src/storage/sqlite-registry.js';
 import { expectAttestationRejection } from './attestation/expect.js';
 import { makeTestCa, type TestCa } from './attestation/pki.js';

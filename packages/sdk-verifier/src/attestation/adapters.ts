@@ -4,7 +4,8 @@
  * answer every error as `application/problem+json`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '../errors.js';
+import { PROBLEM_CONTENT_TYPE, type RejectedBy } from '@geofence/protocol';
+import { GeofenceError } from '../errors.js';
 import {
   ATTESTATION_PATHS,
   type AttestationHandlers,

@@ -3,7 +3,8 @@
  * (and any other framework) only move bytes: parsing, status codes and problem bodies live here.
  */
 import { randomUUID } from 'node:crypto';
-import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '../errors.js';
+import { PROBLEM_CONTENT_TYPE, type RejectedBy } from '@geofence/protocol';
+import { GeofenceError } from '../errors.js';
 import type { EnrollmentService } from './enrollment.js';
 import { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';
 import type { AttestationResultSigner } from './result.js';

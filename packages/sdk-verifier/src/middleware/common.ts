@@ -3,7 +3,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GeofenceError, PROBLEM_CONTENT_TYPE, type RejectedBy } from '../errors.js';
+import { PROBLEM_CONTENT_TYPE, type RejectedBy } from '@geofence/protocol';
+import { GeofenceError } from '../errors.js';
 import type { VerifierRequest } from '../pipeline/types.js';
 
 /**

@@ -14,14 +14,6 @@ import {
   verifyContentDigest,
   verifyRequest,
 } from '@geofence/http-sig';
-import { GeofenceError } from '../errors.js';
-import {
-  evaluateGeoPolicy,
-  foldPlaceName,
-  type GeoMatch,
-  type GeoPolicy,
-  geoPolicyRestricts,
-} from '../geo.js';
 import {
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_CLOCK_SKEW_SECONDS,
@@ -37,7 +29,15 @@ import {
   WORKLOAD_GEO_ID_HEADER,
   type WorkloadGeoId,
   workloadGeoIdSchema,
-} from '../protocol.js';
+} from '@geofence/protocol';
+import { GeofenceError } from '../errors.js';
+import {
+  evaluateGeoPolicy,
+  foldPlaceName,
+  type GeoMatch,
+  type GeoPolicy,
+  geoPolicyRestricts,
+} from '../geo.js';
 import { type AgentRecord, recordPublicKey } from '../storage/registry.js';
 import {
   fastContentDigest,
