@@ -12,6 +12,7 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^@geofence\/http-sig$/, replacement: src('packages/http-sig') },
+      { find: /^@geofence\/protocol$/, replacement: src('packages/protocol') },
       { find: /^@geofence\/tpm-wire$/, replacement: src('packages/tpm-wire') },
       { find: /^@geofence\/native-tpm$/, replacement: src('packages/native-tpm') },
       { find: /^@geofence\/verifier$/, replacement: src('packages/sdk-verifier') },

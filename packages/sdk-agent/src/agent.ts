@@ -1,14 +1,14 @@
 import { parseSignatureInput, type Signer, signRequest } from '@geofence/http-sig';
 import { Tpm, tpmSigner } from '@geofence/native-tpm';
-import { keyIdOfPublic, parsePublic, publicToPem } from '@geofence/tpm-wire';
-import type { GeolocationPayload } from '@geofence/verifier';
+import type { GeolocationPayload } from '@geofence/protocol';
 import {
   agentNameSchema,
   NONCE_SIGNATURE_COMPONENTS,
   type PayloadAlgorithm,
   SIGNATURE_LABEL,
   SIGNATURE_TAG,
-} from '@geofence/verifier';
+} from '@geofence/protocol';
+import { keyIdOfPublic, parsePublic, publicToPem } from '@geofence/tpm-wire';
 import { destination, pino } from 'pino';
 import { z } from 'zod';
 import {

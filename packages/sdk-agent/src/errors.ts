@@ -1,4 +1,4 @@
-import { isProblem, type Problem, type RejectedBy, type ValidationType } from '@geofence/verifier';
+import { isProblem, type Problem, type RejectedBy, type ValidationType } from '@geofence/protocol';
 
 /** Stable codes of the agent's own errors. */
 export type AgentErrorCode =

@@ -10,7 +10,7 @@ import {
   signPayload,
   WORKLOAD_GEO_ID_HEADER,
   type WorkloadGeoId,
-} from '@geofence/verifier';
+} from '@geofence/protocol';
 import type { LocationObservation } from './location/types.js';
 
 /** Inputs of {@link buildMetricsRequest}. */
@@ -83,7 +83,7 @@ export function workloadGeoId(
 /**
  * Builds and signs one `POST /metrics` request: payload (SPEC §6.2) signed over its JCS form,
  * `Content-Digest`, `Workload-Geo-ID`, and the RFC 9421 `geo` signature over exactly the SPEC §6.3
- * components and parameters. The signing is done by `@geofence/verifier` (payload) and
+ * components and parameters. The signing is done by `@geofence/protocol` (payload) and
  * `@geofence/http-sig` (HTTP message); this function only assembles.
  */
 export async function buildMetricsRequest(input: MetricsRequestInput): Promise<SignedMetricsRequest> {

@@ -1,4 +1,4 @@
-import { type NonceResponse, nonceResponseSchema } from '@geofence/verifier';
+import { type NonceResponse, nonceResponseSchema } from '@geofence/protocol';
 import { type Dispatcher, Pool } from 'undici';
 import { GeofenceRejection } from './errors.js';
 

@@ -4,12 +4,19 @@
  * Polygon/MultiPolygon fences with a conservative accuracy-circle rule, minimum location quality and
  * maximum fix age.
  */
+
+import {
+  BUILTIN_REGION_TABLE,
+  boxContains,
+  type GeographicRegion,
+  LOCATION_QUALITIES,
+  type LocationQuality,
+  type RegionBox,
+} from '@geofence/protocol';
 import { booleanPointInPolygon } from '@turf/boolean-point-in-polygon';
 import type { Polygon } from 'geojson';
 import { z } from 'zod';
-import { BUILTIN_REGION_TABLE, boxContains, type RegionBox } from './geocode.js';
 import { foldPlaceName } from './places/fold.js';
-import { type GeographicRegion, LOCATION_QUALITIES, type LocationQuality } from './protocol.js';
 
 const allowName = z.string().min(1).max(256);
 

@@ -5,10 +5,89 @@
  * @module @geofence/verifier
  */
 
+// The wire contract (payload, signatures, problems, attestation bodies, region table) is defined in
+// @geofence/protocol; re-exported here so verifier users need one import.
+export {
+  agentNameSchema,
+  BUILTIN_REGION_TABLE,
+  builtinReverseGeocode,
+  DEFAULT_BODY_LIMIT_BYTES,
+  DEFAULT_CLOCK_SKEW_SECONDS,
+  DEFAULT_NONCE_MAX_OUTSTANDING,
+  DEFAULT_NONCE_TTL_SECONDS,
+  decodeBase64url,
+  decodeQuoteSeal,
+  type EnrollCompleteRequest,
+  type EnrollCompleteResponse,
+  type EnrollRequest,
+  type EnrollStartResponse,
+  encodeBase64url,
+  encodeQuoteSeal,
+  enrollCompleteSchema,
+  enrollmentQualifyingData,
+  enrollRequestSchema,
+  expectedWorkloadPcr,
+  type GeographicRegion,
+  type GeolocationPayload,
+  geographicRegionSchema,
+  geolocationIdHash,
+  geolocationProofHash,
+  hasDuplicateJsonKeys,
+  isProblem,
+  isValidationType,
+  jcs,
+  keyidSchema,
+  type LahBundle,
+  type LahSealedFields,
+  LOCATION_QUALITIES,
+  type LocationAttestationRequest,
+  type LocationAttestationResponse,
+  type LocationQuality,
+  type LocationReading,
+  lahBundleSchema,
+  lahQualifyingData,
+  locationAttestationRequestSchema,
+  locationReadingSchema,
+  lookupRegion,
+  MAX_SIGNATURE_VALIDITY_SECONDS,
+  METRICS_SIGNATURE_COMPONENTS,
+  type MetricsPayload,
+  metricsPayloadSchema,
+  NONCE_SIGNATURE_COMPONENTS,
+  type NonceResponse,
+  nonceResponseSchema,
+  nonceSchema,
+  PAYLOAD_ALGORITHMS,
+  PAYLOAD_VERSION,
+  type PayloadAlgorithm,
+  type PayloadSigner,
+  type PcrValuesJson,
+  PROBLEM_CONTENT_TYPE,
+  type Problem,
+  payloadSigningInput,
+  pcrValuesSchema,
+  problemTypeUri,
+  type RegionBox,
+  type RejectedBy,
+  rawGeolocationPayloadSchema,
+  type SensorInfo,
+  SIGNATURE_LABEL,
+  SIGNATURE_TAG,
+  sensorIdentifierBytes,
+  sensorInfoSchema,
+  signPayload,
+  type UnsignedMetricsPayload,
+  VALIDATION_TYPE_INFO,
+  VALIDATION_TYPES,
+  type ValidationType,
+  verifyPayloadSignature,
+  WORKLOAD_GEO_ID_HEADER,
+  type WorkloadGeoId,
+  workloadGeoIdSchema,
+} from '@geofence/protocol';
 export * from './attestation/index.js';
-export * from './errors.js';
+export { GeofenceError, type GeofenceErrorOptions, geofenceErrorFromProblem } from './errors.js';
 export * from './geo.js';
-export { BUILTIN_REGION_TABLE, builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';
 export { readBody } from './middleware/body.js';
 export { headersStrippedByGateway, type MiddlewareOptions } from './middleware/common.js';
 export type {
@@ -46,7 +125,6 @@ export {
   verifyAtGateway,
   verifyMetrics,
 } from './pipeline/verify.js';
-export * from './protocol.js';
 export { clientRequestIdOf, requestIdOf } from './request-id.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';

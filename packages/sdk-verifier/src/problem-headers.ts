@@ -2,7 +2,8 @@
  * The response headers of a problem answer, in one place for every adapter (Express, Fastify,
  * attestation handlers), so a `Retry-After` (rate limits, store outages) is never dropped by one of them.
  */
-import { type GeofenceError, PROBLEM_CONTENT_TYPE } from './errors.js';
+import { PROBLEM_CONTENT_TYPE } from '@geofence/protocol';
+import type { GeofenceError } from './errors.js';
 
 /** `content-type`, `cache-control` and, when the error has one, `retry-after` (whole seconds). */
 export function problemHeaders(err: GeofenceError): Record<string, string> {

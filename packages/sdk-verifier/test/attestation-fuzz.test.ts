@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { keyIdOfPublic, publicToPem } from '@geofence/tpm-wire';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GeofenceError } from '../src/errors.js';
 import {
   AttestationResultSigner,
   appraiseLocationBundle,
@@ -19,8 +20,7 @@ import {
   encodeQuoteSeal,
   geolocationIdHash,
   geolocationProofHash,
-} from '../src/attestation/index.js';
-import { GeofenceError } from '../src/errors.js';
+} from '../src/index.js';
 import { MemoryNonceStore } from '../src/storage/memory-nonce-store.js';
 import { SqliteRegistry } from '../src/storage/sqlite-registry.js';
 

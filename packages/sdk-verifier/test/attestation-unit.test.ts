@@ -1,35 +1,29 @@
-import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parsePublic } from '@geofence/tpm-wire';
 import express from 'express';
-import fc from 'fast-check';
 import Fastify from 'fastify';
 import { exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkAk, checkAppKey, checkEk } from '../src/attestation/keys.js';
+import { PendingEnrollments } from '../src/attestation/pending.js';
+import { appraisePlatform } from '../src/attestation/policy.js';
 import {
   AttestationResultSigner,
   attestationFastifyPlugin,
   createAttestationHandlers,
-  decodeQuoteSeal,
   EnrollmentService,
-  encodeQuoteSeal,
   expectedWorkloadPcr,
-  geolocationIdHash,
-  geolocationProofHash,
   jwkThumbprint,
-  lahQualifyingData,
   loadEkCaBundle,
   mountAttestationExpress,
   requiredPcrSelection,
   validatePlatformPolicy,
   verifyAttestationResult,
   verifyEkCertificate,
-} from '../src/attestation/index.js';
-import { checkAk, checkAppKey, checkEk } from '../src/attestation/keys.js';
-import { PendingEnrollments } from '../src/attestation/pending.js';
-import { appraisePlatform } from '../src/attestation/policy.js';
+} from '../src/index.js';
 import { SqliteRegistry } from '../src/storage/sqlite-registry.js';
 import { expectAttestationRejection } from './attestation/expect.js';
 import { makeTestCa, type TestCa } from './attestation/pki.js';
@@ -179,58 +173,6 @@ describe('platform policy', () => {
     expect(() => validatePlatformPolicy({ pcrs: { sha256: { 0: 'AB'.repeat(32) } } })).toThrow(TypeError);
     expect(() => validatePlatformPolicy({ pcrs: { sha1: { 0: hex(zero) } } })).toThrow(TypeError);
     expect(() => validatePlatformPolicy({ workloadDigests: ['xyz'] })).toThrow(TypeError);
-  });
-});
-
-describe('V-PEA evidence constructions', () => {
-  it('geolocation-proof-hash is SHA-256 of the JCS of {lat, lon, accuracy}', () => {
-    const expected = createHash('sha256')
-      .update('{"accuracy":8.5,"lat":37.354,"lon":-121.955}')
-      .digest('base64url');
-    expect(geolocationProofHash({ lon: -121.955, accuracy: 8.5, lat: 37.354 })).toBe(expected);
-  });
-
-  it('geolocation-id-hash is SHA-256(AK DER ‖ serial ‖ type/model)', () => {
-    const der = new Uint8Array([1, 2, 3]);
-    const expected = createHash('sha256').update(der).update('SN42gnss/u-blox M8').digest('base64url');
-    expect(geolocationIdHash(der, { type: 'gnss', model: 'u-blox M8', serial: 'SN42' })).toBe(expected);
-    expect(geolocationIdHash(der, undefined)).toBe(createHash('sha256').update(der).digest('base64url'));
-  });
-
-  it('qualifying data covers exactly the sealed members, in JCS order', () => {
-    const fields = {
-      'tpm-ak': 'PEM',
-      'geolocation-id-hash': 'id',
-      'geolocation-proof-hash': 'proof',
-      'privacy-technique': 'none',
-      nonce: 'n',
-      timestamp: 1,
-      'target-environment-image-digest': 'd',
-    };
-    const text =
-      '{"geolocation-id-hash":"id","geolocation-proof-hash":"proof","nonce":"n","privacy-technique":"none",' +
-      '"target-environment-image-digest":"d","timestamp":1,"tpm-ak":"PEM"}';
-    expect(hex(lahQualifyingData({ ...fields, extra: 'ignored' } as typeof fields))).toBe(
-      createHash('sha256').update(text).digest('hex'),
-    );
-    expect(hex(lahQualifyingData({ ...fields, timestamp: 2 }))).not.toBe(hex(lahQualifyingData(fields)));
-  });
-
-  it('tpm-quote-seal round-trips and rejects malformed input without throwing', () => {
-    const attest = fixture('quote-ak-ecc.attest');
-    const sig = fixture('quote-ak-ecc.sig');
-    const d = decodeQuoteSeal(encodeQuoteSeal(attest, sig));
-    expect(d && hex(d.attest)).toBe(hex(attest));
-    expect(d && hex(d.signature)).toBe(hex(sig));
-    expect(decodeQuoteSeal('AAA=')).toBeUndefined();
-    expect(decodeQuoteSeal('AAAA')).toBeUndefined();
-    fc.assert(
-      fc.property(fc.string({ maxLength: 64 }), (s) => {
-        const r = decodeQuoteSeal(s);
-        if (r) expect(r.attest.byteLength).toBeGreaterThan(0);
-      }),
-      { numRuns: 300 },
-    );
   });
 });
 

@@ -4,14 +4,14 @@
  */
 import { release, type } from 'node:os';
 import type { KeyAlg, Tpm, TpmKey } from '@geofence/native-tpm';
-import { keyIdOfPublic } from '@geofence/tpm-wire';
 import {
   type EnrollCompleteResponse,
   type EnrollRequest,
   type EnrollStartResponse,
   enrollmentQualifyingData,
   type SensorInfo,
-} from '@geofence/verifier';
+} from '@geofence/protocol';
+import { keyIdOfPublic } from '@geofence/tpm-wire';
 import { GeofenceRejection } from '../errors.js';
 import type { AgentState, AppKeyAlgorithm } from '../state.js';
 import { AttestationClientError } from './errors.js';

@@ -4,7 +4,6 @@
  * sends it to `POST /attest/location`.
  */
 import type { Tpm } from '@geofence/native-tpm';
-import { publicToPem, publicToSpkiDer } from '@geofence/tpm-wire';
 import {
   encodeQuoteSeal,
   type GeolocationPayload,
@@ -13,7 +12,8 @@ import {
   type LahBundle,
   type LocationAttestationResponse,
   lahQualifyingData,
-} from '@geofence/verifier';
+} from '@geofence/protocol';
+import { publicToPem, publicToSpkiDer } from '@geofence/tpm-wire';
 import { GeofenceRejection } from '../errors.js';
 import type { AgentState } from '../state.js';
 import { type AttestationPost, pcrValuesToJson, type StoredEnrollment } from './enroll.js';

@@ -1,4 +1,4 @@
-import type { SensorInfo } from '@geofence/verifier';
+import type { SensorInfo } from '@geofence/protocol';
 import type { SensorIdentity } from '../location/types.js';
 
 /**

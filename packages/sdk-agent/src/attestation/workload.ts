@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { expectedWorkloadPcr } from '@geofence/verifier';
+import { expectedWorkloadPcr } from '@geofence/protocol';
 import { AttestationClientError } from './errors.js';
 
 /**

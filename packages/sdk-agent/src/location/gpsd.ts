@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { type GeographicRegion, geographicRegionSchema, jcs, type LocationReading } from '@geofence/verifier';
+import { type GeographicRegion, geographicRegionSchema, jcs, type LocationReading } from '@geofence/protocol';
 import { BUILTIN_REGION_TABLE, lookupRegion, type RegionBox } from './geocode.js';
 import { type GpsdDevice, type GpsdTpv, LineSplitter, parseGpsdLine, tpvAccuracy } from './gpsd-protocol.js';
 import {

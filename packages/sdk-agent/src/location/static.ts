@@ -1,4 +1,4 @@
-import { geographicRegionSchema } from '@geofence/verifier';
+import { geographicRegionSchema } from '@geofence/protocol';
 import type { LocationObservation, LocationProvider } from './types.js';
 
 /** Options of {@link staticLocation}: the configured place (`GEOGRAPHIC_REGION/STATE/CITY`). */

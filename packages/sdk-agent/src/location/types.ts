@@ -1,4 +1,4 @@
-import type { GeographicRegion, LocationQuality, LocationReading } from '@geofence/verifier';
+import type { GeographicRegion, LocationQuality, LocationReading } from '@geofence/protocol';
 
 /** Identity of the location sensor a reading came from (gpsd DEVICE report fields). */
 export interface SensorIdentity {

@@ -4,7 +4,8 @@
  * answer every error as `application/problem+json`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GeofenceError, type RejectedBy } from '../errors.js';
+import type { RejectedBy } from '@geofence/protocol';
+import { GeofenceError } from '../errors.js';
 import { problemHeaders } from '../problem-headers.js';
 import { requestIdOf } from '../request-id.js';
 import {

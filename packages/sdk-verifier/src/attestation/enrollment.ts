@@ -2,9 +2,23 @@
  * Enrolment — Proof of Residency (SPEC §4): two round trips that prove the AppSK lives in a TPM
  * whose EK we trust, next to an AK that quoted an approved platform state, for an approved workload.
  */
-import { randomBytes } from 'node:crypto';
-import type { PcrValues } from '@geofence/tpm-wire';
 
+import { randomBytes } from 'node:crypto';
+import type { EnrollCompleteResponse, EnrollStartResponse } from '@geofence/protocol';
+import {
+  bytesEqual,
+  type EnrollCompleteRequest,
+  enrollCompleteSchema,
+  enrollmentQualifyingData,
+  enrollRequestSchema,
+  fromB64u,
+  fromHex,
+  geolocationIdHash,
+  type PcrValuesJson,
+  toB64u,
+  toHex,
+} from '@geofence/protocol';
+import type { PcrValues } from '@geofence/tpm-wire';
 import {
   keyIdOfPublic,
   makeCredential,
@@ -20,9 +34,7 @@ import {
 import type { JWK } from 'jose';
 import type { GeoPolicy } from '../geo.js';
 import { type EkTrustAnchors, loadEkCaBundle, verifyEkCertificate } from './ek.js';
-import { bytesEqual, fromB64u, fromHex, toB64u, toHex } from './encoding.js';
 import { attestationError, requestError } from './errors.js';
-import { enrollmentQualifyingData, geolocationIdHash } from './evidence.js';
 import { checkAk, checkAppKey, checkEk, parseKey } from './keys.js';
 import { MemoryPendingEnrollmentStore, type PendingEnrollmentStore } from './pending.js';
 import {
@@ -39,12 +51,6 @@ import {
   RegistryError,
 } from './registry-port.js';
 import type { AttestationResultSigner } from './result.js';
-import {
-  type EnrollCompleteRequest,
-  enrollCompleteSchema,
-  enrollRequestSchema,
-  type PcrValuesJson,
-} from './schemas.js';
 
 /**
  * An agent an operator registered before it enrolled (SPEC §4): its name, which EK it must use,
@@ -101,46 +107,6 @@ export interface EnrollmentServiceOptions {
   pendingStore?: PendingEnrollmentStore;
   /** Clock (tests). */
   now?: () => Date;
-}
-
-/**
- * `201` body of `POST /enroll`.
- * @public
- */
-export interface EnrollStartResponse {
-  /** Id for `POST /enroll/{id}/complete`. */
-  enrollment_id: string;
-  /** TPM2B_ID_OBJECT for ActivateCredential, base64url. */
-  credential_blob: string;
-  /** TPM2B_ENCRYPTED_SECRET for ActivateCredential, base64url. */
-  encrypted_secret: string;
-  /** 32 random bytes, base64url: the certify qualifying data and part of the quote's. */
-  nonce: string;
-  /** When the pending enrolment expires (ISO 8601). */
-  expires_at: string;
-  /** The PCRs the quote must cover. */
-  pcr_selection: Array<{ bank: string; pcrs: number[] }>;
-}
-
-/**
- * `200` body of `POST /enroll/{id}/complete`.
- * @public
- */
-export interface EnrollCompleteResponse {
-  /** Registry status: `active`, or `pending` until an operator approves the agent. */
-  status: 'active' | 'pending';
-  /** Agent name. */
-  agent_name: string;
-  /** keyid of the AppSK. */
-  keyid: string;
-  /** RFC 9421 `alg` of the AppSK. */
-  alg: 'ecdsa-p256-sha256' | 'rsa-v1_5-sha256';
-  /** `verified` or `recorded` (no reference values configured). */
-  platform_integrity: 'verified' | 'recorded';
-  /** `verified` or `recorded` (no approved digests configured). */
-  agent_integrity: 'verified' | 'recorded';
-  /** The attestation result JWT. */
-  attestation_result: string;
 }
 
 const EK_HASH_RE = /^[0-9a-f]{64}$/;

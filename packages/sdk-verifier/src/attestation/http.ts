@@ -3,7 +3,8 @@
  * (and any other framework) only move bytes: parsing, status codes and problem bodies live here.
  */
 import { randomUUID } from 'node:crypto';
-import { GeofenceError, type RejectedBy } from '../errors.js';
+import type { RejectedBy } from '@geofence/protocol';
+import { GeofenceError } from '../errors.js';
 import { problemHeaders } from '../problem-headers.js';
 import type { EnrollmentService } from './enrollment.js';
 import { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';

@@ -1,6 +1,7 @@
 /**
  * Attestation: enrolment (Proof of Residency, SPEC §4) and location attestation (Proof of
- * Geofencing, V-PEA `lah-bundle`, SPEC §5.4), attestation results and HTTP wiring.
+ * Geofencing, V-PEA `lah-bundle`, SPEC §5.4), attestation results and HTTP wiring. The wire
+ * schemas, response bodies and byte-exact evidence constructions are in `@geofence/protocol`.
  */
 export {
   type AttestationFastifyOptions,
@@ -17,25 +18,12 @@ export {
 } from './adapters.js';
 export { type EkCertificateInfo, type EkTrustAnchors, loadEkCaBundle, verifyEkCertificate } from './ek.js';
 export {
-  type EnrollCompleteResponse,
   type EnrollmentPolicy,
   EnrollmentService,
   type EnrollmentServiceOptions,
-  type EnrollStartResponse,
   type PreRegisteredAgent,
 } from './enrollment.js';
 export { type AttestationCheck, attestationError } from './errors.js';
-export {
-  decodeQuoteSeal,
-  encodeQuoteSeal,
-  enrollmentQualifyingData,
-  type GeolocationPayload,
-  geolocationIdHash,
-  geolocationProofHash,
-  type LahSealedFields,
-  lahQualifyingData,
-  sensorIdentifierBytes,
-} from './evidence.js';
 export {
   ATTESTATION_PATHS,
   type AttestationHandlers,
@@ -44,11 +32,7 @@ export {
   type AttestationHttpResponse,
   createAttestationHandlers,
 } from './http.js';
-export {
-  appraiseLocationBundle,
-  type LocationAppraisalContext,
-  type LocationAttestationResponse,
-} from './location.js';
+export { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';
 export {
   MemoryPendingEnrollmentStore,
   type PendingEnrollmentRecord,
@@ -56,7 +40,6 @@ export {
   type TakeResult,
 } from './pending.js';
 export {
-  expectedWorkloadPcr,
   type PcrBank,
   type PcrReferenceValues,
   type PlatformPolicy,
@@ -75,18 +58,3 @@ export {
   type VerifyAttestationResultOptions,
   verifyAttestationResult,
 } from './result.js';
-export {
-  type EnrollCompleteRequest,
-  type EnrollRequest,
-  enrollCompleteSchema,
-  enrollRequestSchema,
-  type LahBundle,
-  type LocationAttestationRequest,
-  lahBundleSchema,
-  locationAttestationRequestSchema,
-  type PcrValuesJson,
-  pcrValuesSchema,
-  rawGeolocationPayloadSchema,
-  type SensorInfo,
-  sensorInfoSchema,
-} from './schemas.js';

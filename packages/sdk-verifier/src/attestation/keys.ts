@@ -3,9 +3,9 @@
  * `@geofence/tpm-wire`'s; this module only decides which shapes are acceptable.
  */
 
+import { fromB64u } from '@geofence/protocol';
 import type { TpmPublic } from '@geofence/tpm-wire';
 import { parsePublic, TpmWireError } from '@geofence/tpm-wire';
-import { fromB64u } from './encoding.js';
 import type { AttestationCheck } from './errors.js';
 import { attestationError } from './errors.js';
 

@@ -5,22 +5,31 @@
 
 import type { KeyObject } from 'node:crypto';
 import { createHash, createPublicKey } from 'node:crypto';
+import type { GeographicRegion, LocationAttestationResponse } from '@geofence/protocol';
+import {
+  builtinReverseGeocode,
+  bytesEqual,
+  decodeQuoteSeal,
+  fromB64u,
+  fromHex,
+  geolocationIdHash,
+  geolocationProofHash,
+  lahQualifyingData,
+  locationAttestationRequestSchema,
+  rawGeolocationPayloadSchema,
+  toB64u,
+} from '@geofence/protocol';
 import type { PcrSelection } from '@geofence/tpm-wire';
 import { objectNameHex, publicToSpkiDer, TpmWireError, verifyQuote } from '@geofence/tpm-wire';
 import type { JWK } from 'jose';
 import { GeofenceError } from '../errors.js';
 import { evaluateGeoPolicy, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
-import { builtinReverseGeocode } from '../geocode.js';
-import type { GeographicRegion } from '../protocol.js';
-import { bytesEqual, fromB64u, fromHex, toB64u } from './encoding.js';
 import { pcrValuesFromJson } from './enrollment.js';
 import { attestationError, requestError } from './errors.js';
-import { decodeQuoteSeal, geolocationIdHash, geolocationProofHash, lahQualifyingData } from './evidence.js';
 import { checkAk, parseKey } from './keys.js';
 import { appraisePlatform, type PlatformPolicy } from './policy.js';
 import type { NonceStore, Registry } from './registry-port.js';
 import type { AttestationResultSigner } from './result.js';
-import { locationAttestationRequestSchema, rawGeolocationPayloadSchema } from './schemas.js';
 
 /**
  * Everything {@link appraiseLocationBundle} needs from the collector.
@@ -49,21 +58,6 @@ export interface LocationAppraisalContext {
   clockSkewSeconds?: number;
   /** Clock (tests). */
   now?: () => Date;
-}
-
-/**
- * `200` body of `POST /attest/location`.
- * @public
- */
-export interface LocationAttestationResponse {
-  /** Always `success` (rejections are problem responses). */
-  status: 'success';
-  /** Agent name. */
-  agent_name: string;
-  /** Location trust level reached. */
-  trust_level: 'none' | 'low';
-  /** The attestation result JWT (`geofence.residency = "tpm+geofence"`). */
-  attestation_result: string;
 }
 
 function spkiOfPem(pem: string): Uint8Array | undefined {

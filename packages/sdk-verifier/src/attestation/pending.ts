@@ -4,7 +4,7 @@
  * plus the TTL so that a replay is reported as a replay rather than as an unknown id.
  */
 
-import type { EnrollRequest } from './schemas.js';
+import type { EnrollRequest } from '@geofence/protocol';
 
 /**
  * What the collector remembers between the two enrolment round trips. Plain JSON, so a shared

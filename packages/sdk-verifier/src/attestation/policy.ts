@@ -2,8 +2,9 @@
  * Reference values for platform (PCR) and workload (image digest) appraisal, shared by enrolment
  * and location attestation so both apply exactly the same policy.
  */
+
+import { expectedWorkloadPcr, fromHex, toHex } from '@geofence/protocol';
 import type { PcrSelection, PcrValues } from '@geofence/tpm-wire';
-import { fromHex, sha256, toHex } from './encoding.js';
 import { attestationError } from './errors.js';
 
 /**
@@ -127,13 +128,6 @@ export function validatePlatformPolicy(policy: PlatformPolicy): void {
   if (policy.workloadPcr !== undefined && !isIndex(policy.workloadPcr)) {
     throw new TypeError('workloadPcr must be a PCR index 0..23');
   }
-}
-
-/** Expected value of the workload PCR after one extend of `imageDigestHex` from the reset state. */
-export function expectedWorkloadPcr(imageDigestHex: string): Uint8Array {
-  const digest = fromHex(imageDigestHex);
-  if (digest?.byteLength !== 32) throw new TypeError('image digest must be lowercase hex SHA-256');
-  return sha256(new Uint8Array(32), digest);
 }
 
 function hasPcr(selection: PcrSelection, bank: string, pcr: number): boolean {

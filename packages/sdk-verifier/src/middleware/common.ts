@@ -2,7 +2,8 @@
  * Pieces shared by the Express middleware and the Fastify plugin.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GeofenceError, type RejectedBy } from '../errors.js';
+import type { RejectedBy } from '@geofence/protocol';
+import { GeofenceError } from '../errors.js';
 import type { VerifierRequest } from '../pipeline/types.js';
 import { problemHeaders } from '../problem-headers.js';
 

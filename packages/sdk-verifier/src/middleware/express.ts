@@ -3,6 +3,7 @@
  * Express types or runtime: Express is an optional peer dependency.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DEFAULT_BODY_LIMIT_BYTES } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
 import type {
   CollectorOptions,
@@ -19,7 +20,6 @@ import {
   verifyAtGateway,
   verifyMetrics,
 } from '../pipeline/verify.js';
-import { DEFAULT_BODY_LIMIT_BYTES } from '../protocol.js';
 import { clientRequestIdOf, requestIdOf } from '../request-id.js';
 import { readBody } from './body.js';
 import {

@@ -2,6 +2,8 @@
  * Fastify (5) plugin with the same options as the Express middleware. Encapsulated: its raw-body
  * content-type parser and problem+json error handler apply only to the routes it registers.
  */
+
+import { DEFAULT_BODY_LIMIT_BYTES } from '@geofence/protocol';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { GeofenceError } from '../errors.js';
@@ -14,7 +16,6 @@ import {
   verifyAtGateway,
   verifyMetrics,
 } from '../pipeline/verify.js';
-import { DEFAULT_BODY_LIMIT_BYTES } from '../protocol.js';
 import { clientRequestIdOf, requestIdOf } from '../request-id.js';
 import {
   checkMiddlewareOptions,

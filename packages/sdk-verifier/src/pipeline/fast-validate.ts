@@ -5,8 +5,8 @@
  * (records included), which costs more than the rest of request validation together.
  */
 import * as nodeCrypto from 'node:crypto';
+import { hasDuplicateJsonKeys, LOCATION_QUALITIES } from '@geofence/protocol';
 import { z } from 'zod';
-import { hasDuplicateJsonKeys, LOCATION_QUALITIES } from '../protocol.js';
 
 const AGENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const KEYID = /^[0-9a-f]{64}$/;

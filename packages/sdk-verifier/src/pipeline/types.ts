@@ -2,8 +2,8 @@
  * Types of the framework-agnostic verification pipeline.
  */
 import type { HeaderFields, VerifiedSignature } from '@geofence/http-sig';
+import type { MetricsPayload } from '@geofence/protocol';
 import type { GeoMatch, GeoPolicy } from '../geo.js';
-import type { MetricsPayload } from '../protocol.js';
 import type { NonceStore } from '../storage/nonce-store.js';
 import type { AgentRecord, Registry } from '../storage/registry.js';
 

@@ -16,14 +16,6 @@ import {
   verifyContentDigest,
   verifyRequest,
 } from '@geofence/http-sig';
-import { GeofenceError } from '../errors.js';
-import {
-  evaluateGeoPolicy,
-  foldPlaceName,
-  type GeoMatch,
-  type GeoPolicy,
-  geoPolicyRestricts,
-} from '../geo.js';
 import {
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_CLOCK_SKEW_SECONDS,
@@ -39,7 +31,15 @@ import {
   WORKLOAD_GEO_ID_HEADER,
   type WorkloadGeoId,
   workloadGeoIdSchema,
-} from '../protocol.js';
+} from '@geofence/protocol';
+import { GeofenceError } from '../errors.js';
+import {
+  evaluateGeoPolicy,
+  foldPlaceName,
+  type GeoMatch,
+  type GeoPolicy,
+  geoPolicyRestricts,
+} from '../geo.js';
 import type { NonceStore } from '../storage/nonce-store.js';
 import { type AgentRecord, recordPublicKey } from '../storage/registry.js';
 import {

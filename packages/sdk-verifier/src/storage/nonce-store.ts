@@ -2,7 +2,7 @@
  * Nonce store interface (SPEC §6.1) and the shared helpers of its implementations.
  */
 import { randomFillSync } from 'node:crypto';
-import { DEFAULT_NONCE_MAX_OUTSTANDING, DEFAULT_NONCE_TTL_SECONDS } from '../protocol.js';
+import { DEFAULT_NONCE_MAX_OUTSTANDING, DEFAULT_NONCE_TTL_SECONDS } from '@geofence/protocol';
 
 /**
  * Outcome of {@link NonceStore.consume}. Only `ok` means the nonce was valid and is now spent.

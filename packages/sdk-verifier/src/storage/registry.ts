@@ -3,9 +3,9 @@
  * that gives both implementations O(1) lookups by keyid and by agent_name.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { agentNameSchema, keyidSchema, PAYLOAD_ALGORITHMS } from '@geofence/protocol';
 import { z } from 'zod';
 import { geoPolicySchema } from '../geo.js';
-import { agentNameSchema, keyidSchema, PAYLOAD_ALGORITHMS } from '../protocol.js';
 
 /**
  * Agent lifecycle: `pending` (enrolled, awaiting operator approval), `active`, `revoked`.

@@ -1,0 +1,102 @@
+/**
+ * The wire contract of geofence, shared by the agent and the verifier: payload schema and types, the
+ * JCS signing input, payload signing and verification, Workload-Geo-ID, RFC 9421 signature
+ * components and labels, the closed `validation_type` set and problem shape, the nonce and
+ * attestation bodies, the byte-exact attestation evidence constructions and the region table.
+ * Pure TypeScript over `node:crypto`: no I/O, no native code.
+ *
+ * @packageDocumentation
+ * @module @geofence/protocol
+ */
+
+export { bytesEqual, fromB64u, fromHex, jcsBytes, sha256, toB64u, toHex } from './attestation/encoding.js';
+export {
+  decodeQuoteSeal,
+  encodeQuoteSeal,
+  enrollmentQualifyingData,
+  type GeolocationPayload,
+  geolocationIdHash,
+  geolocationProofHash,
+  type LahSealedFields,
+  lahQualifyingData,
+  sensorIdentifierBytes,
+} from './attestation/evidence.js';
+export type {
+  EnrollCompleteResponse,
+  EnrollStartResponse,
+  LocationAttestationResponse,
+} from './attestation/responses.js';
+export {
+  type EnrollCompleteRequest,
+  type EnrollRequest,
+  enrollCompleteSchema,
+  enrollRequestSchema,
+  type LahBundle,
+  type LocationAttestationRequest,
+  lahBundleSchema,
+  locationAttestationRequestSchema,
+  type PcrValuesJson,
+  pcrValuesSchema,
+  rawGeolocationPayloadSchema,
+  type SensorInfo,
+  sensorInfoSchema,
+} from './attestation/schemas.js';
+export { expectedWorkloadPcr } from './attestation/workload.js';
+export {
+  BUILTIN_REGION_TABLE,
+  boxContains,
+  builtinReverseGeocode,
+  lookupRegion,
+  type RegionBox,
+} from './geocode.js';
+export {
+  isProblem,
+  isValidationType,
+  PROBLEM_CONTENT_TYPE,
+  type Problem,
+  problemTypeUri,
+  type RejectedBy,
+  VALIDATION_TYPE_INFO,
+  VALIDATION_TYPE_STATUSES,
+  VALIDATION_TYPES,
+  type ValidationType,
+} from './problem.js';
+export {
+  agentNameSchema,
+  DEFAULT_BODY_LIMIT_BYTES,
+  DEFAULT_CLOCK_SKEW_SECONDS,
+  DEFAULT_NONCE_MAX_OUTSTANDING,
+  DEFAULT_NONCE_TTL_SECONDS,
+  decodeBase64url,
+  encodeBase64url,
+  type GeographicRegion,
+  geographicRegionSchema,
+  hasDuplicateJsonKeys,
+  jcs,
+  keyidSchema,
+  LOCATION_QUALITIES,
+  type LocationQuality,
+  type LocationReading,
+  locationReadingSchema,
+  MAX_SIGNATURE_VALIDITY_SECONDS,
+  METRICS_SIGNATURE_COMPONENTS,
+  type MetricsPayload,
+  metricsPayloadSchema,
+  NONCE_SIGNATURE_COMPONENTS,
+  type NonceResponse,
+  nonceResponseSchema,
+  nonceSchema,
+  PAYLOAD_ALGORITHMS,
+  PAYLOAD_VERSION,
+  type PayloadAlgorithm,
+  type PayloadSigner,
+  payloadSigningInput,
+  SIGNATURE_LABEL,
+  SIGNATURE_TAG,
+  signPayload,
+  type UnsignedMetricsPayload,
+  verifyPayloadSignature,
+  WORKLOAD_GEO_ID_HEADER,
+  type WorkloadGeoId,
+  workloadGeoIdSchema,
+} from './protocol.js';
