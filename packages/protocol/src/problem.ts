@@ -77,7 +77,7 @@ export const VALIDATION_TYPE_INFO: Readonly<
  * @public
  */
 export const VALIDATION_TYPE_STATUSES: Readonly<Record<ValidationType, readonly number[]>> = Object.freeze({
-  request_validation: [400, 405, 413, 415],
+  request_validation: [400, 404, 405, 413, 415],
   agent_verification: [403],
   signature_verification: [401],
   timestamp_proximity: [401],

@@ -89,7 +89,7 @@ export * from './attestation/index.js';
 export { GeofenceError, type GeofenceErrorOptions, geofenceErrorFromProblem } from './errors.js';
 export * from './geo.js';
 export { readBody } from './middleware/body.js';
-export { headersStrippedByGateway, type MiddlewareOptions } from './middleware/common.js';
+export { headersStrippedByGateway, type MiddlewareOptions, sendProblem } from './middleware/common.js';
 export type {
   ExpressCollectorOptions,
   ExpressGatewayOptions,

@@ -6,9 +6,9 @@
 import { timingSafeEqual } from 'node:crypto';
 import {
   GeofenceError,
-  PROBLEM_CONTENT_TYPE,
   type RejectedBy,
   requestIdOf as verifierRequestIdOf,
+  sendProblem as writeProblem,
 } from '@geofence/verifier';
 import express, {
   type ErrorRequestHandler,
@@ -45,16 +45,10 @@ export function requestIdMiddleware(): RequestHandler {
   };
 }
 
-/** Answers with an aligned-model problem+json body. */
+/** Answers with an aligned-model problem+json body, through the verifier's one problem writer. */
 export function sendProblem(req: Request, res: Response, err: GeofenceError, rejectedBy: RejectedBy): void {
-  if (err.retryAfter !== undefined) res.setHeader('retry-after', String(err.retryAfter));
   res.validationType = err.validationType;
-  // An oversized body is not drained: close the connection after answering.
-  if (err.status === 413) res.setHeader('connection', 'close');
-  res
-    .status(err.status)
-    .type(PROBLEM_CONTENT_TYPE)
-    .send(JSON.stringify(err.toProblem({ rejectedBy, requestId: requestIdOf(req) })));
+  writeProblem(res, err, rejectedBy, requestIdOf(req));
 }
 
 function safeEqual(a: string, b: string): boolean {
@@ -134,19 +128,16 @@ export function headerString(req: Request, name: string): string | undefined {
 }
 
 /**
- * 404 for unknown routes (no catch-all proxying, SPEC §8). The body is the aligned problem of type
- * `request_validation`; only the HTTP status is 404, which GeofenceError does not allow for that type.
+ * 404 for unknown routes (no catch-all proxying, SPEC §8): the aligned problem of type
+ * `request_validation` with status 404.
  */
 export function notFound(rejectedBy: RejectedBy): RequestHandler {
   return (req, res) => {
-    const problem = new GeofenceError('request_validation', 'Not found', {
+    const err = new GeofenceError('request_validation', 'Not found', {
+      status: 404,
       details: { method: req.method, path: req.path },
-    }).toProblem({ rejectedBy, requestId: requestIdOf(req) });
-    res.validationType = 'request_validation';
-    res
-      .status(404)
-      .type(PROBLEM_CONTENT_TYPE)
-      .send(JSON.stringify({ ...problem, status: 404 }));
+    });
+    sendProblem(req, res, err, rejectedBy);
   };
 }
 
@@ -156,10 +147,6 @@ export function notFound(rejectedBy: RejectedBy): RequestHandler {
  */
 export function errorHandler(log: Logger, rejectedBy: RejectedBy): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
     let gf: GeofenceError;
     const status = (err as { status?: number; statusCode?: number }).status;
     if (err instanceof GeofenceError) {

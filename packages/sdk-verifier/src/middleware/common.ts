@@ -32,7 +32,13 @@ export interface MiddlewareOptions {
   ) => void;
 }
 
-/** Answer with an RFC 9457 problem (SPEC §7). */
+/**
+ * The one problem writer: answers `err` as RFC 9457 `application/problem+json` (SPEC §7) with its
+ * status, `Retry-After` when it has one, `Cache-Control: no-store`, `X-Request-Id` and, after a 413,
+ * `Connection: close` (the unread body is not drained). Destroys the socket when headers were
+ * already sent, since no valid answer is possible then.
+ * @public
+ */
 export function sendProblem(
   res: ServerResponse,
   err: GeofenceError,
