@@ -25,18 +25,9 @@ import {
   type BuiltRequest,
   buildMetricsRequest,
   buildNonceRequest,
+  flipS,
   makeAgent,
 } from './helpers/signed-request.js';
-
-/** (r, s) → (r, n − s) on P-256: the other signature that verifies for the same message. */
-function flipS(sig: Uint8Array): Buffer {
-  const n = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
-  const s = BigInt(`0x${Buffer.from(sig.subarray(32)).toString('hex')}`);
-  return Buffer.concat([
-    Buffer.from(sig.subarray(0, 32)),
-    Buffer.from((n - s).toString(16).padStart(64, '0'), 'hex'),
-  ]);
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'geofence-pipeline-'));
 let registry: JsonFileRegistry;

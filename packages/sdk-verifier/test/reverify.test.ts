@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsonFileRegistry, reverifyRecord, type StoredMetricsRequest } from '../src/index.js';
-import { buildMetricsRequest, makeAgent } from './helpers/signed-request.js';
+import { buildMetricsRequest, flipS, makeAgent } from './helpers/signed-request.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'geofence-reverify-'));
 let registry: JsonFileRegistry;
@@ -31,13 +31,6 @@ async function stored(o: { created?: Date; unsigned?: boolean } = {}): Promise<S
 
 const failed = (v: { checks: Array<{ check: string; ok: boolean }> }) =>
   v.checks.filter((c) => !c.ok).map((c) => c.check);
-
-/** (r, s) → (r, n − s) on P-256. */
-function flipS(sig: Buffer): Buffer {
-  const n = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
-  const s = BigInt(`0x${sig.subarray(32).toString('hex')}`);
-  return Buffer.concat([sig.subarray(0, 32), Buffer.from((n - s).toString(16).padStart(64, '0'), 'hex')]);
-}
 
 describe('reverifyRecord', () => {
   it('verifies a record signed a year ago, at its own created time', async () => {
