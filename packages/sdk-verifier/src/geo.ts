@@ -8,6 +8,7 @@ import { booleanPointInPolygon } from '@turf/boolean-point-in-polygon';
 import type { Polygon } from 'geojson';
 import { z } from 'zod';
 import { BUILTIN_REGION_TABLE, boxContains, type RegionBox } from './geocode.js';
+import { foldPlaceName } from './places/fold.js';
 import { type GeographicRegion, LOCATION_QUALITIES, type LocationQuality } from './protocol.js';
 
 const allowName = z.string().min(1).max(256);
@@ -140,30 +141,28 @@ export type GeoCheck = 'region' | 'region_mismatch' | 'fence' | 'quality' | 'fix
  * @public
  */
 export type GeoDecision =
-  | { allowed: true }
+  | ({ allowed: true } & GeoMatch)
   | { allowed: false; check: GeoCheck; reason: string; expected: unknown; received: unknown };
 
 /**
- * Unicode-aware comparison key: NFC, then full case folding approximated by upper- then
- * lower-casing (so "STRASSE" and "straße" compare equal), then NFC again.
+ * What an allowed observation matched (stored in the collector's record verdict).
  * @public
  */
-export function foldPlaceName(name: string): string {
-  let f = foldCache.get(name);
-  if (f === undefined) {
-    f = name.normalize('NFC').toUpperCase().toLowerCase().normalize('NFC');
-    // Place names repeat endlessly; cache the folded form (bounded: cleared when full).
-    if (foldCache.size >= 4096) foldCache.clear();
-    foldCache.set(name, f);
-  }
-  return f;
+export interface GeoMatch {
+  /**
+   * The allow entry that matched, spelled as the policy wrote it (not the agent's string, which
+   * may differ in case or normalisation); absent when the policy has no allow list.
+   */
+  matched?: GeographicRegion;
 }
 
-const foldCache = new Map<string, string>();
+export { caseFold, foldPlaceName } from './places/fold.js';
 
+/** Compiled allow entries; every level keeps the name as the policy spelled it. */
 interface RegionNode {
+  name: string;
   all: boolean;
-  states: Map<string, { all: boolean; cities: Set<string> }>;
+  states: Map<string, { name: string; all: boolean; cities: Map<string, string> }>;
 }
 
 type Ring = ReadonlyArray<readonly number[]>;
@@ -191,7 +190,7 @@ function compileRegions(entries: GeoPolicy['allow']): Map<string, RegionNode> | 
     const r = foldPlaceName(e.region);
     let node = map.get(r);
     if (!node) {
-      node = { all: false, states: new Map() };
+      node = { name: e.region, all: false, states: new Map() };
       map.set(r, node);
     }
     if (e.state === undefined) {
@@ -201,11 +200,11 @@ function compileRegions(entries: GeoPolicy['allow']): Map<string, RegionNode> | 
     const s = foldPlaceName(e.state);
     let st = node.states.get(s);
     if (!st) {
-      st = { all: false, cities: new Set() };
+      st = { name: e.state, all: false, cities: new Map() };
       node.states.set(s, st);
     }
     if (e.city === undefined) st.all = true;
-    else st.cities.add(foldPlaceName(e.city));
+    else if (!st.cities.has(foldPlaceName(e.city))) st.cities.set(foldPlaceName(e.city), e.city);
   }
   return map;
 }
@@ -273,20 +272,25 @@ export function geoPolicyRestricts(policy: GeoPolicy | undefined): boolean {
   return !!policy && ((policy.allow?.length ?? 0) > 0 || (policy.fences?.length ?? 0) > 0);
 }
 
-function matchRegion(regions: Map<string, RegionNode>, obs: GeoObservation['region']): boolean {
+/** The matching allow entry, in the policy's spelling, or `undefined`. */
+function matchRegion(
+  regions: Map<string, RegionNode>,
+  obs: GeoObservation['region'],
+): GeographicRegion | undefined {
   // Missing or empty fields never match a non-empty requirement.
   const region = typeof obs?.region === 'string' && obs.region !== '' ? foldPlaceName(obs.region) : undefined;
-  if (region === undefined) return false;
+  if (region === undefined) return undefined;
   const node = regions.get(region);
-  if (!node) return false;
-  if (node.all) return true;
+  if (!node) return undefined;
+  if (node.all) return { region: node.name };
   const state = typeof obs?.state === 'string' && obs.state !== '' ? foldPlaceName(obs.state) : undefined;
-  if (state === undefined) return false;
+  if (state === undefined) return undefined;
   const st = node.states.get(state);
-  if (!st) return false;
-  if (st.all) return true;
+  if (!st) return undefined;
+  if (st.all) return { region: node.name, state: st.name };
   const city = typeof obs?.city === 'string' && obs.city !== '' ? foldPlaceName(obs.city) : undefined;
-  return city !== undefined && st.cities.has(city);
+  const cityName = city === undefined ? undefined : st.cities.get(city);
+  return cityName === undefined ? undefined : { region: node.name, state: st.name, city: cityName };
 }
 
 function folded(v: unknown): string | undefined {
@@ -407,7 +411,8 @@ function qualityRank(q: unknown): number {
  */
 export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation): GeoDecision {
   const c = getCompiled(policy, true);
-  if (c.regions && !matchRegion(c.regions, observation.region)) {
+  const matched = c.regions ? matchRegion(c.regions, observation.region) : undefined;
+  if (c.regions && !matched) {
     return {
       allowed: false,
       check: 'region',
@@ -480,5 +485,5 @@ export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation
       };
     }
   }
-  return { allowed: true };
+  return matched ? { allowed: true, matched } : { allowed: true };
 }

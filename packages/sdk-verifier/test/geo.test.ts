@@ -347,6 +347,7 @@ describe('region consistency with the reported coordinates (SPEC §5.1)', () => 
     };
     expect(evaluateGeoPolicy(custom, { region: { region: 'DE', state: 'Berlin' }, point: berlin })).toEqual({
       allowed: true,
+      matched: { region: 'DE' },
     });
     expect(evaluateGeoPolicy(custom, { region: sc, point: berlin })).toMatchObject({
       check: 'region_mismatch',

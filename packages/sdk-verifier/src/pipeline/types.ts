@@ -2,7 +2,7 @@
  * Types of the framework-agnostic verification pipeline.
  */
 import type { HeaderFields, VerifiedSignature } from '@geofence/http-sig';
-import type { GeoPolicy } from '../geo.js';
+import type { GeoMatch, GeoPolicy } from '../geo.js';
 import type { MetricsPayload } from '../protocol.js';
 import type { NonceStore } from '../storage/nonce-store.js';
 import type { AgentRecord, Registry } from '../storage/registry.js';
@@ -69,8 +69,11 @@ export interface AcceptedRecord {
     expires?: number;
     components: string[];
   } | null;
-  /** Which checks ran and passed. */
-  verdict: { checks: string[] };
+  /**
+   * Which checks ran and passed; `geo`: per geo policy evaluated (agent's, then global), the
+   * allow entry that matched, in the policy's spelling (the canonical name, not the agent's string).
+   */
+  verdict: { checks: string[]; geo?: GeoMatch[] };
   /**
    * The request's `content-type`, `content-digest`, `workload-geo-id`, `signature-input` and
    * `signature` fields as received (those present), so a stored record keeps everything needed to

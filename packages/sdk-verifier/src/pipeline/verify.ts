@@ -15,7 +15,13 @@ import {
   verifyRequest,
 } from '@geofence/http-sig';
 import { GeofenceError } from '../errors.js';
-import { evaluateGeoPolicy, foldPlaceName, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
+import {
+  evaluateGeoPolicy,
+  foldPlaceName,
+  type GeoMatch,
+  type GeoPolicy,
+  geoPolicyRestricts,
+} from '../geo.js';
 import {
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_CLOCK_SKEW_SECONDS,
@@ -455,7 +461,7 @@ function checkGeo(
   record: AgentRecord | undefined,
   payload: MetricsPayload,
   geoHeader: WorkloadGeoId | undefined,
-): void {
+): GeoMatch[] {
   const region = payload.geographic_region;
   if (geoHeader) {
     const h = geoHeader.client_workload_location;
@@ -488,20 +494,25 @@ function checkGeo(
     now,
     clockSkewSeconds: r.skewMs / 1000,
   };
+  const matches: GeoMatch[] = [];
   for (const policy of policies) {
     const d = evaluateGeoPolicy(policy, observation);
-    if (!d.allowed) {
-      throw new GeofenceError('geolocation_policy', undefined, {
-        details: {
-          agent_name: agentName,
-          check: d.check,
-          reason: d.reason,
-          expected: d.expected,
-          received: d.received,
-        },
-      });
+    if (d.allowed) {
+      const { allowed: _, ...match } = d;
+      matches.push(match);
+      continue;
     }
+    throw new GeofenceError('geolocation_policy', undefined, {
+      details: {
+        agent_name: agentName,
+        check: d.check,
+        reason: d.reason,
+        expected: d.expected,
+        received: d.received,
+      },
+    });
   }
+  return matches;
 }
 
 function checkHeaderNonce(sig: VerifiedSignature | undefined, payload: MetricsPayload): void {
@@ -596,7 +607,7 @@ export async function verifyMetrics(
     });
   }
   checks.push('nonce_validation');
-  checkGeo(options, r, now, record.agent_name, record, payload, geoHeader);
+  const geo = checkGeo(options, r, now, record.agent_name, record, payload, geoHeader);
   checks.push('geolocation_policy');
   const sink = options.onAccept ?? defaultSink(options);
   const body = req.rawBody!;
@@ -615,7 +626,7 @@ export async function verifyMetrics(
           components: sig.components,
         }
       : null,
-    verdict: { checks },
+    verdict: { checks, geo },
     headers: keptHeaders(req),
   });
   if (typeof recordId !== 'string' || recordId === '')
