@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUILTIN_REGION_TABLE, lookupRegion } from '../src/location/geocode.js';
+import { labelPoint, lookupRegion } from '../src/location/geocode.js';
 import { gpsdLocation, sensorIdHash } from '../src/location/gpsd.js';
 import { LineSplitter, parseGpsdLine, tpvAccuracy } from '../src/location/gpsd-protocol.js';
 import { NoLocationError } from '../src/location/types.js';
@@ -200,18 +200,18 @@ describe('gpsd protocol parsing', () => {
 });
 
 describe('reverse geocoding table', () => {
-  it('maps the reference sites and nothing in the open ocean', () => {
-    expect(lookupRegion(37.354, -121.955, BUILTIN_REGION_TABLE)).toEqual({
-      region: 'US',
-      state: 'California',
-      city: 'Santa Clara',
-    });
-    expect(lookupRegion(52.52, 13.405, BUILTIN_REGION_TABLE)).toEqual({
-      region: 'EU',
-      state: 'Germany',
-      city: 'Berlin',
-    });
-    expect(lookupRegion(36.0, -119.5, BUILTIN_REGION_TABLE)).toEqual({ region: 'US', state: 'California' });
-    expect(lookupRegion(0, -30, BUILTIN_REGION_TABLE)).toBeUndefined();
+  it('maps points to ISO 3166 country and first-level subdivision, nothing in the open ocean', () => {
+    expect(labelPoint(37.354, -121.955)).toEqual({ region: 'US', state: 'California' });
+    expect(labelPoint(52.52, 13.405)).toEqual({ region: 'DE', state: 'Berlin' });
+    expect(labelPoint(48.5734, 7.7521)).toEqual({ region: 'FR', state: 'Grand Est' });
+    expect(labelPoint(0, -30)).toBeUndefined();
+  });
+
+  it('searches operator boxes in order', () => {
+    const boxes = [
+      { box: [13, 52, 14, 53] as const, place: { region: 'DE', state: 'Berlin', city: 'Berlin' } },
+    ];
+    expect(lookupRegion(52.52, 13.405, boxes)).toEqual({ region: 'DE', state: 'Berlin', city: 'Berlin' });
+    expect(lookupRegion(37.354, -121.955, boxes)).toBeUndefined();
   });
 });

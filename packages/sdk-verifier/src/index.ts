@@ -8,7 +8,7 @@
 export * from './attestation/index.js';
 export * from './errors.js';
 export * from './geo.js';
-export { BUILTIN_REGION_TABLE, builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';
+export { builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';
 export { readBody } from './middleware/body.js';
 export { headersStrippedByGateway, type MiddlewareOptions } from './middleware/common.js';
 export type {
@@ -42,6 +42,19 @@ export {
   verifyAtGateway,
   verifyMetrics,
 } from './pipeline/verify.js';
+export {
+  findRegion,
+  findState,
+  hasSubdivisions,
+  labelPoint,
+  PLACE_DATA_SOURCES,
+  type Place,
+  placeAt,
+  placeContainsCircle,
+  placeContainsPoint,
+  placeExcludesCircle,
+  placeLineage,
+} from './places/table.js';
 export * from './protocol.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';

@@ -103,3 +103,41 @@ export function circleInside(poly: CompiledPolygon, lon: number, lat: number, ac
   }
   return true;
 }
+
+/**
+ * Whether the whole accuracy circle lies outside the polygon: the point is not in it (boundary
+ * included) and no edge of any ring is within `accuracy` metres. The same conservative scales as
+ * {@link circleInside} (distances never overestimated), so a circle is called outside only when
+ * it certainly is. Used to decide that a claimed place contradicts the reported point.
+ */
+export function circleOutside(poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean {
+  const [minX, minY, maxX, maxY] = poly.bbox;
+  const a = accuracy > 0 ? accuracy : 0;
+  const dLat = a / M_PER_DEG_LAT;
+  const worstLat = Math.min(90, Math.abs(lat) + dLat);
+  const kx = M_PER_DEG_LON_AT_EQUATOR * Math.cos((worstLat * Math.PI) / 180);
+  // Farther than the circle from the bbox: certainly outside (kx ≤ 0 near a pole: no shortcut).
+  if (kx > 0) {
+    const dx = lon < minX ? (minX - lon) * kx : lon > maxX ? (lon - maxX) * kx : 0;
+    const dy = lat < minY ? (minY - lat) * M_PER_DEG_LAT : lat > maxY ? (lat - maxY) * M_PER_DEG_LAT : 0;
+    if (dx * dx + dy * dy > a * a) return true;
+  }
+  if (booleanPointInPolygon([lon, lat], poly.geometry)) return false;
+  if (a === 0) return true;
+  if (kx <= 0) return false;
+  const acc2 = a * a;
+  for (const r of poly.rings) {
+    for (let i = 1; i < r.length; i++) {
+      const p = r[i - 1]!;
+      const q = r[i]!;
+      const d2 = segDist2(
+        (p[0]! - lon) * kx,
+        (p[1]! - lat) * M_PER_DEG_LAT,
+        (q[0]! - lon) * kx,
+        (q[1]! - lat) * M_PER_DEG_LAT,
+      );
+      if (d2 <= acc2) return false;
+    }
+  }
+  return true;
+}

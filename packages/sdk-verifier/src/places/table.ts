@@ -10,7 +10,13 @@ import * as countryCoder from '@rapideditor/country-coder';
 import type { GeographicRegion } from '../protocol.js';
 import { SUBDIVISIONS_JSON } from './data/subdivisions.js';
 import { foldPlaceName } from './fold.js';
-import { type CompiledPolygon, circleInside, compilePolygonList, pointInside } from './polygon.js';
+import {
+  type CompiledPolygon,
+  circleInside,
+  circleOutside,
+  compilePolygonList,
+  pointInside,
+} from './polygon.js';
 
 /**
  * A named area of the place table.
@@ -164,6 +170,15 @@ function polygonsOf(place: Place): CompiledPolygon[] {
  */
 export function placeContainsCircle(place: Place, lat: number, lon: number, accuracy: number): boolean {
   return polygonsOf(place).some((p) => circleInside(p, lon, lat, accuracy));
+}
+
+/**
+ * Whether the whole accuracy circle lies outside the place (no polygon of it within `accuracy`
+ * metres of the point; distances never overestimated, so "outside" is certain).
+ * @public
+ */
+export function placeExcludesCircle(place: Place, lat: number, lon: number, accuracy: number): boolean {
+  return polygonsOf(place).every((p) => circleOutside(p, lon, lat, accuracy));
 }
 
 /**
