@@ -180,3 +180,36 @@ describe('real borders (issue 16)', () => {
     });
   });
 });
+
+describe('accuracy in region policies (issue 16 item 2)', () => {
+  const santaClara = { lat: 37.354, lon: -121.955 };
+  const claim = { region: 'US', state: 'California', city: 'Santa Clara' };
+  const policy: GeoPolicy = { allow: [claim] };
+
+  it('a 10,000 km accuracy circle is not inside Santa Clara', () => {
+    expect(
+      evaluateGeoPolicy(policy, { region: claim, point: { ...santaClara, accuracy: 25 } }),
+    ).toMatchObject({
+      allowed: true,
+    });
+    expect(
+      evaluateGeoPolicy(policy, { region: claim, point: { ...santaClara, accuracy: 10_000_000 } }),
+    ).toMatchObject({ allowed: false, check: 'region' });
+  });
+
+  it('max_accuracy_m refuses larger and missing accuracy radii', () => {
+    const strict: GeoPolicy = { allow: [{ region: 'US' }], max_accuracy_m: 50 };
+    const d = (accuracy?: number) =>
+      evaluateGeoPolicy(strict, { point: accuracy === undefined ? santaClara : { ...santaClara, accuracy } });
+    expect(d(50)).toMatchObject({ allowed: true });
+    expect(d(51)).toMatchObject({
+      allowed: false,
+      check: 'accuracy',
+      expected: { max_accuracy_m: 50 },
+      received: { accuracy: 51 },
+    });
+    expect(d()).toMatchObject({ allowed: false, check: 'accuracy', received: { accuracy: null } });
+    expect(evaluateGeoPolicy(strict, { region: { region: 'US' } })).toMatchObject({ check: 'accuracy' });
+    expect(() => evaluateGeoPolicy({ max_accuracy_m: 0 }, {})).toThrow();
+  });
+});
