@@ -29,11 +29,12 @@ beforeAll(async () => {
   imagePath = join(dir, 'workload.js');
   writeFileSync(imagePath, 'console.log("workload v1");\n');
   const approved = createHash('sha256').update('console.log("workload v1");\n').digest('hex');
-  // Region-only policy: appraisable only through reverse geocoding of the sealed point.
+  // Region/state policy: appraisable only through the place table's boundaries and the sealed
+  // point's accuracy circle (the table has no cities, so a city entry could not be appraised).
   upsertPreRegistration(dir, {
     agent_name: 'agent-001',
     ek: 'any-trusted-ca',
-    geo_policy: { allow: [SANTA_CLARA] },
+    geo_policy: { allow: [{ region: SANTA_CLARA.region, state: SANTA_CLARA.state }] },
   });
   col = await startCollector(
     testConfig('collector', dir, { enrollment: { approvedImageDigests: [approved] } }),
@@ -86,6 +87,11 @@ describe('POST /attest/location at the collector', () => {
       agent.attestLocation({ location: { lat: 52.52, lon: 13.405, accuracy: 20 } }),
     );
     expect(outside.details).toMatchObject({ check: 'geofence', geo_check: 'region' });
+    // Inside California, but a 200 km accuracy circle reaches Nevada and the sea: not wholly inside.
+    const vague = await rejection(
+      agent.attestLocation({ location: { lat: 37.354, lon: -121.955, accuracy: 200_000 } }),
+    );
+    expect(vague.details).toMatchObject({ check: 'geofence', geo_check: 'region' });
   });
 
   it('refuses a workload image that is not approved', async () => {

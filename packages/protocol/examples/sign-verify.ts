@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import {
-  BUILTIN_REGION_TABLE,
   isProblem,
-  lookupRegion,
+  labelPoint,
   metricsPayloadSchema,
   type PayloadSigner,
   problemTypeUri,
@@ -19,9 +18,10 @@ const signer: PayloadSigner = {
   sign: async (data) => sign('sha256', data, privateKey),
 };
 
-// The place of a GNSS fix, from the region table both sides ship.
-const place = lookupRegion(37.354, -121.955, BUILTIN_REGION_TABLE);
-assert.deepEqual(place, { region: 'US', state: 'California', city: 'Santa Clara' });
+// The place of a GNSS fix (Santa Clara), from the place table both sides ship: ISO 3166 country and
+// first-level subdivision boundaries.
+const place = labelPoint(37.354, -121.955);
+assert.deepEqual(place, { region: 'US', state: 'California' });
 
 // Agent side: sign the payload. The signature covers the JCS form of every other member.
 const payload = await signPayload(

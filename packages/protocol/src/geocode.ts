@@ -1,9 +1,12 @@
 /**
- * The reverse-geocoding table the project ships (SPEC §5.1) and the lookups on it. One
- * implementation: the agent derives the place of a GNSS fix from it, the verifier checks a claimed
- * place against the reported coordinates with it (`evaluateGeoPolicy`) and uses it as the default
- * reverse geocoder of location attestation (`appraiseLocationBundle`).
+ * Reverse geocoding (SPEC §5.1). The shipped place table (`./places/table.ts`: country and
+ * first-level subdivision boundaries) is the one implementation: the agent derives the place of a
+ * GNSS fix from it, the verifier checks a claimed place against the reported coordinates with it
+ * (`evaluateGeoPolicy`) and uses it as the default reverse geocoder of location attestation
+ * (`appraiseLocationBundle`). Operators can add their own boxes (the agent's `regionMapping`, a
+ * policy's `region_table`), searched with {@link lookupRegion}.
  */
+import { labelPoint } from './places/table.js';
 import type { GeographicRegion } from './protocol.js';
 
 /**
@@ -17,37 +20,14 @@ export interface RegionBox {
   place: GeographicRegion;
 }
 
-/**
- * The reverse-geocoding table shipped with the SDKs: coarse bounding boxes, most specific first.
- * Deliberately small — deployments configure their own mapping for their sites. State/country
- * boxes are inner approximations of the territories (a point near a border falls in none, so
- * nothing is concluded there); city boxes are generous (they include neighbouring towns), which
- * is why the verifier's consistency check never rejects a city only because a city box contains
- * the point (see `regionContradiction`). The verifier's polygon policy is the authority on fences.
- * @public
- */
-export const BUILTIN_REGION_TABLE: readonly RegionBox[] = Object.freeze([
-  {
-    box: [-122.03, 37.32, -121.92, 37.42],
-    place: { region: 'US', state: 'California', city: 'Santa Clara' },
-  },
-  { box: [-122.2, 37.12, -121.75, 37.45], place: { region: 'US', state: 'California', city: 'San Jose' } },
-  { box: [-97.94, 30.1, -97.56, 30.52], place: { region: 'US', state: 'Texas', city: 'Austin' } },
-  { box: [13.09, 52.34, 13.76, 52.67], place: { region: 'EU', state: 'Germany', city: 'Berlin' } },
-  { box: [11.36, 48.06, 11.72, 48.25], place: { region: 'EU', state: 'Germany', city: 'Munich' } },
-  // State / country level (inner boxes of the territories, so coverage errs on "unmapped").
-  { box: [-123.5, 35.0, -118.0, 41.0], place: { region: 'US', state: 'California' } },
-  { box: [-103.0, 28.0, -95.0, 34.0], place: { region: 'US', state: 'Texas' } },
-  { box: [7.0, 48.0, 13.8, 53.5], place: { region: 'EU', state: 'Germany' } },
-]);
-
 /** Whether `box` contains the point (edges included). */
 export function boxContains(box: RegionBox['box'], lat: number, lon: number): boolean {
   return lon >= box[0] && lat >= box[1] && lon <= box[2] && lat <= box[3];
 }
 
 /**
- * First entry of `tables` (searched in order) whose box contains the point, or `undefined`.
+ * First entry of `tables` (operator box tables, searched in order) whose box contains the point,
+ * or `undefined`.
  * @public
  */
 export function lookupRegion(
@@ -64,9 +44,12 @@ export function lookupRegion(
 }
 
 /**
- * The default reverse geocoder: {@link lookupRegion} on {@link BUILTIN_REGION_TABLE}.
+ * The default reverse geocoder: the place table's label of the point — `{region: <ISO 3166-1
+ * alpha-2>, state?: <first-level subdivision name>}` (`{region: 'US', state: 'California'}`,
+ * `{region: 'FR', state: 'Grand Est'}`), no city (the table has no city polygons); `undefined`
+ * where the table cannot place the point (open sea).
  * @public
  */
 export function builtinReverseGeocode(lat: number, lon: number): GeographicRegion | undefined {
-  return lookupRegion(lat, lon, BUILTIN_REGION_TABLE);
+  return labelPoint(lat, lon);
 }

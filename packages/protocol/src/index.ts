@@ -42,13 +42,28 @@ export {
   sensorInfoSchema,
 } from './attestation/schemas.js';
 export { expectedWorkloadPcr } from './attestation/workload.js';
+export { boxContains, builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';
+export { caseFold, foldPlaceName } from './places/fold.js';
 export {
-  BUILTIN_REGION_TABLE,
-  boxContains,
-  builtinReverseGeocode,
-  lookupRegion,
-  type RegionBox,
-} from './geocode.js';
+  type CompiledPolygon,
+  circleInside,
+  circleOutside,
+  compilePolygonList,
+  pointInside,
+} from './places/polygon.js';
+export {
+  findRegion,
+  findState,
+  hasSubdivisions,
+  labelPoint,
+  PLACE_DATA_SOURCES,
+  type Place,
+  placeAt,
+  placeContainsCircle,
+  placeContainsPoint,
+  placeExcludesCircle,
+  placeLineage,
+} from './places/table.js';
 export {
   isProblem,
   isValidationType,

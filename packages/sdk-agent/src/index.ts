@@ -28,7 +28,7 @@ export {
   GeofenceRejection,
   OutboxFullError,
 } from './errors.js';
-export { BUILTIN_REGION_TABLE, lookupRegion, type RegionBox } from './location/geocode.js';
+export { builtinReverseGeocode, labelPoint, lookupRegion, type RegionBox } from './location/geocode.js';
 export { type GpsdLocationOptions, gpsdLocation, sensorIdHash } from './location/gpsd.js';
 export { type StaticLocationOptions, staticLocation } from './location/static.js';
 export {

@@ -273,7 +273,7 @@ describe('lah-bundle appraisal', () => {
   });
 
   it('appraises region-only geo policies with the shipped reverse-geocoding table by default', async () => {
-    // The collector's context passes no reverseGeocode: the built-in table maps the sealed point.
+    // The collector's context passes no reverseGeocode: the place table maps the sealed point.
     const record = (await registry.getByName('agent-geo'))!;
     await registry.put({ ...record, geo_policy: { allow: [{ region: 'US', state: 'California' }] } });
     try {
@@ -282,7 +282,7 @@ describe('lah-bundle appraisal', () => {
       await expectRejected(
         performLocationAttestation({ tpm: tpmA, state, post, nonce, location: BERLIN }),
         'geofence',
-        { geo_check: 'region', received: { region: 'EU', state: 'Germany', city: 'Berlin' } },
+        { geo_check: 'region', received: { region: { region: 'DE', state: 'Berlin' } } },
       );
     } finally {
       await registry.put(record);

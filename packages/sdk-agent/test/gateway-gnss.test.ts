@@ -51,7 +51,14 @@ async function gnssAgent(name: string, device: string, register = true): Promise
     tpm,
     gateway: gateway.url,
     tls: { ca: pki.caPem },
-    location: gpsdLocation({ port: gps.port, device, maxFixAgeSeconds: 300, fixTimeoutMs: 3000 }),
+    location: gpsdLocation({
+      port: gps.port,
+      device,
+      maxFixAgeSeconds: 300,
+      fixTimeoutMs: 3000,
+      // The place table has no cities: the operator names its site with a box.
+      regionMapping: [{ box: [-122.03, 37.32, -121.92, 37.42], place: SANTA_CLARA }],
+    }),
     stateDir: mkdtempSync(join(tmpdir(), `${name}-`)),
     outbox: false,
     retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 },

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUILTIN_REGION_TABLE, lookupRegion } from '../src/location/geocode.js';
+import { labelPoint, lookupRegion } from '../src/location/geocode.js';
 import { gpsdLocation, sensorIdHash } from '../src/location/gpsd.js';
 import { LineSplitter, parseGpsdLine, tpvAccuracy } from '../src/location/gpsd-protocol.js';
 import { NoLocationError } from '../src/location/types.js';
@@ -24,11 +24,11 @@ afterAll(async () => {
 });
 
 describe('gpsdLocation against gpsd + gpsfake', () => {
-  it('reports the Santa Clara track as US/California/Santa Clara with GNSS quality', async () => {
+  it('reports the Santa Clara track as US/California with GNSS quality', async () => {
     const p = gpsdLocation({ port: gps.port, device: gps.devices['santa-clara'], maxFixAgeSeconds: AGE });
     try {
       const obs = await p.current();
-      expect(obs.geographicRegion).toEqual({ region: 'US', state: 'California', city: 'Santa Clara' });
+      expect(obs.geographicRegion).toEqual({ region: 'US', state: 'California' });
       expect(obs.quality).toBe('GNSS');
       const r = obs.reading!;
       expect(r.quality).toBe('GNSS');
@@ -50,12 +50,12 @@ describe('gpsdLocation against gpsd + gpsfake', () => {
     }
   });
 
-  it('reports the Berlin track as EU/Germany/Berlin, with a different sensor id', async () => {
+  it('reports the Berlin track as DE/Berlin, with a different sensor id', async () => {
     const sc = gpsdLocation({ port: gps.port, device: gps.devices['santa-clara'], maxFixAgeSeconds: AGE });
     const be = gpsdLocation({ port: gps.port, device: gps.devices.berlin, maxFixAgeSeconds: AGE });
     try {
       const obs = await be.current();
-      expect(obs.geographicRegion).toEqual({ region: 'EU', state: 'Germany', city: 'Berlin' });
+      expect(obs.geographicRegion).toEqual({ region: 'DE', state: 'Berlin' });
       expect(obs.reading!.lat).toBeCloseTo(52.52, 2);
       expect(obs.reading!.lon).toBeCloseTo(13.405, 2);
       expect(obs.reading!.sensor_id_hash).not.toBe((await sc.current()).reading!.sensor_id_hash);
@@ -200,18 +200,18 @@ describe('gpsd protocol parsing', () => {
 });
 
 describe('reverse geocoding table', () => {
-  it('maps the reference sites and nothing in the open ocean', () => {
-    expect(lookupRegion(37.354, -121.955, BUILTIN_REGION_TABLE)).toEqual({
-      region: 'US',
-      state: 'California',
-      city: 'Santa Clara',
-    });
-    expect(lookupRegion(52.52, 13.405, BUILTIN_REGION_TABLE)).toEqual({
-      region: 'EU',
-      state: 'Germany',
-      city: 'Berlin',
-    });
-    expect(lookupRegion(36.0, -119.5, BUILTIN_REGION_TABLE)).toEqual({ region: 'US', state: 'California' });
-    expect(lookupRegion(0, -30, BUILTIN_REGION_TABLE)).toBeUndefined();
+  it('maps points to ISO 3166 country and first-level subdivision, nothing in the open ocean', () => {
+    expect(labelPoint(37.354, -121.955)).toEqual({ region: 'US', state: 'California' });
+    expect(labelPoint(52.52, 13.405)).toEqual({ region: 'DE', state: 'Berlin' });
+    expect(labelPoint(48.5734, 7.7521)).toEqual({ region: 'FR', state: 'Grand Est' });
+    expect(labelPoint(-40, -120)).toBeUndefined(); // South Pacific
+  });
+
+  it('searches operator boxes in order', () => {
+    const boxes = [
+      { box: [13, 52, 14, 53] as const, place: { region: 'DE', state: 'Berlin', city: 'Berlin' } },
+    ];
+    expect(lookupRegion(52.52, 13.405, boxes)).toEqual({ region: 'DE', state: 'Berlin', city: 'Berlin' });
+    expect(lookupRegion(37.354, -121.955, boxes)).toBeUndefined();
   });
 });

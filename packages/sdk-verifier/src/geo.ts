@@ -4,19 +4,27 @@
  * Polygon/MultiPolygon fences with a conservative accuracy-circle rule, minimum location quality and
  * maximum fix age.
  */
-
 import {
-  BUILTIN_REGION_TABLE,
   boxContains,
+  type CompiledPolygon,
+  circleInside,
+  compilePolygonList,
+  findRegion,
+  findState,
+  foldPlaceName,
   type GeographicRegion,
+  hasSubdivisions,
   LOCATION_QUALITIES,
   type LocationQuality,
+  labelPoint,
+  type Place,
+  placeAt,
+  placeContainsCircle,
+  placeExcludesCircle,
+  placeLineage,
   type RegionBox,
 } from '@geofence/protocol';
-import { booleanPointInPolygon } from '@turf/boolean-point-in-polygon';
-import type { Polygon } from 'geojson';
 import { z } from 'zod';
-import { foldPlaceName } from './places/fold.js';
 
 const allowName = z.string().min(1).max(256);
 
@@ -104,11 +112,16 @@ export const geoPolicySchema = z.strictObject({
   /** Maximum age of the fix in seconds (requires `fix_time`). */
   max_fix_age_seconds: z.number().positive().finite().optional(),
   /**
-   * Reverse-geocoding table for the region consistency check (SPEC §5.1): when the observation
-   * carries both a point and a claimed place, and the point lies in a box of this table, a claimed
-   * region/state/city that contradicts the table fails the policy (`region_mismatch`). Default
-   * (absent): the built-in table `BUILTIN_REGION_TABLE`. `false` disables the check (for
-   * deployments whose place names differ from the table's, e.g. `DE` instead of `EU`/`Germany`).
+   * Maximum accuracy radius in metres: a point with a larger (or no) accuracy fails (`accuracy`).
+   */
+  max_accuracy_m: z.number().positive().finite().optional(),
+  /**
+   * Region consistency check (SPEC §5.1): when the observation carries both a point and a claimed
+   * place, a claim that contradicts the point fails the policy (`region_mismatch`). Default
+   * (absent): the place table (country and first-level subdivision boundaries; the claim is
+   * contradicted when the point's whole accuracy circle lies outside the claimed place). A box
+   * table replaces it with the operator's boxes (a point outside every box concludes nothing).
+   * `false` disables the check.
    */
   region_table: z.union([z.literal(false), z.array(regionBoxSchema).max(100_000)]).optional(),
 });
@@ -141,7 +154,14 @@ export interface GeoObservation {
  * Which constraint failed.
  * @public
  */
-export type GeoCheck = 'region' | 'region_mismatch' | 'fence' | 'quality' | 'fix_age';
+export type GeoCheck =
+  | 'region'
+  | 'region_mismatch'
+  | 'place_unknown'
+  | 'fence'
+  | 'accuracy'
+  | 'quality'
+  | 'fix_age';
 
 /**
  * Result of {@link evaluateGeoPolicy}.
@@ -161,85 +181,39 @@ export interface GeoMatch {
    * may differ in case or normalisation); absent when the policy has no allow list.
    */
   matched?: GeographicRegion;
+  /**
+   * How the entry matched: `boundary` — the point's whole accuracy circle lies inside the
+   * boundary of the place (`place`) in the place table; `name` — by the claimed names only (no
+   * point, or a region the table does not know).
+   */
+  matched_by?: 'boundary' | 'name';
+  /** ISO 3166 code of the place whose boundary contained the accuracy circle (`US-CA`, `DE`, `EU`). */
+  place?: string;
+  /** Present when the entry names a city: the table has no city polygons, so the city was compared by name only. */
+  city_matched_by?: 'name';
 }
 
-export { caseFold, foldPlaceName } from './places/fold.js';
-
-/** Compiled allow entries; every level keeps the name as the policy spelled it. */
-interface RegionNode {
-  name: string;
-  all: boolean;
-  states: Map<string, { name: string; all: boolean; cities: Map<string, string> }>;
-}
-
-type Ring = ReadonlyArray<readonly number[]>;
-interface CompiledPolygon {
-  geometry: Polygon;
-  rings: Ring[];
-  bbox: [number, number, number, number];
-}
+export { caseFold, foldPlaceName } from '@geofence/protocol';
 
 interface CompiledPolicy {
-  regions: Map<string, RegionNode> | undefined;
+  entries: CompiledEntry[] | undefined;
   polygons: CompiledPolygon[] | undefined;
   minQualityRank: number | undefined;
   maxFixAgeMs: number | undefined;
-  regionTable: readonly RegionBox[] | undefined;
+  maxAccuracy: number | undefined;
+  /** `builtin`: the place table; a box table: the operator's; `undefined`: no consistency check. */
+  regionTable: 'builtin' | readonly RegionBox[] | undefined;
   source: GeoPolicy;
 }
 
 const compiled = new WeakMap<GeoPolicy, CompiledPolicy>();
-
-function compileRegions(entries: GeoPolicy['allow']): Map<string, RegionNode> | undefined {
-  if (!entries || entries.length === 0) return undefined;
-  const map = new Map<string, RegionNode>();
-  for (const e of entries) {
-    const r = foldPlaceName(e.region);
-    let node = map.get(r);
-    if (!node) {
-      node = { name: e.region, all: false, states: new Map() };
-      map.set(r, node);
-    }
-    if (e.state === undefined) {
-      node.all = true;
-      continue;
-    }
-    const s = foldPlaceName(e.state);
-    let st = node.states.get(s);
-    if (!st) {
-      st = { name: e.state, all: false, cities: new Map() };
-      node.states.set(s, st);
-    }
-    if (e.city === undefined) st.all = true;
-    else if (!st.cities.has(foldPlaceName(e.city))) st.cities.set(foldPlaceName(e.city), e.city);
-  }
-  return map;
-}
 
 function compilePolygons(fences: GeoPolicy['fences']): CompiledPolygon[] | undefined {
   if (!fences || fences.length === 0) return undefined;
   const out: CompiledPolygon[] = [];
   for (const f of fences) {
     const g = f.type === 'Feature' ? f.geometry : f;
-    const polys = g.type === 'Polygon' ? [g.coordinates] : g.coordinates;
-    for (const rings of polys) {
-      let minX = Number.POSITIVE_INFINITY;
-      let minY = Number.POSITIVE_INFINITY;
-      let maxX = Number.NEGATIVE_INFINITY;
-      let maxY = Number.NEGATIVE_INFINITY;
-      for (const p of rings[0] ?? []) {
-        const [x, y] = p as [number, number];
-        if (x < minX) minX = x;
-        if (x > maxX) maxX = x;
-        if (y < minY) minY = y;
-        if (y > maxY) maxY = y;
-      }
-      out.push({
-        geometry: { type: 'Polygon', coordinates: rings as Polygon['coordinates'] },
-        rings: rings as Ring[],
-        bbox: [minX, minY, maxX, maxY],
-      });
-    }
+    out.push(...compilePolygonList(g.type === 'Polygon' ? [g.coordinates] : g.coordinates));
   }
   return out;
 }
@@ -259,11 +233,12 @@ function getCompiled(policy: GeoPolicy, validate: boolean): CompiledPolicy {
   if (c) return c;
   const p = validate ? geoPolicySchema.parse(policy) : policy;
   c = {
-    regions: compileRegions(p.allow),
+    entries: compileRegions(p.allow),
     polygons: compilePolygons(p.fences),
     minQualityRank: p.min_quality === undefined ? undefined : LOCATION_QUALITIES.indexOf(p.min_quality),
     maxFixAgeMs: p.max_fix_age_seconds === undefined ? undefined : p.max_fix_age_seconds * 1000,
-    regionTable: p.region_table === false ? undefined : (p.region_table ?? BUILTIN_REGION_TABLE),
+    maxAccuracy: p.max_accuracy_m,
+    regionTable: p.region_table === false ? undefined : (p.region_table ?? 'builtin'),
     source: policy,
   };
   compiled.set(policy, c);
@@ -279,29 +254,137 @@ export function geoPolicyRestricts(policy: GeoPolicy | undefined): boolean {
   return !!policy && ((policy.allow?.length ?? 0) > 0 || (policy.fences?.length ?? 0) > 0);
 }
 
-/** The matching allow entry, in the policy's spelling, or `undefined`. */
-function matchRegion(
-  regions: Map<string, RegionNode>,
-  obs: GeoObservation['region'],
-): GeographicRegion | undefined {
-  // Missing or empty fields never match a non-empty requirement.
-  const region = typeof obs?.region === 'string' && obs.region !== '' ? foldPlaceName(obs.region) : undefined;
-  if (region === undefined) return undefined;
-  const node = regions.get(region);
-  if (!node) return undefined;
-  if (node.all) return { region: node.name };
-  const state = typeof obs?.state === 'string' && obs.state !== '' ? foldPlaceName(obs.state) : undefined;
-  if (state === undefined) return undefined;
-  const st = node.states.get(state);
-  if (!st) return undefined;
-  if (st.all) return { region: node.name, state: st.name };
-  const city = typeof obs?.city === 'string' && obs.city !== '' ? foldPlaceName(obs.city) : undefined;
-  const cityName = city === undefined ? undefined : st.cities.get(city);
-  return cityName === undefined ? undefined : { region: node.name, state: st.name, city: cityName };
-}
-
 function folded(v: unknown): string | undefined {
   return typeof v === 'string' && v !== '' ? foldPlaceName(v) : undefined;
+}
+
+/**
+ * A place name resolved against the place table (SPEC §5.1): three positional keys — country
+ * (or union), first-level subdivision, city. A key the table resolved is its ISO code behind a
+ * NUL marker (so no folded name equals it); one it did not is the folded name; `undefined` is a
+ * level the name leaves out. `EU/Germany/Berlin`, `DE/Berlin` and `Germany` all start with `DE`.
+ */
+interface Canonical {
+  keys: [string | undefined, string | undefined, string | undefined];
+  /** The deepest table place the non-city levels resolve to (every level above it resolved too). */
+  place: Place | undefined;
+  /** Some named non-city level is not in the table (matched by name only). */
+  unresolved: boolean;
+}
+
+const code = (p: Place) => `\u0000${p.code}`;
+
+function canonical(region: unknown, state: unknown, city: unknown): Canonical | undefined {
+  const r = folded(region);
+  if (r === undefined) return undefined;
+  const s = folded(state);
+  const c = folded(city);
+  const R = findRegion(region as string);
+  if (!R) return { keys: [r, s, c], place: undefined, unresolved: true };
+  if (s === undefined) return { keys: [code(R), undefined, c], place: R, unresolved: false };
+  const S = findState(R, state as string);
+  if (!S) return { keys: [code(R), s, c], place: R, unresolved: true };
+  // A union's "state" is a member country: the country takes the first level, the state level is
+  // left open (EU/Germany/Berlin → DE, —, berlin).
+  if (R.kind === 'union') return { keys: [code(S), undefined, c], place: S, unresolved: false };
+  return { keys: [code(R), code(S), c], place: S, unresolved: false };
+}
+
+/** One compiled allow entry. */
+interface CompiledEntry {
+  /** The entry as the policy spelled it. */
+  entry: GeographicRegion;
+  canon: Canonical;
+  /** The entry names a state or city. */
+  needsState: boolean;
+}
+
+function compileRegions(entries: GeoPolicy['allow']): CompiledEntry[] | undefined {
+  if (!entries || entries.length === 0) return undefined;
+  return entries.map((e) => {
+    const entry: GeographicRegion = { region: e.region };
+    if (e.state !== undefined) entry.state = e.state;
+    if (e.city !== undefined) entry.city = e.city;
+    return { entry, canon: canonical(e.region, e.state, e.city)!, needsState: e.state !== undefined };
+  });
+}
+
+/** Whether the entry's names cover the claim's: every level the entry names is equal (unions contain their members). */
+function namesMatch(e: Canonical, claim: Canonical): boolean {
+  const [e0, e1, e2] = e.keys;
+  const union = e.place?.kind === 'union' && e1 === undefined && e2 === undefined;
+  if (union) {
+    if (claim.keys[0] === e0) return true;
+    return (
+      claim.place !== undefined &&
+      claim.place.kind !== 'union' &&
+      placeLineage(claim.place).includes(e.place!.code)
+    );
+  }
+  return (
+    claim.keys[0] === e0 &&
+    (e1 === undefined || claim.keys[1] === e1) &&
+    (e2 === undefined || claim.keys[2] === e2)
+  );
+}
+
+type Point = { lat: number; lon: number; accuracy: number };
+
+function usablePoint(pt: GeoObservation['point']): Point | undefined | false {
+  if (pt === undefined) return undefined;
+  if (!Number.isFinite(pt.lat) || !Number.isFinite(pt.lon) || Math.abs(pt.lat) > 90 || Math.abs(pt.lon) > 180)
+    return false;
+  if (pt.accuracy !== undefined && !(Number.isFinite(pt.accuracy) && pt.accuracy >= 0)) return false;
+  return { lat: pt.lat, lon: pt.lon, accuracy: pt.accuracy ?? 0 };
+}
+
+type AllowOutcome =
+  | { ok: true; match: GeoMatch }
+  | { ok: false; unplaced: boolean; claim: Canonical | undefined };
+
+/**
+ * The allow decision. With a point, an entry whose levels the table resolves matches when the
+ * point's whole accuracy circle lies inside the place's boundary (the claim's names do not count;
+ * `region_mismatch` polices them); its city, for which the table has no polygon, is compared by
+ * name and the match says so. An entry the table cannot resolve matches by name only when it
+ * names just a region; one that names a state or city cannot be decided (fails closed). Without
+ * a point the claim's names decide, resolved through the table (`DE` = `Germany` = `EU/Germany`).
+ */
+function matchAllow(entries: CompiledEntry[], obs: GeoObservation, pt: Point | undefined): AllowOutcome {
+  const r = obs.region;
+  const claim = canonical(r?.region, r?.state, r?.city);
+  const inside = new Map<string, boolean>();
+  let unplaced = false;
+  for (const { entry, canon, needsState } of entries) {
+    if (pt === undefined || canon.place === undefined || canon.unresolved) {
+      if (pt !== undefined && needsState) {
+        unplaced = true;
+        continue;
+      }
+      if (claim && namesMatch(canon, claim))
+        return { ok: true, match: { matched: entry, matched_by: 'name' } };
+      continue;
+    }
+    const place = canon.place;
+    let isIn = inside.get(place.code);
+    if (isIn === undefined) {
+      isIn = placeContainsCircle(place, pt.lat, pt.lon, pt.accuracy);
+      inside.set(place.code, isIn);
+    }
+    if (!isIn) continue;
+    const city = canon.keys[2];
+    if (city !== undefined && claim?.keys[2] !== city) continue;
+    const match: GeoMatch = { matched: entry, matched_by: 'boundary', place: place.code };
+    if (city !== undefined) match.city_matched_by = 'name';
+    return { ok: true, match };
+  }
+  if (pt !== undefined && !unplaced && entries.some((e) => e.needsState)) {
+    // The table cannot place the point at the level the policy requires: no country there, or
+    // no subdivision in a country the table has subdivisions for.
+    const at = placeAt(pt.lat, pt.lon);
+    if (!at.country || (!at.subdivision && hasSubdivisions(at.country.code))) unplaced = true;
+  }
+  return { ok: false, unplaced, claim };
 }
 
 /** Every level both places name is equal after folding (a level either leaves out is no conflict). */
@@ -317,17 +400,15 @@ function compatible(
 }
 
 /**
- * Region consistency (SPEC §5.1): does the claimed place contradict the reported point according
- * to `table`? Only what the table knows can be concluded:
- * - the point lies in no box → nothing (`false`): the table does not cover it;
+ * Region consistency against an operator's box table (`region_table`): does the claimed place
+ * contradict the reported point according to `table`? Only what the table knows is concluded:
+ * - the point lies in no box → nothing (`false`);
  * - no box containing the point is compatible with the claim (some level both name differs) →
- *   contradiction (Berlin coordinates with a claimed US/California/Santa Clara);
+ *   contradiction;
  * - the claim names a city the table has boxes for (with compatible region/state), and none of
- *   them contains the point → contradiction (coordinates in downtown San Jose claiming Santa
- *   Clara). A city the table does not know is judged on region/state only, so an agent in a
- *   town next to a (generous) city box is not rejected.
+ *   them contains the point → contradiction.
  */
-function regionContradiction(
+function boxContradiction(
   table: readonly RegionBox[],
   region: GeoObservation['region'],
   lat: number,
@@ -355,53 +436,15 @@ function regionContradiction(
   return !consistent || (cityKnown && !cityContains);
 }
 
-// Conservative metres-per-degree: the shortest meridian degree on the WGS84 ellipsoid, and the
-// polar radius for parallels, so computed distances never exceed true distances.
-const M_PER_DEG_LAT = 110_574;
-const M_PER_DEG_LON_AT_EQUATOR = (6_356_752 * Math.PI) / 180;
-
-/** Squared distance from (0,0) to segment a–b in a plane. */
-function segDist2(ax: number, ay: number, bx: number, by: number): number {
-  const dx = bx - ax;
-  const dy = by - ay;
-  const len2 = dx * dx + dy * dy;
-  let t = len2 === 0 ? 0 : -(ax * dx + ay * dy) / len2;
-  if (t < 0) t = 0;
-  else if (t > 1) t = 1;
-  const x = ax + t * dx;
-  const y = ay + t * dy;
-  return x * x + y * y;
-}
-
 /**
- * Accuracy-circle rule: the point lies strictly inside the polygon (a point on the border is not
- * inside) and no edge of any ring (outer or hole) is closer than `accuracy` metres. Distances use
- * a local plane around the point with conservative scales, consistent with the planar
- * longitude/latitude edges `@turf/boolean-point-in-polygon` uses.
+ * Region consistency against the place table: the claim's deepest resolved place (country or
+ * subdivision; a city has no polygon) contradicts the point when the point's whole accuracy
+ * circle lies outside it. Names the table does not know conclude nothing.
  */
-function circleInside(poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean {
-  const [minX, minY, maxX, maxY] = poly.bbox;
-  if (lon <= minX || lon >= maxX || lat <= minY || lat >= maxY) return false;
-  if (!booleanPointInPolygon([lon, lat], poly.geometry, { ignoreBoundary: true })) return false;
-  if (accuracy <= 0) return true;
-  const dLat = accuracy / M_PER_DEG_LAT;
-  const worstLat = Math.min(90, Math.abs(lat) + dLat);
-  const kx = M_PER_DEG_LON_AT_EQUATOR * Math.cos((worstLat * Math.PI) / 180);
-  const ky = M_PER_DEG_LAT;
-  // The circle reaches beyond the bbox: cannot be inside.
-  if ((lat - minY) * ky < accuracy || (maxY - lat) * ky < accuracy) return false;
-  if (kx <= 0) return false;
-  if ((lon - minX) * kx < accuracy || (maxX - lon) * kx < accuracy) return false;
-  const acc2 = accuracy * accuracy;
-  for (const r of poly.rings) {
-    for (let i = 1; i < r.length; i++) {
-      const a = r[i - 1]!;
-      const b = r[i]!;
-      const d2 = segDist2((a[0]! - lon) * kx, (a[1]! - lat) * ky, (b[0]! - lon) * kx, (b[1]! - lat) * ky);
-      if (d2 < acc2) return false;
-    }
-  }
-  return true;
+function tableContradiction(region: GeoObservation['region'], pt: Point): boolean {
+  const claim = canonical(region?.region, region?.state, region?.city);
+  if (!claim?.place) return false;
+  return placeExcludesCircle(claim.place, pt.lat, pt.lon, pt.accuracy);
 }
 
 function qualityRank(q: unknown): number {
@@ -409,60 +452,94 @@ function qualityRank(q: unknown): number {
 }
 
 /**
- * Evaluate one policy against an observation (SPEC §5.3). Checks, in order: region hierarchy,
- * region consistency (a claimed place that contradicts the reported point according to the
- * policy's `region_table`, default the built-in table; a point outside every box of the table
- * concludes nothing), fences, minimum quality, maximum fix age. The first failing check is reported.
- * The policy is validated and compiled on first use and cached per policy object.
+ * Evaluate one policy against an observation (SPEC §5.3). Checks, in order: region consistency (a
+ * claimed place whose boundary the point's whole accuracy circle lies outside, according to the
+ * place table or the policy's `region_table`: `region_mismatch`), region hierarchy (with a point,
+ * the whole accuracy circle inside the allowed place's boundary: `region`, or `place_unknown` when
+ * the table cannot place the point at the level the policy requires), fences, maximum accuracy,
+ * minimum quality, maximum fix age. The first failing check is reported. The policy is validated
+ * and compiled on first use and cached per policy object.
  * @public
  */
 export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation): GeoDecision {
   const c = getCompiled(policy, true);
-  const matched = c.regions ? matchRegion(c.regions, observation.region) : undefined;
-  if (c.regions && !matched) {
-    return {
-      allowed: false,
-      check: 'region',
-      reason: 'Location is not in an allowed region',
-      expected: policy.allow,
-      received: observation.region ?? null,
-    };
+  const usable = usablePoint(observation.point);
+  const pt = usable === false ? undefined : usable;
+  if (c.regionTable !== undefined && observation.region !== undefined && pt !== undefined) {
+    const contradicts =
+      c.regionTable === 'builtin'
+        ? tableContradiction(observation.region, pt)
+        : boxContradiction(c.regionTable, observation.region, pt.lat, pt.lon);
+    if (contradicts) {
+      const table = c.regionTable;
+      return {
+        allowed: false,
+        check: 'region_mismatch',
+        reason: 'Claimed region contradicts the reported coordinates',
+        expected: {
+          places_at_point:
+            table === 'builtin'
+              ? [labelPoint(pt.lat, pt.lon)].filter((x) => x !== undefined)
+              : table.filter((e) => boxContains(e.box, pt.lat, pt.lon)).map((e) => e.place),
+        },
+        received: {
+          region: observation.region,
+          point: { lat: pt.lat, lon: pt.lon, accuracy: pt.accuracy },
+        },
+      };
+    }
   }
-  const pt = observation.point;
-  if (
-    c.regionTable !== undefined &&
-    observation.region !== undefined &&
-    pt !== undefined &&
-    Number.isFinite(pt.lat) &&
-    Number.isFinite(pt.lon) &&
-    regionContradiction(c.regionTable, observation.region, pt.lat, pt.lon)
-  ) {
-    return {
-      allowed: false,
-      check: 'region_mismatch',
-      reason: 'Claimed region contradicts the reported coordinates',
-      expected: {
-        places_at_point: c.regionTable.filter((e) => boxContains(e.box, pt.lat, pt.lon)).map((e) => e.place),
-      },
-      received: { region: observation.region, point: { lat: pt.lat, lon: pt.lon } },
-    };
+  let matched: GeoMatch | undefined;
+  if (c.entries) {
+    // A point that is present but unusable (non-finite, negative accuracy) fails closed.
+    const outcome: AllowOutcome =
+      usable === false
+        ? { ok: false, unplaced: false, claim: undefined }
+        : matchAllow(c.entries, observation, pt);
+    if (!outcome.ok) {
+      return {
+        allowed: false,
+        check: outcome.unplaced ? 'place_unknown' : 'region',
+        reason: outcome.unplaced
+          ? 'The place table cannot place the location at the level the policy requires'
+          : pt
+            ? 'Location (with its accuracy circle) is not inside an allowed region'
+            : 'Location is not in an allowed region',
+        expected: policy.allow,
+        received: pt
+          ? {
+              region: observation.region ?? null,
+              point: pt,
+              place_at_point: labelPoint(pt.lat, pt.lon) ?? null,
+            }
+          : (observation.region ?? null),
+      };
+    }
+    matched = outcome.match;
   }
   if (c.polygons) {
-    const ok =
-      pt !== undefined &&
-      Number.isFinite(pt.lat) &&
-      Number.isFinite(pt.lon) &&
-      (pt.accuracy === undefined || (Number.isFinite(pt.accuracy) && pt.accuracy >= 0)) &&
-      c.polygons.some((poly) => circleInside(poly, pt.lon, pt.lat, pt.accuracy ?? 0));
+    const ok = pt !== undefined && c.polygons.some((poly) => circleInside(poly, pt.lon, pt.lat, pt.accuracy));
     if (!ok) {
       return {
         allowed: false,
         check: 'fence',
-        reason: pt
+        reason: observation.point
           ? 'Location (with its accuracy circle) is not inside an allowed fence'
           : 'No precise location',
         expected: { fences: c.polygons.length },
-        received: pt ?? null,
+        received: observation.point ?? null,
+      };
+    }
+  }
+  if (c.maxAccuracy !== undefined) {
+    const acc = observation.point?.accuracy;
+    if (usable === false || acc === undefined || !(acc <= c.maxAccuracy)) {
+      return {
+        allowed: false,
+        check: 'accuracy',
+        reason: observation.point ? 'Location accuracy is worse than the maximum' : 'No location accuracy',
+        expected: { max_accuracy_m: c.maxAccuracy },
+        received: { accuracy: acc ?? null },
       };
     }
   }
@@ -492,5 +569,5 @@ export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation
       };
     }
   }
-  return matched ? { allowed: true, matched } : { allowed: true };
+  return matched ? { allowed: true, ...matched } : { allowed: true };
 }

@@ -319,6 +319,33 @@ describe('HTTP handlers', () => {
     });
     expect(h.jwks().body).toEqual(signer.jwks());
   });
+
+  it('refuse duplicate member names on enrol, complete and attest, like POST /metrics (issue 16 item 5)', async () => {
+    const signer = await AttestationResultSigner.create({
+      key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      issuer: 'i',
+    });
+    const h = createAttestationHandlers({ signer });
+    const contentType = 'application/json';
+    // Last copy wins in JSON.parse, first copy in other parsers: the body means two things.
+    const bodies = ['{"nonce":"a","nonce":"b"}', '{"x":{"k":1,"\\u006b":2}}', '[{"a":1},{"b":2,"b":3}]'];
+    for (const body of bodies) {
+      for (const res of [
+        await h.enroll({ body, contentType }),
+        await h.completeEnrollment('abc', { body, contentType }),
+        await h.attestLocation({ body, contentType }),
+      ]) {
+        expect(res.status).toBe(400);
+        expect(res.body).toMatchObject({
+          validation_type: 'request_validation',
+          error: 'Request body has duplicate member names',
+        });
+      }
+    }
+    // Without duplicates the body gets past decoding (and fails later, on its content).
+    const fine = await h.attestLocation({ body: '{"nonce":"a"}', contentType });
+    expect(fine.body).not.toMatchObject({ error: 'Request body has duplicate member names' });
+  });
 });
 
 describe('Express and Fastify wiring', () => {

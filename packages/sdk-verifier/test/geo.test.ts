@@ -3,12 +3,11 @@ import { circle } from '@turf/circle';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  BUILTIN_REGION_TABLE,
   evaluateGeoPolicy,
   foldPlaceName,
   type GeoPolicy,
   geoPolicySchema,
-  lookupRegion,
+  labelPoint,
 } from '../src/index.js';
 
 const allow: GeoPolicy = {
@@ -281,9 +280,8 @@ describe('quality and fix age', () => {
 describe('region consistency with the reported coordinates (SPEC §5.1)', () => {
   const berlin = { lat: 52.52, lon: 13.405 };
   const santaClara = { lat: 37.354, lon: -121.955 };
-  const downtownSanJose = { lat: 37.335, lon: -121.89 };
-  const sunnyvale = { lat: 37.37, lon: -122.036 };
-  const mid = { lat: 0.5, lon: -30 }; // Atlantic: outside every built-in box
+  const austin = { lat: 30.267, lon: -97.743 };
+  const mid = { lat: 0.5, lon: -30 }; // Atlantic: the table places nothing there
   const sc = { region: 'US', state: 'California', city: 'Santa Clara' };
   const permissive: GeoPolicy = { allow: [{ region: 'US' }, { region: 'EU' }] };
 
@@ -293,32 +291,28 @@ describe('region consistency with the reported coordinates (SPEC §5.1)', () => 
       allowed: false,
       check: 'region_mismatch',
       reason: 'Claimed region contradicts the reported coordinates',
-      expected: {
-        places_at_point: [
-          { region: 'EU', state: 'Germany', city: 'Berlin' },
-          { region: 'EU', state: 'Germany' },
-        ],
-      },
+      expected: { places_at_point: [{ region: 'DE', state: 'Berlin' }] },
     });
     // Also with no allow list at all: the contradiction alone is a failure.
     expect(evaluateGeoPolicy({}, { region: sc, point: berlin })).toMatchObject({ check: 'region_mismatch' });
   });
 
-  it('allows consistent claims, after NFC and case folding, at every level the claim names', () => {
+  it('allows consistent claims, by ISO code or name, after NFC and case folding', () => {
     const ok = (region: Record<string, string>, point: { lat: number; lon: number }) =>
       evaluateGeoPolicy(permissive, { region, point }).allowed;
     expect(ok(sc, santaClara)).toBe(true);
     expect(ok({ region: 'us', state: 'CALIFORNIA', city: 'santa clara' }, santaClara)).toBe(true);
+    expect(ok({ region: 'US', state: 'CA' }, santaClara)).toBe(true);
     expect(ok({ region: 'EU', state: 'Germany', city: 'Berlin' }, berlin)).toBe(true);
     expect(ok({ region: 'EU', state: 'germany' }, berlin)).toBe(true);
+    expect(ok({ region: 'DE', state: 'Berlin' }, berlin)).toBe(true);
+    expect(ok({ region: 'Germany' }, berlin)).toBe(true);
     expect(ok({ region: 'US' }, santaClara)).toBe(true);
-    // Santa Clara lies in the (generous) San Jose box too.
-    expect(ok({ region: 'US', state: 'California', city: 'San Jose' }, santaClara)).toBe(true);
-    // A town the table does not know, inside a city box: judged on region/state only.
-    expect(ok({ region: 'US', state: 'California', city: 'Sunnyvale' }, sunnyvale)).toBe(true);
+    // A city has no polygon in the table: any city name in the right state is not a contradiction.
+    expect(ok({ region: 'US', state: 'California', city: 'Sunnyvale' }, santaClara)).toBe(true);
   });
 
-  it('rejects a wrong state or region, and a known city whose boxes do not contain the point', () => {
+  it('rejects a wrong state or region', () => {
     const check = (region: Record<string, string>, point: { lat: number; lon: number }) => {
       const d = evaluateGeoPolicy(permissive, { region, point });
       return d.allowed ? 'allowed' : d.check;
@@ -326,36 +320,65 @@ describe('region consistency with the reported coordinates (SPEC §5.1)', () => 
     expect(check({ region: 'US', state: 'Texas', city: 'Austin' }, santaClara)).toBe('region_mismatch');
     expect(check({ region: 'US', state: 'Texas' }, santaClara)).toBe('region_mismatch');
     expect(check({ region: 'EU' }, santaClara)).toBe('region_mismatch');
-    expect(check(sc, downtownSanJose)).toBe('region_mismatch');
-    expect(check({ region: 'US', state: 'California', city: 'San Jose' }, downtownSanJose)).toBe('allowed');
+    expect(check({ region: 'DE', state: 'Bayern' }, berlin)).toBe('region_mismatch');
+    expect(check({ region: 'US', state: 'Texas' }, austin)).toBe('allowed');
   });
 
-  it('concludes nothing outside every known box: the allow entries decide as before', () => {
-    expect(evaluateGeoPolicy(permissive, { region: sc, point: mid }).allowed).toBe(true);
-    expect(evaluateGeoPolicy(allow, { region: { region: 'XX' }, point: mid })).toMatchObject({
+  it('names the table cannot resolve conclude nothing; a point it cannot place fails closed for states', () => {
+    expect(evaluateGeoPolicy({}, { region: { region: 'Site-A' }, point: berlin }).allowed).toBe(true);
+    // California is a boundary in the table: a point in the Atlantic contradicts it.
+    expect(evaluateGeoPolicy({}, { region: sc, point: mid })).toMatchObject({ check: 'region_mismatch' });
+    // permissive names regions only: a point at sea is simply not inside them.
+    expect(evaluateGeoPolicy(permissive, { region: { region: 'Site-A' }, point: mid })).toMatchObject({
       check: 'region',
     });
+    // allow names states: off the Californian coast the point is in US waters but in no state.
+    const offshore = { lat: 36.0, lon: -123.5 };
+    expect(labelPoint(offshore.lat, offshore.lon)).toEqual({ region: 'US' });
+    expect(evaluateGeoPolicy(allow, { region: { region: 'XX' }, point: offshore })).toMatchObject({
+      check: 'place_unknown',
+    });
+    // A state of a country the table has no subdivisions for cannot be decided with a point.
+    const italy: GeoPolicy = { allow: [{ region: 'IT', state: 'Lombardia' }] };
+    const milan = { lat: 45.464, lon: 9.19 };
+    expect(
+      evaluateGeoPolicy(italy, { region: { region: 'IT', state: 'Lombardia' }, point: milan }),
+    ).toMatchObject({
+      check: 'place_unknown',
+    });
     // No point or no claim: nothing to compare.
-    expect(evaluateGeoPolicy(permissive, { region: sc }).allowed).toBe(true);
+    expect(evaluateGeoPolicy(permissive, { region: sc })).toMatchObject({
+      allowed: true,
+      matched_by: 'name',
+    });
     expect(evaluateGeoPolicy({}, { point: berlin }).allowed).toBe(true);
   });
 
-  it('takes a custom table from the policy, or none (region_table: false)', () => {
+  it('takes a custom box table from the policy, or none (region_table: false)', () => {
     const custom: GeoPolicy = {
-      allow: [{ region: 'US' }, { region: 'EU' }, { region: 'DE' }],
+      allow: [{ region: 'DE' }, { region: 'US' }, { region: 'EU' }],
       region_table: [{ box: [13, 52, 14, 53], place: { region: 'DE', state: 'Berlin' } }],
     };
     expect(evaluateGeoPolicy(custom, { region: { region: 'DE', state: 'Berlin' }, point: berlin })).toEqual({
       allowed: true,
       matched: { region: 'DE' },
+      matched_by: 'boundary',
+      place: 'DE',
     });
     expect(evaluateGeoPolicy(custom, { region: sc, point: berlin })).toMatchObject({
       check: 'region_mismatch',
     });
-    // The custom table replaces the built-in one: Santa Clara is unknown to it.
-    expect(evaluateGeoPolicy(custom, { region: { region: 'EU' }, point: santaClara }).allowed).toBe(true);
+    // The custom table replaces the place table for the consistency check: Santa Clara is unknown
+    // to it, but the allow entries still need the point inside their boundary.
+    expect(evaluateGeoPolicy(custom, { region: { region: 'EU' }, point: santaClara })).toMatchObject({
+      allowed: true,
+      place: 'US',
+    });
     const off: GeoPolicy = { ...permissive, region_table: false };
-    expect(evaluateGeoPolicy(off, { region: sc, point: berlin }).allowed).toBe(true);
+    expect(evaluateGeoPolicy(off, { region: sc, point: berlin })).toMatchObject({
+      allowed: true,
+      place: 'EU',
+    });
     expect(() =>
       geoPolicySchema.parse({ region_table: [{ box: [10, 0, 0, 0], place: { region: 'X' } }] }),
     ).toThrow();
@@ -364,39 +387,21 @@ describe('region consistency with the reported coordinates (SPEC §5.1)', () => 
     ).toThrow();
   });
 
-  it('property: outside every box the decision equals the decision without a point', () => {
-    const name = fc.constantFrom('US', 'EU', 'California', 'Germany', 'Texas', 'Berlin', 'Santa Clara', 'x');
-    const claim = fc.record({ region: name, state: name, city: name }, { requiredKeys: [] });
-    // Southern hemisphere / Pacific: no built-in box reaches there.
+  it('property: the label the table gives a point is never a mismatch', () => {
     const point = fc.record({
-      lat: fc.double({ min: -89, max: -1, noNaN: true }),
-      lon: fc.double({ min: -179, max: 179, noNaN: true }),
-    });
-    fc.assert(
-      fc.property(claim, point, (region, pt) => {
-        const withPoint = evaluateGeoPolicy(allow, { region, point: pt });
-        const without = evaluateGeoPolicy(allow, { region });
-        expect(withPoint.allowed).toBe(without.allowed);
-      }),
-      { numRuns: 300 },
-    );
-  });
-
-  it('property: a claim equal to the first box containing the point is never a mismatch', () => {
-    const point = fc.record({
-      lat: fc.double({ min: 28, max: 54, noNaN: true }),
-      lon: fc.double({ min: -124, max: 14, noNaN: true }),
+      lat: fc.double({ min: 25, max: 55, noNaN: true }),
+      lon: fc.double({ min: -124, max: 20, noNaN: true }),
     });
     fc.assert(
       fc.property(point, fc.boolean(), (pt, upper) => {
-        const place = lookupRegion(pt.lat, pt.lon, BUILTIN_REGION_TABLE);
+        const place = labelPoint(pt.lat, pt.lon);
         if (place === undefined) return;
         const region = upper
           ? Object.fromEntries(Object.entries(place).map(([k, v]) => [k, String(v).toUpperCase()]))
           : place;
         expect(evaluateGeoPolicy({}, { region, point: pt })).toEqual({ allowed: true });
       }),
-      { numRuns: 400 },
+      { numRuns: 300 },
     );
   });
 });

@@ -70,11 +70,15 @@ describe('foldPlaceName: NFKC + full case folding', () => {
     const d = evaluateGeoPolicy(p, {
       region: { region: 'us', state: 'CALIFORNIA', city: 'santa\u00A0clara' },
     });
-    expect(d).toEqual({ allowed: true, matched: { region: 'US', state: 'California', city: 'Santa Clara' } });
+    expect(d).toEqual({
+      allowed: true,
+      matched: { region: 'US', state: 'California', city: 'Santa Clara' },
+      matched_by: 'name',
+    });
     const regionOnly = evaluateGeoPolicy(
       { allow: [{ region: 'EU' }] },
       { region: { region: 'eu', state: 'Germany' } },
     );
-    expect(regionOnly).toEqual({ allowed: true, matched: { region: 'EU' } });
+    expect(regionOnly).toEqual({ allowed: true, matched: { region: 'EU' }, matched_by: 'name' });
   });
 });

@@ -1,6 +1,6 @@
 /**
- * The shipped reverse-geocoding table (SPEC §5.1) lives in `@geofence/protocol`; the verifier checks
- * claimed places against coordinates with it; re-exported here so the agent keeps its public names
- * and both sides use one table.
+ * The shipped place table (SPEC §5.1: country and first-level subdivision boundaries) lives in
+ * `@geofence/protocol`; the verifier checks claimed places against coordinates with it; re-exported here
+ * so the agent and the verifier use one table.
  */
-export { BUILTIN_REGION_TABLE, lookupRegion, type RegionBox } from '@geofence/protocol';
+export { builtinReverseGeocode, labelPoint, lookupRegion, type RegionBox } from '@geofence/protocol';

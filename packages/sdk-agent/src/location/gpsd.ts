@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { type GeographicRegion, geographicRegionSchema, jcs, type LocationReading } from '@geofence/protocol';
-import { BUILTIN_REGION_TABLE, lookupRegion, type RegionBox } from './geocode.js';
+import { labelPoint, lookupRegion, type RegionBox } from './geocode.js';
 import { type GpsdDevice, type GpsdTpv, LineSplitter, parseGpsdLine, tpvAccuracy } from './gpsd-protocol.js';
 import {
   type LocationObservation,
@@ -23,10 +23,11 @@ export interface GpsdLocationOptions {
   maxFixAgeSeconds?: number;
   /**
    * How a fix maps to region/state/city: a fixed place for every fix, or a table of boxes that is
-   * searched before the shipped {@link BUILTIN_REGION_TABLE}.
+   * searched before the shipped place table (`labelPoint`: ISO 3166-1 country and first-level
+   * subdivision boundaries, e.g. `{region: 'US', state: 'California'}`; no cities).
    */
   regionMapping?: GeographicRegion | readonly RegionBox[];
-  /** Also search the shipped table (default true). */
+  /** Also use the shipped place table (default true). */
   useBuiltinTable?: boolean;
   /** Only use reports of this device path (default: any device gpsd reports). */
   device?: string;
@@ -75,9 +76,10 @@ export function gpsdLocation(options: GpsdLocationOptions = {}): LocationProvide
   if (!(maxAgeMs > 0)) throw new RangeError('gpsdLocation: maxFixAgeSeconds must be positive');
   const mapping = options.regionMapping;
   const fixedPlace = mapping && !Array.isArray(mapping) ? geographicRegionSchema.parse(mapping) : undefined;
-  const tables: Array<readonly RegionBox[]> = [];
-  if (Array.isArray(mapping)) tables.push(mapping as readonly RegionBox[]);
-  if (options.useBuiltinTable !== false) tables.push(BUILTIN_REGION_TABLE);
+  const boxes: readonly RegionBox[] = Array.isArray(mapping) ? (mapping as readonly RegionBox[]) : [];
+  const useTable = options.useBuiltinTable !== false;
+  const mapPoint = (lat: number, lon: number) =>
+    lookupRegion(lat, lon, boxes) ?? (useTable ? labelPoint(lat, lon) : undefined);
 
   const devices = new Map<string, GpsdDevice>();
   let fix: Fix | undefined;
@@ -193,7 +195,7 @@ export function gpsdLocation(options: GpsdLocationOptions = {}): LocationProvide
           `latest fix is older than ${maxAgeMs / 1000} s (fix time ${f.tpv.time})`,
         );
       }
-      const place = fixedPlace ? { ...fixedPlace } : lookupRegion(f.tpv.lat, f.tpv.lon, ...tables);
+      const place = fixedPlace ? { ...fixedPlace } : mapPoint(f.tpv.lat, f.tpv.lon);
       if (!place) {
         throw new NoLocationError('unmapped', 'the fix lies outside every configured and shipped region');
       }

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RejectedBy } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
+import { fastHasDuplicateJsonKeys } from '../pipeline/fast-validate.js';
 import { problemHeaders } from '../problem-headers.js';
 import type { EnrollmentService } from './enrollment.js';
 import { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';
@@ -93,8 +94,11 @@ function isJsonContentType(ct: string | undefined): boolean {
 }
 
 /**
- * Decodes a request body into a JSON value: bodies already parsed by a framework pass through;
- * raw bodies must be JSON (`415` otherwise), within the size limit (`413`) and parse (`400`).
+ * Decodes a request body into a JSON value: bodies already parsed by a framework pass through
+ * (their duplicate member names are already lost: mount the handlers before any JSON body parser);
+ * raw bodies must be JSON (`415` otherwise), within the size limit (`413`), parse (`400`) and
+ * have no duplicate member names in any object (`400`; the same scanner as `POST /metrics`, so
+ * no two parsers can read one body differently).
  */
 export function decodeJsonBody(req: AttestationHttpRequest, limit: number): unknown {
   const raw = req.body;
@@ -113,11 +117,20 @@ export function decodeJsonBody(req: AttestationHttpRequest, limit: number): unkn
       details: { limit_bytes: limit },
     });
   }
+  let text: string;
+  let value: unknown;
   try {
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    value = JSON.parse(text);
   } catch {
     throw new GeofenceError('request_validation', 'Request body is not valid JSON');
   }
+  if (fastHasDuplicateJsonKeys(text, value)) {
+    throw new GeofenceError('request_validation', 'Request body has duplicate member names', {
+      details: { reason: 'duplicate member names' },
+    });
+  }
+  return value;
 }
 
 /**
