@@ -1,3 +1,5 @@
+import { compilePolygonList, pointInside } from '@geofence/protocol';
+import { booleanPointInPolygon } from '@turf/boolean-point-in-polygon';
 import { booleanWithin } from '@turf/boolean-within';
 import { circle } from '@turf/circle';
 import fc from 'fast-check';
@@ -402,6 +404,38 @@ describe('region consistency with the reported coordinates (SPEC §5.1)', () => 
         expect(evaluateGeoPolicy({}, { region, point: pt })).toEqual({ allowed: true });
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('point in polygon (protocol) against @turf/boolean-point-in-polygon', () => {
+  it('agrees on random points, for a polygon with a hole, boundary included or not', () => {
+    const outer = [
+      [0, 0],
+      [10, 0],
+      [10, 10],
+      [5, 14],
+      [0, 10],
+      [0, 0],
+    ];
+    const hole = [
+      [3, 3],
+      [7, 3],
+      [7, 7],
+      [3, 7],
+      [3, 3],
+    ];
+    const [poly] = compilePolygonList([[outer, hole]]);
+    const geometry = { type: 'Polygon' as const, coordinates: [outer, hole] };
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.integer({ min: -2, max: 16 }), fc.double({ min: -2, max: 16, noNaN: true })),
+        fc.oneof(fc.integer({ min: -2, max: 16 }), fc.double({ min: -2, max: 16, noNaN: true })),
+        (x, y) => {
+          expect(pointInside(poly!, x, y)).toBe(booleanPointInPolygon([x, y], geometry));
+        },
+      ),
+      { numRuns: 5000 },
     );
   });
 });
