@@ -16,6 +16,10 @@ export default defineConfig({
       { find: /^@geofence\/tpm-wire$/, replacement: src('packages/tpm-wire') },
       { find: /^@geofence\/native-tpm$/, replacement: src('packages/native-tpm') },
       { find: /^@geofence\/verifier$/, replacement: src('packages/sdk-verifier') },
+      {
+        find: /^@geofence\/verifier\/fastify$/,
+        replacement: fileURLToPath(new URL('./packages/sdk-verifier/src/fastify.ts', import.meta.url)),
+      },
       { find: /^@geofence\/agent$/, replacement: src('packages/sdk-agent') },
     ],
   },

@@ -5,7 +5,7 @@ export default defineConfig({
   entry: ['src/index.ts', 'src/cli.ts'],
   format: ['esm'],
   // Private app: no .d.ts bundle (it would type-check the whole monorepo again and add ~50 s to
-  // `npm run demo`); types come from the sources (`source`/`types` in package.json), checked by `tsc -b`.
+  // `npm run demo`); types come from the sources (`types` in package.json, tsconfig `paths`), checked by `tsc -b`.
   dts: false,
   sourcemap: true,
   clean: true,

@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // Two entry points: the root and `./fastify` (the only one that imports Fastify types); shared code is one chunk.
+  entry: ['src/index.ts', 'src/fastify.ts'],
   format: ['esm'],
   // composite (for tsc -b) makes tsup's dts pass demand every file be listed; it only needs the entry graph.
   dts: { compilerOptions: { composite: false } },

@@ -24,7 +24,7 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 async function geofence(args: string[], env: Record<string, string> = {}) {
   try {
-    const r = await run(process.execPath, ['--conditions=source', '--import', 'tsx', CLI, ...args], {
+    const r = await run(process.execPath, ['--import', 'tsx', CLI, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env },
     });

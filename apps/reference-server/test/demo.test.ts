@@ -104,14 +104,10 @@ describe('geofence demo', () => {
   it('stops everything it started on Ctrl-C', async () => {
     const { dir } = await testDataDir('demo-int');
     const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-    const child = spawn(
-      process.execPath,
-      ['--conditions=source', '--import', 'tsx', cli, 'demo', '--data-dir', dir],
-      {
-        cwd: fileURLToPath(new URL('../../../', import.meta.url)),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'demo', '--data-dir', dir], {
+      cwd: fileURLToPath(new URL('../../../', import.meta.url)),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let text = '';
     child.stdout?.on('data', (d) => {
       text += String(d);

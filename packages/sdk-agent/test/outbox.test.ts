@@ -34,14 +34,10 @@ afterAll(async () => {
 
 /** Runs the child agent until `line` appears on stdout; returns the child and that line's payload. */
 function runChild(config: object, until: string): Promise<{ child: ChildProcess; lines: string[] }> {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=source', '--import', 'tsx', CHILD, JSON.stringify(config)],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      cwd: fileURLToPath(new URL('../../..', import.meta.url)),
-    },
-  );
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(config)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: fileURLToPath(new URL('../../..', import.meta.url)),
+  });
   const lines: string[] = [];
   let err = '';
   child.stderr!.on('data', (d) => {

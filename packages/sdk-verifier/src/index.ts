@@ -1,5 +1,6 @@
 /**
- * Verify TPM-signed, geofenced edge data: registry, nonce stores, geo policy, aligned errors, attestation appraisal, Express and Fastify middleware.
+ * Verify TPM-signed, geofenced edge data: registry, nonce stores, geo policy, aligned errors, attestation appraisal, Express middleware.
+ * The Fastify plugin is the subpath `@geofence/verifier/fastify`.
  *
  * @packageDocumentation
  * @module @geofence/verifier
@@ -108,7 +109,6 @@ export type {
   GeofenceHandler,
   GeofenceIncomingMessage,
 } from './middleware/express.js';
-export { type GeofenceFastifyOptions, geofenceFastify } from './middleware/fastify.js';
 export { type GeofenceExpress, type GeofenceIntegrations, geofence } from './middleware/index.js';
 export { createMemoryRecordSink, type MemoryRecordSink } from './pipeline/records.js';
 export type {

@@ -8,13 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type GatewayVerdict,
-  geofence,
-  isProblem,
-  JsonFileRegistry,
-  MemoryNonceStore,
-} from '../src/index.js';
+import { geofenceFastify } from '../src/fastify.js';
+import { type GatewayVerdict, isProblem, JsonFileRegistry, MemoryNonceStore } from '../src/index.js';
 import { send } from './helpers/http.js';
 import {
   BERLIN,
@@ -41,14 +36,14 @@ beforeAll(async () => {
   await registry.put(violator.record);
   const nonces = new MemoryNonceStore();
   collector = Fastify();
-  await collector.register(geofence.fastify, {
+  await collector.register(geofenceFastify, {
     collector: { registry, nonces },
     nonce: { registry, nonces },
   });
   collectorUrl = await collector.listen({ host: '127.0.0.1', port: 0 });
 
   gateway = Fastify();
-  await gateway.register(geofence.fastify, {
+  await gateway.register(geofenceFastify, {
     gateway: {
       registry,
       async forward(request, reply, verdict) {
@@ -165,11 +160,11 @@ describe('fastify plugin', () => {
 
   it('validates options at registration', async () => {
     const app = Fastify();
-    await expect(app.register(geofence.fastify, {}).ready()).rejects.toThrow(
+    await expect(app.register(geofenceFastify, {}).ready()).rejects.toThrow(
       /at least one of collector, nonce, gateway/,
     );
     const app2 = Fastify();
-    await expect(app2.register(geofence.fastify, { gateway: { registry } as never }).ready()).rejects.toThrow(
+    await expect(app2.register(geofenceFastify, { gateway: { registry } as never }).ready()).rejects.toThrow(
       /forward must be a function/,
     );
     await app.close();

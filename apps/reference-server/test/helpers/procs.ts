@@ -21,7 +21,7 @@ export function spawnService(
   env: Record<string, string>,
   args: string[] = [],
 ): Promise<Service> {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', CLI, role, ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, role, ...args], {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,6 +1,6 @@
 /**
  * Child process for the outbox test: runs an agent from the package sources
- * (`node --conditions=source --import tsx outbox-child.ts <json config>`).
+ * (`node --import tsx outbox-child.ts <json config>`).
  *   mode "enqueue": queue `count` metric sets durably, print IDENTITY and QUEUED lines, then idle
  *                   (the parent kills it with SIGKILL while the gateway is still down);
  *   mode "drain":   start, let the outbox deliver everything, print DRAINED and exit.

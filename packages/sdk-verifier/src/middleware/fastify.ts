@@ -167,7 +167,8 @@ async function geofencePlugin(app: FastifyInstance, opts: GeofenceFastifyOptions
 }
 
 /**
- * The Fastify plugin: `app.register(geofence.fastify, { collector: {...}, nonce: {...} })` or
+ * The Fastify plugin (`import { geofenceFastify } from '@geofence/verifier/fastify'`):
+ * `app.register(geofenceFastify, { collector: {...}, nonce: {...} })` or
  * `{ gateway: {..., forward} }`. Options are validated at registration with clear errors.
  * @public
  */

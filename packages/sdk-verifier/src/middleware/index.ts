@@ -1,5 +1,4 @@
 import type { ServerResponse } from 'node:http';
-import type { FastifyPluginAsync } from 'fastify';
 import {
   collector,
   type ExpressCollectorOptions,
@@ -13,7 +12,6 @@ import {
   gateway,
   nonce,
 } from './express.js';
-import { type GeofenceFastifyOptions, geofenceFastify } from './fastify.js';
 
 /**
  * Express middleware factories (see the README for complete examples).
@@ -46,16 +44,14 @@ export interface GeofenceExpress {
 export interface GeofenceIntegrations {
   /** Express middleware factories. */
   express: GeofenceExpress;
-  /** Fastify plugin. */
-  fastify: FastifyPluginAsync<GeofenceFastifyOptions>;
 }
 
 /**
- * Framework integrations: `geofence.express.{collector, gateway, nonce, forward, errorHandler}` and
- * the Fastify plugin `geofence.fastify`.
+ * Framework integrations: `geofence.express.{collector, gateway, nonce, forward, errorHandler}`. The
+ * Fastify plugin is `geofenceFastify` from `@geofence/verifier/fastify` (kept out of the package root so
+ * that it carries no Fastify types).
  * @public
  */
 export const geofence: GeofenceIntegrations = Object.freeze({
   express: Object.freeze({ collector, gateway, nonce, forward, errorHandler }),
-  fastify: geofenceFastify,
 });
