@@ -104,7 +104,7 @@ describe('systemd units', () => {
     }
   });
 
-  it.each(ROLES)('geofence-%s.service uses its example config and writes only its state directory', (role) => {
+  it.each(ROLES)('geofence-%s.service: example config, writes only its state dir', (role) => {
     const text = unit(role);
     const [exec] = directive(text, 'ExecStart');
     expect(exec).toBe(`${BIN} ${role} --config /etc/geofence/${role}/geofence.config.json`);
