@@ -57,19 +57,27 @@ function relocate(value: unknown, root: string, create: boolean): unknown {
   return value;
 }
 
+/**
+ * A copy of the unit in a temporary directory whose ExecStart= runs a stub: verify refuses an
+ * ExecStart= binary that does not exist, and the launcher is installed on the target host, not here.
+ * The stub stands in for it at a temporary path; the arguments stay as written.
+ */
+function stubbed(role: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gf-unit-'));
+  const stub = join(dir, 'geofence');
+  writeFileSync(stub, '#!/bin/sh\nexit 0\n');
+  chmodSync(stub, 0o755);
+  const text = unit(role);
+  expect(text).toContain(`\nExecStart=${BIN} ${role} `);
+  const file = join(dir, `geofence-${role}.service`);
+  writeFileSync(file, text.replaceAll(`ExecStart=${BIN} `, `ExecStart=${stub} `));
+  return file;
+}
+
 describe('systemd units', () => {
   it.each(ROLES)('geofence-%s.service passes systemd-analyze verify', async (role) => {
     const analyze = systemdAnalyze();
-    // verify refuses an ExecStart= binary that does not exist; the launcher is installed on the target
-    // host, not here. A stub at a temporary path stands in for it, the arguments stay as written.
-    const dir = mkdtempSync(join(tmpdir(), 'gf-unit-'));
-    const stub = join(dir, 'geofence');
-    writeFileSync(stub, '#!/bin/sh\nexit 0\n');
-    chmodSync(stub, 0o755);
-    const text = unit(role);
-    expect(text).toContain(`\nExecStart=${BIN} ${role} `);
-    const file = join(dir, `geofence-${role}.service`);
-    writeFileSync(file, text.replaceAll(`ExecStart=${BIN} `, `ExecStart=${stub} `));
+    const file = stubbed(role);
     const r = await run(analyze, ['verify', file]).then(
       (x) => ({ code: 0, stderr: x.stderr }),
       (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
@@ -78,6 +86,14 @@ describe('systemd units', () => {
     const aboutUnit = r.stderr.split('\n').filter((l) => l.includes(`geofence-${role}`));
     expect(aboutUnit).toEqual([]);
     expect(r.code).toBe(0);
+  });
+
+  it.each(ROLES)('geofence-%s.service: systemd-analyze security rates it 2.0 or better', async (role) => {
+    const file = stubbed(role);
+    const r = await run(systemdAnalyze(), ['security', '--offline=yes', file]);
+    const level = /Overall exposure level for \S+: (\d+\.\d+)/.exec(r.stdout)?.[1];
+    expect(level, r.stdout.slice(-400)).toBeDefined();
+    expect(Number(level)).toBeLessThanOrEqual(2.0);
   });
 
   it.each(ROLES)('geofence-%s.service is hardened', (role) => {
