@@ -134,6 +134,20 @@ describe('systemd units', () => {
   });
 });
 
+describe('system user', () => {
+  it('geofence.sysusers.conf creates the user geofence the units run as', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'gf-sysusers-'));
+    mkdirSync(join(root, 'etc'));
+    const sysusers = join(dirname(systemdAnalyze()), 'systemd-sysusers');
+    const r = await run(sysusers, [
+      `--root=${root}`,
+      '--dry-run',
+      join(DEPLOY, 'systemd', 'geofence.sysusers.conf'),
+    ]);
+    expect(r.stdout + r.stderr).toContain("Creating user 'geofence'");
+  });
+});
+
 describe('example config files', () => {
   it.each(ROLES)('deploy/examples/%s/geofence.config.json passes the schema as written', (role) => {
     const r = configSchema.safeParse(example(role));
