@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libtss2-dev swtpm swtpm-tools tpm2-tools redis-server gpsd gpsd-clients)
+# systemd: systemd-analyze, for the verification of deploy/systemd/*.service (deploy.test.ts).
+APT_PACKAGES=(libtss2-dev swtpm swtpm-tools tpm2-tools redis-server gpsd gpsd-clients systemd)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { AgentRecord, AgentStatus, GeoPolicy } from '@geofence/verifier';
 import type { Config } from './config.js';
-import { readPreRegistrations, upsertPreRegistration } from './preregistrations.js';
+import { type PreRegistration, readPreRegistrations, upsertPreRegistration } from './preregistrations.js';
 import { openRegistry } from './runtime.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -19,14 +19,44 @@ function placeOf(p: GeoPolicy): string {
   );
 }
 
-/** Prints registry records and pending pre-registrations as a table. */
-export async function agentsList(cfg: Config): Promise<void> {
+/** Output format of the listing and reading commands (`-o json|table`). */
+export type OutputFormat = 'table' | 'json';
+
+/** Columns padded to the widest cell, two spaces apart. */
+function table(rows: string[][]): void {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  for (const r of rows)
+    out(
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    );
+}
+
+/**
+ * A pre-registration in the shape of a record: `status: 'pre-registered'`, so that every entry of
+ * `agents list -o json` has `agent_name`, `status` and `geo_policy`.
+ */
+function preRecord(p: PreRegistration) {
+  return { ...p, status: 'pre-registered' as const };
+}
+
+/**
+ * Prints registry records and pending pre-registrations: a table, or (`json`) one JSON array of the
+ * records as `agents show -o json` prints them.
+ */
+export async function agentsList(cfg: Config, format: OutputFormat = 'table'): Promise<void> {
   const registry = await openRegistry(cfg);
   try {
     const records = await registry.list();
     const pre = readPreRegistrations(cfg.dataDir).filter(
       (p) => !records.some((r) => r.agent_name === p.agent_name),
     );
+    if (format === 'json') {
+      out(JSON.stringify([...records, ...pre.map(preRecord)], null, 2));
+      return;
+    }
     const rows: string[][] = [['agent_name', 'status', 'keyid', 'geo_policy', 'updated_at']];
     for (const r of records) {
       rows.push([r.agent_name, r.status, `${r.keyid.slice(0, 16)}…`, placeOf(r.geo_policy), r.updated_at]);
@@ -34,15 +64,17 @@ export async function agentsList(cfg: Config): Promise<void> {
     for (const p of pre) {
       rows.push([p.agent_name, 'pre-registered', '-', placeOf(p.geo_policy), p.added_at ?? '-']);
     }
-    const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-    for (const r of rows) out(r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  '));
+    table(rows);
   } finally {
     await registry.close();
   }
 }
 
-/** Prints one record (registry record or pre-registration) as JSON; 1 when unknown. */
-export async function agentsShow(cfg: Config, name: string): Promise<number> {
+/**
+ * Prints one record (registry record or pre-registration): a two-column table of its fields, or
+ * (`json`) the record as stored. 1 when unknown.
+ */
+export async function agentsShow(cfg: Config, name: string, format: OutputFormat = 'table'): Promise<number> {
   const registry = await openRegistry(cfg);
   try {
     const rec: AgentRecord | undefined = await registry.getByName(name);
@@ -51,7 +83,19 @@ export async function agentsShow(cfg: Config, name: string): Promise<number> {
       err(`agent ${name} not found`);
       return 1;
     }
-    out(JSON.stringify(rec ?? { ...pre, status: 'pre-registered' }, null, 2));
+    const shown = rec ?? preRecord(pre as PreRegistration);
+    if (format === 'json') {
+      out(JSON.stringify(shown, null, 2));
+      return 0;
+    }
+    const rows: string[][] = [];
+    for (const [k, v] of Object.entries(shown)) {
+      if (v === undefined) continue;
+      if (k === 'geo_policy') rows.push([k, placeOf(v as GeoPolicy)]);
+      else if (k === 'app_public_key_pem' || k === 'ak_public_pem') rows.push([k, '(PEM, see -o json)']);
+      else rows.push([k, typeof v === 'string' ? v : JSON.stringify(v)]);
+    }
+    table(rows);
     return 0;
   } finally {
     await registry.close();

@@ -3,7 +3,7 @@
  * `geofence` — the reference server CLI: collector, gateway, edge agent service, enrolment, registry
  * administration, offline record verification and the demo.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, type LoadConfigOptions, loadConfig, type Role } from './config.js';
 
 const program = new Command();
@@ -30,6 +30,19 @@ function withCommon(cmd: Command, listener = true): Command {
     cmd.option('-H, --host <host>', 'listen address (default 127.0.0.1, env HOST)');
   }
   return cmd;
+}
+
+interface OutputOpts {
+  output: 'table' | 'json';
+}
+
+/** `-o json|table` of the listing and reading commands (table by default). */
+function withOutput(cmd: Command): Command {
+  return cmd.addOption(
+    new Option('-o, --output <format>', 'output format: table for people, json for scripts')
+      .choices(['table', 'json'])
+      .default('table'),
+  );
 }
 
 /**
@@ -89,6 +102,8 @@ program
     'Reference collector, gateway and edge agent service for TPM-backed Proof of Residency and Proof of Geofencing.',
   )
   .showHelpAfterError()
+  // Usage errors exit with status 2 (see the catch at the end), not commander's default 1.
+  .exitOverride()
   .version('0.1.0');
 
 withCommon(program.command('collector').description('run the collector (default port 8444)')).action(
@@ -176,18 +191,19 @@ withCommon(
 const agents = program
   .command('agents')
   .description('administer the registry (allowlist) and pre-registrations');
-withCommon(agents.command('list').description('list registered and pre-registered agents'), false).action(
-  async (o: CommonOpts) => {
-    const { agentsList } = await import('./admin.js');
-    await agentsList(configFor('cli', o));
-  },
-);
 withCommon(
-  agents.command('show').argument('<agent_name>').description('show one agent record'),
+  withOutput(agents.command('list').description('list registered and pre-registered agents')),
   false,
-).action(async (name: string, o: CommonOpts) => {
+).action(async (o: CommonOpts & OutputOpts) => {
+  const { agentsList } = await import('./admin.js');
+  await agentsList(configFor('cli', o), o.output);
+});
+withCommon(
+  withOutput(agents.command('show').argument('<agent_name>').description('show one agent record')),
+  false,
+).action(async (name: string, o: CommonOpts & OutputOpts) => {
   const { agentsShow } = await import('./admin.js');
-  process.exitCode = await agentsShow(configFor('cli', o), name);
+  process.exitCode = await agentsShow(configFor('cli', o), name, o.output);
 });
 withCommon(
   agents
@@ -258,9 +274,18 @@ withCommon(
   process.exit(code);
 });
 
+/**
+ * Exit status of a usage error (unknown command or option, invalid `-o` format, missing argument):
+ * commander has printed the error and the help by then. `--help` and `--version` exit 0.
+ */
+const EXIT_USAGE = 2;
+
 program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
   // A setting only a command checks (the agent name of `geofence enroll`) is a configuration error too.
   if (err instanceof ConfigError) exitInvalidConfig(err);
-  process.stderr.write(`geofence: ${(err as Error).message ?? String(err)}\n`);
+  // Any other failure: one line on stderr, status 1 (a multi-line message, e.g. of a library, is joined).
+  const message = (err as Error).message ?? String(err);
+  process.stderr.write(`geofence: ${message.replace(/\s*\n\s*/g, ' ').trim()}\n`);
   process.exit(1);
 });

@@ -107,7 +107,7 @@ describe('geofence CLI', () => {
     expect(list.stdout).toMatch(/agent-007\s+pending/);
     const approve = await geofence(['agents', 'approve', 'agent-007', '-d', dir]);
     expect(approve.stdout).toContain('pending → active');
-    const show = await geofence(['agents', 'show', 'agent-007', '-d', dir]);
+    const show = await geofence(['agents', 'show', 'agent-007', '-o', 'json', '-d', dir]);
     expect(JSON.parse(show.stdout)).toMatchObject({
       agent_name: 'agent-007',
       status: 'active',
@@ -125,6 +125,38 @@ describe('geofence CLI', () => {
     expect(revokeUnknown.stderr).toContain('nothing to revoke');
     expect(revokeUnknown.stderr).not.toContain('approved');
     expect(cityWithoutState.code).toBe(2);
+  });
+
+  it('prints agents as JSON for scripts with -o json, as tables by default', async () => {
+    const add = await geofence(['agents', 'add', 'agent-json', '--region', 'US', '-d', dir]);
+    expect(add.code, add.stderr).toBe(0);
+    const [list, table, show, showTable, unknown, badFormat] = await Promise.all([
+      geofence(['agents', 'list', '-o', 'json', '-d', dir]),
+      geofence(['agents', 'list', '-d', dir]),
+      geofence(['agents', 'show', 'agent-007', '--output', 'json', '-d', dir]),
+      geofence(['agents', 'show', 'agent-007', '-d', dir]),
+      geofence(['agents', 'show', 'nobody', '-o', 'json', '-d', dir]),
+      geofence(['agents', 'list', '-o', 'yaml', '-d', dir]),
+    ]);
+    expect(list.code, list.stderr).toBe(0);
+    const agents = JSON.parse(list.stdout) as Array<{ agent_name: string; status: string; keyid?: string }>;
+    expect(Array.isArray(agents)).toBe(true);
+    expect(agents.find((a) => a.agent_name === 'agent-007')).toMatchObject({ keyid: agent.keyid });
+    expect(agents.find((a) => a.agent_name === 'agent-json')).toMatchObject({ status: 'pre-registered' });
+    // An entry of the list is what `agents show -o json` prints for that agent.
+    expect(agents.find((a) => a.agent_name === 'agent-007')).toEqual(JSON.parse(show.stdout));
+    expect(table.stdout.split('\n')[0]).toMatch(/^agent_name\s+status\s+keyid/);
+    expect(table.stdout).toMatch(/agent-json\s+pre-registered/);
+    expect(showTable.code).toBe(0);
+    expect(showTable.stdout).toMatch(/^agent_name\s+agent-007$/m);
+    expect(showTable.stdout).toMatch(new RegExp(`^keyid\\s+${agent.keyid}$`, 'm'));
+    // Errors: one line on stderr, nothing on stdout (a script parsing stdout sees no half output).
+    expect(unknown.code).toBe(1);
+    expect(unknown.stdout).toBe('');
+    expect(unknown.stderr).toBe('geofence: agent nobody not found\n');
+    // A usage error exits 2; its first line names the problem.
+    expect(badFormat.code).toBe(2);
+    expect(badFormat.stderr.split('\n')[0]).toContain("argument 'yaml' is invalid");
   });
 
   it('reports an unreachable Redis as one line naming REDIS_URL, without its password (exit 1)', async () => {
