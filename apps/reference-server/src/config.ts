@@ -182,6 +182,20 @@ export const configSchema = z.strictObject({
       city: z.string().min(1).default('Santa Clara'),
       intervalSeconds: z.number().int().min(0).max(86_400).default(60),
       apiToken: z.string().min(24, 'agent API token must be at least 24 characters').optional(),
+      /**
+       * Extra host names the local agent API answers to (the DNS-rebinding guard accepts IP
+       * literals, `localhost` and the listen host otherwise), e.g. the host's own name when it
+       * listens on 0.0.0.0 and is reached by name.
+       */
+      allowedHosts: z
+        .array(
+          z
+            .string()
+            .min(1)
+            .max(253)
+            .regex(/^[A-Za-z0-9.-]+$/, 'a host name'),
+        )
+        .default([]),
       gpsdHost: z.string().optional(),
       gpsdPort: port.default(2947),
     })
@@ -335,6 +349,7 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     GEOGRAPHIC_CITY: { path: 'agent.city', kind: 'string' },
     METRICS_INTERVAL_SECONDS: { path: 'agent.intervalSeconds', kind: 'int' },
     AGENT_API_TOKEN: { path: 'agent.apiToken', kind: 'string' },
+    AGENT_ALLOWED_HOSTS: { path: 'agent.allowedHosts', kind: 'list' },
     GPSD_HOST: { path: 'agent.gpsdHost', kind: 'string' },
     GPSD_PORT: { path: 'agent.gpsdPort', kind: 'int' },
   };

@@ -24,9 +24,11 @@ let svc: RunningAgentService;
 let c: Agent;
 /** Trusts the CA but not the name: what a rebinding page's Host would fail at TLS is the Host check's job here. */
 let rebinding: Agent;
+let serverTls: { cert: string; key: string; minVersion: 'TLSv1.2' };
 
 beforeAll(async () => {
   const { dir, pki } = await testDataDir('agentsvc');
+  serverTls = { cert: pki.cert, key: pki.key, minVersion: 'TLSv1.2' };
   swtpm = await startSwtpm({ stateDir: join(dir, 'swtpm') });
   upsertPreRegistration(dir, {
     agent_name: 'agent-001',
@@ -111,6 +113,27 @@ describe('edge agent service', () => {
     });
     expect(generate.status).toBe(403);
     expect(generate.json.validation_type).toBe('agent_verification');
+  });
+
+  it('answers a name the operator allowed (AGENT_ALLOWED_HOSTS), still refuses others', async () => {
+    const named = await startAgentService({
+      agent,
+      agentName: 'agent-001',
+      log: silentLog,
+      token: TOKEN,
+      intervalSeconds: 0,
+      allowedHosts: ['Edge-1.example'],
+      listen: { host: '127.0.0.1', port: 0, tls: serverTls },
+    });
+    try {
+      const port = new URL(named.url).port;
+      const status = async (host: string) =>
+        (await http(rebinding, `${named.url}/metrics/status`, { headers: { ...auth, host } })).status;
+      expect(await status(`edge-1.example:${port}`)).toBe(200);
+      expect(await status(`attacker.example:${port}`)).toBe(403);
+    } finally {
+      await named.close();
+    }
   });
 
   it('sends system metrics (default type) and application metrics with custom_data', async () => {

@@ -91,6 +91,7 @@ export async function startAgentFromConfig(
     log,
     token: ensureAgentToken(cfg),
     intervalSeconds: cfg.agent.intervalSeconds,
+    allowedHosts: cfg.agent.allowedHosts,
     serviceName: cfg.serviceName,
     listen: {
       host: cfg.host,

@@ -49,6 +49,8 @@ export interface AgentServiceOptions {
   /** Seconds between periodic sends (0: only on request). */
   intervalSeconds: number;
   listen: ListenOptions;
+  /** Host names accepted in `Host` besides IP literals, `localhost` and the listen host. */
+  allowedHosts?: readonly string[];
   serviceName?: string;
 }
 
@@ -73,10 +75,11 @@ function tokenAuth(token: string): RequestHandler {
  * DNS-rebinding guard: a browser page that rebinds its own name to this host's address can reach the
  * local API, and then only the token stands in its way. Such requests carry that name in `Host` (and
  * its origin in `Origin`), so only IP literals, `localhost` and the configured listen host are
- * accepted as `Host`, and an `Origin`, when sent, must be this very host and port.
+ * accepted as `Host` — plus the names the operator lists in `AGENT_ALLOWED_HOSTS` — and an `Origin`,
+ * when sent, must be this very host and port.
  */
-export function localHostGuard(listenHost: string): RequestHandler {
-  const named = new Set(['localhost', listenHost.toLowerCase()]);
+export function localHostGuard(listenHost: string, allowedHosts: readonly string[] = []): RequestHandler {
+  const named = new Set(['localhost', listenHost.toLowerCase(), ...allowedHosts.map((h) => h.toLowerCase())]);
   const hostAllowed = (hostname: string) =>
     named.has(hostname) ||
     isIP(hostname) !== 0 ||
@@ -157,7 +160,7 @@ export async function startAgentService(opts: AgentServiceOptions): Promise<Runn
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
   app.use(requestIdMiddleware());
-  app.use(localHostGuard(opts.listen.host));
+  app.use(localHostGuard(opts.listen.host, opts.allowedHosts));
 
   app.get('/health', (_req, res) => {
     res.json({
