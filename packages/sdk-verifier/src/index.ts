@@ -110,7 +110,18 @@ export type {
   GeofenceIncomingMessage,
 } from './middleware/express.js';
 export { type GeofenceExpress, type GeofenceIntegrations, geofence } from './middleware/index.js';
+export {
+  validateCollectorOptions,
+  validateGatewayOptions,
+  validateNonceOptions,
+} from './pipeline/options.js';
 export { createMemoryRecordSink, type MemoryRecordSink } from './pipeline/records.js';
+export {
+  type RecordCheck,
+  type RecordReverification,
+  reverifyRecord,
+  type StoredMetricsRequest,
+} from './pipeline/reverify.js';
 export type {
   AcceptedRecord,
   CollectorOptions,
@@ -123,18 +134,7 @@ export type {
   VerifierBaseOptions,
   VerifierRequest,
 } from './pipeline/types.js';
-export {
-  issueNonce,
-  type RecordCheck,
-  type RecordReverification,
-  reverifyRecord,
-  type StoredMetricsRequest,
-  validateCollectorOptions,
-  validateGatewayOptions,
-  validateNonceOptions,
-  verifyAtGateway,
-  verifyMetrics,
-} from './pipeline/verify.js';
+export { issueNonce, verifyAtGateway, verifyMetrics } from './pipeline/verify.js';
 export { clientRequestIdOf, requestIdOf } from './request-id.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';

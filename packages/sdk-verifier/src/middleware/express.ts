@@ -5,6 +5,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DEFAULT_BODY_LIMIT_BYTES } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
+import {
+  validateCollectorOptions,
+  validateGatewayOptions,
+  validateNonceOptions,
+} from '../pipeline/options.js';
 import type {
   CollectorOptions,
   GatewayOptions,
@@ -12,14 +17,7 @@ import type {
   NonceEndpointOptions,
   VerifierRequest,
 } from '../pipeline/types.js';
-import {
-  issueNonce,
-  validateCollectorOptions,
-  validateGatewayOptions,
-  validateNonceOptions,
-  verifyAtGateway,
-  verifyMetrics,
-} from '../pipeline/verify.js';
+import { issueNonce, verifyAtGateway, verifyMetrics } from '../pipeline/verify.js';
 import { clientRequestIdOf, requestIdOf } from '../request-id.js';
 import { readBody } from './body.js';
 import {

@@ -7,15 +7,13 @@ import { DEFAULT_BODY_LIMIT_BYTES } from '@geofence/protocol';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { GeofenceError } from '../errors.js';
-import type { GatewayVerdict, VerifierRequest } from '../pipeline/types.js';
 import {
-  issueNonce,
   validateCollectorOptions,
   validateGatewayOptions,
   validateNonceOptions,
-  verifyAtGateway,
-  verifyMetrics,
-} from '../pipeline/verify.js';
+} from '../pipeline/options.js';
+import type { GatewayVerdict, VerifierRequest } from '../pipeline/types.js';
+import { issueNonce, verifyAtGateway, verifyMetrics } from '../pipeline/verify.js';
 import { clientRequestIdOf, requestIdOf } from '../request-id.js';
 import {
   checkMiddlewareOptions,

@@ -1,0 +1,112 @@
+import {
+  DEFAULT_BODY_LIMIT_BYTES,
+  DEFAULT_CLOCK_SKEW_SECONDS,
+  MAX_SIGNATURE_VALIDITY_SECONDS,
+} from '@geofence/protocol';
+import { evaluateGeoPolicy } from '../geo.js';
+import type { CollectorOptions, GatewayOptions, NonceEndpointOptions, VerifierBaseOptions } from './types.js';
+
+/** Options of a role, validated and defaulted once (see {@link resolveBase}). */
+export interface Resolved {
+  skewMs: number;
+  maxAgeMs: number;
+  bodyLimit: number;
+  requireGeoPolicy: boolean;
+  now: () => Date;
+}
+
+const resolvedCache = new WeakMap<object, Resolved>();
+
+function positive(name: string, v: number | undefined, dflt: number, allowZero = false): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) {
+    throw new TypeError(
+      `@geofence/verifier: option ${name} must be a ${allowZero ? 'non-negative' : 'positive'} number`,
+    );
+  }
+  return v;
+}
+
+/**
+ * Validate options and fill defaults; throws TypeError with a clear message. Cached per options object.
+ * @internal
+ */
+export function resolveBase(
+  o: Partial<VerifierBaseOptions> & { registry?: unknown },
+  role: string,
+): Resolved {
+  const cached = resolvedCache.get(o);
+  if (cached) return cached;
+  if (o === null || typeof o !== 'object')
+    throw new TypeError(`@geofence/verifier ${role}: options object required`);
+  const reg = o.registry as Record<string, unknown> | undefined;
+  if (!reg || typeof reg.getByKeyid !== 'function' || typeof reg.getByName !== 'function') {
+    throw new TypeError(
+      `@geofence/verifier ${role}: option registry must be a Registry (SqliteRegistry, JsonFileRegistry, ...)`,
+    );
+  }
+  const r: Resolved = {
+    skewMs: positive('clockSkewSeconds', o.clockSkewSeconds, DEFAULT_CLOCK_SKEW_SECONDS, true) * 1000,
+    maxAgeMs: positive('maxMessageAgeSeconds', o.maxMessageAgeSeconds, MAX_SIGNATURE_VALIDITY_SECONDS) * 1000,
+    bodyLimit: positive('bodyLimit', o.bodyLimit, DEFAULT_BODY_LIMIT_BYTES),
+    requireGeoPolicy: o.requireGeoPolicy ?? true,
+    now: o.now ?? (() => new Date()),
+  };
+  if (o.now !== undefined && typeof o.now !== 'function')
+    throw new TypeError(`@geofence/verifier ${role}: option now must be a function`);
+  if (o.geoPolicy !== undefined) {
+    try {
+      evaluateGeoPolicy(o.geoPolicy, {});
+    } catch (err) {
+      throw new TypeError(
+        `@geofence/verifier ${role}: option geoPolicy is invalid: ${(err as Error).message}`,
+      );
+    }
+  }
+  resolvedCache.set(o, r);
+  return r;
+}
+
+function checkNonceStore(o: { nonces?: unknown }, role: string): void {
+  const n = o.nonces as Record<string, unknown> | undefined;
+  if (!n || typeof n.issue !== 'function' || typeof n.consume !== 'function') {
+    throw new TypeError(
+      `@geofence/verifier ${role}: option nonces must be a NonceStore (MemoryNonceStore, ...)`,
+    );
+  }
+}
+
+/**
+ * Validate collector options (throws TypeError with a clear message).
+ * @public
+ */
+export function validateCollectorOptions(o: CollectorOptions): void {
+  resolveBase(o, 'collector');
+  checkNonceStore(o, 'collector');
+  if (o.onAccept !== undefined && typeof o.onAccept !== 'function') {
+    throw new TypeError(
+      '@geofence/verifier collector: option onAccept must be a function returning the record id',
+    );
+  }
+}
+
+/**
+ * Validate gateway options (throws TypeError with a clear message).
+ * @public
+ */
+export function validateGatewayOptions(o: GatewayOptions): void {
+  resolveBase(o, 'gateway');
+  for (const k of ['validatePublicKeyHash', 'validateSignature', 'validateGeolocation'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean')
+      throw new TypeError(`@geofence/verifier gateway: option ${k} must be a boolean`);
+  }
+}
+
+/**
+ * Validate `GET /nonce` options (throws TypeError with a clear message).
+ * @public
+ */
+export function validateNonceOptions(o: NonceEndpointOptions): void {
+  resolveBase({ ...o, maxMessageAgeSeconds: o.maxMessageAgeSeconds }, 'nonce');
+  checkNonceStore(o, 'nonce');
+}
