@@ -12,21 +12,12 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ReceivedPoint } from './otlp-receiver.js';
 
 type AnyValue = Record<string, unknown>;
 
 /** One decoded data point, as reported to the test. */
-interface Point {
-  metric: string;
-  type: string;
-  service: string | undefined;
-  start: string | undefined;
-  time: string;
-  value: unknown;
-  attributes: Record<string, unknown>;
-  temporality?: number;
-  monotonic?: boolean;
-}
+type Point = ReceivedPoint;
 
 class Malformed extends Error {}
 
