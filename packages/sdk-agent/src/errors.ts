@@ -10,11 +10,16 @@ export type AgentErrorCode =
   | 'closed'
   | 'invalid_options';
 
-/** Base class of every error the agent SDK throws itself (location errors are {@link NoLocationError}). */
-export class AgentError extends Error {
+/**
+ * The one root of every error the agent SDK throws itself: `err instanceof AgentError` catches them
+ * all (delivery, rejections, location, state directory, outbox lock, attestation, retriable
+ * transport failures), and `code` is stable and machine-readable. Subclasses narrow `Code` to their
+ * own codes (`NoLocationError` → `NoLocationCode`, …).
+ */
+export class AgentError<Code extends string = AgentErrorCode> extends Error {
   /** Stable machine-readable reason. */
-  readonly code: AgentErrorCode;
-  constructor(code: AgentErrorCode, message: string, options?: { cause?: unknown }) {
+  readonly code: Code;
+  constructor(code: Code, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'AgentError';
     this.code = code;

@@ -1,6 +1,6 @@
 import { chmodSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { OutboxFullError } from './errors.js';
+import { AgentError, OutboxFullError } from './errors.js';
 
 /** A queued message: one metric set (`single`) or a batch the caller asked to sign together. */
 export interface QueuedMessage {
@@ -99,10 +99,9 @@ export class MemoryQueue implements MessageQueue {
 }
 
 /** Thrown when another live process holds the outbox of the same state directory. */
-export class OutboxLockedError extends Error {
-  readonly code = 'outbox_locked';
+export class OutboxLockedError extends AgentError<'outbox_locked'> {
   constructor(path: string, pid: number) {
-    super(`outbox ${path} is in use by process ${pid}`);
+    super('outbox_locked', `outbox ${path} is in use by process ${pid}`);
     this.name = 'OutboxLockedError';
   }
 }

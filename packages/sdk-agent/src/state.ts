@@ -11,6 +11,7 @@ import {
 } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { AgentError } from './errors.js';
 
 /** Algorithms an agent's application signing key (AppSK) can use (SPEC §3). */
 export type AppKeyAlgorithm = 'ecc-p256' | 'rsa-2048';
@@ -51,13 +52,10 @@ export type AgentStateErrorCode =
   | 'unloadable_key';
 
 /** A problem with the agent's state directory or a file in it. */
-export class AgentStateError extends Error {
-  /** Stable machine-readable reason. */
-  readonly code: AgentStateErrorCode;
+export class AgentStateError extends AgentError<AgentStateErrorCode> {
   constructor(code: AgentStateErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, options);
     this.name = 'AgentStateError';
-    this.code = code;
   }
 }
 

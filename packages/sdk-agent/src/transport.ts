@@ -1,6 +1,6 @@
 import { type NonceResponse, nonceResponseSchema } from '@geofence/protocol';
 import { type Dispatcher, Pool } from 'undici';
-import { GeofenceRejection } from './errors.js';
+import { AgentError, GeofenceRejection } from './errors.js';
 
 /** TLS settings of the connection to the gateway. */
 export interface TlsOptions {
@@ -14,13 +14,13 @@ export interface TlsOptions {
  * A failure worth retrying: the request may not have been processed (network, timeout, 5xx), or the
  * server asked to come back later (429, with the {@link GeofenceRejection} as `cause`).
  */
-export class RetriableError extends Error {
+export class RetriableError extends AgentError<'retriable'> {
   /** HTTP status for 5xx answers. */
   readonly status: number | undefined;
   /** Server `Retry-After`, in ms. */
   readonly retryAfterMs: number | undefined;
   constructor(message: string, options: { status?: number; retryAfterMs?: number; cause?: unknown } = {}) {
-    super(message, { cause: options.cause });
+    super('retriable', message, { cause: options.cause });
     this.name = 'RetriableError';
     this.status = options.status;
     this.retryAfterMs = options.retryAfterMs;

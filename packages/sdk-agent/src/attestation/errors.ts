@@ -1,3 +1,4 @@
+import { AgentError } from '../errors.js';
 /**
  * Errors of the agent side of attestation. Server refusals are `GeofenceRejection`s (with the
  * problem's `validation_type` and `details.check`); these are the agent's own failures.
@@ -18,12 +19,9 @@ export type AttestationClientErrorCode =
  * A local failure while enrolling or attesting location.
  * @public
  */
-export class AttestationClientError extends Error {
-  /** Stable machine-readable reason. */
-  readonly code: AttestationClientErrorCode;
+export class AttestationClientError extends AgentError<AttestationClientErrorCode> {
   constructor(code: AttestationClientErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, options);
     this.name = 'AttestationClientError';
-    this.code = code;
   }
 }

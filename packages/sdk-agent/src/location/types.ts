@@ -1,4 +1,5 @@
 import type { GeographicRegion, LocationQuality, LocationReading } from '@geofence/protocol';
+import { AgentError } from '../errors.js';
 
 /** Identity of the location sensor a reading came from (gpsd DEVICE report fields). */
 export interface SensorIdentity {
@@ -48,12 +49,9 @@ export interface LocationProvider {
 export type NoLocationCode = 'no_fix' | 'stale_fix' | 'unmapped' | 'unreachable' | 'protocol';
 
 /** There is no trustworthy location right now; nothing is sent that would claim one. */
-export class NoLocationError extends Error {
-  /** Stable machine-readable reason. */
-  readonly code: NoLocationCode;
+export class NoLocationError extends AgentError<NoLocationCode> {
   constructor(code: NoLocationCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, options);
     this.name = 'NoLocationError';
-    this.code = code;
   }
 }
