@@ -8,6 +8,7 @@ import type { EnrollCompleteResponse, EnrollStartResponse } from '@geofence/prot
 import {
   bytesEqual,
   type EnrollCompleteRequest,
+  type EnrollRequest,
   enrollCompleteSchema,
   enrollmentQualifyingData,
   enrollRequestSchema,
@@ -272,7 +273,46 @@ export class EnrollmentService {
     if (!parsed.success) throw requestError('invalid enrolment completion', parsed.error.issues);
     const req: EnrollCompleteRequest = parsed.data;
     const now = this.now();
+    const p = await this.takePending(enrollmentId, now);
+    verifyActivation(p, req);
+    const alg = verifyCertification(p, req);
+    const platform = this.verifyPlatform(enrollmentId, p, req);
+    // Re-read the registry: the agent may have been revoked or enrolled elsewhere meanwhile.
+    const existing = await this.registry.getByName(p.request.agent_name);
+    this.checkRegistration(p.request.agent_name, p.ekHash, existing);
+    const status = this.statusFor(p.request.agent_name, existing);
+    const record = this.recordOf(p, alg, platform, status, existing, now);
+    await this.writeRecord(record, existing);
 
+    const jwt = await this.signer.sign(
+      record.agent_name,
+      publicToJwk(p.app) as JWK,
+      {
+        keyid: record.keyid,
+        ek_hash: p.ekHash,
+        workload_digest: p.request.workload.image_digest,
+        platform_integrity: platform.platformIntegrity,
+        agent_integrity: platform.agentIntegrity,
+        residency: 'tpm',
+        trust_level: 'none',
+        evidence: 'enrollment',
+        status,
+      },
+      now,
+    );
+    return {
+      status,
+      agent_name: record.agent_name,
+      keyid: record.keyid,
+      alg,
+      platform_integrity: platform.platformIntegrity,
+      agent_integrity: platform.agentIntegrity,
+      attestation_result: jwt,
+    };
+  }
+
+  /** Step 2a — the pending enrolment, taken once (`enrollment_unknown` / `_already_used` / `_expired`). */
+  private async takePending(enrollmentId: string, now: Date): Promise<PendingCompletion> {
     const taken = await this.pending.take(enrollmentId, now);
     if (taken.status === 'unknown') throw attestationError('enrollment_unknown', 'no such pending enrolment');
     if (taken.status === 'used') {
@@ -282,36 +322,23 @@ export class EnrollmentService {
       throw attestationError('enrollment_expired', 'the pending enrolment expired');
     const stored = taken.value;
     // Keys were checked at step 1; re-parse them from the stored request (stores hold plain JSON).
-    const p = {
+    return {
       request: stored.request,
       ak: parseKey(stored.request.ak.public, 'ak_public', 'AK public'),
       app: parseKey(stored.request.app_key.public, 'app_key_public', 'AppSK public'),
       ekHash: stored.ek_hash,
       ekIssuer: stored.ek_cert_issuer,
       nonce: stored.nonce,
+      secret: fromB64u(stored.secret) ?? new Uint8Array(0),
     };
-    const expected = fromB64u(stored.secret) ?? new Uint8Array(0);
+  }
 
-    const secret = fromB64u(req.secret);
-    if (!secret || expected.byteLength === 0 || !bytesEqual(secret, expected)) {
-      throw attestationError(
-        'credential_secret',
-        'the activated credential does not match: the AK is not resident with the EK',
-      );
-    }
-
-    const nonceBytes = fromB64u(p.nonce) ?? new Uint8Array(0);
-    tpmCheck('certify', () =>
-      verifyCertify({
-        attest: b64uOrReject(req.certify.attest, 'certify'),
-        signature: b64uOrReject(req.certify.signature, 'certify'),
-        akPublic: p.ak,
-        objectPublic: p.app,
-        qualifyingData: nonceBytes,
-      }),
-    );
-    const alg = checkAppKey(p.app);
-
+  /** Step 2d — the quote over the enrolment's qualifying data, then the PCR and workload appraisal. */
+  private verifyPlatform(
+    enrollmentId: string,
+    p: PendingCompletion,
+    req: EnrollCompleteRequest,
+  ): ReturnType<typeof appraisePlatform> {
     const pcrValues = pcrValuesFromJson(req.quote.pcrs);
     const quote = tpmCheck('quote', () =>
       verifyQuote({
@@ -322,32 +349,33 @@ export class EnrollmentService {
         pcrValues,
       }),
     );
-    const platform = appraisePlatform(
-      this.policy,
-      quote.quote.pcrSelect,
-      pcrValues,
-      p.request.workload.image_digest,
-    );
+    return appraisePlatform(this.policy, quote.quote.pcrSelect, pcrValues, p.request.workload.image_digest);
+  }
 
-    // Re-read the registry: the agent may have been revoked or enrolled elsewhere meanwhile.
-    const existing = await this.registry.getByName(p.request.agent_name);
-    this.checkRegistration(p.request.agent_name, p.ekHash, existing);
+  /** The record's status: as before for a known agent, active when pre-registered, else by policy. */
+  private statusFor(agentName: string, existing: AgentRecord | undefined): 'active' | 'pending' {
+    if (existing) return existing.status === 'active' ? 'active' : 'pending';
+    if (this.policy.agents?.some((a) => a.agentName === agentName)) return 'active';
+    if ((this.policy.unknownAgents ?? 'pending') === 'pending') return 'pending';
+    throw attestationError('agent_not_registered', 'the agent is not pre-registered', {
+      agent_name: agentName,
+    });
+  }
+
+  /** The registry record of SPEC §10 this enrolment writes. */
+  private recordOf(
+    p: PendingCompletion,
+    alg: AgentRecordInput['alg'],
+    platform: ReturnType<typeof appraisePlatform>,
+    status: 'active' | 'pending',
+    existing: AgentRecord | undefined,
+    now: Date,
+  ): AgentRecordInput {
     const preRegistered = this.policy.agents?.find((a) => a.agentName === p.request.agent_name);
-    let status: 'active' | 'pending';
-    if (existing) status = existing.status === 'active' ? 'active' : 'pending';
-    else if (preRegistered) status = 'active';
-    else if ((this.policy.unknownAgents ?? 'pending') === 'pending') status = 'pending';
-    else {
-      throw attestationError('agent_not_registered', 'the agent is not pre-registered', {
-        agent_name: p.request.agent_name,
-      });
-    }
-
-    const keyid = keyIdOfPublic(p.app);
     const iso = now.toISOString();
-    const record: AgentRecordInput = {
+    return {
       agent_name: p.request.agent_name,
-      keyid,
+      keyid: keyIdOfPublic(p.app),
       alg,
       app_public_key_pem: publicToPem(p.app),
       ak_public_pem: publicToPem(p.ak),
@@ -379,9 +407,15 @@ export class EnrollmentService {
         ak_name: toHex(objectName(p.ak)),
       },
     };
+  }
+
+  /**
+   * Compare-and-set against what was checked: a second enrolment (or an operator) that wrote this
+   * name in the meantime, in any process, makes this one fail (`registration_conflict`) instead of
+   * winning.
+   */
+  private async writeRecord(record: AgentRecordInput, existing: AgentRecord | undefined): Promise<void> {
     try {
-      // Compare-and-set against what was checked above: a second enrolment (or an operator) that
-      // wrote this name in the meantime, in any process, makes this one fail instead of winning.
       await this.registry.putIfMatch(record, expectationOf(existing));
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'keyid_conflict') {
@@ -397,32 +431,6 @@ export class EnrollmentService {
       }
       throw err;
     }
-
-    const jwt = await this.signer.sign(
-      record.agent_name,
-      publicToJwk(p.app) as JWK,
-      {
-        keyid,
-        ek_hash: p.ekHash,
-        workload_digest: p.request.workload.image_digest,
-        platform_integrity: platform.platformIntegrity,
-        agent_integrity: platform.agentIntegrity,
-        residency: 'tpm',
-        trust_level: 'none',
-        evidence: 'enrollment',
-        status,
-      },
-      now,
-    );
-    return {
-      status,
-      agent_name: record.agent_name,
-      keyid,
-      alg,
-      platform_integrity: platform.platformIntegrity,
-      agent_integrity: platform.agentIntegrity,
-      attestation_result: jwt,
-    };
   }
 
   /**
@@ -495,4 +503,44 @@ export function pcrValuesFromJson(json: PcrValuesJson): PcrValues {
     out[bank] = values;
   }
   return out;
+}
+
+/** A pending enrolment as taken for completion: the stored start request with its keys re-parsed. */
+interface PendingCompletion {
+  request: EnrollRequest;
+  ak: ReturnType<typeof parseKey>;
+  app: ReturnType<typeof parseKey>;
+  ekHash: string;
+  ekIssuer: string | undefined;
+  nonce: string;
+  /** The credential secret that only the EK's TPM could recover. */
+  secret: Uint8Array;
+}
+
+/** Step 2b — credential activation: only the TPM holding the EK and this AK could recover the secret. */
+function verifyActivation(p: PendingCompletion, req: EnrollCompleteRequest): void {
+  const secret = fromB64u(req.secret);
+  if (!secret || p.secret.byteLength === 0 || !bytesEqual(secret, p.secret)) {
+    throw attestationError(
+      'credential_secret',
+      'the activated credential does not match: the AK is not resident with the EK',
+    );
+  }
+}
+
+/** Step 2c — TPM2_Certify of the AppSK by the activated AK over the nonce; returns the AppSK's algorithm. */
+function verifyCertification(
+  p: PendingCompletion,
+  req: EnrollCompleteRequest,
+): ReturnType<typeof checkAppKey> {
+  tpmCheck('certify', () =>
+    verifyCertify({
+      attest: b64uOrReject(req.certify.attest, 'certify'),
+      signature: b64uOrReject(req.certify.signature, 'certify'),
+      akPublic: p.ak,
+      objectPublic: p.app,
+      qualifyingData: fromB64u(p.nonce) ?? new Uint8Array(0),
+    }),
+  );
+  return checkAppKey(p.app);
 }
