@@ -5,7 +5,7 @@
  * verification (undici Agent per agent, demo CA, keep-alive), for a fixed window after a warm-up.
  * The collector and the enforcing gateway (`GATEWAY_POLICY_ENFORCEMENT=true`) run as separate
  * processes (`geofence collector|gateway` from the TypeScript sources via tsx, as the tests'
- * `spawnService` does); rate limits are off. Two scenarios: direct to the collector, and through the
+ * `spawnService` does; `BENCH_SERVICES=dist` runs the built CLI instead); rate limits are off. Two scenarios: direct to the collector, and through the
  * enforcing gateway (both requests of a flow go to the gateway, which forwards them to the collector).
  *
  * Per scenario: flows/s, p50/p99 latency of each request and of the whole flow (nonce request start →
@@ -33,11 +33,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createSignatureBase } from '@geofence/http-sig';
 import {
+  type MetricsPayload,
   type NonceResponse,
   payloadSigningInput,
   SIGNATURE_LABEL,
   SqliteRegistry,
-  type SignedPayload,
 } from '@geofence/verifier';
 import { Agent, request } from 'undici';
 import { buildSigned } from '../apps/reference-server/src/demo/raw.js';
@@ -64,7 +64,11 @@ const SECONDS = Number(arg('--seconds') || 10);
 const WARMUP = Number(arg('--warmup') || 2);
 const SCENARIOS = (arg('--scenarios') || 'direct,gateway').split(',');
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
-const CLI = fileURLToPath(new URL('../apps/reference-server/src/cli.ts', import.meta.url));
+/** `BENCH_SERVICES=dist` runs the built CLI (needs `npm run build`) instead of the sources via tsx. */
+const FROM_DIST = process.env.BENCH_SERVICES === 'dist';
+const CLI = fileURLToPath(
+  new URL(`../apps/reference-server/${FROM_DIST ? 'dist/cli.js' : 'src/cli.ts'}`, import.meta.url),
+);
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
@@ -78,7 +82,8 @@ interface Service {
 async function startService(dir: string, role: string, env: Record<string, string>): Promise<Service> {
   const logPath = join(dir, `${role}.log`);
   const fd = openSync(logPath, 'w');
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', CLI, role], {
+  const node = FROM_DIST ? [CLI, role] : ['--conditions=source', '--import', 'tsx', CLI, role];
+  const child = spawn(process.execPath, node, {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL, ...env },
     stdio: ['ignore', fd, fd],
@@ -221,7 +226,7 @@ async function runScenario(
         }
         if (!captured) {
           captured = true;
-          const payload = JSON.parse(signed.body.toString('utf8')) as SignedPayload;
+          const payload = JSON.parse(signed.body.toString('utf8')) as MetricsPayload;
           capture({
             key: keys.get(a.keyid) as KeyObject,
             nonceBase: Buffer.from(
