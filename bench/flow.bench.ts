@@ -28,6 +28,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,14 +79,36 @@ interface Service {
   child: ChildProcess;
 }
 
-/** Starts `geofence <role>` (sources via tsx) logging to `<dir>/<role>.log`; resolves once it listens. */
+/** A free TCP port on 127.0.0.1. */
+async function freePort(): Promise<number> {
+  const srv = createServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+const accepts = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = connect(port, '127.0.0.1', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+
+/**
+ * Starts `geofence <role>` on a free port, logging to `<dir>/<role>.log`; resolves once it accepts
+ * connections (whatever LOG_LEVEL, so no reliance on the `listening` line).
+ */
 async function startService(dir: string, role: string, env: Record<string, string>): Promise<Service> {
   const logPath = join(dir, `${role}.log`);
+  const port = await freePort();
   const fd = openSync(logPath, 'w');
   const node = FROM_DIST ? [CLI, role] : ['--conditions=source', '--import', 'tsx', CLI, role];
   const child = spawn(process.execPath, node, {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL, ...env },
+    env: { ...process.env, LOG_LEVEL, ...env, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);
@@ -96,15 +119,7 @@ async function startService(dir: string, role: string, env: Record<string, strin
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (exited) throw new Error(`${exited}: ${readFileSync(logPath, 'utf8')}`);
-    for (const line of readFileSync(logPath, 'utf8').split('\n')) {
-      if (!line.includes('listening')) continue;
-      try {
-        const j = JSON.parse(line) as { msg?: string; url?: string };
-        if (j.msg?.endsWith('listening') && j.url) return { role, url: j.url, child };
-      } catch {
-        // not a log line
-      }
-    }
+    if (await accepts(port)) return { role, url: `https://127.0.0.1:${port}`, child };
     await new Promise((r) => setTimeout(r, 50));
   }
   child.kill('SIGKILL');
@@ -335,7 +350,6 @@ async function main(): Promise<void> {
   const pki = await ensureDemoPki(dir);
   const env = {
     GEOFENCE_DATA_DIR: dir,
-    PORT: '0',
     RATE_LIMIT_ENABLED: 'false',
     GEOFENCE_ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef',
   };
