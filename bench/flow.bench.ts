@@ -21,7 +21,7 @@
  * other load than flows/s and latency.
  *
  * Run: node --import tsx bench/flow.bench.ts [--agents N] [--seconds S] [--warmup S]
- *      [--scenarios direct,gateway] [--json[=DIR] | --json DIR]
+ *      [--scenarios direct,gateway] [--rounds R] [--json[=DIR] | --json DIR]
  *      (`npm run bench -- --json=DIR` passes `--json=DIR` through scripts/bench.mjs)
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -64,6 +64,8 @@ const AGENTS = Number(arg('--agents') || 4);
 const SECONDS = Number(arg('--seconds') || 10);
 const WARMUP = Number(arg('--warmup') || 2);
 const SCENARIOS = (arg('--scenarios') || 'direct,gateway').split(',');
+/** Rounds of all scenarios (interleaved); with more than one, medians and min/max are printed. */
+const ROUNDS = Number(arg('--rounds') || 1);
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
 /** `BENCH_SERVICES=dist` runs the built CLI (needs `npm run build`) instead of the sources via tsx. */
 const FROM_DIST = process.env.BENCH_SERVICES === 'dist';
@@ -372,14 +374,17 @@ async function main(): Promise<void> {
       : undefined;
     if (gateway) children.push(gateway.child);
     const services = [collector, ...(gateway ? [gateway] : [])];
-    for (const scenario of SCENARIOS) {
-      const base = scenario === 'gateway' ? gateway?.url : scenario === 'direct' ? collector.url : undefined;
-      if (!base) throw new Error(`unknown scenario ${scenario} (direct, gateway)`);
-      results.push(
-        await runScenario(scenario, base, agents, pki.ca, services, (b) => {
-          bare ??= b;
-        }),
-      );
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const scenario of SCENARIOS) {
+        const base =
+          scenario === 'gateway' ? gateway?.url : scenario === 'direct' ? collector.url : undefined;
+        if (!base) throw new Error(`unknown scenario ${scenario} (direct, gateway)`);
+        results.push(
+          await runScenario(scenario, base, agents, pki.ca, services, (b) => {
+            bare ??= b;
+          }),
+        );
+      }
     }
   } finally {
     stop();
@@ -394,27 +399,61 @@ async function main(): Promise<void> {
     `flow.window: ${SECONDS} s (after ${WARMUP} s warm-up)`,
     `flow.bare_crypto_per_flow: ${fmt(bareMs)} ms (3 × ECDSA P-256 verify, in-process)`,
   ];
-  for (const r of results) {
-    const p = `flow.${r.scenario}`;
-    lines.push(
-      `${p}.flows_per_s: ${fmt(r.flowsPerSecond, 0)} flows/s`,
-      `${p}.flows: ${r.flows} flows (${r.errors} errors)`,
-      `${p}.nonce_p50: ${fmt(r.latencyMs.nonce.p50)} ms`,
-      `${p}.nonce_p99: ${fmt(r.latencyMs.nonce.p99)} ms`,
-      `${p}.metrics_p50: ${fmt(r.latencyMs.metrics.p50)} ms`,
-      `${p}.metrics_p99: ${fmt(r.latencyMs.metrics.p99)} ms`,
-      `${p}.flow_p50: ${fmt(r.latencyMs.flow.p50)} ms`,
-      `${p}.flow_p99: ${fmt(r.latencyMs.flow.p99)} ms`,
-    );
-    for (const [role, ms] of Object.entries(r.cpuMsPerFlow)) {
-      // The gateway is idle in the direct scenario: its (near-zero) figure is noise, not per-flow cost.
-      if (r.scenario === 'direct' && role === 'gateway') continue;
+  const median = (xs: number[]) => {
+    const v = [...xs].sort((a, b) => a - b);
+    const m = v.length >> 1;
+    return v.length % 2 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
+  };
+  /** `name: median unit`, and with several rounds `name_min` / `name_max` too. */
+  const stat = (name: string, xs: number[], unit: string, d = 3, spread = false) => {
+    lines.push(`${name}: ${fmt(median(xs), d)} ${unit}`);
+    if (spread && ROUNDS > 1)
       lines.push(
-        `${p}.${role}_cpu_per_flow: ${fmt(ms)} ms`,
-        `${p}.${role}_cpu_vs_bare_crypto: ${fmt(ms / bareMs, 2)} ratio`,
+        `${name}_min: ${fmt(Math.min(...xs), d)} ${unit}`,
+        `${name}_max: ${fmt(Math.max(...xs), d)} ${unit}`,
+      );
+  };
+  if (ROUNDS > 1) lines.push(`flow.rounds: ${ROUNDS} rounds (figures are medians over rounds)`);
+  for (const scenario of SCENARIOS) {
+    const rs = results.filter((r) => r.scenario === scenario);
+    const p = `flow.${scenario}`;
+    stat(
+      `${p}.flows_per_s`,
+      rs.map((r) => r.flowsPerSecond),
+      'flows/s',
+      0,
+      true,
+    );
+    lines.push(
+      `${p}.flows: ${rs.reduce((n, r) => n + r.flows, 0)} flows (${rs.reduce((n, r) => n + r.errors, 0)} errors)`,
+    );
+    for (const req of ['nonce', 'metrics', 'flow'] as const)
+      for (const q of ['p50', 'p99'] as const)
+        stat(
+          `${p}.${req}_${q}`,
+          rs.map((r) => r.latencyMs[req][q]),
+          'ms',
+        );
+    for (const role of Object.keys(rs[0]?.cpuMsPerFlow ?? {})) {
+      // The gateway is idle in the direct scenario: its (near-zero) figure is noise, not per-flow cost.
+      if (scenario === 'direct' && role === 'gateway') continue;
+      const ms = rs.map((r) => r.cpuMsPerFlow[role] as number);
+      stat(`${p}.${role}_cpu_per_flow`, ms, 'ms', 3, true);
+      stat(
+        `${p}.${role}_cpu_vs_bare_crypto`,
+        ms.map((m) => m / bareMs),
+        'ratio',
+        2,
+        true,
       );
     }
-    lines.push(`${p}.client_cpu_per_flow: ${fmt(r.clientCpuMsPerFlow)} ms`);
+    stat(
+      `${p}.client_cpu_per_flow`,
+      rs.map((r) => r.clientCpuMsPerFlow),
+      'ms',
+      3,
+      true,
+    );
   }
   for (const l of lines) process.stdout.write(`${l}\n`);
 
@@ -431,6 +470,7 @@ async function main(): Promise<void> {
           agents: AGENTS,
           seconds: SECONDS,
           warmup: WARMUP,
+          rounds: ROUNDS,
           logLevel: LOG_LEVEL,
           clockTicks: CLK_TCK,
           bareCryptoMsPerFlow: bareMs,
