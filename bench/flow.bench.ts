@@ -107,7 +107,7 @@ async function startService(dir: string, role: string, env: Record<string, strin
   const logPath = join(dir, `${role}.log`);
   const port = await freePort();
   const fd = openSync(logPath, 'w');
-  const node = FROM_DIST ? [CLI, role] : ['--conditions=source', '--import', 'tsx', CLI, role];
+  const node = FROM_DIST ? [CLI, role] : ['--import', 'tsx', CLI, role];
   const child = spawn(process.execPath, node, {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL, ...env, HOST: '127.0.0.1', PORT: String(port) },
