@@ -128,9 +128,10 @@ export function tpvAccuracy(tpv: GpsdTpv): number | undefined {
   }
   if (candidates.length === 0) return undefined;
   const worst = Math.max(...candidates);
-  let r = Math.ceil(worst * 100) / 100;
-  if (r < worst) r = (Math.ceil(worst * 100) + 1) / 100;
-  return r;
+  // The nearest centimetre, or the next one up when that is below the estimate (Math.ceil would
+  // turn a binary 17.1 × 100 = 1710.0000000000002 into 17.11).
+  const cents = Math.round(worst * 100);
+  return cents / 100 >= worst ? cents / 100 : (cents + 1) / 100;
 }
 
 /** The gpsd TPV `status` values that are a measured GNSS fix (see {@link GpsdTpv.status}). */
