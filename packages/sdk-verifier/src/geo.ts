@@ -477,8 +477,8 @@ function qualityRank(q: unknown): number {
  * the whole accuracy circle inside the allowed place's boundary: `region`, or `place_unknown` when
  * the table cannot place the point at the level the policy requires), fences, maximum accuracy,
  * minimum quality (default {@link DEFAULT_MIN_QUALITY}), a fix dated in the future beyond the clock
- * skew (`fix_in_future`, whatever the policy), maximum fix age. The first failing check is reported. The policy is validated
- * and compiled on first use and cached per policy object.
+ * skew (`fix_in_future`, whatever the policy), maximum fix age. The first failing check is
+ * reported. The policy is validated and compiled on first use and cached per policy object.
  * @public
  */
 export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation): GeoDecision {
