@@ -97,10 +97,21 @@ export const PAYLOAD_ALGORITHMS = Object.freeze(['ecdsa-p256-sha256', 'rsa-v1_5-
 export type PayloadAlgorithm = (typeof PAYLOAD_ALGORITHMS)[number];
 
 /**
- * Location qualities (SPEC §5.2), best first.
+ * Location qualities (SPEC §5.2), best first. `dead-reckoning` (a position extrapolated from motion
+ * sensors, gpsd TPV `status` 5 or 6, not measured by GNSS) and `simulated` (gpsd `status` 8, a
+ * receiver in simulator mode) rank below `static`: the verifier refuses them unless a policy's
+ * `min_quality` names them.
  * @public
  */
-export const LOCATION_QUALITIES = Object.freeze(['GNSS', 'mobile', 'wifi', 'ip', 'static'] as const);
+export const LOCATION_QUALITIES = Object.freeze([
+  'GNSS',
+  'mobile',
+  'wifi',
+  'ip',
+  'static',
+  'dead-reckoning',
+  'simulated',
+] as const);
 /**
  * One of {@link LOCATION_QUALITIES}.
  * @public

@@ -542,6 +542,10 @@ export class Agent {
     if (!location) {
       const r = (await this.location.current()).reading;
       if (!r) throw new NoLocationError('no_fix', 'the location provider gives no coordinates to attest');
+      // The lah-bundle carries no quality (the verifier takes a sensor-bound point as GNSS): a
+      // dead-reckoning or simulated fix must not be sealed as one.
+      if (r.quality !== 'GNSS' && r.quality !== 'static')
+        throw new NoLocationError('no_fix', `a ${r.quality} reading is not attested as a measured location`);
       // Never claim a precision nobody measured: no accuracy estimate, no attestation.
       if (r.accuracy === undefined)
         throw new NoLocationError('no_fix', 'the reading has no accuracy estimate to attest');

@@ -93,4 +93,24 @@ describe('Agent.enroll / Agent.attestLocation', () => {
     const noCoords = agentNamed('agent-003', staticLocation(SANTA_CLARA));
     await expect(noCoords.attestLocation()).rejects.toMatchObject({ name: 'NoLocationError' });
   });
+
+  it('does not seal a dead-reckoning or simulated reading (the bundle has no quality to say so)', async () => {
+    for (const quality of ['dead-reckoning', 'simulated'] as const) {
+      const agent = agentNamed(`agent-${quality}`, {
+        kind: 'test',
+        async current() {
+          return {
+            geographicRegion: SANTA_CLARA,
+            quality,
+            locationType: 'geographic-region',
+            reading: { lat: 37.354, lon: -121.955, accuracy: 10, quality },
+          };
+        },
+      });
+      await expect(agent.attestLocation()).rejects.toMatchObject({
+        name: 'NoLocationError',
+        message: expect.stringContaining(quality),
+      });
+    }
+  });
 });

@@ -9,7 +9,7 @@ import { GeofenceRejection } from '../src/errors.js';
 import { gpsdLocation } from '../src/location/gpsd.js';
 import { NoLocationError } from '../src/location/types.js';
 import { startCollector, startGateway, type TestCollector, type TestGateway } from './helpers/collector.js';
-import { type Gpsfake, startGpsfake } from './helpers/gpsfake.js';
+import { DOUBTFUL_TRACKS, type Gpsfake, startGpsfake } from './helpers/gpsfake.js';
 import { makePki, type TestPki } from './helpers/pki.js';
 
 /**
@@ -22,6 +22,7 @@ let pki: TestPki;
 let collector: TestCollector;
 let gateway: TestGateway;
 let gps: Gpsfake;
+let doubtful: Gpsfake;
 const agents: Agent[] = [];
 
 const SANTA_CLARA = { region: 'US', state: 'California', city: 'Santa Clara' };
@@ -70,6 +71,33 @@ async function gnssAgent(name: string, device: string, register = true): Promise
   return agent;
 }
 
+/** A policy without `min_quality`: the verifier's default minimum applies. */
+const CALIFORNIA = { allow: [{ region: 'US', state: 'California' }], max_fix_age_seconds: 600 };
+
+/** An agent on one of the doubtful tracks, sending to the gateway or straight to the collector. */
+async function doubtfulAgent(name: string, track: string, via: 'gateway' | 'collector'): Promise<Agent> {
+  const agent = createAgent({
+    name,
+    tpm,
+    gateway: via === 'gateway' ? gateway.url : collector.url,
+    tls: { ca: pki.caPem },
+    location: gpsdLocation({
+      port: doubtful.port,
+      device: doubtful.devices[track]!,
+      maxFixAgeSeconds: 300,
+      fixTimeoutMs: 3000,
+    }),
+    stateDir: mkdtempSync(join(tmpdir(), `${name}-`)),
+    outbox: false,
+    retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 },
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
+  });
+  agents.push(agent);
+  const id = await agent.ready();
+  await collector.register(name, id.publicKeyPem, id.keyid, CALIFORNIA);
+  return agent;
+}
+
 beforeAll(async () => {
   pki = makePki();
   swtpm = await startSwtpm({ ekCert: false, timeoutMs: 60_000 });
@@ -81,11 +109,13 @@ beforeAll(async () => {
     { name: 'berlin', file: 'berlin.nmea', lat: 52.52 },
     { name: 'no-fix', file: 'no-fix.nmea' },
   ]);
+  doubtful = await startGpsfake(DOUBTFUL_TRACKS);
 });
 
 afterAll(async () => {
   for (const a of agents) await a.close();
   await gps?.stop();
+  await doubtful?.stop();
   await gateway?.stop();
   await collector?.stop();
   await tpm?.close();
@@ -131,6 +161,59 @@ describe('GNSS agent through a policy-enforcing gateway', () => {
     const before = { ...gateway.hits };
     const err = await agent.send({ cpu: 0.3 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NoLocationError);
+    expect(gateway.hits).toEqual(before);
+  });
+});
+
+describe('doubtful GNSS fixes (gpsd TPV status, error estimates, receiver clock)', () => {
+  const rejection = async (agent: Agent) =>
+    (await agent.send({ cpu: 0.3 }).catch((e: unknown) => e)) as GeofenceRejection;
+
+  it('signs a dead-reckoning fix as dead-reckoning; the gateway refuses it by default', async () => {
+    const agent = await doubtfulAgent('agent-dr', 'dead-reckoning', 'gateway');
+    const before = collector.hits['/metrics'] ?? 0;
+    const err = await rejection(agent);
+    expect(err).toBeInstanceOf(GeofenceRejection);
+    expect({ status: err.status, vt: err.validationType, by: err.rejectedBy }).toEqual({
+      status: 403,
+      vt: 'geolocation_policy',
+      by: 'gateway',
+    });
+    // The verdict quotes the signed payload's quality.
+    expect(err.details).toMatchObject({ check: 'quality', received: { quality: 'dead-reckoning' } });
+    expect(collector.hits['/metrics'] ?? 0).toBe(before);
+  });
+
+  it('signs a simulator fix as simulated; the collector refuses it by default', async () => {
+    const agent = await doubtfulAgent('agent-sim', 'simulated', 'collector');
+    const stored = collector.records.length;
+    const err = await rejection(agent);
+    expect({ status: err.status, vt: err.validationType, by: err.rejectedBy }).toEqual({
+      status: 403,
+      vt: 'geolocation_policy',
+      by: 'collector',
+    });
+    expect(err.details).toMatchObject({ check: 'quality', received: { quality: 'simulated' } });
+    expect(collector.records.length).toBe(stored);
+  });
+
+  it("signs the receiver's worst error estimate (eph 1898 m, not the 13.6 m epx/epy circle)", async () => {
+    const agent = await doubtfulAgent('agent-eph', 'large-eph', 'gateway');
+    const { recordId } = await agent.send({ cpu: 0.3 });
+    const payload = metricsPayloadSchema.parse(
+      JSON.parse(collector.records.find((r) => r.recordId === recordId)!.raw),
+    );
+    expect(payload.location).toMatchObject({ quality: 'GNSS' });
+    expect(payload.location!.accuracy).toBeGreaterThanOrEqual(1898);
+    expect(payload.geographic_region).toEqual({ region: 'US', state: 'California' });
+  });
+
+  it('signs nothing for a fix dated a year ahead', async () => {
+    const agent = await doubtfulAgent('agent-future', 'future', 'gateway');
+    const before = { ...gateway.hits };
+    const err = await agent.send({ cpu: 0.3 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NoLocationError);
+    expect((err as NoLocationError).code).toBe('future_fix');
     expect(gateway.hits).toEqual(before);
   });
 });

@@ -2,11 +2,12 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labelPoint, lookupRegion } from '../src/location/geocode.js';
 import { gpsdLocation, sensorIdHash } from '../src/location/gpsd.js';
-import { LineSplitter, parseGpsdLine, tpvAccuracy } from '../src/location/gpsd-protocol.js';
+import { LineSplitter, parseGpsdLine, tpvAccuracy, tpvQuality } from '../src/location/gpsd-protocol.js';
 import { NoLocationError } from '../src/location/types.js';
-import { freePort, type Gpsfake, startGpsfake } from './helpers/gpsfake.js';
+import { DOUBTFUL_TRACKS, freePort, type Gpsfake, startGpsfake, YEAR } from './helpers/gpsfake.js';
 
 let gps: Gpsfake;
+let doubtful: Gpsfake;
 // gpsfake replays at roughly one epoch per second; on a loaded machine it lags behind the wall
 // clock, so tests that are not about staleness allow a generous fix age.
 const AGE = 300;
@@ -17,10 +18,13 @@ beforeAll(async () => {
     { name: 'berlin', file: 'berlin.nmea', lat: 52.52 },
     { name: 'no-fix', file: 'no-fix.nmea' },
   ]);
+  // gpsd serves at most four devices: the tracks with doubtful fixes get their own daemon.
+  doubtful = await startGpsfake(DOUBTFUL_TRACKS);
 });
 
 afterAll(async () => {
   await gps?.stop();
+  await doubtful?.stop();
 });
 
 describe('gpsdLocation against gpsd + gpsfake', () => {
@@ -121,6 +125,77 @@ describe('gpsdLocation against gpsd + gpsfake', () => {
     }
   });
 
+  it('reports a dead-reckoning fix (TPV status 5) as dead-reckoning, not GNSS', async () => {
+    const p = gpsdLocation({
+      port: doubtful.port,
+      device: doubtful.devices['dead-reckoning'],
+      maxFixAgeSeconds: AGE,
+    });
+    try {
+      const obs = await p.current();
+      expect(obs.quality).toBe('dead-reckoning');
+      expect(obs.reading).toMatchObject({ quality: 'dead-reckoning' });
+      expect(obs.reading!.lat).toBeCloseTo(35.4, 2);
+      expect(obs.geographicRegion).toEqual({ region: 'US', state: 'California' });
+    } finally {
+      await p.close!();
+    }
+  });
+
+  it('reports a simulator fix (TPV status 8) as simulated, not GNSS', async () => {
+    const p = gpsdLocation({
+      port: doubtful.port,
+      device: doubtful.devices.simulated,
+      maxFixAgeSeconds: AGE,
+    });
+    try {
+      const obs = await p.current();
+      expect(obs.quality).toBe('simulated');
+      expect(obs.reading).toMatchObject({ quality: 'simulated' });
+      expect(obs.reading!.lat).toBeCloseTo(33.9, 2);
+    } finally {
+      await p.close!();
+    }
+  });
+
+  it('reports the worse of eph and the epx/epy circle (eph 1898 m, epx/epy ≈ 10 m)', async () => {
+    const p = gpsdLocation({
+      port: doubtful.port,
+      device: doubtful.devices['large-eph'],
+      maxFixAgeSeconds: AGE,
+    });
+    try {
+      const obs = await p.current();
+      expect(obs.quality).toBe('GNSS');
+      // gpsd: eph = HDOP 99.9 × UERE = 1898.1 m; epx/epy from the sky view ≈ 8.6/10.5 m (13.6 m).
+      expect(obs.reading!.accuracy).toBeGreaterThanOrEqual(1898);
+      expect(obs.reading!.accuracy).toBeLessThan(1900);
+    } finally {
+      await p.close!();
+    }
+  });
+
+  it('refuses a fix dated beyond the clock skew in the future', async () => {
+    const p = gpsdLocation({ port: doubtful.port, device: doubtful.devices.future, maxFixAgeSeconds: AGE });
+    try {
+      await expect(p.current()).rejects.toMatchObject({ name: 'NoLocationError', code: 'future_fix' });
+    } finally {
+      await p.close!();
+    }
+    // Within the skew (the agent's clock a year ahead too) the same fix is fine.
+    const ahead = gpsdLocation({
+      port: doubtful.port,
+      device: doubtful.devices.future,
+      maxFixAgeSeconds: AGE,
+      now: () => Date.now() + YEAR * 1000,
+    });
+    try {
+      expect((await ahead.current()).quality).toBe('GNSS');
+    } finally {
+      await ahead.close!();
+    }
+  });
+
   it('reports an unreachable daemon as a typed error', async () => {
     const p = gpsdLocation({ port: await freePort(), connectTimeoutMs: 1000 });
     await expect(p.current()).rejects.toMatchObject({ code: 'unreachable' });
@@ -151,6 +226,42 @@ describe('gpsd protocol parsing', () => {
       driver: 'u-blox',
     });
     expect(parseGpsdLine('{"class":"SKY"}')).toBeUndefined();
+  });
+
+  it('maps the TPV status to a quality; unknown statuses are not GNSS', () => {
+    const tpv = (status?: unknown) =>
+      parseGpsdLine(JSON.stringify({ class: 'TPV', mode: 3, lat: 1, lon: 1, status })) as never;
+    expect([undefined, 0, 1, 2, 3, 4, 9].map((st) => tpvQuality(tpv(st)))).toEqual(Array(7).fill('GNSS'));
+    expect(tpvQuality(tpv(5))).toBe('dead-reckoning');
+    expect(tpvQuality(tpv(6))).toBe('dead-reckoning');
+    expect(tpvQuality(tpv(7))).toBe('static');
+    expect(tpvQuality(tpv(8))).toBe('simulated');
+    expect(tpvQuality(tpv(10))).toBeUndefined();
+    expect(tpvQuality(tpv('5'))).toBeUndefined();
+    expect(tpvQuality(tpv(-1))).toBeUndefined();
+  });
+
+  it('takes the worst error estimate, rounded up, and invents none', () => {
+    const acc = (e: Record<string, number>) => tpvAccuracy({ class: 'TPV', mode: 3, ...e });
+    expect(acc({ eph: 1898.1, epx: 8.63, epy: 10.521 })).toBe(1898.1);
+    expect(acc({ eph: 2, epx: 3, epy: 4 })).toBe(5);
+    expect(acc({ epx: 8.63, epy: 10.521 })).toBe(13.61); // 13.6076… rounded up, never down
+    expect(acc({ eph: 17.1 })).toBe(17.1);
+    expect(acc({ eph: 3, epx: 9 })).toBe(9);
+    expect(acc({ epx: 9 })).toBeUndefined();
+    expect(acc({})).toBeUndefined();
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0, max: 1e7, noNaN: true }),
+        fc.double({ min: 0, max: 1e7, noNaN: true }),
+        fc.double({ min: 0, max: 1e7, noNaN: true }),
+        (eph, epx, epy) => {
+          const a = acc({ eph, epx, epy })!;
+          expect(a).toBeGreaterThanOrEqual(eph);
+          expect(a).toBeGreaterThanOrEqual(Math.hypot(epx, epy));
+        },
+      ),
+    );
   });
 
   it('never throws and never yields out-of-range values on arbitrary input (fuzz)', () => {

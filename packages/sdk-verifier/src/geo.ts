@@ -9,6 +9,7 @@ import {
   type CompiledPolygon,
   circleInside,
   compilePolygonList,
+  DEFAULT_CLOCK_SKEW_SECONDS,
   findRegion,
   findState,
   foldPlaceName,
@@ -107,7 +108,11 @@ export const geoPolicySchema = z.strictObject({
   allow: z.array(geoAllowEntrySchema).max(100_000).optional(),
   /** Fences; when present and non-empty the reported point and its accuracy circle must lie inside one. */
   fences: z.array(geoFenceSchema).max(10_000).optional(),
-  /** Minimum location quality (GNSS \> mobile \> wifi \> ip \> static). */
+  /**
+   * Minimum location quality (GNSS \> mobile \> wifi \> ip \> static \> dead-reckoning \>
+   * simulated). Default (absent): {@link DEFAULT_MIN_QUALITY} — a reported `dead-reckoning` or
+   * `simulated` quality fails (`quality`); an observation without a quality is not checked.
+   */
   min_quality: z.enum(LOCATION_QUALITIES).optional(),
   /** Maximum age of the fix in seconds (requires `fix_time`). */
   max_fix_age_seconds: z.number().positive().finite().optional(),
@@ -146,7 +151,10 @@ export interface GeoObservation {
   fixTime?: string | Date | undefined;
   /** Evaluation time (defaults to now). */
   now?: Date | undefined;
-  /** Accepted clock skew for fixes in the future, in seconds (default 60). */
+  /**
+   * Accepted clock skew for fixes in the future, in seconds (default
+   * {@link DEFAULT_CLOCK_SKEW_SECONDS}): a later fix time fails every policy (`fix_in_future`).
+   */
   clockSkewSeconds?: number | undefined;
 }
 
@@ -161,6 +169,7 @@ export type GeoCheck =
   | 'fence'
   | 'accuracy'
   | 'quality'
+  | 'fix_in_future'
   | 'fix_age';
 
 /**
@@ -195,9 +204,17 @@ export interface GeoMatch {
 
 export { caseFold, foldPlaceName } from '@geofence/protocol';
 
+/**
+ * The minimum quality of a policy without `min_quality`: every measured or configured quality
+ * passes, `dead-reckoning` and `simulated` (which rank below it) fail.
+ * @public
+ */
+export const DEFAULT_MIN_QUALITY: LocationQuality = 'static';
+
 interface CompiledPolicy {
   entries: CompiledEntry[] | undefined;
   polygons: CompiledPolygon[] | undefined;
+  /** Explicit `min_quality` rank (an absent or unknown quality fails), or `undefined` (the default). */
   minQualityRank: number | undefined;
   maxFixAgeMs: number | undefined;
   maxAccuracy: number | undefined;
@@ -447,6 +464,8 @@ function tableContradiction(region: GeoObservation['region'], pt: Point): boolea
   return placeExcludesCircle(claim.place, pt.lat, pt.lon, pt.accuracy);
 }
 
+const DEFAULT_MIN_QUALITY_RANK = LOCATION_QUALITIES.indexOf(DEFAULT_MIN_QUALITY);
+
 function qualityRank(q: unknown): number {
   return typeof q === 'string' ? (LOCATION_QUALITIES as readonly string[]).indexOf(q) : -1;
 }
@@ -457,8 +476,9 @@ function qualityRank(q: unknown): number {
  * place table or the policy's `region_table`: `region_mismatch`), region hierarchy (with a point,
  * the whole accuracy circle inside the allowed place's boundary: `region`, or `place_unknown` when
  * the table cannot place the point at the level the policy requires), fences, maximum accuracy,
- * minimum quality, maximum fix age. The first failing check is reported. The policy is validated
- * and compiled on first use and cached per policy object.
+ * minimum quality (default {@link DEFAULT_MIN_QUALITY}), a fix dated in the future beyond the clock
+ * skew (`fix_in_future`, whatever the policy), maximum fix age. The first failing check is
+ * reported. The policy is validated and compiled on first use and cached per policy object.
  * @public
  */
 export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation): GeoDecision {
@@ -543,27 +563,38 @@ export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation
       };
     }
   }
-  if (c.minQualityRank !== undefined) {
+  {
     const rank = qualityRank(observation.quality);
-    if (rank < 0 || rank > c.minQualityRank) {
+    const failed =
+      c.minQualityRank !== undefined ? rank < 0 || rank > c.minQualityRank : rank > DEFAULT_MIN_QUALITY_RANK;
+    if (failed) {
       return {
         allowed: false,
         check: 'quality',
         reason: 'Location quality below the required minimum',
-        expected: { min_quality: policy.min_quality },
+        expected: { min_quality: policy.min_quality ?? DEFAULT_MIN_QUALITY },
         received: { quality: observation.quality ?? null },
       };
     }
   }
+  const now = (observation.now ?? new Date()).getTime();
+  const fix = observation.fixTime === undefined ? Number.NaN : new Date(observation.fixTime).getTime();
+  const skewMs = (observation.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS) * 1000;
+  if (Number.isFinite(fix) && fix - now > skewMs) {
+    return {
+      allowed: false,
+      check: 'fix_in_future',
+      reason: 'Location fix is dated in the future beyond the clock skew',
+      expected: { not_after: new Date(now + skewMs).toISOString(), clock_skew_seconds: skewMs / 1000 },
+      received: { fix_time: observation.fixTime ?? null },
+    };
+  }
   if (c.maxFixAgeMs !== undefined) {
-    const now = (observation.now ?? new Date()).getTime();
-    const fix = observation.fixTime === undefined ? Number.NaN : new Date(observation.fixTime).getTime();
-    const skewMs = (observation.clockSkewSeconds ?? 60) * 1000;
-    if (!Number.isFinite(fix) || now - fix > c.maxFixAgeMs || fix - now > skewMs) {
+    if (!Number.isFinite(fix) || now - fix > c.maxFixAgeMs) {
       return {
         allowed: false,
         check: 'fix_age',
-        reason: Number.isFinite(fix) ? 'Location fix is too old or in the future' : 'No fix time',
+        reason: Number.isFinite(fix) ? 'Location fix is too old' : 'No fix time',
         expected: { max_fix_age_seconds: policy.max_fix_age_seconds },
         received: { fix_time: observation.fixTime ?? null },
       };

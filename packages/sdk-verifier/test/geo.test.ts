@@ -5,10 +5,12 @@ import { circle } from '@turf/circle';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  DEFAULT_MIN_QUALITY,
   evaluateGeoPolicy,
   foldPlaceName,
   type GeoPolicy,
   geoPolicySchema,
+  LOCATION_QUALITIES,
   labelPoint,
 } from '../src/index.js';
 
@@ -251,6 +253,60 @@ describe('quality and fix age', () => {
     expect(at('2026-11-28T21:10:00Z')).toBe(false);
     expect(at(undefined)).toBe(false);
     expect(at('not a date')).toBe(false);
+  });
+  it('refuses dead-reckoning and simulated fixes by default; min_quality can admit them', () => {
+    const berlin = {
+      region: { region: 'DE', state: 'Berlin' },
+      point: { lat: 52.52, lon: 13.405, accuracy: 10 },
+    };
+    const dePolicy: GeoPolicy = { allow: [{ region: 'DE' }] };
+    for (const quality of ['dead-reckoning', 'simulated']) {
+      expect(evaluateGeoPolicy(dePolicy, { ...berlin, quality })).toMatchObject({
+        allowed: false,
+        check: 'quality',
+        expected: { min_quality: 'static' },
+        received: { quality },
+      });
+      expect(evaluateGeoPolicy({}, { quality }).allowed).toBe(false);
+      expect(evaluateGeoPolicy({ min_quality: 'wifi' }, { quality }).allowed).toBe(false);
+    }
+    for (const quality of ['GNSS', 'mobile', 'wifi', 'ip', 'static', undefined]) {
+      expect(evaluateGeoPolicy(dePolicy, { ...berlin, quality }).allowed).toBe(true);
+    }
+    expect(evaluateGeoPolicy({ min_quality: 'dead-reckoning' }, { quality: 'dead-reckoning' }).allowed).toBe(
+      true,
+    );
+    expect(evaluateGeoPolicy({ min_quality: 'dead-reckoning' }, { quality: 'simulated' }).allowed).toBe(
+      false,
+    );
+    expect(evaluateGeoPolicy({ min_quality: 'simulated' }, { quality: 'simulated' }).allowed).toBe(true);
+    expect(DEFAULT_MIN_QUALITY).toBe('static');
+    expect(LOCATION_QUALITIES.indexOf('dead-reckoning')).toBeGreaterThan(
+      LOCATION_QUALITIES.indexOf('static'),
+    );
+  });
+  it('refuses a fix dated in the future beyond the clock skew, whatever the policy (fix_in_future)', () => {
+    const obs = (fixTime: string, clockSkewSeconds?: number) => ({
+      quality: 'GNSS',
+      fixTime,
+      now,
+      ...(clockSkewSeconds === undefined ? {} : { clockSkewSeconds }),
+    });
+    const yearAhead = '2027-11-28T21:00:00Z';
+    for (const p of [{}, { min_quality: 'GNSS' }, policy] as GeoPolicy[]) {
+      expect(evaluateGeoPolicy(p, obs(yearAhead))).toMatchObject({
+        allowed: false,
+        check: 'fix_in_future',
+        expected: { clock_skew_seconds: 60, not_after: '2026-11-28T21:01:00.000Z' },
+        received: { fix_time: yearAhead },
+      });
+    }
+    expect(evaluateGeoPolicy({}, obs('2026-11-28T21:00:59Z')).allowed).toBe(true); // within 60 s
+    expect(evaluateGeoPolicy({}, obs('2026-11-28T21:01:01Z'))).toMatchObject({ check: 'fix_in_future' });
+    expect(evaluateGeoPolicy({}, obs('2026-11-28T21:01:01Z', 120)).allowed).toBe(true);
+    expect(evaluateGeoPolicy({}, obs('2026-11-28T21:00:11Z', 10))).toMatchObject({ check: 'fix_in_future' });
+    // Too old is still fix_age.
+    expect(evaluateGeoPolicy(policy, obs('2026-11-28T20:59:00Z'))).toMatchObject({ check: 'fix_age' });
   });
   it('reports the failing check', () => {
     const d = evaluateGeoPolicy(allow, { region: { region: 'EU', state: 'Germany', city: 'Berlin' } });

@@ -31,7 +31,7 @@ export interface ExportableRecord {
   timestamp: string;
   /** The payload's `geographic_region`. */
   region: { region: string; state?: string | undefined; city?: string | undefined };
-  /** Location quality (`GNSS`, `mobile`, `wifi`, `ip`, `static`) when the agent reported one. */
+  /** Location quality (one of `LOCATION_QUALITIES`: `GNSS` … `static`, `dead-reckoning`, `simulated`) when the agent reported one. */
   locationQuality?: string | undefined;
 }
 

@@ -11,6 +11,12 @@ export interface GpsdTpv {
   device?: string;
   /** 0 = unknown, 1 = no fix, 2 = 2D, 3 = 3D. */
   mode: number;
+  /**
+   * GPS fix status (gpsd ≥ 3.20): 0 unknown, 1 normal, 2 DGPS, 3 RTK fixed, 4 RTK float, 5 dead
+   * reckoning, 6 GNSS + dead reckoning, 7 time only (surveyed position), 8 simulated, 9 P(Y).
+   * Absent when gpsd does not say (older daemons, receivers that do not report it).
+   */
+  status?: number;
   /** ISO 8601 fix time (receiver clock). */
   time?: string;
   lat?: number;
@@ -78,6 +84,11 @@ export function parseGpsdLine(line: string): GpsdReport | undefined {
       if (mode < 0 || mode > 3) return undefined;
       const tpv: GpsdTpv = { class: 'TPV', mode };
       if (str(o.device)) tpv.device = o.device;
+      if (o.status !== undefined) {
+        // A status the agent cannot read could be anything (simulator, dead reckoning): keep it
+        // as an out-of-range marker so the quality mapping refuses it rather than assume GNSS.
+        tpv.status = Number.isInteger(o.status) && (o.status as number) >= 0 ? (o.status as number) : -1;
+      }
       if (str(o.time, 64) && Number.isFinite(Date.parse(o.time))) tpv.time = o.time;
       if (finite(o.lat) && o.lat >= -90 && o.lat <= 90) tpv.lat = o.lat;
       if (finite(o.lon) && o.lon >= -180 && o.lon <= 180) tpv.lon = o.lon;
@@ -102,15 +113,43 @@ export function parseGpsdLine(line: string): GpsdReport | undefined {
 }
 
 /**
- * Horizontal accuracy (metres) of a TPV: the radius combining the per-axis 95 % estimates
- * (√(epx² + epy²), which is ≥ either axis, so a geofence check with it stays conservative);
- * falls back to `eph`; `undefined` when the receiver gives no estimate.
+ * Horizontal accuracy (metres) of a TPV, never better than any estimate the receiver gives: the
+ * largest of `eph` and the per-axis circle √(epx² + epy²) (which is ≥ either axis), rounded *up*
+ * to the centimetre. With `eph` and only one axis, max(eph, that axis). `undefined` when the
+ * receiver gives neither `eph` nor both axes (one axis alone bounds nothing; none is invented).
  */
 export function tpvAccuracy(tpv: GpsdTpv): number | undefined {
-  if (tpv.epx !== undefined && tpv.epy !== undefined) {
-    return Math.round(Math.hypot(tpv.epx, tpv.epy) * 100) / 100;
+  const candidates: number[] = [];
+  if (tpv.eph !== undefined) candidates.push(tpv.eph);
+  if (tpv.epx !== undefined && tpv.epy !== undefined) candidates.push(Math.hypot(tpv.epx, tpv.epy));
+  else if (tpv.eph !== undefined) {
+    if (tpv.epx !== undefined) candidates.push(tpv.epx);
+    if (tpv.epy !== undefined) candidates.push(tpv.epy);
   }
-  return tpv.eph;
+  if (candidates.length === 0) return undefined;
+  const worst = Math.max(...candidates);
+  // The nearest centimetre, or the next one up when that is below the estimate (Math.ceil would
+  // turn a binary 17.1 × 100 = 1710.0000000000002 into 17.11).
+  const cents = Math.round(worst * 100);
+  return cents / 100 >= worst ? cents / 100 : (cents + 1) / 100;
+}
+
+/** The gpsd TPV `status` values that are a measured GNSS fix (see {@link GpsdTpv.status}). */
+const GNSS_STATUS: ReadonlySet<number> = new Set([0, 1, 2, 3, 4, 9]);
+
+/**
+ * The location quality of a TPV, by its `status`: a measured GNSS fix (no status, 0 unknown,
+ * 1 normal, 2 DGPS, 3/4 RTK, 9 P(Y)) is `GNSS`; 5 (dead reckoning) and 6 (GNSS + dead reckoning,
+ * partly extrapolated) are `dead-reckoning`; 7 (time mode: a surveyed or configured position, not
+ * this fix's) is `static`; 8 is `simulated`. Any other value is `undefined` (not trusted).
+ */
+export function tpvQuality(tpv: GpsdTpv): 'GNSS' | 'dead-reckoning' | 'static' | 'simulated' | undefined {
+  const st = tpv.status;
+  if (st === undefined || GNSS_STATUS.has(st)) return 'GNSS';
+  if (st === 5 || st === 6) return 'dead-reckoning';
+  if (st === 7) return 'static';
+  if (st === 8) return 'simulated';
+  return undefined;
 }
 
 /**

@@ -1,8 +1,21 @@
 import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { type GeographicRegion, geographicRegionSchema, jcs, type LocationReading } from '@geofence/protocol';
+import {
+  DEFAULT_CLOCK_SKEW_SECONDS,
+  type GeographicRegion,
+  geographicRegionSchema,
+  jcs,
+  type LocationReading,
+} from '@geofence/protocol';
 import { labelPoint, lookupRegion, type RegionBox } from './geocode.js';
-import { type GpsdDevice, type GpsdTpv, LineSplitter, parseGpsdLine, tpvAccuracy } from './gpsd-protocol.js';
+import {
+  type GpsdDevice,
+  type GpsdTpv,
+  LineSplitter,
+  parseGpsdLine,
+  tpvAccuracy,
+  tpvQuality,
+} from './gpsd-protocol.js';
 import {
   type LocationObservation,
   type LocationProvider,
@@ -21,6 +34,12 @@ export interface GpsdLocationOptions {
    * (default 10 s).
    */
   maxFixAgeSeconds?: number;
+  /**
+   * A fix dated more than this many seconds after the agent's clock is refused (`future_fix`):
+   * the receiver's clock or the fix is wrong (default {@link DEFAULT_CLOCK_SKEW_SECONDS}, the
+   * verifier's default skew).
+   */
+  clockSkewSeconds?: number;
   /**
    * How a fix maps to region/state/city: a fixed place for every fix, or a table of boxes that is
    * searched before the shipped place table (`labelPoint`: ISO 3166-1 country and first-level
@@ -53,7 +72,11 @@ export function sensorIdHash(sensor: SensorIdentity): string {
  * A GNSS location from gpsd over its JSON protocol (SPEC §5.1). Keeps one watch connection open
  * (reconnecting on demand), remembers the latest TPV fix and DEVICE identities, and answers
  * `current()` with the latest fix — or a {@link NoLocationError} when there is no fix, the fix is
- * stale, the mode is below 2D, or the coordinates map to no known place. Quality `GNSS`.
+ * stale or dated in the future (beyond `clockSkewSeconds`), the mode is below 2D, the fix status
+ * is one the agent cannot read, or the coordinates map to no known place. Quality by the TPV
+ * `status` ({@link tpvQuality}): `GNSS` for a measured fix, `dead-reckoning` (5, 6), `static` (7,
+ * time mode), `simulated` (8). Accuracy by {@link tpvAccuracy}: the worst of the receiver's
+ * estimates (`eph`, √(epx² + epy²)), absent when it gives none.
  *
  * @example
  * ```ts
@@ -68,12 +91,15 @@ export function gpsdLocation(options: GpsdLocationOptions = {}): LocationProvide
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 2947;
   const maxAgeMs = (options.maxFixAgeSeconds ?? 10) * 1000;
+  const skewMs = (options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS) * 1000;
   const fixTimeoutMs = options.fixTimeoutMs ?? 5000;
   const connectTimeoutMs = options.connectTimeoutMs ?? 3000;
   const now = options.now ?? Date.now;
   if (!(Number.isInteger(port) && port > 0 && port < 65536))
     throw new RangeError('gpsdLocation: invalid port');
   if (!(maxAgeMs > 0)) throw new RangeError('gpsdLocation: maxFixAgeSeconds must be positive');
+  if (!(skewMs >= 0 && Number.isFinite(skewMs)))
+    throw new RangeError('gpsdLocation: clockSkewSeconds must be a non-negative number');
   const mapping = options.regionMapping;
   const fixedPlace = mapping && !Array.isArray(mapping) ? geographicRegionSchema.parse(mapping) : undefined;
   const boxes: readonly RegionBox[] = Array.isArray(mapping) ? (mapping as readonly RegionBox[]) : [];
@@ -195,6 +221,19 @@ export function gpsdLocation(options: GpsdLocationOptions = {}): LocationProvide
           `latest fix is older than ${maxAgeMs / 1000} s (fix time ${f.tpv.time})`,
         );
       }
+      if (fixTime - t > skewMs) {
+        throw new NoLocationError(
+          'future_fix',
+          `latest fix is dated more than ${skewMs / 1000} s in the future (fix time ${f.tpv.time})`,
+        );
+      }
+      const quality = tpvQuality(f.tpv);
+      if (quality === undefined) {
+        throw new NoLocationError(
+          'protocol',
+          `gpsd reports a fix status the agent does not know (${f.tpv.status})`,
+        );
+      }
       const place = fixedPlace ? { ...fixedPlace } : mapPoint(f.tpv.lat, f.tpv.lon);
       if (!place) {
         throw new NoLocationError('unmapped', 'the fix lies outside every configured and shipped region');
@@ -203,7 +242,7 @@ export function gpsdLocation(options: GpsdLocationOptions = {}): LocationProvide
       const reading: LocationReading = {
         lat: f.tpv.lat,
         lon: f.tpv.lon,
-        quality: 'GNSS',
+        quality,
         fix_time: new Date(fixTime).toISOString(),
       };
       const accuracy = tpvAccuracy(f.tpv);
@@ -212,7 +251,7 @@ export function gpsdLocation(options: GpsdLocationOptions = {}): LocationProvide
       return {
         geographicRegion: place,
         reading,
-        quality: 'GNSS',
+        quality,
         locationType: 'geographic-region',
         ...(sensor ? { sensor } : {}),
       };

@@ -46,7 +46,7 @@ export interface LocationProvider {
 }
 
 /** Stable codes of {@link NoLocationError}. */
-export type NoLocationCode = 'no_fix' | 'stale_fix' | 'unmapped' | 'unreachable' | 'protocol';
+export type NoLocationCode = 'no_fix' | 'stale_fix' | 'future_fix' | 'unmapped' | 'unreachable' | 'protocol';
 
 /** There is no trustworthy location right now; nothing is sent that would claim one. */
 export class NoLocationError extends AgentError<NoLocationCode> {

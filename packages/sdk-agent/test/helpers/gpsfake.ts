@@ -6,6 +6,17 @@ import { join } from 'node:path';
 
 const FIXTURES = new URL('../fixtures/', import.meta.url);
 
+/** One year, in seconds. */
+export const YEAR = 365 * 86_400;
+/**
+ * Tracks (at most four: gpsd serves no more devices) of fixes gpsd reports that must not be signed as a measured GNSS fix, or not at face value. */
+export const DOUBTFUL_TRACKS: Array<{ name: string; file: string; lat: number; offsetSeconds?: number }> = [
+  { name: 'dead-reckoning', file: 'dead-reckoning.nmea', lat: 35.4 }, // GGA quality 6, RMC mode E
+  { name: 'simulated', file: 'simulated.nmea', lat: 33.9 }, // GGA quality 8, RMC mode S
+  { name: 'large-eph', file: 'large-eph.nmea', lat: 39.5 }, // HDOP 99.9
+  { name: 'future', file: 'future.nmea', lat: 40.6, offsetSeconds: YEAR }, // receiver a year ahead
+];
+
 function checksum(body: string): string {
   let c = 0;
   for (const ch of body) c ^= ch.charCodeAt(0);
@@ -81,18 +92,26 @@ interface Report {
 }
 
 /**
- * Starts `gpsfake` replaying the named fixtures (one pseudo-tty device each), retimed to now and
+ * Starts `gpsfake` replaying the named fixtures (one pseudo-tty device each), retimed to now (plus
+ * `offsetSeconds`) and
  * looped, and maps each fixture to its device path by watching gpsd: a fixture whose reports carry
  * no position is matched by elimination.
  */
 export async function startGpsfake(
-  fixtures: Array<{ name: string; file: string; lat?: number }>,
+  fixtures: Array<{
+    name: string;
+    file: string;
+    lat?: number;
+    /** Shift the replayed time by this many seconds (a receiver whose clock runs ahead). */
+    offsetSeconds?: number;
+  }>,
 ): Promise<Gpsfake> {
   const dir = mkdtempSync(join(tmpdir(), 'gpsfake-'));
   const start = new Date();
   const files = fixtures.map((f) => {
     const path = join(dir, f.file);
-    writeFileSync(path, retimeNmea(readFileSync(new URL(f.file, FIXTURES), 'utf8'), start, 30));
+    const at = new Date(start.getTime() + (f.offsetSeconds ?? 0) * 1000);
+    writeFileSync(path, retimeNmea(readFileSync(new URL(f.file, FIXTURES), 'utf8'), at, 30));
     return path;
   });
   const port = await freePort();

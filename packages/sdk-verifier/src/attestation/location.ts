@@ -244,6 +244,7 @@ export async function appraiseLocationBundle(
       quality: sensorBound ? 'GNSS' : 'static',
       fixTime: new Date(bundle.timestamp * 1000),
       now,
+      clockSkewSeconds: skew,
     });
     if (!decision.allowed) {
       throw attestationError('geofence', decision.reason, {
