@@ -202,8 +202,6 @@ export interface GeoMatch {
   city_matched_by?: 'name';
 }
 
-export { caseFold, foldPlaceName } from '@geofence/protocol';
-
 /**
  * The minimum quality of a policy without `min_quality`: every measured or configured quality
  * passes, `dead-reckoning` and `simulated` (which rank below it) fail.

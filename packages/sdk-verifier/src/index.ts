@@ -11,6 +11,7 @@
 export {
   agentNameSchema,
   builtinReverseGeocode,
+  caseFold,
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_CLOCK_SKEW_SECONDS,
   DEFAULT_NONCE_MAX_OUTSTANDING,
@@ -29,6 +30,7 @@ export {
   expectedWorkloadPcr,
   findRegion,
   findState,
+  foldPlaceName,
   type GeographicRegion,
   type GeolocationPayload,
   geographicRegionSchema,
@@ -98,7 +100,21 @@ export {
 } from '@geofence/protocol';
 export * from './attestation/index.js';
 export { GeofenceError, type GeofenceErrorOptions, geofenceErrorFromProblem } from './errors.js';
-export * from './geo.js';
+export {
+  compileGeoPolicy,
+  DEFAULT_MIN_QUALITY,
+  evaluateGeoPolicy,
+  type GeoCheck,
+  type GeoDecision,
+  type GeoFence,
+  type GeoMatch,
+  type GeoObservation,
+  type GeoPolicy,
+  geoAllowEntrySchema,
+  geoFenceSchema,
+  geoPolicyRestricts,
+  geoPolicySchema,
+} from './geo.js';
 export { readBody } from './middleware/body.js';
 export { headersStrippedByGateway, type MiddlewareOptions, sendProblem } from './middleware/common.js';
 export type {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { caseFold, evaluateGeoPolicy, foldPlaceName } from '../src/geo.js';
+import { caseFold, evaluateGeoPolicy, foldPlaceName } from '../src/index.js';
 
 // Issue 11 item 6: the definition is NFKC, then Unicode default full case folding (C + F), nothing
 // else. Each row states what that definition gives for a look-alike of "California".

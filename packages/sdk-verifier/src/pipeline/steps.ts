@@ -6,6 +6,7 @@ import {
   verifyRequest,
 } from '@geofence/http-sig';
 import {
+  foldPlaceName,
   MAX_SIGNATURE_VALIDITY_SECONDS,
   METRICS_SIGNATURE_COMPONENTS,
   type MetricsPayload,
@@ -19,13 +20,7 @@ import {
   workloadGeoIdSchema,
 } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
-import {
-  evaluateGeoPolicy,
-  foldPlaceName,
-  type GeoMatch,
-  type GeoPolicy,
-  geoPolicyRestricts,
-} from '../geo.js';
+import { evaluateGeoPolicy, type GeoMatch, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
 import { type AgentRecord, recordPublicKey } from '../storage/registry.js';
 import {
   fastContentDigest,
