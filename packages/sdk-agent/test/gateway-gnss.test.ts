@@ -46,19 +46,28 @@ const POLICY = {
   max_fix_age_seconds: 600,
 };
 
-async function gnssAgent(name: string, device: string, register = true): Promise<Agent> {
+/** A TPM-backed agent reading one gpsd device, registered with `policy` unless `policy` is null. */
+async function agentOn(
+  name: string,
+  o: {
+    port: number;
+    device: string;
+    via: string;
+    policy: object | null;
+    regionMapping?: NonNullable<Parameters<typeof gpsdLocation>[0]>['regionMapping'];
+  },
+): Promise<Agent> {
   const agent = createAgent({
     name,
     tpm,
-    gateway: gateway.url,
+    gateway: o.via,
     tls: { ca: pki.caPem },
     location: gpsdLocation({
-      port: gps.port,
-      device,
+      port: o.port,
+      device: o.device,
       maxFixAgeSeconds: 300,
       fixTimeoutMs: 3000,
-      // The place table has no cities: the operator names its site with a box.
-      regionMapping: [{ box: [-122.03, 37.32, -121.92, 37.42], place: SANTA_CLARA }],
+      ...(o.regionMapping ? { regionMapping: o.regionMapping } : {}),
     }),
     stateDir: mkdtempSync(join(tmpdir(), `${name}-`)),
     outbox: false,
@@ -67,35 +76,32 @@ async function gnssAgent(name: string, device: string, register = true): Promise
   });
   agents.push(agent);
   const id = await agent.ready();
-  if (register) await collector.register(name, id.publicKeyPem, id.keyid, POLICY);
+  if (o.policy) await collector.register(name, id.publicKeyPem, id.keyid, o.policy);
   return agent;
+}
+
+function gnssAgent(name: string, device: string, register = true): Promise<Agent> {
+  return agentOn(name, {
+    port: gps.port,
+    device,
+    via: gateway.url,
+    policy: register ? POLICY : null,
+    // The place table has no cities: the operator names its site with a box.
+    regionMapping: [{ box: [-122.03, 37.32, -121.92, 37.42], place: SANTA_CLARA }],
+  });
 }
 
 /** A policy without `min_quality`: the verifier's default minimum applies. */
 const CALIFORNIA = { allow: [{ region: 'US', state: 'California' }], max_fix_age_seconds: 600 };
 
 /** An agent on one of the doubtful tracks, sending to the gateway or straight to the collector. */
-async function doubtfulAgent(name: string, track: string, via: 'gateway' | 'collector'): Promise<Agent> {
-  const agent = createAgent({
-    name,
-    tpm,
-    gateway: via === 'gateway' ? gateway.url : collector.url,
-    tls: { ca: pki.caPem },
-    location: gpsdLocation({
-      port: doubtful.port,
-      device: doubtful.devices[track]!,
-      maxFixAgeSeconds: 300,
-      fixTimeoutMs: 3000,
-    }),
-    stateDir: mkdtempSync(join(tmpdir(), `${name}-`)),
-    outbox: false,
-    retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 },
-    logger: { debug() {}, info() {}, warn() {}, error() {} },
+function doubtfulAgent(name: string, track: string, via: 'gateway' | 'collector'): Promise<Agent> {
+  return agentOn(name, {
+    port: doubtful.port,
+    device: doubtful.devices[track]!,
+    via: via === 'gateway' ? gateway.url : collector.url,
+    policy: CALIFORNIA,
   });
-  agents.push(agent);
-  const id = await agent.ready();
-  await collector.register(name, id.publicKeyPem, id.keyid, CALIFORNIA);
-  return agent;
 }
 
 beforeAll(async () => {
