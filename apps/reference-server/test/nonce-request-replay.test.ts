@@ -103,13 +103,12 @@ function metricsWith(nonce: NonceResponse) {
   });
 }
 
+const DEPLOYMENTS = ['direct', 'standard gateway', 'enforcing gateway', 'replicas on Redis'];
+
 describe('nonce requests cannot be used against their agent', () => {
-  it.each([
-    'direct',
-    'standard gateway',
-    'enforcing gateway',
-    'replicas on Redis',
-  ])('%s: a replayed signed GET /nonce is refused and the victim keeps its nonce', async (name) => {
+  it.each(
+    DEPLOYMENTS,
+  )('%s: a replayed signed GET /nonce is refused and the victim keeps its nonce', async (name) => {
     const d = deployments[name]!;
     const captured = await victimNonce(d.agentBase);
     for (let i = 0; i < 20; i++) {
@@ -124,12 +123,9 @@ describe('nonce requests cannot be used against their agent', () => {
     expect(r.status, `${name}: ${r.text}`).toBe(200);
   });
 
-  it.each([
-    'direct',
-    'standard gateway',
-    'enforcing gateway',
-    'replicas on Redis',
-  ])('%s: a flood of anonymous GET /nonce does not evict the victim’s signed nonce', async (name) => {
+  it.each(
+    DEPLOYMENTS,
+  )('%s: a flood of anonymous GET /nonce does not evict the victim’s signed nonce', async (name) => {
     const d = deployments[name]!;
     const { nonce } = await victimNonce(d.agentBase);
     for (let i = 0; i < 20; i++) {
