@@ -42,6 +42,15 @@ export {
   sensorInfoSchema,
 } from './attestation/schemas.js';
 export { expectedWorkloadPcr } from './attestation/workload.js';
+export {
+  CREDENTIAL_CERTIFICATE_HEADER,
+  CREDENTIAL_HEADER,
+  CREDENTIAL_SIGNATURE_COMPONENTS,
+  CREDENTIAL_SIGNATURE_LABEL,
+  CREDENTIAL_SIGNATURE_TAG,
+  CREDENTIAL_X509_EXTENSION_OID,
+  DEFAULT_CREDENTIAL_LIFETIME_SECONDS,
+} from './credential.js';
 export { boxContains, builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';
 export { caseFold, foldPlaceName } from './places/fold.js';
 export {
