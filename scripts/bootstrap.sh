@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # systemd: systemd-analyze, for the verification of deploy/systemd/*.service (deploy.test.ts).
-APT_PACKAGES=(libtss2-dev swtpm swtpm-tools tpm2-tools redis-server gpsd gpsd-clients systemd)
+# postgresql: throwaway clusters for the fleet-mode tests (initdb + pg_ctl); chromium: the console browser test.
+APT_PACKAGES=(libtss2-dev swtpm swtpm-tools tpm2-tools redis-server gpsd gpsd-clients systemd postgresql chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -25,7 +26,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   # Debian starts these daemons on install where an init system exists; tests start their own.
-  for svc in redis-server gpsd gpsd.socket; do
+  for svc in redis-server gpsd gpsd.socket postgresql; do
     (command -v systemctl >/dev/null && systemctl disable --now "$svc" >/dev/null 2>&1) || true
   done
 fi
