@@ -4,7 +4,7 @@
  * keys; the TPM is not the subject here), then the same through the gateway in policy-enforcement mode.
  * The collector and the gateway run as separate processes (`geofence collector|gateway`), so the
  * figures are those of one Node process each. Reports requests/s, p50/p99 latency and the ratio to
- * the in-process verification throughput of the same pipeline (`verifyMetrics`, memory nonce store).
+ * the in-process verification throughput of the same pipeline (`createCollectorVerifier(...).verify`, memory nonce store).
  *
  * Run: `npm run build && node --import tsx bench/e2e.bench.ts [--json out.json | --json=DIR] [--requests N]`
  * Note: autocannon does not verify server certificates (loopback only).
@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { contentDigest, createSigner, type Signer, signRequest } from '@geofence/http-sig';
 import {
+  createCollectorVerifier,
   keyidOfPublicKey,
   METRICS_SIGNATURE_COMPONENTS,
   MemoryNonceStore,
@@ -26,7 +27,6 @@ import {
   SIGNATURE_TAG,
   SqliteRegistry,
   signPayload,
-  verifyMetrics,
 } from '@geofence/verifier';
 import autocannon from 'autocannon';
 import { Agent, request } from 'undici';
@@ -218,13 +218,16 @@ async function inProcess(agents: SoftAgent[], n: number): Promise<number> {
       }),
     );
   }
+  const collector = createCollectorVerifier({ registry, nonces });
   const t0 = process.hrtime.bigint();
   let accepted = 0;
   for (const r of reqs) {
-    await verifyMetrics(
-      { method: 'POST', url: '/metrics', headers: r.headers, rawBody: Buffer.from(r.body) },
-      { registry, nonces },
-    );
+    await collector.verify({
+      method: 'POST',
+      url: '/metrics',
+      headers: r.headers,
+      rawBody: Buffer.from(r.body),
+    });
     accepted++;
   }
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;

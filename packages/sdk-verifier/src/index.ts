@@ -115,8 +115,30 @@ export {
   geoPolicyRestricts,
   geoPolicySchema,
 } from './geo.js';
-export { readBody } from './middleware/body.js';
-export { headersStrippedByGateway, type MiddlewareOptions, sendProblem } from './middleware/common.js';
+export { type HttpAnswer, jsonAnswer, problemAnswer, sendProblem, writeAnswer } from './kit/answer.js';
+export { readBody } from './kit/body.js';
+export {
+  type AttestationEndpoints,
+  createAttestationEndpoints,
+  createGatewayEndpoint,
+  createMetricsEndpoint,
+  createNonceEndpoint,
+  type Endpoint,
+  type EndpointRequest,
+  type EndpointResult,
+} from './kit/endpoints.js';
+export {
+  createForwarder,
+  FORWARDED_REQUEST_HEADERS,
+  type ForwardedAnswer,
+  type Forwarder,
+  type ForwarderOptions,
+  type ForwarderState,
+  type ForwardRequest,
+} from './kit/forwarder.js';
+export { headersStrippedByGateway } from './kit/gateway-headers.js';
+export { bodyOf, type KitIncomingMessage, runEndpoint } from './kit/node.js';
+export type { MiddlewareOptions } from './middleware/common.js';
 export type {
   ExpressCollectorOptions,
   ExpressGatewayOptions,
@@ -150,7 +172,17 @@ export type {
   VerifierBaseOptions,
   VerifierRequest,
 } from './pipeline/types.js';
-export { issueNonce, verifyAtGateway, verifyMetrics } from './pipeline/verify.js';
+export {
+  type CollectorVerifier,
+  createCollectorVerifier,
+  createGatewayVerifier,
+  createNonceIssuer,
+  type GatewayVerifier,
+  issueNonce,
+  type NonceIssuer,
+  verifyAtGateway,
+  verifyMetrics,
+} from './pipeline/verify.js';
 export { clientRequestIdOf, requestIdOf } from './request-id.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';

@@ -392,32 +392,38 @@ describe('Express and Fastify wiring', () => {
     expect(await big.json()).toMatchObject({ validation_type: 'request_validation', status: 413 });
   }
 
-  it('Express, with and without a JSON body parser in front', async () => {
+  it('Express: the handlers read the raw bytes themselves', async () => {
     const signer = await signerP;
-    for (const withParser of [false, true]) {
-      const app = express();
-      if (withParser) app.use(express.json({ limit: '4kb' }));
-      app.use(
-        (
-          err: unknown,
-          _req: unknown,
-          res: { status(n: number): { json(v: unknown): void } },
-          next: (e?: unknown) => void,
-        ) => {
-          // express.json() rejects oversized bodies itself; answer like the handlers would.
-          if ((err as { status?: number }).status === 413)
-            res.status(413).json({ validation_type: 'request_validation', status: 413 });
-          else next(err);
-        },
-      );
-      mountAttestationExpress(app, { signer, enrollment, bodyLimitBytes: 4096 });
-      const server = app.listen(0, '127.0.0.1');
-      await new Promise((r) => server.once('listening', r));
-      try {
-        await exercise(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
-      } finally {
-        await new Promise((r) => server.close(r));
-      }
+    const app = express();
+    mountAttestationExpress(app, { signer, enrollment, bodyLimitBytes: 4096 });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    try {
+      await exercise(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('Express: a JSON body parser in front is refused, not trusted (duplicate keys would be lost)', async () => {
+    const signer = await signerP;
+    const app = express();
+    app.use(express.json({ limit: '4kb' }));
+    mountAttestationExpress(app, { signer, enrollment, bodyLimitBytes: 4096 });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    try {
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const r = await fetch(`${base}/enroll`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"agent_name":"a","agent_name":"b"}',
+      });
+      expect(r.status).toBe(500);
+      expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(await r.json()).toMatchObject({ validation_type: 'internal' });
+    } finally {
+      await new Promise((r) => server.close(r));
     }
   });
 

@@ -442,7 +442,7 @@ describe('collector', () => {
     expect(r.body.error).toBe('Internal error');
   });
 
-  it('rate_limit (429 with Retry-After) and upstream (502) problems', async () => {
+  it('rate_limit (429 with Retry-After) and upstream (503 with Retry-After) problems', async () => {
     const req = await buildMetricsRequest(agent, { nonce: await nonceFor(agent) });
     const limited = await send(extraUrl, { ...req, path: '/limited/metrics' });
     expectProblem(limited, 429, 'rate_limit', 'collector');
@@ -451,7 +451,9 @@ describe('collector', () => {
       extraUrl,
       await buildMetricsRequest(agent, { nonce: await nonceFor(agent), path: '/dead/metrics' }),
     );
-    expectProblem(dead, 502, 'upstream', 'gateway');
+    // Nothing listens there: a refused connection is an outage (503 with Retry-After), not a bad gateway.
+    expectProblem(dead, 503, 'upstream', 'gateway');
+    expect(dead.headers.get('retry-after')).toBe('2');
   });
 
   it('validates options at construction with clear errors', () => {

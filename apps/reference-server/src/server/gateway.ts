@@ -8,24 +8,24 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GeofenceError, type GeoPolicy, headersStrippedByGateway, type Registry } from '@geofence/verifier';
-import express, {
-  type Express,
-  type NextFunction,
-  type Request,
-  type RequestHandler,
-  type Response,
-} from 'express';
+import {
+  createForwarder,
+  type Forwarder,
+  type GeoPolicy,
+  geofence,
+  headersStrippedByGateway,
+  type Registry,
+} from '@geofence/verifier';
+import type { Express, RequestHandler, Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
 import type { Config } from '../config.js';
 import { HeaderLog } from '../header-log.js';
 import { createLogger, type Logger } from '../logger.js';
 import { globalGeoPolicy, openRegistry } from '../runtime.js';
 import { ensureDemoPki, resolveTls } from '../tls.js';
-import { errorHandler, notFound, sendProblem, serviceApp } from './http.js';
+import { errorHandler, notFound, serviceApp } from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
-import { Upstream } from './proxy.js';
 import { gatewayCheck } from './verification.js';
 
 const REJECTED_BY = 'gateway' as const;
@@ -43,7 +43,8 @@ export interface GatewayAppOptions {
 
 /** Dependencies of the gateway app. */
 export interface GatewayDeps {
-  upstream: Upstream;
+  /** The one forwarder to the collector(s) (`@geofence/verifier` `createForwarder`). */
+  upstream: Forwarder;
   log: Logger;
   adminToken: string;
   headerLog?: HeaderLog | undefined;
@@ -85,20 +86,23 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     }
     next();
   };
-  const rawBody = express.raw({ type: () => true, limit: opts.bodyLimitBytes });
-
-  const forward =
-    (enforcing: boolean): RequestHandler =>
-    (req: Request, res: Response, next: NextFunction) => {
-      const raw = (req as { rawBody?: unknown }).rawBody;
-      const body = Buffer.isBuffer(raw) ? raw : Buffer.isBuffer(req.body) ? req.body : undefined;
-      upstream.forward(req, res, body, enforcing).catch((err: unknown) => {
-        if (err instanceof GeofenceError) {
-          log.warn({ request_id: req.requestId, error: err.error, status: err.status }, 'upstream failure');
-          sendProblem(req, res, err, REJECTED_BY);
-        } else next(err);
-      });
-    };
+  // The verifier's forwarder reads the body (limit → 413) when no check before it did, forwards the
+  // bytes as received and strips by the one rule only when enforcing.
+  const forward = (enforcing: boolean): RequestHandler =>
+    geofence.express.forward({
+      forwarder: upstream,
+      rejectedBy: REJECTED_BY,
+      bodyLimit: opts.bodyLimitBytes,
+      enforcing,
+      onAnswer: (answer, _req, res) => {
+        (res as Response).validationType = answer.validationType;
+      },
+      onFailure: (err, req, res) => {
+        (res as Response).validationType = err.validationType;
+        const requestId = (req as { requestId?: string }).requestId;
+        log.warn({ request_id: requestId, error: err.error, status: err.status }, 'upstream failure');
+      },
+    }) as unknown as RequestHandler;
 
   const enforce = opts.policyEnforcement;
   const checkCtx = {
@@ -135,13 +139,13 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     limited,
     headerLog,
     // Enforcement: the verifier middleware reads the body (limit → 413) and keeps it in req.rawBody.
-    ...(enforce ? [gatewayCheck(checkCtx, '/metrics')] : [rawBody]),
+    ...(enforce ? [gatewayCheck(checkCtx, '/metrics')] : []),
     forward(enforce),
   );
   // Enrolment and location attestation are verified by the collector only (the gateway cannot appraise TPM evidence).
-  app.post('/enroll', limited, headerLog, rawBody, forward(false));
-  app.post('/enroll/:id/complete', limited, headerLog, rawBody, forward(false));
-  app.post('/attest/location', limited, headerLog, rawBody, forward(false));
+  app.post('/enroll', limited, headerLog, forward(false));
+  app.post('/enroll/:id/complete', limited, headerLog, forward(false));
+  app.post('/attest/location', limited, headerLog, forward(false));
   app.get('/.well-known/jwks.json', limited, forward(false));
 
   app.get('/gateway/status', (_req, res) => {
@@ -157,7 +161,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
           }
         : null,
       stripped_headers: enforce ? headersStrippedByGateway('POST', '/metrics') : [],
-      upstream: { url: upstream.opts.url, ...upstream.state },
+      upstream: { url: upstream.target, ...upstream.state },
       allowlist_loaded_at: enforce ? allowlistLoadedAt : null,
       timestamp: new Date().toISOString(),
     });
@@ -229,8 +233,8 @@ export async function startGateway(
   if (cfg.tls.insecureSkipVerify)
     log.warn('TLS_INSECURE_SKIP_VERIFY is set: the collector certificate is not verified');
   const tls = tlsOn || collectorUrl.startsWith('https:') ? await resolveTls(cfg) : undefined;
-  const upstream = new Upstream({
-    url: collectorUrl,
+  const upstream = createForwarder({
+    target: collectorUrl,
     ca: tls?.ca,
     // Presented only when the collector asks for it (TLS_REQUIRE_CLIENT_CERT on the collector).
     clientCert: await gatewayClientCert(cfg),

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import {
   type AcceptedRecord,
   AttestationResultSigner,
+  createForwarder,
   EnrollmentService,
   GeofenceError,
   type GeoPolicy,
@@ -206,10 +207,7 @@ export interface TestGateway {
 }
 
 export async function startGateway(pki: TestPki, collector: TestCollector): Promise<TestGateway> {
-  const { Agent, fetch: undiciFetch } = await import('undici');
-  const dispatcher = new Agent({ connect: { ca: pki.caPem } });
-  const upstream = ((url: string, init: object) =>
-    undiciFetch(url, { ...init, dispatcher } as never)) as never;
+  const forwarder = createForwarder({ target: collector.url, ca: pki.caPem });
   const hits: Record<string, number> = {};
   const app = express();
   app.use((req, _res, next) => {
@@ -217,7 +215,7 @@ export async function startGateway(pki: TestPki, collector: TestCollector): Prom
     next();
   });
   const check = geofence.express.gateway({ registry: collector.registry });
-  const fwd = geofence.express.forward({ target: collector.url, fetch: upstream });
+  const fwd = geofence.express.forward({ forwarder });
   app.get('/nonce', check, fwd);
   app.post('/metrics', check, fwd);
   const server: Server = createServer({ key: pki.keyPem, cert: pki.certPem }, app);
@@ -229,7 +227,7 @@ export async function startGateway(pki: TestPki, collector: TestCollector): Prom
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await dispatcher.close();
+      await forwarder.close();
     },
   };
 }

@@ -1,69 +1,23 @@
 /**
- * Express and Fastify wiring of the attestation endpoints. Both adapters are typed structurally
- * (no import of either framework), read the raw body themselves when no body parser ran, and
- * answer every error as `application/problem+json`.
+ * Express and Fastify wiring of the attestation endpoints over the HTTP kit's endpoints
+ * (kit/endpoints.ts). Both adapters are typed structurally (no import of either framework); the
+ * Express one reads the body with the kit's one body reader, the Fastify one takes Fastify's bytes.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RejectedBy } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
-import { problemHeaders } from '../problem-headers.js';
+import { type HttpAnswer, problemAnswer, writeAnswer } from '../kit/answer.js';
+import { createAttestationEndpoints, type Endpoint } from '../kit/endpoints.js';
+import { type KitIncomingMessage, runEndpoint } from '../kit/node.js';
 import { requestIdOf } from '../request-id.js';
 import {
   ATTESTATION_PATHS,
   type AttestationHandlers,
   type AttestationHandlersOptions,
-  type AttestationHttpResponse,
   createAttestationHandlers,
 } from './http.js';
 import type { AttestationResultSigner } from './result.js';
-
-function isHandlers(h: AttestationHandlers | AttestationHandlersOptions): h is AttestationHandlers {
-  return typeof (h as Partial<AttestationHandlers>).enroll === 'function';
-}
-
-function handlersOf(h: AttestationHandlers | AttestationHandlersOptions): AttestationHandlers {
-  return isHandlers(h) ? h : createAttestationHandlers(h);
-}
-
-/** Reads a request body up to `limit` bytes; rejects with 413 beyond it. */
-export function readRequestBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    // A body parser that ran before us may have consumed the stream already: 'end' will not come.
-    if (req.readableEnded) {
-      resolve(new Uint8Array(0));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const fail = (err: unknown) => {
-      if (done) return;
-      done = true;
-      reject(err);
-    };
-    req.on('data', (chunk: Buffer) => {
-      if (done) return;
-      size += chunk.byteLength;
-      if (size > limit) {
-        fail(
-          new GeofenceError('request_validation', 'Request body too large', {
-            status: 413,
-            details: { limit_bytes: limit },
-          }),
-        );
-        req.resume();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (done) return;
-      done = true;
-      resolve(new Uint8Array(Buffer.concat(chunks)));
-    });
-    req.on('error', fail);
-  });
-}
 
 /**
  * The part of an Express request the adapter uses (Express 4/5 requests satisfy it).
@@ -84,32 +38,6 @@ export type ExpressLikeHandler = (
   next: (err?: unknown) => void,
 ) => void;
 
-function send(res: ServerResponse, r: AttestationHttpResponse): void {
-  res.statusCode = r.status;
-  for (const [k, v] of Object.entries(r.headers)) res.setHeader(k, v);
-  res.end(JSON.stringify(r.body));
-}
-
-async function expressBody(req: ExpressLikeRequest, limit: number): Promise<unknown> {
-  // A JSON body parser that ran before us leaves the parsed value; otherwise read the stream.
-  if (req.body !== undefined && !(req.body instanceof Uint8Array)) return req.body;
-  if (req.body instanceof Uint8Array) return req.body;
-  return readRequestBody(req, limit);
-}
-
-function problemOf(
-  err: unknown,
-  rejectedBy: RejectedBy,
-  requestId: string | undefined,
-): AttestationHttpResponse {
-  const ge = GeofenceError.from(err);
-  return {
-    status: ge.status,
-    headers: problemHeaders(ge),
-    body: ge.toProblem({ rejectedBy, requestId: requestId ?? crypto.randomUUID() }),
-  };
-}
-
 /**
  * Express handlers for the four endpoints, for apps that mount them themselves.
  * @public
@@ -123,31 +51,17 @@ export function attestationExpressHandlers(
   location: ExpressLikeHandler;
   jwks: ExpressLikeHandler;
 } {
-  const h = handlersOf(handlersOrOptions);
-  const wrap =
-    (
-      fn: (
-        req: ExpressLikeRequest,
-        body: unknown,
-        requestId: string | undefined,
-      ) => Promise<AttestationHttpResponse>,
-    ) =>
-    (req: ExpressLikeRequest, res: ServerResponse, next: (err?: unknown) => void) => {
-      const requestId = requestIdOf(res);
-      expressBody(req, h.bodyLimitBytes)
-        .then((body) => fn(req, body, requestId))
-        .catch((err: unknown) => problemOf(err, rejectedBy, requestId))
-        .then((r) => send(res, r))
-        .catch(next);
+  const e = createAttestationEndpoints(handlersOrOptions, rejectedBy);
+  const route =
+    (endpoint: Endpoint): ExpressLikeHandler =>
+    (req, res, next) => {
+      runEndpoint(endpoint, req as KitIncomingMessage, res).catch(next);
     };
-  const ct = (req: IncomingMessage) => req.headers['content-type'];
   return {
-    enroll: wrap((req, body, requestId) => h.enroll({ body, contentType: ct(req), requestId })),
-    complete: wrap((req, body, requestId) =>
-      h.completeEnrollment(req.params?.id ?? '', { body, contentType: ct(req), requestId }),
-    ),
-    location: wrap((req, body, requestId) => h.attestLocation({ body, contentType: ct(req), requestId })),
-    jwks: (_req, res) => send(res, h.jwks()),
+    enroll: route(e.enroll),
+    complete: route(e.complete),
+    location: route(e.location),
+    jwks: route(e.jwks),
   };
 }
 
@@ -157,11 +71,15 @@ export function attestationExpressHandlers(
  */
 export function jwksHandler(signer: Pick<AttestationResultSigner, 'jwks'>): ExpressLikeHandler {
   return (_req, res) => {
-    send(res, {
-      status: 200,
-      headers: { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' },
-      body: signer.jwks(),
-    });
+    writeAnswer(
+      res,
+      {
+        status: 200,
+        headers: { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' },
+        body: signer.jwks(),
+      },
+      requestIdOf(res),
+    );
   };
 }
 
@@ -242,7 +160,7 @@ export interface FastifyLikeInstance {
   get(path: string, handler: (req: FastifyLikeRequest, reply: FastifyLikeReply) => Promise<unknown>): unknown;
 }
 
-function reply(r: FastifyLikeReply, res: AttestationHttpResponse): FastifyLikeReply {
+function reply(r: FastifyLikeReply, res: HttpAnswer): FastifyLikeReply {
   r.code(res.status);
   for (const [k, v] of Object.entries(res.headers)) r.header(k, v);
   return r.send(JSON.stringify(res.body));
@@ -290,21 +208,25 @@ export async function attestationFastifyPlugin(
             : typeof status === 'number' && status >= 400 && status < 500
               ? new GeofenceError('request_validation', 'Invalid request')
               : GeofenceError.from(error);
-    reply(r, problemOf(ge, rejectedBy, requestId));
+    reply(r, problemAnswer(ge, rejectedBy, requestId ?? randomUUID()));
   });
-  const input = (req: FastifyLikeRequest) => {
-    const ct = req.headers['content-type'];
-    return {
-      body: req.body instanceof Uint8Array ? req.body : undefined,
-      contentType: typeof ct === 'string' ? ct : undefined,
-      requestId: req.id,
-    };
+  const e = createAttestationEndpoints(h, rejectedBy);
+  const route = (endpoint: Endpoint) => async (req: FastifyLikeRequest, r: FastifyLikeReply) => {
+    const id = (req.params as { id?: unknown } | undefined)?.id;
+    const result = await endpoint.handle({
+      method: 'POST',
+      url: '',
+      headers: req.headers,
+      requestId: req.id ?? randomUUID(),
+      ...(req.body instanceof Uint8Array ? { rawBody: req.body } : {}),
+      ...(typeof id === 'string' ? { params: { id } } : {}),
+    });
+    // Attestation endpoints always answer (only the gateway endpoint forwards).
+    if (result.kind === 'answer') return reply(r, result.answer);
+    return r;
   };
-  fastify.post(ATTESTATION_PATHS.enroll, async (req, r) => reply(r, await h.enroll(input(req))));
-  fastify.post(ATTESTATION_PATHS.complete, async (req, r) => {
-    const id = (req.params as { id?: unknown }).id;
-    return reply(r, await h.completeEnrollment(typeof id === 'string' ? id : '', input(req)));
-  });
-  fastify.post(ATTESTATION_PATHS.location, async (req, r) => reply(r, await h.attestLocation(input(req))));
-  fastify.get(ATTESTATION_PATHS.jwks, async (_req, r) => reply(r, h.jwks()));
+  fastify.post(ATTESTATION_PATHS.enroll, route(e.enroll));
+  fastify.post(ATTESTATION_PATHS.complete, route(e.complete));
+  fastify.post(ATTESTATION_PATHS.location, route(e.location));
+  fastify.get(ATTESTATION_PATHS.jwks, route(e.jwks));
 }

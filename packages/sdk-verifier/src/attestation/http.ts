@@ -5,8 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import type { RejectedBy } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
+import { type HttpAnswer, jsonAnswer, problemAnswer } from '../kit/answer.js';
 import { fastHasDuplicateJsonKeys } from '../pipeline/fast-validate.js';
-import { problemHeaders } from '../problem-headers.js';
 import type { EnrollmentService } from './enrollment.js';
 import { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';
 import type { AttestationResultSigner } from './result.js';
@@ -21,19 +21,6 @@ export const ATTESTATION_PATHS = Object.freeze({
   location: '/attest/location',
   jwks: '/.well-known/jwks.json',
 });
-
-/**
- * A framework-neutral response.
- * @public
- */
-export interface AttestationHttpResponse {
-  /** HTTP status. */
-  status: number;
-  /** Response headers (content type, cache control). */
-  headers: Record<string, string>;
-  /** JSON body. */
-  body: unknown;
-}
 
 /**
  * A request as the handlers see it: the body as raw bytes (or an already parsed JSON value when
@@ -74,18 +61,16 @@ export interface AttestationHandlersOptions {
  */
 export interface AttestationHandlers {
   /** `POST /enroll` → 201 challenge. */
-  enroll(req: AttestationHttpRequest): Promise<AttestationHttpResponse>;
+  enroll(req: AttestationHttpRequest): Promise<HttpAnswer>;
   /** `POST /enroll/{id}/complete` → 200 with the attestation result. */
-  completeEnrollment(id: string, req: AttestationHttpRequest): Promise<AttestationHttpResponse>;
+  completeEnrollment(id: string, req: AttestationHttpRequest): Promise<HttpAnswer>;
   /** `POST /attest/location` → 200 with the attestation result. */
-  attestLocation(req: AttestationHttpRequest): Promise<AttestationHttpResponse>;
+  attestLocation(req: AttestationHttpRequest): Promise<HttpAnswer>;
   /** `GET /.well-known/jwks.json`. */
-  jwks(): AttestationHttpResponse;
+  jwks(): HttpAnswer;
   /** Maximum body size the adapters must enforce while reading. */
   readonly bodyLimitBytes: number;
 }
-
-const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
 
 function isJsonContentType(ct: string | undefined): boolean {
   if (!ct) return false;
@@ -152,19 +137,15 @@ export function createAttestationHandlers(options: AttestationHandlersOptions): 
     req: AttestationHttpRequest,
     status: number,
     fn: (body: unknown) => Promise<unknown>,
-  ): Promise<AttestationHttpResponse> {
+  ): Promise<HttpAnswer> {
     const requestId = req.requestId ?? randomUUID();
     try {
       const body = await fn(decodeJsonBody(req, limit));
-      return { status, headers: { ...JSON_HEADERS }, body };
+      return jsonAnswer(status, body);
     } catch (err) {
       const ge = GeofenceError.from(err);
       options.onRejection?.(ge, requestId);
-      return {
-        status: ge.status,
-        headers: problemHeaders(ge),
-        body: ge.toProblem({ rejectedBy, requestId }),
-      };
+      return problemAnswer(ge, rejectedBy, requestId);
     }
   }
 

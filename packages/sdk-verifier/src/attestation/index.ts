@@ -29,7 +29,6 @@ export {
   type AttestationHandlers,
   type AttestationHandlersOptions,
   type AttestationHttpRequest,
-  type AttestationHttpResponse,
   createAttestationHandlers,
 } from './http.js';
 export { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';

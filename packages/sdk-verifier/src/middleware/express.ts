@@ -1,44 +1,41 @@
 /**
- * Express (4 and 5) middleware. Typed structurally against Node's http types, so the package needs no
- * Express types or runtime: Express is an optional peer dependency.
+ * Express (4 and 5) adapter of the HTTP kit: each middleware runs one framework-neutral endpoint
+ * (kit/endpoints.ts) on the Node request/response pair. Typed structurally against Node's http types,
+ * so the package needs no Express types or runtime: Express is an optional peer dependency.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { DEFAULT_BODY_LIMIT_BYTES } from '@geofence/protocol';
+import type { ServerResponse } from 'node:http';
+import { DEFAULT_BODY_LIMIT_BYTES, type RejectedBy } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
+import { sendProblem } from '../kit/answer.js';
 import {
-  validateCollectorOptions,
-  validateGatewayOptions,
-  validateNonceOptions,
-} from '../pipeline/options.js';
+  createGatewayEndpoint,
+  createMetricsEndpoint,
+  createNonceEndpoint,
+  type Endpoint,
+} from '../kit/endpoints.js';
+import {
+  createForwarder,
+  type ForwardedAnswer,
+  type Forwarder,
+  type ForwarderOptions,
+} from '../kit/forwarder.js';
+import { stripGatewayHeaders } from '../kit/gateway-headers.js';
+import { bodyOf, type KitIncomingMessage, runEndpoint } from '../kit/node.js';
 import type {
   CollectorOptions,
   GatewayOptions,
   GatewayVerdict,
   NonceEndpointOptions,
-  VerifierRequest,
 } from '../pipeline/types.js';
-import { issueNonce, verifyAtGateway, verifyMetrics } from '../pipeline/verify.js';
-import { clientRequestIdOf, requestIdOf } from '../request-id.js';
-import { readBody } from './body.js';
-import {
-  checkMiddlewareOptions,
-  headersStrippedByGateway,
-  type MiddlewareOptions,
-  sendJson,
-  sendProblem,
-  stripGatewayHeaders,
-} from './common.js';
+import { requestIdOf } from '../request-id.js';
+import type { MiddlewareOptions } from './common.js';
 
 /**
  * The request shape the middleware reads and decorates (an Express request satisfies it).
  * @public
  */
-export interface GeofenceIncomingMessage extends IncomingMessage {
-  /** Express: the URL before mount-path stripping (used for `@path`). */
-  originalUrl?: string;
-  /** Set by the middleware: the body bytes exactly as received. Honoured when already set by the app. */
-  rawBody?: Buffer;
-  /** Set by the middleware: the parsed payload (metrics requests). */
+export interface GeofenceIncomingMessage extends KitIncomingMessage {
+  /** Set by the gateway middleware: the parsed payload (metrics requests). */
   body?: unknown;
   /** Set by the gateway middleware: what was verified. */
   geofence?: GatewayVerdict;
@@ -70,57 +67,19 @@ export type ExpressGatewayOptions = GatewayOptions & MiddlewareOptions;
  */
 export type ExpressNonceOptions = NonceEndpointOptions & MiddlewareOptions;
 
-async function toVerifierRequest(
-  req: GeofenceIncomingMessage,
-  limit: number,
-  withBody: boolean,
-): Promise<VerifierRequest> {
-  const vr: VerifierRequest = {
-    method: req.method ?? 'GET',
-    url: req.originalUrl ?? req.url ?? '/',
-    headers: req.headers,
-    rawHeaders: req.rawHeaders,
-  };
-  if (withBody) {
-    if (Buffer.isBuffer(req.rawBody)) vr.rawBody = req.rawBody;
-    else if (req.readableEnded || (req as { _body?: boolean })._body) {
-      // A body parser ran before us and the bytes are gone: verification is impossible.
-      throw GeofenceError.from(
-        new Error(
-          'request body was consumed before the geofence middleware; mount it before body parsers or set req.rawBody',
-        ),
-      );
-    } else {
-      req.rawBody = await readBody(req, limit);
-      vr.rawBody = req.rawBody;
-    }
-  }
-  return vr;
-}
-
-function wrap(
-  role: string,
-  opts: MiddlewareOptions,
-  run: (
-    req: GeofenceIncomingMessage,
-    res: ServerResponse,
-    next: (err?: unknown) => void,
-    rid: string,
-  ) => Promise<void>,
+function route(
+  endpoint: Endpoint,
+  onForward?: (req: GeofenceIncomingMessage, verdict: GatewayVerdict) => void,
 ): GeofenceHandler {
-  const rejectedBy = opts.rejectedBy ?? role;
   return (req, res, next) => {
-    const rid = requestIdOf(res);
-    run(req, res, next, rid).catch((err: unknown) => {
-      const ge = GeofenceError.from(err);
-      opts.onReject?.(
-        ge,
-        { method: req.method ?? '', url: req.originalUrl ?? req.url ?? '', headers: req.headers },
-        rid,
-        clientRequestIdOf(req.headers),
-      );
-      sendProblem(res, ge, rejectedBy, rid);
-    });
+    runEndpoint(endpoint, req, res)
+      .then((result) => {
+        if (result.kind !== 'forward') return;
+        stripGatewayHeaders(req, req.originalUrl ?? req.url ?? '/');
+        onForward?.(req, result.verdict);
+        next();
+      })
+      .catch(next);
   };
 }
 
@@ -135,16 +94,7 @@ function wrap(
  * @public
  */
 export function collector(options: ExpressCollectorOptions): GeofenceHandler {
-  validateCollectorOptions(options);
-  checkMiddlewareOptions(options, 'collector');
-  const limit = options.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES;
-  return wrap('collector', options, async (req, res, _next, rid) => {
-    const vr = await toVerifierRequest(req, limit, true);
-    await options.beforeVerify?.(vr);
-    const verdict = await verifyMetrics(vr, options);
-    req.body = verdict.payload;
-    sendJson(res, 200, verdict.body, rid);
-  });
+  return route(createMetricsEndpoint(options));
 }
 
 /**
@@ -156,14 +106,7 @@ export function collector(options: ExpressCollectorOptions): GeofenceHandler {
  * @public
  */
 export function nonce(options: ExpressNonceOptions): GeofenceHandler {
-  validateNonceOptions(options);
-  checkMiddlewareOptions(options, 'nonce');
-  return wrap('collector', options, async (req, res, _next, rid) => {
-    const vr = await toVerifierRequest(req, 0, false);
-    await options.beforeVerify?.(vr);
-    const verdict = await issueNonce(vr, options);
-    sendJson(res, 200, verdict.body, rid);
-  });
+  return route(createNonceEndpoint(options));
 }
 
 /**
@@ -178,95 +121,85 @@ export function nonce(options: ExpressNonceOptions): GeofenceHandler {
  * @public
  */
 export function gateway(options: ExpressGatewayOptions): GeofenceHandler {
-  validateGatewayOptions(options);
-  checkMiddlewareOptions(options, 'gateway');
-  const limit = options.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES;
-  return wrap('gateway', options, async (req, _res, next, _rid) => {
-    const isGet = req.method === 'GET';
-    const vr = await toVerifierRequest(req, limit, !isGet);
-    await options.beforeVerify?.(vr);
-    const verdict = await verifyAtGateway(vr, options);
-    stripGatewayHeaders(req, req.originalUrl ?? req.url ?? '/');
+  return route(createGatewayEndpoint(options), (req, verdict) => {
     req.geofence = verdict;
     if (verdict.payload) req.body = verdict.payload;
-    next();
   });
 }
 
 /**
- * Options of {@link forward}.
+ * Options of {@link forward}: a {@link Forwarder} you built (shared, closed by you), or the options
+ * to build one.
  * @public
  */
-export interface ForwardOptions {
-  /** Base URL of the collector, e.g. `https://collector.internal:8444`. */
-  target: string;
-  /** Timeout in milliseconds (default 10 000) → 504 `upstream`. */
-  timeoutMs?: number;
+export type ForwardOptions = ({ forwarder: Forwarder } | ForwarderOptions) & {
   /** `rejected_by` of upstream problems (default `gateway`). */
-  rejectedBy?: string;
-  /** fetch implementation (default: global fetch; pass undici's with a custom dispatcher for TLS). */
-  fetch?: typeof fetch;
-}
-
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
-]);
+  rejectedBy?: RejectedBy;
+  /** Maximum body bytes read when no earlier middleware read the body (default 1 MiB) → 413. */
+  bodyLimit?: number;
+  /**
+   * Strip what {@link headersStrippedByGateway} names (default true: forwarding follows the
+   * enforcing gateway middleware). `false` forwards the signature headers for the collector to check.
+   */
+  enforcing?: boolean;
+  /** Called with each relayed answer (e.g. to label metrics with its `validationType`). */
+  onAnswer?: (answer: ForwardedAnswer, req: GeofenceIncomingMessage, res: ServerResponse) => void;
+  /** Called with each upstream failure before its problem is sent (e.g. to log it). */
+  onFailure?: (error: GeofenceError, req: GeofenceIncomingMessage, res: ServerResponse) => void;
+};
 
 /**
- * Minimal forwarding handler for the gateway: sends the verified request (without the signature
- * headers) to `target` + the original path and relays the answer, including the collector's
- * problems. Connection failures → 502 `upstream`, timeouts → 504 `upstream`.
+ * Forwarding handler for the gateway: sends the request as received (the body bytes, the
+ * allowlisted headers, minus the signature headers of `POST /metrics` when enforcing) to the
+ * collector over a keep-alive pool and relays its answer, problems included. Upstream failures:
+ * refused/reset → 503 with `Retry-After`, timeout → 504, other → 502 (`upstream`).
+ * @example
+ * ```ts
+ * app.post('/metrics', geofence.express.gateway({ registry }), geofence.express.forward({ target }));
+ * ```
  * @public
  */
 export function forward(options: ForwardOptions): GeofenceHandler {
-  let base: URL;
-  try {
-    base = new URL(options.target);
-  } catch {
-    throw new TypeError('@geofence/verifier forward: option target must be an absolute URL');
-  }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') {
-    throw new TypeError('@geofence/verifier forward: option target must be an http(s) URL');
-  }
-  const doFetch = options.fetch ?? fetch;
-  const timeoutMs = options.timeoutMs ?? 10_000;
-  return (req, res) => {
-    const rid = requestIdOf(res);
-    const headers = new Headers();
+  const forwarder = 'forwarder' in options ? options.forwarder : createForwarder(options);
+  const rejectedBy = options.rejectedBy ?? 'gateway';
+  const enforcing = options.enforcing !== false;
+  const limit = options.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES;
+  return (req, res, next) => {
+    const requestId = requestIdOf(res);
     const method = req.method ?? 'GET';
-    const path = req.originalUrl ?? req.url ?? '/';
-    const stripped = headersStrippedByGateway(method, path);
-    for (const [k, v] of Object.entries(req.headers)) {
-      if (v === undefined || HOP_BY_HOP.has(k) || stripped.includes(k)) continue;
-      for (const line of Array.isArray(v) ? v : [v]) headers.append(k, line);
-    }
-    headers.set('x-request-id', rid);
-    const url = new URL(path.replace(/^\/+/, '/'), base);
-    const body = method === 'GET' || method === 'HEAD' ? undefined : req.rawBody;
-    doFetch(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' })
-      .then(async (up) => {
-        const bytes = Buffer.from(await up.arrayBuffer());
-        res.statusCode = up.status;
-        up.headers.forEach((value, key) => {
-          // fetch already decoded the body, so its content-encoding no longer applies
-          if (!HOP_BY_HOP.has(key) && key !== 'content-encoding') res.setHeader(key, value);
-        });
-        res.end(bytes);
+    bodyOf(req, method === 'GET' || method === 'HEAD' ? 0 : limit)
+      .then(
+        () => true,
+        (err: unknown) => {
+          sendProblem(res, GeofenceError.from(err), rejectedBy, requestId);
+          return false;
+        },
+      )
+      .then(async (read) => {
+        if (!read) return;
+        const answer = await forwarder
+          .forward({
+            method,
+            url: req.originalUrl ?? req.url ?? '/',
+            headers: req.headers,
+            body: req.rawBody,
+            clientAddress: req.socket?.remoteAddress,
+            requestId,
+            enforcing,
+          })
+          .catch((err: unknown) => {
+            const ge = GeofenceError.from(err);
+            options.onFailure?.(ge, req, res);
+            sendProblem(res, ge, rejectedBy, requestId);
+            return undefined;
+          });
+        if (!answer) return;
+        options.onAnswer?.(answer, req, res);
+        res.statusCode = answer.status;
+        for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
+        res.end(answer.body);
       })
-      .catch((err: unknown) => {
-        const timeout = (err as Error)?.name === 'TimeoutError';
-        const ge = new GeofenceError('upstream', undefined, { status: timeout ? 504 : 502, cause: err });
-        sendProblem(res, ge, options.rejectedBy ?? 'gateway', rid);
-      });
+      .catch(next);
   };
 }
 

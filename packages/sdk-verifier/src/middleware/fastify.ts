@@ -1,5 +1,6 @@
 /**
- * Fastify (5) plugin with the same options as the Express middleware. Encapsulated: its raw-body
+ * Fastify (5) adapter of the HTTP kit, with the same options as the Express middleware: each route
+ * runs one framework-neutral endpoint (kit/endpoints.ts). Encapsulated: its raw-body
  * content-type parser and problem+json error handler apply only to the routes it registers.
  */
 
@@ -7,20 +8,17 @@ import { DEFAULT_BODY_LIMIT_BYTES } from '@geofence/protocol';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { GeofenceError } from '../errors.js';
+import { type HttpAnswer, problemAnswer, writeAnswer } from '../kit/answer.js';
 import {
-  validateCollectorOptions,
-  validateGatewayOptions,
-  validateNonceOptions,
-} from '../pipeline/options.js';
-import type { GatewayVerdict, VerifierRequest } from '../pipeline/types.js';
-import { issueNonce, verifyAtGateway, verifyMetrics } from '../pipeline/verify.js';
-import { clientRequestIdOf, requestIdOf } from '../request-id.js';
-import {
-  checkMiddlewareOptions,
-  headersStrippedByGateway,
-  sendProblem,
-  stripGatewayHeaders,
-} from './common.js';
+  createGatewayEndpoint,
+  createMetricsEndpoint,
+  createNonceEndpoint,
+  type Endpoint,
+  type EndpointRequest,
+} from '../kit/endpoints.js';
+import { stripGatewayHeaders } from '../kit/gateway-headers.js';
+import type { GatewayVerdict } from '../pipeline/types.js';
+import { requestIdOf } from '../request-id.js';
 import type { ExpressCollectorOptions, ExpressGatewayOptions, ExpressNonceOptions } from './express.js';
 
 /**
@@ -44,29 +42,22 @@ export interface GeofenceFastifyOptions {
   paths?: { metrics?: string; nonce?: string };
 }
 
-function toVerifierRequest(request: FastifyRequest): VerifierRequest {
-  const vr: VerifierRequest = {
+function endpointRequest(request: FastifyRequest, requestId: string): EndpointRequest {
+  const req: EndpointRequest = {
     method: request.method,
     url: request.raw.url ?? request.url,
     headers: request.headers,
     rawHeaders: request.raw.rawHeaders,
+    requestId,
   };
-  if (Buffer.isBuffer(request.body)) vr.rawBody = request.body;
-  return vr;
+  if (Buffer.isBuffer(request.body)) req.rawBody = request.body;
+  return req;
 }
 
-function fail(
-  reply: FastifyReply,
-  request: FastifyRequest,
-  err: unknown,
-  rejectedBy: string,
-  onReject?: ExpressCollectorOptions['onReject'],
-) {
-  const ge = GeofenceError.from(err);
-  const rid = requestIdOf(reply.raw);
-  onReject?.(ge, toVerifierRequest(request), rid, clientRequestIdOf(request.headers));
+function send(reply: FastifyReply, answer: HttpAnswer, requestId: string) {
+  // The one writer: the same bytes and headers as the Express adapter.
   reply.hijack();
-  sendProblem(reply.raw, ge, rejectedBy, rid);
+  writeAnswer(reply.raw, answer, requestId);
 }
 
 async function geofencePlugin(app: FastifyInstance, opts: GeofenceFastifyOptions): Promise<void> {
@@ -78,20 +69,11 @@ async function geofencePlugin(app: FastifyInstance, opts: GeofenceFastifyOptions
       '@geofence/verifier fastify: collector and gateway both register POST /metrics; register them separately',
     );
   }
-  if (opts.collector) {
-    validateCollectorOptions(opts.collector);
-    checkMiddlewareOptions(opts.collector, 'collector');
-  }
-  if (opts.nonce) {
-    validateNonceOptions(opts.nonce);
-    checkMiddlewareOptions(opts.nonce, 'nonce');
-  }
-  if (opts.gateway) {
-    validateGatewayOptions(opts.gateway);
-    checkMiddlewareOptions(opts.gateway, 'gateway');
-    if (typeof opts.gateway.forward !== 'function')
-      throw new TypeError('@geofence/verifier fastify: gateway.forward must be a function');
-  }
+  const metricsEndpoint = opts.collector ? createMetricsEndpoint(opts.collector) : undefined;
+  const nonceEndpoint = opts.nonce ? createNonceEndpoint(opts.nonce) : undefined;
+  const gatewayEndpoint = opts.gateway ? createGatewayEndpoint(opts.gateway) : undefined;
+  if (opts.gateway && typeof opts.gateway.forward !== 'function')
+    throw new TypeError('@geofence/verifier fastify: gateway.forward must be a function');
   const metricsPath = opts.paths?.metrics ?? '/metrics';
   const noncePath = opts.paths?.nonce ?? '/nonce';
   const limit = (opts.collector ?? opts.gateway)?.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES;
@@ -113,51 +95,35 @@ async function geofencePlugin(app: FastifyInstance, opts: GeofenceFastifyOptions
     } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
       ge = new GeofenceError('request_validation', 'Invalid payload structure');
     } else ge = GeofenceError.from(err);
-    fail(reply, request, ge, defaultRejectedBy);
+    const requestId = requestIdOf(reply.raw);
+    // The route's own endpoint rejects (its onReject and rejected_by), as after a failed check.
+    const endpoint =
+      request.method === 'GET' ? (nonceEndpoint ?? gatewayEndpoint) : (metricsEndpoint ?? gatewayEndpoint);
+    send(
+      reply,
+      endpoint
+        ? endpoint.reject(ge, endpointRequest(request, requestId))
+        : problemAnswer(ge, defaultRejectedBy, requestId),
+      requestId,
+    );
   });
 
-  if (opts.collector) {
-    const o = opts.collector;
-    app.post(metricsPath, async (request, reply) => {
-      try {
-        const vr = toVerifierRequest(request);
-        await o.beforeVerify?.(vr);
-        const verdict = await verifyMetrics(vr, o);
-        reply.header('cache-control', 'no-store').header('x-request-id', requestIdOf(reply.raw));
-        return reply.code(200).send(verdict.body);
-      } catch (err) {
-        return fail(reply, request, err, o.rejectedBy ?? 'collector', o.onReject);
-      }
-    });
-  }
-  if (opts.nonce) {
-    const o = opts.nonce;
-    app.get(noncePath, async (request, reply) => {
-      try {
-        const vr = toVerifierRequest(request);
-        await o.beforeVerify?.(vr);
-        const verdict = await issueNonce(vr, o);
-        reply.header('cache-control', 'no-store').header('x-request-id', requestIdOf(reply.raw));
-        return reply.code(200).send(verdict.body);
-      } catch (err) {
-        return fail(reply, request, err, o.rejectedBy ?? 'collector', o.onReject);
-      }
-    });
-  }
-  if (opts.gateway) {
-    const o = opts.gateway;
+  const answer = (endpoint: Endpoint) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const requestId = requestIdOf(reply.raw);
+    const result = await endpoint.handle(endpointRequest(request, requestId));
+    if (result.kind === 'answer') send(reply, result.answer, requestId);
+  };
+  if (metricsEndpoint) app.post(metricsPath, answer(metricsEndpoint));
+  if (nonceEndpoint) app.get(noncePath, answer(nonceEndpoint));
+  if (gatewayEndpoint && opts.gateway) {
+    const forward = opts.gateway.forward;
     const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-      let verdict: GatewayVerdict;
-      try {
-        const vr = toVerifierRequest(request);
-        await o.beforeVerify?.(vr);
-        verdict = await verifyAtGateway(vr, o);
-      } catch (err) {
-        return fail(reply, request, err, o.rejectedBy ?? 'gateway', o.onReject);
-      }
+      const requestId = requestIdOf(reply.raw);
+      const result = await gatewayEndpoint.handle(endpointRequest(request, requestId));
+      if (result.kind === 'answer') return send(reply, result.answer, requestId);
       stripGatewayHeaders(request.raw, request.url);
-      for (const h of headersStrippedByGateway(request.method, request.url)) delete request.headers[h];
-      return o.forward(request, reply, verdict);
+      for (const h of result.stripped) delete request.headers[h];
+      return forward(request, reply, result.verdict);
     };
     app.post(metricsPath, handler);
     app.get(noncePath, handler);

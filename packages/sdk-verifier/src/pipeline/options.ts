@@ -6,7 +6,7 @@ import {
 import { evaluateGeoPolicy } from '../geo.js';
 import type { CollectorOptions, GatewayOptions, NonceEndpointOptions, VerifierBaseOptions } from './types.js';
 
-/** Options of a role, validated and defaulted once (see {@link resolveBase}). */
+/** Options of a role, validated and defaulted once, when its verifier is built (see {@link resolveBase}). */
 export interface Resolved {
   skewMs: number;
   maxAgeMs: number;
@@ -14,8 +14,6 @@ export interface Resolved {
   requireGeoPolicy: boolean;
   now: () => Date;
 }
-
-const resolvedCache = new WeakMap<object, Resolved>();
 
 function positive(name: string, v: number | undefined, dflt: number, allowZero = false): number {
   if (v === undefined) return dflt;
@@ -28,15 +26,14 @@ function positive(name: string, v: number | undefined, dflt: number, allowZero =
 }
 
 /**
- * Validate options and fill defaults; throws TypeError with a clear message. Cached per options object.
+ * Validate options and fill defaults; throws TypeError with a clear message. Called once by each
+ * role's factory (`createCollector`, …), which keeps the result for its own requests.
  * @internal
  */
 export function resolveBase(
   o: Partial<VerifierBaseOptions> & { registry?: unknown },
   role: string,
 ): Resolved {
-  const cached = resolvedCache.get(o);
-  if (cached) return cached;
   if (o === null || typeof o !== 'object')
     throw new TypeError(`@geofence/verifier ${role}: options object required`);
   const reg = o.registry as Record<string, unknown> | undefined;
@@ -63,7 +60,6 @@ export function resolveBase(
       );
     }
   }
-  resolvedCache.set(o, r);
   return r;
 }
 
@@ -77,17 +73,49 @@ function checkNonceStore(o: { nonces?: unknown }, role: string): void {
 }
 
 /**
- * Validate collector options (throws TypeError with a clear message).
- * @public
+ * Validate collector options (throws TypeError with a clear message) and return them resolved.
+ * @internal
  */
-export function validateCollectorOptions(o: CollectorOptions): void {
-  resolveBase(o, 'collector');
+export function resolveCollectorOptions(o: CollectorOptions): Resolved {
+  const r = resolveBase(o, 'collector');
   checkNonceStore(o, 'collector');
   if (o.onAccept !== undefined && typeof o.onAccept !== 'function') {
     throw new TypeError(
       '@geofence/verifier collector: option onAccept must be a function returning the record id',
     );
   }
+  return r;
+}
+
+/**
+ * Validate gateway options (throws TypeError with a clear message) and return them resolved.
+ * @internal
+ */
+export function resolveGatewayOptions(o: GatewayOptions): Resolved {
+  const r = resolveBase(o, 'gateway');
+  for (const k of ['validatePublicKeyHash', 'validateSignature', 'validateGeolocation'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean')
+      throw new TypeError(`@geofence/verifier gateway: option ${k} must be a boolean`);
+  }
+  return r;
+}
+
+/**
+ * Validate `GET /nonce` options (throws TypeError with a clear message) and return them resolved.
+ * @internal
+ */
+export function resolveNonceOptions(o: NonceEndpointOptions): Resolved {
+  const r = resolveBase(o, 'nonce');
+  checkNonceStore(o, 'nonce');
+  return r;
+}
+
+/**
+ * Validate collector options (throws TypeError with a clear message).
+ * @public
+ */
+export function validateCollectorOptions(o: CollectorOptions): void {
+  resolveCollectorOptions(o);
 }
 
 /**
@@ -95,11 +123,7 @@ export function validateCollectorOptions(o: CollectorOptions): void {
  * @public
  */
 export function validateGatewayOptions(o: GatewayOptions): void {
-  resolveBase(o, 'gateway');
-  for (const k of ['validatePublicKeyHash', 'validateSignature', 'validateGeolocation'] as const) {
-    if (o[k] !== undefined && typeof o[k] !== 'boolean')
-      throw new TypeError(`@geofence/verifier gateway: option ${k} must be a boolean`);
-  }
+  resolveGatewayOptions(o);
 }
 
 /**
@@ -107,6 +131,5 @@ export function validateGatewayOptions(o: GatewayOptions): void {
  * @public
  */
 export function validateNonceOptions(o: NonceEndpointOptions): void {
-  resolveBase({ ...o, maxMessageAgeSeconds: o.maxMessageAgeSeconds }, 'nonce');
-  checkNonceStore(o, 'nonce');
+  resolveNonceOptions(o);
 }

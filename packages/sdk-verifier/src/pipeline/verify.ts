@@ -1,6 +1,8 @@
 /**
- * The roles of the SPEC §6.4 pipeline, framework-agnostic: the collector (`verifyMetrics`), the
- * enforcing gateway (`verifyAtGateway`) and `GET /nonce` (`issueNonce`). They compose the steps of
+ * The roles of the SPEC §6.4 pipeline, framework-agnostic: the collector
+ * (`createCollectorVerifier`), the enforcing gateway (`createGatewayVerifier`) and `GET /nonce`
+ * (`createNonceIssuer`). Each factory validates its options once and returns an object that owns
+ * what it resolved (fastify's "compile where the route lives"). They compose the steps of
  * steps.ts over the request view of request-view.ts with the options of options.ts; each step throws a
  * {@link GeofenceError} of its validation type and the first failure wins.
  *
@@ -14,7 +16,12 @@ import { keyidSchema } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
 import type { NonceStore } from '../storage/nonce-store.js';
 import type { AgentRecord } from '../storage/registry.js';
-import { type Resolved, resolveBase } from './options.js';
+import {
+  type Resolved,
+  resolveCollectorOptions,
+  resolveGatewayOptions,
+  resolveNonceOptions,
+} from './options.js';
 import { createMemoryRecordSink } from './records.js';
 import { bad, hasSignatureHeaders, keptHeaders } from './request-view.js';
 import {
@@ -44,153 +51,190 @@ import type {
 } from './types.js';
 
 /**
- * Collector role: verify a `POST /metrics` request in the order of SPEC §6.4 and store it.
- * Throws {@link GeofenceError} on the first failed step; resolves with the 200 answer.
+ * The collector role built once from its options: {@link CollectorVerifier.verify} checks a
+ * `POST /metrics` request in the order of SPEC §6.4 and stores it.
  * @public
  */
-export async function verifyMetrics(
-  req: VerifierRequest,
-  options: CollectorOptions,
-): Promise<MetricsVerdict> {
-  const r = resolveBase(options, 'collector');
-  const signed = hasSignatureHeaders(req);
-  if (options.requireHttpSignature && !signed) throw bad('Missing signature headers');
-  const { payload, raw, geoHeader } = parseMetricsRequest(req, r, options.requireHttpSignature === true);
-  const checks = ['request_validation', 'agent_verification', 'signature_verification'];
-  let record: AgentRecord | undefined;
-  let sig: VerifiedSignature | undefined;
-  if (signed) {
-    sig = await verifyHeaders(
-      req,
-      r,
-      METRICS_COMPONENTS,
-      METRICS_PARAMS,
-      async (keyid) => {
-        record = await checkAgent(options, payload.tpm_public_key_hash, payload.agent_name, keyid);
-        return pinned(record);
-      },
-      true,
-    );
-  } else {
-    record = await checkAgent(options, payload.tpm_public_key_hash, payload.agent_name, undefined);
-  }
-  if (!record) throw GeofenceError.from(new Error('agent record missing after verification'));
-  checkPayloadSignature(raw, payload, record);
-  const now = r.now();
-  checkTimes(r, now.getTime(), payload.timestamp, sig);
-  checks.push('timestamp_proximity');
-  checkHeaderNonce(sig, payload);
-  const consumed = await options.nonces.consume(record.keyid, payload.nonce);
-  if (consumed !== 'ok') {
-    throw new GeofenceError('nonce_validation', undefined, {
-      details: { agent_name: record.agent_name, reason: consumed },
-    });
-  }
-  checks.push('nonce_validation');
-  const geo = checkGeo(options, r, now, record.agent_name, record, payload, geoHeader);
-  checks.push('geolocation_policy');
-  const sink = options.onAccept ?? defaultSink(options);
-  const body = req.rawBody!;
-  const recordId = await sink({
-    agent_name: record.agent_name,
-    keyid: record.keyid,
-    received_at: isoString(now),
-    payload,
-    raw_body: body,
-    http_signature: sig
-      ? {
-          keyid: sig.keyid,
-          alg: sig.alg,
-          created: sig.created,
-          expires: sig.expires,
-          components: sig.components,
-        }
-      : null,
-    verdict: { checks, geo },
-    headers: keptHeaders(req),
-  });
-  if (typeof recordId !== 'string' || recordId === '')
-    throw GeofenceError.from(new Error('record sink returned no id'));
-  return {
-    status: 200,
-    body: { status: 'success', message: SUCCESS_MESSAGE, record_id: recordId },
-    agent: record,
-    payload,
-    signature: sig,
-  };
-}
-
-/** `toISOString` of the last millisecond seen: at collector rates several records share one. */
-let lastIsoMs = Number.NaN;
-let lastIso = '';
-function isoString(d: Date): string {
-  const ms = d.getTime();
-  // An invalid Date has NaN time, never equal: toISOString then throws RangeError as before.
-  if (ms !== lastIsoMs) {
-    lastIso = d.toISOString();
-    lastIsoMs = ms;
-  }
-  return lastIso;
-}
-
-const defaultSinks = new WeakMap<object, ReturnType<typeof createMemoryRecordSink>>();
-function defaultSink(options: CollectorOptions) {
-  let s = defaultSinks.get(options);
-  if (!s) {
-    s = createMemoryRecordSink();
-    defaultSinks.set(options, s);
-  }
-  return s.onAccept;
+export interface CollectorVerifier {
+  /** Throws {@link GeofenceError} on the first failed step; resolves with the 200 answer. */
+  verify(req: VerifierRequest): Promise<MetricsVerdict>;
 }
 
 /**
- * Gateway role (policy-enforcement mode): check a `POST /metrics` (header presence and syntax, keyid
- * in the allowlist, RFC 9421 signature with Content-Digest, payload signature, timestamps, header vs
- * payload nonce and location, geo policy) or a `GET /nonce` (keyid in the allowlist, signature when
- * present). Never consumes nonces; the collector behind it still runs all of its checks.
- * Same scenario → same status and validation_type as {@link verifyMetrics}.
+ * Build the collector role: validates `options` once (TypeError with a clear message) and keeps
+ * what it resolved, its default record sink and its time formatting for every request it verifies.
  * @public
  */
-export async function verifyAtGateway(
-  req: VerifierRequest,
-  options: GatewayOptions,
-): Promise<GatewayVerdict> {
-  const r = resolveBase(options, 'gateway');
+export function createCollectorVerifier(options: CollectorOptions): CollectorVerifier {
+  const r = resolveCollectorOptions(options);
+  const sink = options.onAccept ?? createMemoryRecordSink().onAccept;
+  const isoString = createIsoClock();
+  return {
+    async verify(req) {
+      const signed = hasSignatureHeaders(req);
+      if (options.requireHttpSignature && !signed) throw bad('Missing signature headers');
+      const { payload, raw, geoHeader } = parseMetricsRequest(req, r, options.requireHttpSignature === true);
+      const checks = ['request_validation', 'agent_verification', 'signature_verification'];
+      let record: AgentRecord | undefined;
+      let sig: VerifiedSignature | undefined;
+      if (signed) {
+        sig = await verifyHeaders(
+          req,
+          r,
+          METRICS_COMPONENTS,
+          METRICS_PARAMS,
+          async (keyid) => {
+            record = await checkAgent(options, payload.tpm_public_key_hash, payload.agent_name, keyid);
+            return pinned(record);
+          },
+          true,
+        );
+      } else {
+        record = await checkAgent(options, payload.tpm_public_key_hash, payload.agent_name, undefined);
+      }
+      if (!record) throw GeofenceError.from(new Error('agent record missing after verification'));
+      checkPayloadSignature(raw, payload, record);
+      const now = r.now();
+      checkTimes(r, now.getTime(), payload.timestamp, sig);
+      checks.push('timestamp_proximity');
+      checkHeaderNonce(sig, payload);
+      const consumed = await options.nonces.consume(record.keyid, payload.nonce);
+      if (consumed !== 'ok') {
+        throw new GeofenceError('nonce_validation', undefined, {
+          details: { agent_name: record.agent_name, reason: consumed },
+        });
+      }
+      checks.push('nonce_validation');
+      const geo = checkGeo(options, r, now, record.agent_name, record, payload, geoHeader);
+      checks.push('geolocation_policy');
+      const body = req.rawBody!;
+      const recordId = await sink({
+        agent_name: record.agent_name,
+        keyid: record.keyid,
+        received_at: isoString(now),
+        payload,
+        raw_body: body,
+        http_signature: sig
+          ? {
+              keyid: sig.keyid,
+              alg: sig.alg,
+              created: sig.created,
+              expires: sig.expires,
+              components: sig.components,
+            }
+          : null,
+        verdict: { checks, geo },
+        headers: keptHeaders(req),
+      });
+      if (typeof recordId !== 'string' || recordId === '')
+        throw GeofenceError.from(new Error('record sink returned no id'));
+      return {
+        status: 200,
+        body: { status: 'success', message: SUCCESS_MESSAGE, record_id: recordId },
+        agent: record,
+        payload,
+        signature: sig,
+      };
+    },
+  };
+}
+
+/**
+ * Collector role, one request: `createCollectorVerifier(options).verify(req)`. Validates the options
+ * on every call and keeps no state between calls (the default record sink is new each time): servers
+ * build the verifier once with {@link createCollectorVerifier}, as the middleware does.
+ * @public
+ */
+export function verifyMetrics(req: VerifierRequest, options: CollectorOptions): Promise<MetricsVerdict> {
+  return createCollectorVerifier(options).verify(req);
+}
+
+/**
+ * `toISOString` of the last millisecond seen: at collector rates several records share one.
+ */
+function createIsoClock(): (d: Date) => string {
+  let lastMs = Number.NaN;
+  let last = '';
+  return (d) => {
+    const ms = d.getTime();
+    // An invalid Date has NaN time, never equal: toISOString then throws RangeError as before.
+    if (ms !== lastMs) {
+      last = d.toISOString();
+      lastMs = ms;
+    }
+    return last;
+  };
+}
+
+/**
+ * The gateway role (policy-enforcement mode) built once from its options.
+ * @public
+ */
+export interface GatewayVerifier {
+  /**
+   * Check a `POST /metrics` (header presence and syntax, keyid in the allowlist, RFC 9421 signature
+   * with Content-Digest, payload signature, timestamps, header vs payload nonce and location, geo
+   * policy) or a `GET /nonce` (keyid in the allowlist, signature when present). Never consumes
+   * nonces; the collector behind it still runs all of its checks. Same scenario → same status and
+   * validation_type as the collector.
+   */
+  verify(req: VerifierRequest): Promise<GatewayVerdict>;
+}
+
+/**
+ * Build the gateway role: validates `options` once (TypeError with a clear message).
+ * @public
+ */
+export function createGatewayVerifier(options: GatewayOptions): GatewayVerifier {
+  const r = resolveGatewayOptions(options);
   const vKey = options.validatePublicKeyHash !== false;
   const vSig = options.validateSignature !== false;
   const vGeo = options.validateGeolocation !== false;
-  if (req.method === 'GET') return gatewayNonce(req, options, r, vKey, vSig);
-  const { payload, raw, geoHeader } = parseMetricsRequest(req, r, true);
-  const checks = ['request_validation'];
-  let record: AgentRecord | undefined;
-  const lookup = async (keyid: string): Promise<PinnedVerificationKey> => {
-    if (vKey) {
-      record = await checkAgent(options, payload.tpm_public_key_hash, payload.agent_name, keyid);
-    } else {
-      record = await options.registry.getByKeyid(payload.tpm_public_key_hash);
-      if (vSig && (!record || keyid !== payload.tpm_public_key_hash)) {
-        throw new GeofenceError('signature_verification', undefined, {
-          details: { reason: 'Agent public key not found' },
-        });
+  return {
+    async verify(req) {
+      if (req.method === 'GET') return gatewayNonce(req, options, r, vKey, vSig);
+      const { payload, raw, geoHeader } = parseMetricsRequest(req, r, true);
+      const checks = ['request_validation'];
+      let record: AgentRecord | undefined;
+      const lookup = async (keyid: string): Promise<PinnedVerificationKey> => {
+        if (vKey) {
+          record = await checkAgent(options, payload.tpm_public_key_hash, payload.agent_name, keyid);
+        } else {
+          record = await options.registry.getByKeyid(payload.tpm_public_key_hash);
+          if (vSig && (!record || keyid !== payload.tpm_public_key_hash)) {
+            throw new GeofenceError('signature_verification', undefined, {
+              details: { reason: 'Agent public key not found' },
+            });
+          }
+        }
+        return record ? pinned(record) : ({ key: '', alg: 'ecdsa-p256-sha256' } as PinnedVerificationKey);
+      };
+      const sig = await verifyHeaders(req, r, METRICS_COMPONENTS, METRICS_PARAMS, lookup, vSig);
+      if (vKey) checks.push('agent_verification');
+      if (vSig) {
+        checkPayloadSignature(raw, payload, record!);
+        checks.push('signature_verification');
       }
-    }
-    return record ? pinned(record) : ({ key: '', alg: 'ecdsa-p256-sha256' } as PinnedVerificationKey);
+      const now = r.now();
+      checkTimes(r, now.getTime(), payload.timestamp, sig);
+      checks.push('timestamp_proximity');
+      checkHeaderNonce(sig, payload);
+      if (vGeo) {
+        checkGeo(options, r, now, payload.agent_name, record, payload, geoHeader);
+        checks.push('geolocation_policy');
+      }
+      return { kind: 'metrics', agent: record, payload, signature: sig, checks };
+    },
   };
-  const sig = await verifyHeaders(req, r, METRICS_COMPONENTS, METRICS_PARAMS, lookup, vSig);
-  if (vKey) checks.push('agent_verification');
-  if (vSig) {
-    checkPayloadSignature(raw, payload, record!);
-    checks.push('signature_verification');
-  }
-  const now = r.now();
-  checkTimes(r, now.getTime(), payload.timestamp, sig);
-  checks.push('timestamp_proximity');
-  checkHeaderNonce(sig, payload);
-  if (vGeo) {
-    checkGeo(options, r, now, payload.agent_name, record, payload, geoHeader);
-    checks.push('geolocation_policy');
-  }
-  return { kind: 'metrics', agent: record, payload, signature: sig, checks };
+}
+
+/**
+ * Gateway role, one request: `createGatewayVerifier(options).verify(req)` (validates the options on
+ * every call; servers build the verifier once).
+ * @public
+ */
+export function verifyAtGateway(req: VerifierRequest, options: GatewayOptions): Promise<GatewayVerdict> {
+  return createGatewayVerifier(options).verify(req);
 }
 
 function nonceQuery(req: VerifierRequest): string {
@@ -283,20 +327,48 @@ async function claimSignedNonceRequest(
 }
 
 /**
- * `GET /nonce?public_key_hash=<keyid>` at the collector (SPEC §6.1): 400 without the parameter, 403
- * for unknown or inactive agents, verifies the RFC 9421 signature when present (signed requests get
- * nonces from the agent's authenticated pool), then issues a nonce.
+ * `GET /nonce` at the collector, built once from its options.
  * @public
  */
-export async function issueNonce(req: VerifierRequest, options: NonceEndpointOptions): Promise<NonceVerdict> {
-  const r = resolveBase(options, 'nonce');
-  const { record, sig } = await checkNonceRequest(req, options, r, true, true);
-  if (sig) await claimSignedNonceRequest(options.nonces, record!.keyid, sig, r);
-  const issued = await options.nonces.issue(record!.keyid, { authenticated: sig !== undefined });
+export interface NonceIssuer {
+  /**
+   * `GET /nonce?public_key_hash=<keyid>` (SPEC §6.1): 400 without the parameter, 403 for unknown or
+   * inactive agents, verifies the RFC 9421 signature when present (signed requests get nonces from
+   * the agent's authenticated pool, and are single-use), then issues a nonce.
+   */
+  issue(req: VerifierRequest): Promise<NonceVerdict>;
+}
+
+/**
+ * Build the `GET /nonce` role: validates `options` once (TypeError with a clear message).
+ * @public
+ */
+export function createNonceIssuer(options: NonceEndpointOptions): NonceIssuer {
+  const r = resolveNonceOptions(options);
   return {
-    status: 200,
-    body: { nonce: issued.nonce, expires_at: issued.expiresAt.toISOString(), expires_in: issued.expiresIn },
-    agent: record!,
-    authenticated: sig !== undefined,
+    async issue(req) {
+      const { record, sig } = await checkNonceRequest(req, options, r, true, true);
+      if (sig) await claimSignedNonceRequest(options.nonces, record!.keyid, sig, r);
+      const issued = await options.nonces.issue(record!.keyid, { authenticated: sig !== undefined });
+      return {
+        status: 200,
+        body: {
+          nonce: issued.nonce,
+          expires_at: issued.expiresAt.toISOString(),
+          expires_in: issued.expiresIn,
+        },
+        agent: record!,
+        authenticated: sig !== undefined,
+      };
+    },
   };
+}
+
+/**
+ * `GET /nonce`, one request: `createNonceIssuer(options).issue(req)` (validates the options on every
+ * call; servers build the issuer once).
+ * @public
+ */
+export function issueNonce(req: VerifierRequest, options: NonceEndpointOptions): Promise<NonceVerdict> {
+  return createNonceIssuer(options).issue(req);
 }
