@@ -162,9 +162,13 @@ function bodyLimitOf(o: { bodyLimit?: number | undefined }): number {
  * @public
  */
 export interface AttestationEndpoints {
+  /** `POST /enroll` → 201 with the credential-activation challenge. */
   enroll: Endpoint;
+  /** `POST /enroll/:id/complete` → 200 with the attestation result (reads `params.id`). */
   complete: Endpoint;
+  /** `POST /attest/location` → 200 with the attestation result of a `lah-bundle`. */
   location: Endpoint;
+  /** `GET /.well-known/jwks.json` → the result signer's JWKS. */
   jwks: Endpoint;
 }
 

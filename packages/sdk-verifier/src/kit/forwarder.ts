@@ -59,10 +59,13 @@ export interface ForwarderOptions {
  * @public
  */
 export interface ForwardRequest {
+  /** HTTP method, forwarded as is. */
   method: string;
   /** Path and query, e.g. `/metrics` or `/nonce?public_key_hash=…`. */
   url: string;
+  /** Request headers as received; only {@link FORWARDED_REQUEST_HEADERS} are passed on. */
   headers: IncomingHttpHeaders;
+  /** Body bytes as received (forwarded unchanged). */
   body?: Uint8Array | undefined;
   /** The client's address, appended to `X-Forwarded-For`. */
   clientAddress?: string | undefined;
@@ -77,9 +80,11 @@ export interface ForwardRequest {
  * @public
  */
 export interface ForwardedAnswer {
+  /** The collector's status. */
   status: number;
   /** The returned headers (content type, `Retry-After`, cache control, `X-Collector-Request-Id`). */
   headers: Record<string, string>;
+  /** The collector's body bytes, unchanged. */
   body: Buffer;
   /** `validation_type` of a problem answer, for metrics labels. */
   validationType?: string | undefined;
@@ -90,9 +95,13 @@ export interface ForwardedAnswer {
  * @public
  */
 export interface ForwarderState {
+  /** Status of the last answer received (null after a failure or before the first request). */
   lastStatus: number | null;
+  /** Error code of the last failure (null after a success). */
   lastError: string | null;
+  /** ISO time of the last attempt. */
   lastAt: string | null;
+  /** Failures since start. */
   failures: number;
 }
 
