@@ -9,7 +9,12 @@
  *   into the victim's authenticated pool and the 17th evicted the victim's nonce.
  */
 import { join } from 'node:path';
-import { type NonceResponse, SqliteRegistry } from '@geofence/verifier';
+import {
+  type NonceBatchResponse,
+  type NonceResponse,
+  nonceBatchResponseSchema,
+  SqliteRegistry,
+} from '@geofence/verifier';
 import type { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSigned } from '../src/demo/raw.js';
@@ -134,6 +139,31 @@ describe('nonce requests cannot be used against their agent', () => {
     }
     const r = await postMetrics(c, d.agentBase, await metricsWith(nonce));
     expect(r.status, `${name}: ${r.text}`).toBe(200);
+  });
+
+  it.each(
+    DEPLOYMENTS,
+  )('%s: one signed GET /nonce?count=16 gives 16 nonces, each accepted once (SPEC §16)', async (name) => {
+    const d = deployments[name]!;
+    const path = `/nonce?public_key_hash=${victim.keyid}&count=16`;
+    const r = await http(c, `${d.agentBase}${path}`, {
+      headers: await signedNonceHeaders(victim, `${d.agentBase}${path}`),
+    });
+    expect(r.status, `${name}: ${r.text}`).toBe(200);
+    const batch = r.json as unknown as NonceBatchResponse;
+    expect(nonceBatchResponseSchema.safeParse(batch).success, r.text).toBe(true);
+    expect(new Set(batch.nonces.map((n) => n.nonce)).size).toBe(16);
+    // an anonymous batch is refused: it would multiply what one unauthenticated request obtains
+    const anon = await http(c, `${d.attackerBase}${path}`);
+    expect(anon.status, anon.text).toBe(400);
+    for (const n of batch.nonces) {
+      const nonce = { nonce: n.nonce, expires_at: n.expires_at, expires_in: batch.expires_in };
+      const req = await metricsWith(nonce);
+      const ok = await postMetrics(c, d.agentBase, req);
+      expect(ok.status, `${name}: ${ok.text}`).toBe(200);
+      const again = await postMetrics(c, d.attackerBase, req);
+      expect(again.status, `${name} replay`).toBe(401);
+    }
   });
 
   it('a fresh signature of the same request is a new request (the agent re-signs every retry)', async () => {

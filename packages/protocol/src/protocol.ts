@@ -226,6 +226,27 @@ export const nonceResponseSchema = z.strictObject({
 export type NonceResponse = z.infer<typeof nonceResponseSchema>;
 
 /**
+ * `GET /nonce?…&count=n` response body (SPEC §16): n nonces for one request, each with its own
+ * expiry and every §6.1 rule (binding to the agent, lifetime, single use).
+ * @public
+ */
+export const nonceBatchResponseSchema = z.strictObject({
+  nonces: z.array(z.strictObject({ nonce: nonceSchema, expires_at: isoDateTime })).min(1),
+  expires_in: z.number().int().positive(),
+});
+/**
+ * A `GET /nonce?…&count=n` response body.
+ * @public
+ */
+export type NonceBatchResponse = z.infer<typeof nonceBatchResponseSchema>;
+
+/**
+ * Name of the `GET /nonce` query parameter asking for a batch of nonces (SPEC §16).
+ * @public
+ */
+export const NONCE_COUNT_PARAMETER = 'count';
+
+/**
  * Workload-Geo-ID header value (SPEC §5.2).
  * @public
  */

@@ -10,11 +10,16 @@ import { Readable } from 'node:stream';
 import { isLowS } from '@geofence/http-sig';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  createNonceIssuer,
   type GatewayOptions,
   GeofenceError,
   issueNonce,
   JsonFileRegistry,
   MemoryNonceStore,
+  type NonceBatchResponse,
+  type NonceResponse,
+  nonceBatchResponseSchema,
+  nonceResponseSchema,
   readBody,
   type VerifierRequest,
   verifyAtGateway,
@@ -269,11 +274,56 @@ describe('collector order', () => {
       });
       expect(anon.authenticated).toBe(false);
     }
-    expect(await nonces.consume(agent.keyid, signed.body.nonce)).toBe('ok');
+    expect(await nonces.consume(agent.keyid, (signed.body as NonceResponse).nonce)).toBe('ok');
     const stale = toReq(await buildNonceRequest(agent, { created: new Date(Date.now() - 3600_000) }));
     expect((await rejection(issueNonce(stale, { registry, nonces }))).validationType).toBe(
       'timestamp_proximity',
     );
+  });
+});
+
+describe('nonce batches (SPEC §16)', () => {
+  it('a signed count=n request gets n distinct nonces, each single-use and bound to the agent', async () => {
+    const nonces = new MemoryNonceStore({ maxOutstanding: 16 });
+    const issuer = createNonceIssuer({ registry, nonces, maxNonceBatch: 16 });
+    const v = await issuer.issue(toReq(await buildNonceRequest(agent, { query: '&count=16' })));
+    const body = v.body as NonceBatchResponse;
+    expect(nonceBatchResponseSchema.safeParse(body).success).toBe(true);
+    expect(body.nonces).toHaveLength(16);
+    expect(new Set(body.nonces.map((n) => n.nonce)).size).toBe(16);
+    expect(v.authenticated).toBe(true);
+    for (const n of body.nonces) {
+      expect(await nonces.consume(stranger.keyid, n.nonce)).toBe('wrong_agent');
+      expect(await nonces.consume(agent.keyid, n.nonce)).toBe('ok');
+      expect(await nonces.consume(agent.keyid, n.nonce)).toBe('reused');
+    }
+  });
+
+  it('no count keeps the one-nonce body; a batch needs a signature and a count in 1..max', async () => {
+    const nonces = new MemoryNonceStore({ maxOutstanding: 4 });
+    const issuer = createNonceIssuer({ registry, nonces, maxNonceBatch: 4 });
+    const one = await issuer.issue(toReq(await buildNonceRequest(agent)));
+    expect(nonceResponseSchema.safeParse(one.body).success).toBe(true);
+    for (const query of ['&count=0', '&count=5', '&count=-1', '&count=1e1', '&count=', '&count=2&count=2']) {
+      const r = await rejection(issuer.issue(toReq(await buildNonceRequest(agent, { query }))));
+      expect([r.status, r.validationType], query).toEqual([400, 'request_validation']);
+    }
+    const anon = await rejection(
+      issuer.issue(toReq(await buildNonceRequest(agent, { signed: false, query: '&count=2' }))),
+    );
+    expect([anon.status, anon.validationType]).toEqual([400, 'request_validation']);
+    expect(anon.details).toMatchObject({ reason: 'nonce batches are issued to signed requests only' });
+    // the nonce of the single request above survived the refused attempts
+    expect(await nonces.consume(agent.keyid, (one.body as NonceResponse).nonce)).toBe('ok');
+  });
+
+  it('count is covered by the signature: changing it breaks the signature', async () => {
+    const nonces = new MemoryNonceStore({ maxOutstanding: 8 });
+    const issuer = createNonceIssuer({ registry, nonces, maxNonceBatch: 8 });
+    const built = await buildNonceRequest(agent, { query: '&count=2' });
+    const forged = { ...built, path: built.path.replace('count=2', 'count=8') };
+    const r = await rejection(issuer.issue(toReq(forged)));
+    expect(r.validationType).toBe('signature_verification');
   });
 });
 

@@ -76,6 +76,8 @@ export interface CollectorAppOptions {
   trustProxy: boolean | string;
   rateLimit: Config['rateLimit'];
   nonceStoreKind: string;
+  /** `NONCE_MAX_OUTSTANDING`: the largest batch one `GET /nonce?…&count=n` may ask for. */
+  nonceMaxOutstanding?: number | undefined;
 }
 
 /** The app and its metrics. */
@@ -184,6 +186,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       log,
       rejectedBy: REJECTED_BY,
       clockSkewSeconds: opts.clockSkewSeconds,
+      maxNonceBatch: opts.nonceMaxOutstanding,
     }),
   );
 
@@ -493,6 +496,7 @@ export async function startCollector(
       trustProxy: cfg.trustProxy,
       rateLimit: cfg.rateLimit,
       nonceStoreKind: cfg.nonce.store,
+      nonceMaxOutstanding: cfg.nonce.maxOutstanding,
     },
     deps,
   );

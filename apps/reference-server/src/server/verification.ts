@@ -101,7 +101,9 @@ function mount(c: Common, route: string, mw: GeofenceHandler): RequestHandler {
 }
 
 /** `GET /nonce` on the collector (`geofence.express.nonce`). */
-export function nonceRoute(c: Common & { nonces: NonceStore }): RequestHandler {
+export function nonceRoute(
+  c: Common & { nonces: NonceStore; maxNonceBatch?: number | undefined },
+): RequestHandler {
   return mount(
     c,
     '/nonce',
@@ -109,6 +111,7 @@ export function nonceRoute(c: Common & { nonces: NonceStore }): RequestHandler {
       registry: c.registry,
       nonces: c.nonces,
       clockSkewSeconds: c.clockSkewSeconds,
+      ...(c.maxNonceBatch !== undefined ? { maxNonceBatch: c.maxNonceBatch } : {}),
       rejectedBy: c.rejectedBy,
       onReject: onReject(c, '/nonce'),
     }),

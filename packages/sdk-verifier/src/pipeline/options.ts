@@ -1,6 +1,7 @@
 import {
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_CLOCK_SKEW_SECONDS,
+  DEFAULT_NONCE_MAX_OUTSTANDING,
   MAX_SIGNATURE_VALIDITY_SECONDS,
 } from '@geofence/protocol';
 import { evaluateGeoPolicy } from '../geo.js';
@@ -8,6 +9,8 @@ import type { CollectorOptions, GatewayOptions, NonceEndpointOptions, VerifierBa
 
 /** Options of a role, validated and defaulted once, when its verifier is built (see {@link resolveBase}). */
 export interface Resolved {
+  /** Largest `count` of a nonce batch (nonce role only). */
+  maxNonceBatch: number;
   skewMs: number;
   maxAgeMs: number;
   bodyLimit: number;
@@ -47,6 +50,7 @@ export function resolveBase(
     maxAgeMs: positive('maxMessageAgeSeconds', o.maxMessageAgeSeconds, MAX_SIGNATURE_VALIDITY_SECONDS) * 1000,
     bodyLimit: positive('bodyLimit', o.bodyLimit, DEFAULT_BODY_LIMIT_BYTES),
     requireGeoPolicy: o.requireGeoPolicy ?? true,
+    maxNonceBatch: DEFAULT_NONCE_MAX_OUTSTANDING,
     now: o.now ?? (() => new Date()),
   };
   if (o.now !== undefined && typeof o.now !== 'function')
@@ -93,6 +97,8 @@ export function resolveCollectorOptions(o: CollectorOptions): Resolved {
  */
 export function resolveGatewayOptions(o: GatewayOptions): Resolved {
   const r = resolveBase(o, 'gateway');
+  // The collector behind decides how many nonces one request may have; the gateway checks only form.
+  r.maxNonceBatch = 1000;
   for (const k of ['validatePublicKeyHash', 'validateSignature', 'validateGeolocation'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'boolean')
       throw new TypeError(`@geofence/verifier gateway: option ${k} must be a boolean`);
@@ -107,6 +113,11 @@ export function resolveGatewayOptions(o: GatewayOptions): Resolved {
 export function resolveNonceOptions(o: NonceEndpointOptions): Resolved {
   const r = resolveBase(o, 'nonce');
   checkNonceStore(o, 'nonce');
+  const max = o.maxNonceBatch;
+  if (max !== undefined && (!Number.isInteger(max) || max < 1 || max > 1000)) {
+    throw new TypeError('@geofence/verifier nonce: option maxNonceBatch must be an integer in 1..1000');
+  }
+  r.maxNonceBatch = max ?? DEFAULT_NONCE_MAX_OUTSTANDING;
   return r;
 }
 

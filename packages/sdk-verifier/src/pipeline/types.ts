@@ -2,7 +2,7 @@
  * Types of the framework-agnostic verification pipeline.
  */
 import type { HeaderFields, VerifiedSignature } from '@geofence/http-sig';
-import type { MetricsPayload } from '@geofence/protocol';
+import type { MetricsPayload, NonceBatchResponse, NonceResponse } from '@geofence/protocol';
 import type { GeoMatch, GeoPolicy } from '../geo.js';
 import type { NonceStore } from '../storage/nonce-store.js';
 import type { AgentRecord, Registry } from '../storage/registry.js';
@@ -140,6 +140,11 @@ export interface NonceEndpointOptions {
   clockSkewSeconds?: number;
   /** Maximum age of header `created`, in seconds (default 300). */
   maxMessageAgeSeconds?: number;
+  /**
+   * Largest `count` of one `GET /nonce?…&count=n` (SPEC §16); set it to the store's
+   * `maxOutstanding` (`NONCE_MAX_OUTSTANDING`, default 10) so a batch never evicts itself.
+   */
+  maxNonceBatch?: number;
   /** Clock (tests). */
   now?: () => Date;
 }
@@ -168,8 +173,8 @@ export interface MetricsVerdict {
 export interface NonceVerdict {
   /** Always 200. */
   status: 200;
-  /** The response body (SPEC §6.1). */
-  body: { nonce: string; expires_at: string; expires_in: number };
+  /** The response body: one nonce (SPEC §6.1), or a batch when the request asked for `count` (§16). */
+  body: NonceResponse | NonceBatchResponse;
   /** The agent's registry record. */
   agent: AgentRecord;
   /** Whether the request was signed by the agent (its nonce went to the authenticated pool). */

@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { PinnedVerificationKey, VerifiedSignature } from '@geofence/http-sig';
-import { keyidSchema } from '@geofence/protocol';
+import { keyidSchema, NONCE_COUNT_PARAMETER } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
 import type { NonceStore } from '../storage/nonce-store.js';
 import type { AgentRecord } from '../storage/registry.js';
@@ -237,20 +237,36 @@ export function verifyAtGateway(req: VerifierRequest, options: GatewayOptions): 
   return createGatewayVerifier(options).verify(req);
 }
 
-function nonceQuery(req: VerifierRequest): string {
+/** The `GET /nonce` query: the agent's keyid and, for a batch (SPEC §16), the `count` asked for. */
+interface NonceQuery {
+  keyid: string;
+  count: number | undefined;
+}
+
+function singleParameter(url: URL, name: string): string | undefined {
+  const all = url.searchParams.getAll(name);
+  if (all.length > 1) throw bad(`${name} parameter must appear once`);
+  return all[0];
+}
+
+function nonceQuery(req: VerifierRequest, maxBatch: number): NonceQuery {
   let url: URL;
   try {
     url = new URL(req.url, 'http://localhost');
   } catch {
     throw bad('Invalid request target');
   }
-  const all = url.searchParams.getAll('public_key_hash');
-  if (all.length === 0 || all[0] === '') throw bad('public_key_hash parameter is required');
-  if (all.length > 1) throw bad('public_key_hash parameter must appear once');
-  const keyid = all[0]!;
+  const keyid = singleParameter(url, 'public_key_hash');
+  if (keyid === undefined || keyid === '') throw bad('public_key_hash parameter is required');
   if (!keyidSchema.safeParse(keyid).success)
     throw bad('Invalid public_key_hash parameter', { expected: '64 lowercase hex characters' });
-  return keyid;
+  const rawCount = singleParameter(url, NONCE_COUNT_PARAMETER);
+  if (rawCount === undefined) return { keyid, count: undefined };
+  const count = /^[1-9][0-9]{0,3}$/.test(rawCount) ? Number(rawCount) : Number.NaN;
+  if (!(count >= 1 && count <= maxBatch)) {
+    throw bad('Invalid count parameter', { expected: `an integer in 1..${maxBatch}` });
+  }
+  return { keyid, count };
 }
 
 async function checkNonceRequest(
@@ -259,9 +275,13 @@ async function checkNonceRequest(
   r: Resolved,
   vKey: boolean,
   vSig: boolean,
-): Promise<{ record: AgentRecord | undefined; sig: VerifiedSignature | undefined }> {
+): Promise<{
+  record: AgentRecord | undefined;
+  sig: VerifiedSignature | undefined;
+  count: number | undefined;
+}> {
   if (req.method !== 'GET') throw bad('Method not allowed', { method: req.method }, 405);
-  const keyid = nonceQuery(req);
+  const { keyid, count } = nonceQuery(req, r.maxNonceBatch);
   const signed = hasSignatureHeaders(req);
   if (o.requireHttpSignature && !signed) throw bad('Missing signature headers');
   let record: AgentRecord | undefined;
@@ -284,7 +304,7 @@ async function checkNonceRequest(
   } else if (vKey) {
     record = await checkAgent(o, keyid, undefined, undefined);
   }
-  return { record, sig };
+  return { record, sig, count };
 }
 
 async function gatewayNonce(
@@ -347,19 +367,38 @@ export function createNonceIssuer(options: NonceEndpointOptions): NonceIssuer {
   const r = resolveNonceOptions(options);
   return {
     async issue(req) {
-      const { record, sig } = await checkNonceRequest(req, options, r, true, true);
+      const { record, sig, count } = await checkNonceRequest(req, options, r, true, true);
+      // A batch multiplies what one request obtains, so only the agent itself may ask for one: an
+      // anonymous caller gets one nonce per request, as every rate limit assumes.
+      if (count !== undefined && !sig) {
+        throw bad('count needs a signed request', {
+          reason: 'nonce batches are issued to signed requests only',
+        });
+      }
       if (sig) await claimSignedNonceRequest(options.nonces, record!.keyid, sig, r);
-      const issued = await options.nonces.issue(record!.keyid, { authenticated: sig !== undefined });
-      return {
-        status: 200,
-        body: {
-          nonce: issued.nonce,
-          expires_at: issued.expiresAt.toISOString(),
-          expires_in: issued.expiresIn,
-        },
-        agent: record!,
-        authenticated: sig !== undefined,
-      };
+      const authenticated = sig !== undefined;
+      if (count === undefined) {
+        const issued = await options.nonces.issue(record!.keyid, { authenticated });
+        return {
+          status: 200,
+          body: {
+            nonce: issued.nonce,
+            expires_at: issued.expiresAt.toISOString(),
+            expires_in: issued.expiresIn,
+          },
+          agent: record!,
+          authenticated,
+        };
+      }
+      // In order, so the pool evicts (when full) the agent's oldest nonces, never one of this batch.
+      const nonces: Array<{ nonce: string; expires_at: string }> = [];
+      let expiresIn = 0;
+      for (let i = 0; i < count; i++) {
+        const issued = await options.nonces.issue(record!.keyid, { authenticated });
+        nonces.push({ nonce: issued.nonce, expires_at: issued.expiresAt.toISOString() });
+        expiresIn = issued.expiresIn;
+      }
+      return { status: 200, body: { nonces, expires_in: expiresIn }, agent: record!, authenticated };
     },
   };
 }

@@ -149,9 +149,9 @@ let nonceRequestSeq = 0;
 
 export async function buildNonceRequest(
   agent: TestAgent,
-  o: { signed?: boolean; keyid?: string; path?: string; created?: Date } = {},
+  o: { signed?: boolean; keyid?: string; path?: string; created?: Date; query?: string } = {},
 ): Promise<BuiltRequest> {
-  const path = `${o.path ?? '/nonce'}?public_key_hash=${o.keyid ?? agent.keyid}`;
+  const path = `${o.path ?? '/nonce'}?public_key_hash=${o.keyid ?? agent.keyid}${o.query ?? ''}`;
   if (o.signed === false) return { method: 'GET', path, headers: {} };
   const created = o.created ?? new Date();
   // A signed nonce request is single-use and RSA signatures are deterministic: vary expires (as the
