@@ -11,6 +11,7 @@ import {
   JsonFileRegistry,
   MemoryNonceStore,
   type NonceStore,
+  type RecordStore,
   RedisNonceStore,
   type Registry,
   SqliteNonceStore,
@@ -18,7 +19,7 @@ import {
 } from '@geofence/verifier';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
-import { RecordStore } from './records.js';
+import { SqliteRecordStore } from './records.js';
 
 /** Registry file of a configuration. */
 export function registryPath(cfg: Config): string {
@@ -104,7 +105,7 @@ export function redisUrlForHumans(url: string): string {
 
 /** Opens the record store. */
 export function openRecords(cfg: Config): RecordStore {
-  return new RecordStore(resolve(cfg.dataDir, cfg.recordsPath ?? 'records.db'), {
+  return new SqliteRecordStore(resolve(cfg.dataDir, cfg.recordsPath ?? 'records.db'), {
     busyTimeoutMs: cfg.sqliteBusyTimeoutMs,
   });
 }

@@ -131,7 +131,6 @@ export {
   validateGatewayOptions,
   validateNonceOptions,
 } from './pipeline/options.js';
-export { createMemoryRecordSink, type MemoryRecordSink } from './pipeline/records.js';
 export {
   type RecordCheck,
   type RecordReverification,
@@ -139,7 +138,6 @@ export {
   type StoredMetricsRequest,
 } from './pipeline/reverify.js';
 export type {
-  AcceptedRecord,
   CollectorOptions,
   GatewayOptions,
   GatewayVerdict,
@@ -154,6 +152,7 @@ export { issueNonce, verifyAtGateway, verifyMetrics } from './pipeline/verify.js
 export { clientRequestIdOf, requestIdOf } from './request-id.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';
+export { createMemoryRecordSink, type MemoryRecordSink } from './storage/memory-record-store.js';
 export {
   generateNonce,
   type IssuedNonce,
@@ -163,6 +162,16 @@ export {
   type NonceStoreOptions,
   type NonceStoreStats,
 } from './storage/nonce-store.js';
+export {
+  type AcceptedRecord,
+  type RecordHttpSignature,
+  type RecordPage,
+  type RecordQuery,
+  type RecordStore,
+  type RecordVerdict,
+  readRecordVerdict,
+  type StoredRecord,
+} from './storage/record-store.js';
 export { RedisNonceStore, type RedisNonceStoreOptions } from './storage/redis-nonce-store.js';
 export {
   AGENT_STATUSES,
