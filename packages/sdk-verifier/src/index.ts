@@ -163,6 +163,14 @@ export {
   type NonceStoreStats,
 } from './storage/nonce-store.js';
 export {
+  PostgresDatabase,
+  type PostgresOptions,
+  postgresUrlForHumans,
+} from './storage/postgres.js';
+export { PostgresPendingEnrollmentStore } from './storage/postgres-pending-store.js';
+export { PostgresRecordStore } from './storage/postgres-record-store.js';
+export { PostgresRegistry, type PostgresRegistryOptions } from './storage/postgres-registry.js';
+export {
   type AcceptedRecord,
   type RecordHttpSignature,
   type RecordPage,
