@@ -40,7 +40,7 @@ export async function verifyRecordCommand(cfg: Config, id: string): Promise<numb
   let records: RecordStore | undefined;
   const registry = await openRegistry(cfg);
   try {
-    records = openRecords(cfg);
+    records = await openRecords(cfg);
     const rec = await records.get(id);
     if (!rec) {
       process.stderr.write(`geofence: record ${id} not found\n`);

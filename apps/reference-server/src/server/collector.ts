@@ -12,6 +12,7 @@ import {
   type GeoPolicy,
   mountAttestationExpress,
   type NonceStore,
+  type PendingEnrollmentStore,
   type PlatformPolicy,
   type PreRegisteredAgent,
   type RecordStore,
@@ -33,11 +34,14 @@ import {
 } from '../preregistrations.js';
 import {
   globalGeoPolicy,
+  openDatabase,
   openNonceStore,
+  openPendingEnrollments,
   openRecords,
   openRegistry,
   openResultSigner,
   readEkCaBundle,
+  usesPostgres,
 } from '../runtime.js';
 import { resolveTls } from '../tls.js';
 import { errorHandler, notFound, sendProblem, serviceApp } from './http.js';
@@ -64,6 +68,8 @@ export interface CollectorDeps {
     approvedEkHashes: string[];
     approvedImageDigests: string[];
     agents: PreRegisteredAgent[];
+    /** Where pending enrolments live (default: this process's memory). */
+    pendingStore?: PendingEnrollmentStore | undefined;
   };
   globalGeoPolicy?: GeoPolicy | undefined;
   otlp?: OtlpForwarder | undefined;
@@ -201,6 +207,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       agents: deps.enrollment.agents,
       unknownAgents: 'pending',
     },
+    ...(deps.enrollment.pendingStore ? { pendingStore: deps.enrollment.pendingStore } : {}),
   });
 
   app.get(
@@ -465,9 +472,14 @@ export async function startCollector(
   if (cfg.tls.insecureSkipVerify)
     log.warn('TLS_INSECURE_SKIP_VERIFY is set: peer certificates are not verified');
   if (!cfg.tls.enabled) log.warn('SSL_ENABLED=false: serving plain HTTP');
-  const registry = o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'registry error')));
+  const db = usesPostgres(cfg)
+    ? await openDatabase(cfg, (e) => log.warn({ err: e.message }, 'PostgreSQL connection error'))
+    : undefined;
+  const registry =
+    o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'registry error'), db));
   const nonces = await openNonceStore(cfg, redisErrorLogger(log));
-  const records = openRecords(cfg);
+  const records = await openRecords(cfg, db);
+  const pendingStore = openPendingEnrollments(cfg, db);
   const scheme = cfg.tls.enabled ? 'https' : 'http';
   const signer = await openResultSigner(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
   const agents: PreRegisteredAgent[] = [];
@@ -496,6 +508,7 @@ export async function startCollector(
       approvedEkHashes: cfg.enrollment.approvedEkHashes,
       approvedImageDigests: cfg.enrollment.approvedImageDigests,
       agents,
+      ...(pendingStore ? { pendingStore } : {}),
     },
     globalGeoPolicy: globalGeoPolicy(cfg),
     otlp,
@@ -534,6 +547,7 @@ export async function startCollector(
       await nonces.close();
       await records.close();
       if (!o.registry) await registry.close();
+      await db?.close();
       log.info('collector stopped');
     },
   };
