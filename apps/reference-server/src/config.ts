@@ -98,11 +98,21 @@ export const configSchema = z.strictObject({
   clockSkewSeconds: z.number().int().min(0).max(600).default(60),
   registry: z
     .strictObject({
-      kind: z.enum(['sqlite', 'json']).default('sqlite'),
+      kind: z.enum(['sqlite', 'json', 'postgres']).default('sqlite'),
       path: z.string().optional(),
     })
     .prefault({}),
   recordsPath: z.string().optional(),
+  /** Where accepted records are kept: a SQLite file per host (default) or the fleet's PostgreSQL. */
+  recordsStore: z.enum(['sqlite', 'postgres']).default('sqlite'),
+  /** The fleet's PostgreSQL (registry, records and pending enrolments when set to `postgres`). */
+  database: z
+    .strictObject({
+      url: z.string().optional(),
+      /** Connections of this process's pool (the registry's LISTEN connection is one more). */
+      poolMax: z.number().int().min(1).max(1000).default(10),
+    })
+    .prefault({}),
   geo: z
     .strictObject({
       allowedRegions: z.array(z.string().min(1)).default([]),
@@ -313,6 +323,9 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     REGISTRY_TYPE: { path: 'registry.kind', kind: 'string' },
     REGISTRY_PATH: { path: 'registry.path', kind: 'string' },
     RECORDS_PATH: { path: 'recordsPath', kind: 'string' },
+    RECORDS_STORE: { path: 'recordsStore', kind: 'string' },
+    DATABASE_URL: { path: 'database.url', kind: 'string' },
+    DATABASE_POOL_MAX: { path: 'database.poolMax', kind: 'int' },
     ALLOWED_REGIONS: { path: 'geo.allowedRegions', kind: 'list' },
     ALLOWED_STATES: { path: 'geo.allowedStates', kind: 'list' },
     ALLOWED_CITIES: { path: 'geo.allowedCities', kind: 'list' },
@@ -418,6 +431,13 @@ function crossChecks(raw: Record<string, unknown>): string[] {
   const issues: string[] = [];
   if (nonce.store === 'redis' && !nonce.redisUrl) {
     issues.push(`${hint('nonce.redisUrl')}: required when the nonce store is redis`);
+  }
+  const database = section('database');
+  if (!database.url) {
+    if (section('registry').kind === 'postgres')
+      issues.push(`${hint('database.url')}: required when the registry is postgres`);
+    if (raw.recordsStore === 'postgres')
+      issues.push(`${hint('database.url')}: required when the records store is postgres`);
   }
   for (const [a, b] of [
     ['certPath', 'keyPath'],

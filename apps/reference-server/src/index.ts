@@ -11,7 +11,7 @@ export { type Config, ConfigError, configSchema, ENV_VARS, loadConfig, type Role
 export { type DemoOptions, runDemo } from './demo/run.js';
 export { HeaderLog } from './header-log.js';
 export { RateLimiter } from './rate-limit.js';
-export { RecordStore, type StoredRecord } from './records.js';
+export { SqliteRecordStore } from './records.js';
 export { createCollectorApp, type RunningCollector, startCollector } from './server/collector.js';
 export { createGatewayApp, type RunningGateway, startGateway } from './server/gateway.js';
 export { ensureDemoPki, type TlsMaterial } from './tls.js';

@@ -1,42 +1,22 @@
 /**
  * Durable store of accepted records (SPEC §10): the raw request body exactly as received, the verdict,
- * the verifying headers and the receive time, in SQLite (WAL, `synchronous=FULL`). `insert` returns
+ * the verifying headers and the receive time, in SQLite (WAL, `synchronous=FULL`). `insert` resolves
  * only after the transaction is committed, so a record acknowledged with 200 survives a crash.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { SqliteFaultGuard } from '@geofence/verifier';
+import {
+  type AcceptedRecord,
+  type MetricsPayload,
+  type RecordHttpSignature,
+  type RecordPage,
+  type RecordQuery,
+  type RecordStore,
+  readRecordVerdict,
+  SqliteFaultGuard,
+  type StoredRecord,
+} from '@geofence/verifier';
 import Database from 'better-sqlite3';
-
-/** One stored record. */
-export interface StoredRecord {
-  /** Record id returned to the agent as `record_id`. */
-  id: string;
-  agentName: string;
-  keyid: string;
-  /** ISO-8601 time the collector received and accepted the message. */
-  receivedAt: string;
-  /** Raw request body bytes, exactly as received (for offline re-verification). */
-  body: Buffer;
-  /** Verification verdict at ingestion time (checks run, rejected_by none, mode). */
-  verdict: Record<string, unknown>;
-  /** Signature-related request headers as received (signature-input, signature, content-digest, workload-geo-id). */
-  headers: Record<string, string>;
-}
-
-/** Input of {@link RecordStore.insert}. */
-export type NewRecord = Omit<StoredRecord, 'id' | 'receivedAt'> & { receivedAt?: string };
-
-/** Query of {@link RecordStore.list}. */
-export interface RecordQuery {
-  agent?: string | undefined;
-  /** Only records received at or after this ISO time. */
-  since?: string | undefined;
-  /** Page cursor: only records with a sequence number greater than this (from `next`). */
-  after?: number | undefined;
-  /** Page size (1–1000). */
-  limit: number;
-}
 
 interface Row {
   seq: number;
@@ -47,26 +27,29 @@ interface Row {
   body: Buffer;
   verdict: string;
   headers: string;
+  http_signature: string | null;
 }
 
-function toRecord(r: Row): StoredRecord & { seq: number } {
+function toRecord(r: Row): StoredRecord {
   return {
     seq: r.seq,
     id: r.id,
     agentName: r.agent_name,
     keyid: r.keyid,
     receivedAt: r.received_at,
-    body: r.body,
-    verdict: JSON.parse(r.verdict) as Record<string, unknown>,
+    payload: JSON.parse(r.body.toString('utf8')) as MetricsPayload,
+    rawBody: r.body,
+    httpSignature: r.http_signature ? (JSON.parse(r.http_signature) as RecordHttpSignature) : null,
+    verdict: readRecordVerdict(JSON.parse(r.verdict)),
     headers: JSON.parse(r.headers) as Record<string, string>,
   };
 }
 
 /**
- * SQLite-backed record store; safe for several processes on one file (WAL, busy timeout). A locked,
+ * SQLite-backed {@link @geofence/verifier#RecordStore} (the default); safe for several processes on one file (WAL, busy timeout). A locked,
  * read-only or full database raises `StoreUnavailableError` (503 `upstream`, `record_store`).
  */
-export class RecordStore {
+export class SqliteRecordStore implements RecordStore {
   private readonly db: Database.Database;
   private readonly guard: SqliteFaultGuard;
   private readonly insertStmt: Database.Statement;
@@ -92,18 +75,24 @@ export class RecordStore {
       received_at TEXT NOT NULL,
       body BLOB NOT NULL,
       verdict TEXT NOT NULL,
-      headers TEXT NOT NULL
+      headers TEXT NOT NULL,
+      http_signature TEXT
     );
     CREATE INDEX IF NOT EXISTS records_agent ON records(agent_name, seq);
     CREATE INDEX IF NOT EXISTS records_time ON records(received_at);`);
+    // Files written before the record kept its signature facts lack the column; their rows read as null.
+    const columns = this.db.prepare('PRAGMA table_info(records)').all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === 'http_signature')) {
+      this.db.exec('ALTER TABLE records ADD COLUMN http_signature TEXT');
+    }
     this.insertStmt = this.db.prepare(
-      'INSERT INTO records (id, agent_name, keyid, received_at, body, verdict, headers) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO records (id, agent_name, keyid, received_at, body, verdict, headers, http_signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
     this.byIdStmt = this.db.prepare('SELECT * FROM records WHERE id = ?');
     this.countStmt = this.db.prepare('SELECT COUNT(*) AS n FROM records');
   }
 
-  private pending: Array<{ rec: NewRecord; resolve(r: StoredRecord): void; reject(e: unknown): void }> = [];
+  private pending: Array<{ rec: AcceptedRecord; resolve(id: string): void; reject(e: unknown): void }> = [];
   private flushScheduled = false;
 
   /**
@@ -111,7 +100,7 @@ export class RecordStore {
    * being fsynced are written in one transaction (one fsync for the group). Resolves only after the
    * commit, so a caller that acknowledges on resolution never acknowledges a record a crash can lose.
    */
-  insertDurable(rec: NewRecord): Promise<StoredRecord> {
+  insert(rec: AcceptedRecord): Promise<string> {
     return new Promise((resolve, reject) => {
       this.pending.push({ rec, resolve, reject });
       if (!this.flushScheduled) {
@@ -125,44 +114,39 @@ export class RecordStore {
     this.flushScheduled = false;
     const batch = this.pending.splice(0);
     if (batch.length === 0) return;
-    let stored: StoredRecord[];
+    let stored: string[];
     try {
       stored = this.guard.run(() => this.db.transaction(() => batch.map((b) => this.insertRow(b.rec)))());
     } catch (err) {
       for (const b of batch) b.reject(err);
       return;
     }
-    for (const [i, b] of batch.entries()) b.resolve(stored[i] as StoredRecord);
+    for (const [i, b] of batch.entries()) b.resolve(stored[i] as string);
   }
 
-  /** Stores a record durably (its own transaction) and returns it with its id. */
-  insert(rec: NewRecord): StoredRecord {
-    return this.guard.run(() => this.insertRow(rec));
-  }
-
-  private insertRow(rec: NewRecord): StoredRecord {
+  private insertRow(rec: AcceptedRecord): string {
     const id = `rec_${crypto.randomUUID()}`;
-    const receivedAt = rec.receivedAt ?? new Date().toISOString();
     this.insertStmt.run(
       id,
       rec.agentName,
       rec.keyid,
-      receivedAt,
-      rec.body,
+      rec.receivedAt,
+      rec.rawBody,
       JSON.stringify(rec.verdict),
       JSON.stringify(rec.headers),
+      rec.httpSignature ? JSON.stringify(rec.httpSignature) : null,
     );
-    return { ...rec, id, receivedAt };
+    return id;
   }
 
-  /** Looks a record up by id. */
-  get(id: string): StoredRecord | undefined {
+  /** {@inheritDoc @geofence/verifier#RecordStore.get} */
+  async get(id: string): Promise<StoredRecord | undefined> {
     const row = this.guard.run(() => this.byIdStmt.get(id)) as Row | undefined;
     return row ? toRecord(row) : undefined;
   }
 
-  /** Pages through records in insertion order; `next` is the cursor for the following page. */
-  list(q: RecordQuery): { records: Array<StoredRecord & { seq: number }>; next: number | null } {
+  /** {@inheritDoc @geofence/verifier#RecordStore.list} */
+  async list(q: RecordQuery): Promise<RecordPage> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.agent) {
@@ -184,8 +168,8 @@ export class RecordStore {
     return { records: page, next: rows.length > q.limit && last ? last.seq : null };
   }
 
-  /** Number of stored records. */
-  count(): number {
+  /** {@inheritDoc @geofence/verifier#RecordStore.count} */
+  async count(): Promise<number> {
     return (this.guard.run(() => this.countStmt.get()) as { n: number }).n;
   }
 
@@ -193,16 +177,15 @@ export class RecordStore {
    * Readiness check used by `/ready`: takes and releases the write lock, so a database another
    * process holds locked, or one that became read-only, reports not ready (a record cannot be stored).
    */
-  ping(): boolean {
+  async ping(): Promise<void> {
     this.guard.run(() => {
       this.db.exec('BEGIN IMMEDIATE');
       this.db.exec('ROLLBACK');
     });
-    return true;
   }
 
   /** Closes the database. */
-  close(): void {
+  async close(): Promise<void> {
     this.db.close();
   }
 }

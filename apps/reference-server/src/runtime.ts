@@ -11,6 +11,12 @@ import {
   JsonFileRegistry,
   MemoryNonceStore,
   type NonceStore,
+  type PendingEnrollmentStore,
+  PostgresDatabase,
+  PostgresPendingEnrollmentStore,
+  PostgresRecordStore,
+  PostgresRegistry,
+  type RecordStore,
   RedisNonceStore,
   type Registry,
   SqliteNonceStore,
@@ -18,7 +24,7 @@ import {
 } from '@geofence/verifier';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
-import { RecordStore } from './records.js';
+import { SqliteRecordStore } from './records.js';
 
 /** Registry file of a configuration. */
 export function registryPath(cfg: Config): string {
@@ -28,13 +34,68 @@ export function registryPath(cfg: Config): string {
   );
 }
 
-/** Opens the registry (SQLite by default, JSON file when configured). */
-export async function openRegistry(cfg: Config, onError?: (err: Error) => void): Promise<Registry> {
+/** Whether `cfg` keeps anything in PostgreSQL (`REGISTRY_TYPE=postgres` or `RECORDS_STORE=postgres`). */
+export function usesPostgres(cfg: Config): boolean {
+  return cfg.registry.kind === 'postgres' || cfg.recordsStore === 'postgres';
+}
+
+/**
+ * Connects to the configured PostgreSQL (`DATABASE_URL`, pool of `DATABASE_POOL_MAX`) and applies the
+ * schema migrations. One per process, shared by its Postgres stores.
+ */
+export async function openDatabase(cfg: Config, onError?: (err: Error) => void): Promise<PostgresDatabase> {
+  if (!cfg.database.url) throw new Error('DATABASE_URL is required for the PostgreSQL stores');
+  return PostgresDatabase.open({
+    url: cfg.database.url,
+    poolMax: cfg.database.poolMax,
+    ...(onError ? { onError } : {}),
+  });
+}
+
+/** `store`, whose `close` also closes `db` (a store that opened the database for itself alone). */
+function owning<T extends { close(): Promise<void> }>(store: T, db: PostgresDatabase): T {
+  const close = store.close.bind(store);
+  return Object.assign(store, {
+    close: async () => {
+      await close();
+      await db.close();
+    },
+  });
+}
+
+/**
+ * Opens the registry (SQLite by default, JSON file or PostgreSQL when configured). A Postgres registry
+ * uses `db` when given (the caller closes it), else a database of its own that its `close` closes.
+ */
+export async function openRegistry(
+  cfg: Config,
+  onError?: (err: Error) => void,
+  db?: PostgresDatabase,
+): Promise<Registry> {
+  if (cfg.registry.kind === 'postgres') {
+    const own = db ? undefined : await openDatabase(cfg, onError);
+    const reg = await PostgresRegistry.open({
+      db: (db ?? own) as PostgresDatabase,
+      ...(onError ? { onError } : {}),
+    });
+    return own ? owning(reg, own) : reg;
+  }
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   const path = registryPath(cfg);
   return cfg.registry.kind === 'json'
     ? JsonFileRegistry.open({ path, ...(onError ? { onError } : {}) })
     : SqliteRegistry.open({ path, busyTimeoutMs: cfg.sqliteBusyTimeoutMs, ...(onError ? { onError } : {}) });
+}
+
+/**
+ * Where pending enrolments live: PostgreSQL with a Postgres registry (so `/enroll` and its completion
+ * may hit different replicas), else this process's memory (the enrolment service's default).
+ */
+export function openPendingEnrollments(
+  cfg: Config,
+  db: PostgresDatabase | undefined,
+): PendingEnrollmentStore | undefined {
+  return cfg.registry.kind === 'postgres' && db ? new PostgresPendingEnrollmentStore(db) : undefined;
 }
 
 /**
@@ -102,9 +163,17 @@ export function redisUrlForHumans(url: string): string {
   }
 }
 
-/** Opens the record store. */
-export function openRecords(cfg: Config): RecordStore {
-  return new RecordStore(resolve(cfg.dataDir, cfg.recordsPath ?? 'records.db'), {
+/**
+ * Opens the record store (`RECORDS_STORE`): SQLite by default, PostgreSQL through `db` when given (the
+ * caller closes it), else through a database of its own that its `close` closes.
+ */
+export async function openRecords(cfg: Config, db?: PostgresDatabase): Promise<RecordStore> {
+  if (cfg.recordsStore === 'postgres') {
+    if (db) return new PostgresRecordStore(db);
+    const own = await openDatabase(cfg);
+    return owning(new PostgresRecordStore(own), own);
+  }
+  return new SqliteRecordStore(resolve(cfg.dataDir, cfg.recordsPath ?? 'records.db'), {
     busyTimeoutMs: cfg.sqliteBusyTimeoutMs,
   });
 }

@@ -4,9 +4,14 @@
  * and agent name in one registry record, the payload signature, and — when the RFC 9421 headers were
  * stored (standard mode) — the header signature at its own `created` time.
  */
-import { type RecordCheck, type Registry, reverifyRecord } from '@geofence/verifier';
+import {
+  type RecordCheck,
+  type RecordStore,
+  type Registry,
+  reverifyRecord,
+  type StoredRecord,
+} from '@geofence/verifier';
 import type { Config } from './config.js';
-import type { RecordStore, StoredRecord } from './records.js';
 import { openRecords, openRegistry } from './runtime.js';
 
 /** Outcome of {@link verifyStoredRecord}. */
@@ -20,10 +25,7 @@ export interface RecordVerification {
 
 /** Re-verifies one stored record. */
 export async function verifyStoredRecord(rec: StoredRecord, registry: Registry): Promise<RecordVerification> {
-  const v = await reverifyRecord(
-    { body: new Uint8Array(rec.body), headers: rec.headers, path: String(rec.verdict.path ?? '/metrics') },
-    { registry },
-  );
+  const v = await reverifyRecord(rec, { registry });
   return {
     record_id: rec.id,
     agent_name: rec.agentName,
@@ -38,8 +40,8 @@ export async function verifyRecordCommand(cfg: Config, id: string): Promise<numb
   let records: RecordStore | undefined;
   const registry = await openRegistry(cfg);
   try {
-    records = openRecords(cfg);
-    const rec = records.get(id);
+    records = await openRecords(cfg);
+    const rec = await records.get(id);
     if (!rec) {
       process.stderr.write(`geofence: record ${id} not found\n`);
       return 2;
@@ -48,7 +50,7 @@ export async function verifyRecordCommand(cfg: Config, id: string): Promise<numb
     process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
     return v.valid ? 0 : 1;
   } finally {
-    records?.close();
+    await records?.close();
     await registry.close();
   }
 }

@@ -139,8 +139,8 @@ describe('edge agent service', () => {
   it('sends system metrics (default type) and application metrics with custom_data', async () => {
     const sys = await post({});
     expect(sys.status).toBe(200);
-    const rec = col.deps.records.get(String(sys.json.record_id));
-    const payload = JSON.parse(rec?.body.toString() ?? '{}') as {
+    const rec = await col.deps.records.get(String(sys.json.record_id));
+    const payload = JSON.parse(Buffer.from(rec?.rawBody ?? Buffer.from('{}')).toString()) as {
       metrics: Record<string, Record<string, unknown>>;
     };
     expect(payload.metrics.type).toBe('system');
@@ -151,7 +151,8 @@ describe('edge agent service', () => {
       custom_data: { user_id: '12345', session_id: 'abc123' },
     });
     expect(app.status).toBe(200);
-    const rec2 = JSON.parse(col.deps.records.get(String(app.json.record_id))?.body.toString() ?? '{}') as {
+    const stored2 = await col.deps.records.get(String(app.json.record_id));
+    const rec2 = JSON.parse(Buffer.from(stored2?.rawBody ?? Buffer.from('{}')).toString()) as {
       metrics: { application: Record<string, unknown> };
     };
     expect(rec2.metrics.application).toEqual({ user_id: '12345', session_id: 'abc123' });
@@ -176,10 +177,10 @@ describe('edge agent service', () => {
       listen: { host: '127.0.0.1', port: 0 },
     });
     try {
-      const before = col.deps.records.count();
-      for (let i = 0; i < 60 && col.deps.records.count() < before + 2; i++)
+      const before = await col.deps.records.count();
+      for (let i = 0; i < 60 && (await col.deps.records.count()) < before + 2; i++)
         await new Promise((r) => setTimeout(r, 100));
-      expect(col.deps.records.count()).toBeGreaterThanOrEqual(before + 2);
+      expect(await col.deps.records.count()).toBeGreaterThanOrEqual(before + 2);
     } finally {
       await periodic.close();
     }

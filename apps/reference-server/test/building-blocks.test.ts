@@ -14,8 +14,9 @@ import {
   watchPreRegistrations,
 } from '../src/preregistrations.js';
 import { claimedKeyid, RateLimiter } from '../src/rate-limit.js';
-import { RecordStore } from '../src/records.js';
+import { SqliteRecordStore } from '../src/records.js';
 import { ensureDemoPki } from '../src/tls.js';
+import { acceptedRecord } from './helpers/records.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gf-blocks-'));
 
@@ -129,51 +130,40 @@ describe('HeaderLog', () => {
   });
 });
 
-describe('RecordStore', () => {
-  it('stores raw bodies and pages with a cursor', () => {
-    const store = new RecordStore(join(dir, 'records.db'));
+describe('SqliteRecordStore', () => {
+  it('stores raw bodies and pages with a cursor', async () => {
+    const store = new SqliteRecordStore(join(dir, 'records.db'));
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       ids.push(
-        store.insert({
-          agentName: i % 2 ? 'agent-b' : 'agent-a',
-          keyid: 'k',
-          body: Buffer.from(`{"n":${i}}`),
-          verdict: { accepted: true },
-          headers: {},
-        }).id,
+        await store.insert(
+          acceptedRecord(Buffer.from(`{"n":${i}}`), { agentName: i % 2 ? 'agent-b' : 'agent-a' }),
+        ),
       );
     }
-    expect(store.count()).toBe(5);
-    expect(store.get(ids[2] as string)?.body.toString()).toBe('{"n":2}');
-    const p1 = store.list({ limit: 2 });
+    expect(await store.count()).toBe(5);
+    expect(Buffer.from((await store.get(ids[2] as string))?.rawBody ?? []).toString()).toBe('{"n":2}');
+    const p1 = await store.list({ limit: 2 });
     expect(p1.records.map((r) => r.id)).toEqual(ids.slice(0, 2));
     expect(p1.next).not.toBeNull();
-    const p2 = store.list({ limit: 10, after: p1.next ?? 0 });
+    const p2 = await store.list({ limit: 10, after: p1.next ?? 0 });
     expect(p2.records.map((r) => r.id)).toEqual(ids.slice(2));
     expect(p2.next).toBeNull();
-    expect(store.list({ limit: 10, agent: 'agent-b' }).records).toHaveLength(2);
-    expect(store.list({ limit: 10, since: '2999-01-01T00:00:00Z' }).records).toHaveLength(0);
-    store.close();
+    expect((await store.list({ limit: 10, agent: 'agent-b' })).records).toHaveLength(2);
+    expect((await store.list({ limit: 10, since: '2999-01-01T00:00:00Z' })).records).toHaveLength(0);
+    await store.close();
   });
 
   it('group-commits concurrent durable inserts and resolves each with its own record', async () => {
-    const store = new RecordStore(join(dir, 'group.db'));
-    const recs = await Promise.all(
-      Array.from({ length: 50 }, (_, i) =>
-        store.insertDurable({
-          agentName: 'a',
-          keyid: 'k',
-          body: Buffer.from(`{"i":${i}}`),
-          verdict: {},
-          headers: {},
-        }),
-      ),
+    const store = new SqliteRecordStore(join(dir, 'group.db'));
+    const ids = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => store.insert(acceptedRecord(Buffer.from(`{"i":${i}}`)))),
     );
-    expect(new Set(recs.map((r) => r.id)).size).toBe(50);
-    for (const [i, r] of recs.entries()) expect(store.get(r.id)?.body.toString()).toBe(`{"i":${i}}`);
-    expect(store.count()).toBe(50);
-    store.close();
+    expect(new Set(ids).size).toBe(50);
+    for (const [i, id] of ids.entries())
+      expect(Buffer.from((await store.get(id))?.rawBody ?? []).toString()).toBe(`{"i":${i}}`);
+    expect(await store.count()).toBe(50);
+    await store.close();
   });
 });
 

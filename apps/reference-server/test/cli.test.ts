@@ -11,8 +11,9 @@ import { promisify } from 'node:util';
 import { type NonceResponse, SqliteRegistry } from '@geofence/verifier';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildSigned } from '../src/demo/raw.js';
-import { RecordStore } from '../src/records.js';
+import { SqliteRecordStore } from '../src/records.js';
 import { testDataDir } from './helpers/env.js';
+import { acceptedRecord } from './helpers/records.js';
 import { register, SANTA_CLARA, softAgent } from './helpers/soft-agent.js';
 
 // Real processes (swtpm, collectors, tsx start-up) on a shared 2-core machine: generous per-test bound.
@@ -200,29 +201,24 @@ describe('geofence CLI', () => {
       now: new Date(),
       validitySeconds: 60,
     });
-    const store = new RecordStore(join(dir, 'records.db'));
-    const good = store.insert({
-      agentName: agent.name,
-      keyid: agent.keyid,
-      body: req.body,
-      headers: req.headers,
-      verdict: { path: '/metrics' },
-    });
-    const forged = store.insert({
-      agentName: agent.name,
-      keyid: agent.keyid,
-      body: Buffer.from(req.body.toString().replace('"cpu_percent":1', '"cpu_percent":9')),
-      headers: {},
-      verdict: { path: '/metrics' },
-    });
-    store.close();
+    const store = new SqliteRecordStore(join(dir, 'records.db'));
+    const good = await store.insert(
+      acceptedRecord(req.body, { agentName: agent.name, keyid: agent.keyid, headers: req.headers }),
+    );
+    const forged = await store.insert(
+      acceptedRecord(Buffer.from(req.body.toString().replace('"cpu_percent":1', '"cpu_percent":9')), {
+        agentName: agent.name,
+        keyid: agent.keyid,
+      }),
+    );
+    await store.close();
     const [ok, bad, missing] = await Promise.all([
-      geofence(['verify-record', good.id, '-d', dir]),
-      geofence(['verify-record', forged.id, '-d', dir]),
+      geofence(['verify-record', good, '-d', dir]),
+      geofence(['verify-record', forged, '-d', dir]),
       geofence(['verify-record', 'rec_nope', '-d', dir]),
     ]);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, record_id: good.id });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, record_id: good });
     expect(bad.code).toBe(1);
     expect(JSON.parse(bad.stdout).checks).toContainEqual({
       check: 'payload_signature',

@@ -74,8 +74,10 @@ describe('collector', () => {
       message: 'Metrics received and verified successfully',
     });
     recordId = String(ok.json.record_id);
-    const stored = col.deps.records.get(recordId);
-    expect(stored?.body.equals(accepted.body)).toBe(true);
+    const stored = await col.deps.records.get(recordId);
+    expect(Buffer.from(stored?.rawBody ?? []).equals(accepted.body)).toBe(true);
+    expect(stored?.httpSignature?.keyid).toBe(a1.keyid);
+    expect(stored?.verdict.checks).toContain('nonce_validation');
     expect(stored?.headers['signature-input']).toBe(accepted.headers['signature-input']);
     const replay = await postMetrics(c, col.url, accepted);
     expect(replay.status).toBe(401);
@@ -103,14 +105,14 @@ describe('collector', () => {
   });
 
   it('re-verifies a stored record offline, and detects a modified one', async () => {
-    const rec = col.deps.records.get(recordId);
+    const rec = await col.deps.records.get(recordId);
     expect(rec).toBeDefined();
     if (!rec) return;
     const v = await verifyStoredRecord(rec, registry);
     expect(v.valid).toBe(true);
     expect(v.checks.find((x) => x.check === 'http_signature')?.ok).toBe(true);
     const bad = await verifyStoredRecord(
-      { ...rec, body: tamper({ body: rec.body, headers: {} }).body },
+      { ...rec, rawBody: tamper({ body: Buffer.from(rec.rawBody), headers: {} }).body },
       registry,
     );
     expect(bad.valid).toBe(false);

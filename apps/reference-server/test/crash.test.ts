@@ -8,7 +8,7 @@ import { isProblem, type NonceResponse, SqliteRegistry } from '@geofence/verifie
 import type { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildSigned, type RawRequest } from '../src/demo/raw.js';
-import { RecordStore } from '../src/records.js';
+import { SqliteRecordStore } from '../src/records.js';
 import { testDataDir } from './helpers/env.js';
 import { freePort, type Service, spawnService } from './helpers/procs.js';
 import { client, http, postMetrics, register, SANTA_CLARA, softAgent } from './helpers/soft-agent.js';
@@ -95,11 +95,11 @@ describe('collector killed with SIGKILL under load', () => {
 
     // Restart on the same data directory.
     const second = await start(port);
-    const store = new RecordStore(join(dir, 'records.db'));
+    const store = new SqliteRecordStore(join(dir, 'records.db'));
     for (const [nonce, id] of acknowledged) {
-      const rec = store.get(id);
+      const rec = await store.get(id);
       expect(rec, `acknowledged record ${id} lost`).toBeDefined();
-      expect(nonceOf(rec?.body ?? Buffer.from('{}'))).toBe(nonce);
+      expect(nonceOf(Buffer.from(rec?.rawBody ?? Buffer.from('{}')))).toBe(nonce);
     }
 
     // Replay every prepared message: no acknowledged nonce is accepted again; overall each nonce at most once.
@@ -113,9 +113,9 @@ describe('collector killed with SIGKILL under load', () => {
         expect([200, 401]).toContain(r.status);
       }
     });
-    const stored = store.list({ limit: 1000 }).records.map((r) => nonceOf(r.body));
+    const stored = (await store.list({ limit: 1000 })).records.map((r) => nonceOf(Buffer.from(r.rawBody)));
     expect(new Set(stored).size).toBe(stored.length);
-    store.close();
+    await store.close();
   });
 });
 

@@ -92,8 +92,8 @@ describe('gateway policy enforcement', () => {
   it('strips Signature, Signature-Input and Workload-Geo-ID before forwarding (standard mode keeps them)', async () => {
     const viaEnforcing = await postMetrics(c, enforcing.url, await signedRequest(c, enforcing.url, a1));
     const viaStandard = await postMetrics(c, standard.url, await signedRequest(c, standard.url, a1));
-    const stripped = col.deps.records.get(String(viaEnforcing.json.record_id));
-    const kept = col.deps.records.get(String(viaStandard.json.record_id));
+    const stripped = await col.deps.records.get(String(viaEnforcing.json.record_id));
+    const kept = await col.deps.records.get(String(viaStandard.json.record_id));
     expect(stripped?.headers['signature-input']).toBeUndefined();
     expect(stripped?.headers.signature).toBeUndefined();
     expect(stripped?.headers['workload-geo-id']).toBeUndefined();

@@ -9,7 +9,7 @@ import { SqliteRegistry } from '@geofence/verifier';
 import type { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildSigned } from '../src/demo/raw.js';
-import { RecordStore } from '../src/records.js';
+import { SqliteRecordStore } from '../src/records.js';
 import { testDataDir } from './helpers/env.js';
 import { type Service, spawnService, startRedis } from './helpers/procs.js';
 import {
@@ -82,8 +82,8 @@ describe('collector replicas sharing Redis', () => {
   });
 
   it('serves agents through a gateway load-balancing both replicas, records in one shared store', async () => {
-    const store = new RecordStore(join(dir, 'records.db'));
-    const before = store.count();
+    const store = new SqliteRecordStore(join(dir, 'records.db'));
+    const before = await store.count();
     const ids = new Set<string>();
     for (let i = 0; i < 12; i++) {
       const n = await http(c, `${gw.url}/nonce?public_key_hash=${agent.keyid}`);
@@ -103,8 +103,8 @@ describe('collector replicas sharing Redis', () => {
       ids.add(String(r.json.record_id));
     }
     expect(ids.size).toBe(12);
-    expect(store.count()).toBe(before + 12);
-    store.close();
+    expect(await store.count()).toBe(before + 12);
+    await store.close();
   });
 
   it('reports not ready (503 problem) while the shared nonce store is unreachable', async () => {

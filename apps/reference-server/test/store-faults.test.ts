@@ -7,12 +7,12 @@
  * collectors recover without a restart, and no record is accepted without its nonce consume.
  */
 import { join } from 'node:path';
-import { type NonceResponse, SqliteRegistry } from '@geofence/verifier';
+import { type NonceResponse, SqliteRegistry, type StoredRecord } from '@geofence/verifier';
 import Database from 'better-sqlite3';
 import { type Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildSigned } from '../src/demo/raw.js';
-import { RecordStore } from '../src/records.js';
+import { SqliteRecordStore } from '../src/records.js';
 import { testDataDir } from './helpers/env.js';
 import { type Service, spawnService, startRedis, type TestRedis } from './helpers/procs.js';
 import { client, register, SANTA_CLARA, type SoftAgent, softAgent } from './helpers/soft-agent.js';
@@ -324,22 +324,22 @@ describe('accounting over every phase', () => {
     const ok = all.filter((a) => a.step === 'metrics' && a.status === 200);
     const ids = new Set(ok.map((a) => String(a.json.record_id)));
     expect(ids.size).toBe(ok.length);
-    const store = new RecordStore(join(dir, 'records.db'));
+    const store = new SqliteRecordStore(join(dir, 'records.db'));
     try {
-      const stored: ReturnType<RecordStore['list']>['records'] = [];
+      const stored: StoredRecord[] = [];
       for (let after: number | undefined; ; ) {
-        const page = store.list({ limit: 1000, after });
+        const page = await store.list({ limit: 1000, after });
         stored.push(...page.records);
         if (page.next === null) break;
         after = page.next;
       }
       // Nothing but the 200s was stored: a failed consume or store write never became a record.
-      expect(store.count()).toBe(ok.length);
+      expect(await store.count()).toBe(ok.length);
       expect(new Set(stored.map((r) => r.id))).toEqual(ids);
-      const nonces = stored.map((r) => (JSON.parse(r.body.toString('utf8')) as { nonce: string }).nonce);
+      const nonces = stored.map((r) => r.payload.nonce);
       expect(new Set(nonces).size).toBe(nonces.length);
     } finally {
-      store.close();
+      await store.close();
     }
     expect(all.filter((a) => a.status === 500)).toEqual([]);
   });

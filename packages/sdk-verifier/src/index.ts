@@ -156,7 +156,6 @@ export {
   validateGatewayOptions,
   validateNonceOptions,
 } from './pipeline/options.js';
-export { createMemoryRecordSink, type MemoryRecordSink } from './pipeline/records.js';
 export {
   type RecordCheck,
   type RecordReverification,
@@ -164,7 +163,6 @@ export {
   type StoredMetricsRequest,
 } from './pipeline/reverify.js';
 export type {
-  AcceptedRecord,
   CollectorOptions,
   GatewayOptions,
   GatewayVerdict,
@@ -189,6 +187,7 @@ export {
 export { clientRequestIdOf, requestIdOf } from './request-id.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';
+export { createMemoryRecordSink, type MemoryRecordSink } from './storage/memory-record-store.js';
 export {
   generateNonce,
   type IssuedNonce,
@@ -198,6 +197,24 @@ export {
   type NonceStoreOptions,
   type NonceStoreStats,
 } from './storage/nonce-store.js';
+export {
+  PostgresDatabase,
+  type PostgresOptions,
+  postgresUrlForHumans,
+} from './storage/postgres.js';
+export { PostgresPendingEnrollmentStore } from './storage/postgres-pending-store.js';
+export { PostgresRecordStore } from './storage/postgres-record-store.js';
+export { PostgresRegistry, type PostgresRegistryOptions } from './storage/postgres-registry.js';
+export {
+  type AcceptedRecord,
+  type RecordHttpSignature,
+  type RecordPage,
+  type RecordQuery,
+  type RecordStore,
+  type RecordVerdict,
+  readRecordVerdict,
+  type StoredRecord,
+} from './storage/record-store.js';
 export { RedisNonceStore, type RedisNonceStoreOptions } from './storage/redis-nonce-store.js';
 export {
   AGENT_STATUSES,

@@ -353,9 +353,9 @@ describe('collector', () => {
     const r = await send(collectorUrl, req);
     expect(r.status).toBe(200);
     const stored = sink.records().find((x) => x.id === r.body.record_id)!;
-    expect(Buffer.from(stored.raw_body).toString('utf8')).toBe(req.body);
+    expect(Buffer.from(stored.rawBody).toString('utf8')).toBe(req.body);
     expect(verifyPayloadSignature(JSON.parse(req.body!), agent.publicKey)).toBe(true);
-    expect(stored.http_signature?.components).toEqual([
+    expect(stored.httpSignature?.components).toEqual([
       '@method',
       '@path',
       'content-type',

@@ -26,7 +26,7 @@ afterAll(async () => {
 
 async function stored(o: { created?: Date; unsigned?: boolean } = {}): Promise<StoredMetricsRequest> {
   const b = await buildMetricsRequest(agent, { nonce, ...o, ...(o.created ? { timestamp: o.created } : {}) });
-  return { body: Buffer.from(b.body!), headers: b.headers, path: b.path };
+  return { rawBody: Buffer.from(b.body!), headers: b.headers, path: b.path };
 }
 
 const failed = (v: { checks: Array<{ check: string; ok: boolean }> }) =>
@@ -69,22 +69,22 @@ describe('reverifyRecord', () => {
 
   it('refuses a body that gained a duplicate member name (JSON.parse would keep the last copy)', async () => {
     const rec = await stored({ unsigned: true });
-    const text = Buffer.from(rec.body).toString('utf8');
+    const text = Buffer.from(rec.rawBody).toString('utf8');
     const edited = `{"agent_name":"someone-else",${text.slice(1)}`;
-    const v = await reverifyRecord({ ...rec, body: Buffer.from(edited) }, { registry });
+    const v = await reverifyRecord({ ...rec, rawBody: Buffer.from(edited) }, { registry });
     expect(failed(v)).toEqual(['payload_schema']);
     expect(v.checks[0]!.detail).toMatch(/duplicate member names/);
   });
 
   it('fails a tampered body, an unknown keyid and a revoked agent', async () => {
     const rec = await stored();
-    const tampered = Buffer.from(Buffer.from(rec.body).toString('utf8').replace('12.5', '99.5'));
-    expect(failed(await reverifyRecord({ ...rec, body: tampered }, { registry }))).toEqual([
+    const tampered = Buffer.from(Buffer.from(rec.rawBody).toString('utf8').replace('12.5', '99.5'));
+    expect(failed(await reverifyRecord({ ...rec, rawBody: tampered }, { registry }))).toEqual([
       'payload_schema',
     ]);
     const other = makeAgent('agent-002');
     const b = await buildMetricsRequest(other, { nonce });
-    const unknown = await reverifyRecord({ body: Buffer.from(b.body!), headers: b.headers }, { registry });
+    const unknown = await reverifyRecord({ rawBody: Buffer.from(b.body!), headers: b.headers }, { registry });
     expect(failed(unknown)).toEqual(['registry_keyid']);
     await registry.setStatus('agent-001', 'revoked');
     try {

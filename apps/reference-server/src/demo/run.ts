@@ -391,7 +391,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         );
       }
       if (happyRecord) {
-        const rec = collector.deps.records.get(happyRecord);
+        const rec = await collector.deps.records.get(happyRecord);
         if (rec) {
           const v = await verifyStoredRecord(rec, collector.deps.registry);
           o.out.write(

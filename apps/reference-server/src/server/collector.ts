@@ -12,10 +12,13 @@ import {
   type GeoPolicy,
   mountAttestationExpress,
   type NonceStore,
+  type PendingEnrollmentStore,
   type PlatformPolicy,
   type PreRegisteredAgent,
+  type RecordStore,
   type Registry,
   STORE_RETRY_AFTER_SECONDS,
+  type StoredRecord,
   type StoreName,
 } from '@geofence/verifier';
 import express, { type Express, type Request, type Response } from 'express';
@@ -29,21 +32,23 @@ import {
   upsertPreRegistration,
   watchPreRegistrations,
 } from '../preregistrations.js';
-import type { RecordStore } from '../records.js';
 import {
   globalGeoPolicy,
+  openDatabase,
   openNonceStore,
+  openPendingEnrollments,
   openRecords,
   openRegistry,
   openResultSigner,
   readEkCaBundle,
+  usesPostgres,
 } from '../runtime.js';
 import { resolveTls } from '../tls.js';
 import { errorHandler, notFound, sendProblem, serviceApp } from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createOtlpForwarder, type OtlpForwarder } from './otlp.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
-import { metricsRoute, nonceRoute } from './verification.js';
+import { locationQualityOf, metricsRoute, nonceRoute } from './verification.js';
 
 const REJECTED_BY = 'collector' as const;
 
@@ -63,6 +68,8 @@ export interface CollectorDeps {
     approvedEkHashes: string[];
     approvedImageDigests: string[];
     agents: PreRegisteredAgent[];
+    /** Where pending enrolments live (default: this process's memory). */
+    pendingStore?: PendingEnrollmentStore | undefined;
   };
   globalGeoPolicy?: GeoPolicy | undefined;
   otlp?: OtlpForwarder | undefined;
@@ -107,6 +114,34 @@ async function probeWithin(fn: () => unknown): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A stored record on the wire of `GET /metrics/records` (snake_case, body as base64). */
+function recordWire(r: StoredRecord) {
+  const sig = r.httpSignature;
+  return {
+    record_id: r.id,
+    agent_name: r.agentName,
+    keyid: r.keyid,
+    received_at: r.receivedAt,
+    verdict: {
+      accepted: true,
+      checks: r.verdict.checks,
+      ...(r.verdict.geo ? { geo: r.verdict.geo } : {}),
+      rejected_by: null,
+    },
+    http_signature: sig
+      ? {
+          keyid: sig.keyid,
+          alg: sig.alg,
+          created: sig.created,
+          expires: sig.expires,
+          components: sig.components,
+        }
+      : null,
+    payload: r.payload,
+    body_base64: Buffer.from(r.rawBody).toString('base64'),
+  };
 }
 
 /** Builds the collector Express app. */
@@ -174,6 +209,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       agents: deps.enrollment.agents,
       unknownAgents: 'pending',
     },
+    ...(deps.enrollment.pendingStore ? { pendingStore: deps.enrollment.pendingStore } : {}),
   });
 
   app.get(
@@ -205,25 +241,19 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       onRejected: () => {
         counters.rejected += 1;
       },
-      accept: async (acc) => {
-        // Durable before the 200 (WAL + synchronous=FULL inside RecordStore.insert).
-        const rec = await records.insertDurable({
-          agentName: acc.agentName,
-          keyid: acc.keyid,
-          body: acc.rawBody,
-          headers: acc.headers,
-          verdict: { accepted: true, checks: acc.checks, path: '/metrics', rejected_by: null },
-        });
+      accept: async (rec) => {
+        // Durable before the 200: the store's insert resolves only after its commit.
+        const id = await records.insert(rec);
         metrics.recordsStored.inc();
         counters.accepted += 1;
         deps.otlp?.record({
-          agentName: acc.agentName,
-          metrics: acc.metrics,
-          timestamp: acc.timestamp,
-          region: acc.region,
-          locationQuality: acc.locationQuality,
+          agentName: rec.agentName,
+          metrics: rec.payload.metrics,
+          timestamp: rec.payload.timestamp,
+          region: rec.payload.geographic_region,
+          locationQuality: locationQualityOf(rec),
         });
-        return rec.id;
+        return id;
       },
     }),
   );
@@ -234,7 +264,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       status: 'running',
       service: opts.serviceName,
       uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
-      records_stored: records.count(),
+      records_stored: await records.count(),
       accepted_since_start: counters.accepted,
       rejected_since_start: counters.rejected,
       nonce_store: { kind: opts.nonceStoreKind, outstanding: st.outstanding, agents: st.agents },
@@ -247,7 +277,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     });
   });
 
-  app.get('/metrics/records', admin, (req: Request, res: Response) => {
+  app.get('/metrics/records', admin, async (req: Request, res: Response) => {
     const q = req.query;
     const limit = Math.min(1000, Math.max(1, Number.parseInt(String(q.limit ?? '100'), 10) || 100));
     const since =
@@ -265,22 +295,14 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     }
     const after =
       typeof q.after === 'string' && /^\d+$/.test(q.after) ? Number.parseInt(q.after, 10) : undefined;
-    const page = records.list({
+    const page = await records.list({
       agent: typeof q.agent === 'string' ? q.agent : undefined,
       since,
       after,
       limit,
     });
     res.json({
-      records: page.records.map((r) => ({
-        record_id: r.id,
-        agent_name: r.agentName,
-        keyid: r.keyid,
-        received_at: r.receivedAt,
-        verdict: r.verdict,
-        payload: JSON.parse(r.body.toString('utf8')) as unknown,
-        body_base64: r.body.toString('base64'),
-      })),
+      records: page.records.map(recordWire),
       next: page.next === null ? null : String(page.next),
     });
   });
@@ -453,9 +475,14 @@ export async function startCollector(
   if (cfg.tls.insecureSkipVerify)
     log.warn('TLS_INSECURE_SKIP_VERIFY is set: peer certificates are not verified');
   if (!cfg.tls.enabled) log.warn('SSL_ENABLED=false: serving plain HTTP');
-  const registry = o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'registry error')));
+  const db = usesPostgres(cfg)
+    ? await openDatabase(cfg, (e) => log.warn({ err: e.message }, 'PostgreSQL connection error'))
+    : undefined;
+  const registry =
+    o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'registry error'), db));
   const nonces = await openNonceStore(cfg, redisErrorLogger(log));
-  const records = openRecords(cfg);
+  const records = await openRecords(cfg, db);
+  const pendingStore = openPendingEnrollments(cfg, db);
   const scheme = cfg.tls.enabled ? 'https' : 'http';
   const signer = await openResultSigner(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
   const agents: PreRegisteredAgent[] = [];
@@ -484,6 +511,7 @@ export async function startCollector(
       approvedEkHashes: cfg.enrollment.approvedEkHashes,
       approvedImageDigests: cfg.enrollment.approvedImageDigests,
       agents,
+      ...(pendingStore ? { pendingStore } : {}),
     },
     globalGeoPolicy: globalGeoPolicy(cfg),
     otlp,
@@ -521,8 +549,9 @@ export async function startCollector(
       stopWatch();
       await otlp?.close();
       await nonces.close();
-      records.close();
+      await records.close();
       if (!o.registry) await registry.close();
+      await db?.close();
       log.info('collector stopped');
     },
   };

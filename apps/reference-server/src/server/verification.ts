@@ -6,6 +6,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import {
+  type AcceptedRecord,
   type GeofenceError,
   type GeofenceHandler,
   type GeofenceIncomingMessage,
@@ -20,23 +21,14 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger.js';
 import { noteRejection, type ServiceMetrics } from './prom.js';
 
-/** An accepted message, as handed to the record store. */
-export interface AcceptedMessage {
-  agentName: string;
-  keyid: string;
-  rawBody: Buffer;
-  headers: Record<string, string>;
-  metrics: unknown;
-  checks: string[];
-  /** The payload's signed `timestamp` (ISO 8601). */
-  timestamp: string;
-  /** The payload's `geographic_region`. */
-  region: { region: string; state?: string | undefined; city?: string | undefined };
-  /** Location quality, by the verifier's own rule: the payload's reading, else the Workload-Geo-ID header. */
-  locationQuality?: string | undefined;
+/**
+ * Location quality of an accepted record, by the verifier's own rule: the payload's reading, else the
+ * verified Workload-Geo-ID header's `client_workload_location_quality`.
+ */
+export function locationQualityOf(rec: AcceptedRecord): string | undefined {
+  return rec.payload.location?.quality ?? headerQuality(rec.headers[WORKLOAD_GEO_ID_HEADER]);
 }
 
-/** `client_workload_location_quality` of a (verified) Workload-Geo-ID header value, when present. */
 function headerQuality(value: string | undefined): string | undefined {
   if (!value) return undefined;
   try {
@@ -124,7 +116,7 @@ export function metricsRoute(
     nonces: NonceStore;
     bodyLimitBytes: number;
     globalGeoPolicy?: GeoPolicy | undefined;
-    accept(msg: AcceptedMessage): Promise<string>;
+    accept(rec: AcceptedRecord): Promise<string>;
     onRejected?: () => void;
   },
 ): RequestHandler {
@@ -141,18 +133,7 @@ export function metricsRoute(
       reject(err, vr, rid, clientRid);
     },
     // Runs after every check passed; the 200 is only sent once this durable write returned.
-    onAccept: (rec) =>
-      c.accept({
-        agentName: rec.agent_name,
-        keyid: rec.keyid,
-        rawBody: Buffer.from(rec.raw_body.buffer, rec.raw_body.byteOffset, rec.raw_body.byteLength),
-        headers: rec.headers,
-        metrics: rec.payload.metrics,
-        checks: rec.verdict.checks,
-        timestamp: rec.payload.timestamp,
-        region: rec.payload.geographic_region,
-        locationQuality: rec.payload.location?.quality ?? headerQuality(rec.headers[WORKLOAD_GEO_ID_HEADER]),
-      }),
+    onAccept: (rec) => c.accept(rec),
   });
   return mount(c, '/metrics', mw);
 }

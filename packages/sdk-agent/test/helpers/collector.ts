@@ -85,8 +85,8 @@ export async function startCollector(
     const recordId = `rec-${records.length + 1}`;
     records.push({
       recordId,
-      agentName: r.agent_name,
-      raw: Buffer.from(r.raw_body).toString('utf8'),
+      agentName: r.agentName,
+      raw: Buffer.from(r.rawBody).toString('utf8'),
       metrics: r.payload.metrics,
     });
     return recordId;

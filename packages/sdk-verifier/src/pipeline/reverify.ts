@@ -15,13 +15,14 @@ import {
 import type { VerifierBaseOptions, VerifierRequest } from './types.js';
 
 /**
- * A stored, accepted `POST /metrics` for {@link reverifyRecord}: the body bytes and the header fields
- * the collector kept (the HTTP signature is absent when an enforcing gateway stripped it).
+ * A stored, accepted `POST /metrics` for {@link reverifyRecord} (a `StoredRecord` is one): the body
+ * bytes and the header fields the collector kept (the HTTP signature is absent when an enforcing
+ * gateway stripped it).
  * @public
  */
 export interface StoredMetricsRequest {
   /** The body exactly as received. */
-  body: Uint8Array;
+  rawBody: Uint8Array;
   /** Header fields kept with the record (`content-type`, `content-digest`, signature headers, …). */
   headers: Readonly<Record<string, string>>;
   /** Request path the collector received it on (default `/metrics`). */
@@ -85,7 +86,7 @@ export async function reverifyRecord(
     method: 'POST',
     url: stored.path ?? '/metrics',
     headers,
-    rawBody: stored.body,
+    rawBody: stored.rawBody,
   };
   const signed = hasSignatureHeaders(req);
   let created: number | undefined;

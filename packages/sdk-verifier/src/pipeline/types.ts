@@ -3,8 +3,9 @@
  */
 import type { HeaderFields, VerifiedSignature } from '@geofence/http-sig';
 import type { MetricsPayload, NonceBatchResponse, NonceResponse } from '@geofence/protocol';
-import type { GeoMatch, GeoPolicy } from '../geo.js';
+import type { GeoPolicy } from '../geo.js';
 import type { NonceStore } from '../storage/nonce-store.js';
+import type { AcceptedRecord } from '../storage/record-store.js';
 import type { AgentRecord, Registry } from '../storage/registry.js';
 
 /**
@@ -54,43 +55,7 @@ export interface VerifierBaseOptions {
 }
 
 /**
- * Accepted message handed to the record sink.
- * @public
- */
-export interface AcceptedRecord {
-  /** Agent name from the registry record. */
-  agent_name: string;
-  /** AppSK keyid. */
-  keyid: string;
-  /** ISO 8601 receive time. */
-  received_at: string;
-  /** The parsed payload. */
-  payload: MetricsPayload;
-  /** The body bytes as received (re-verifiable offline: SPEC §6.2 data provenance). */
-  raw_body: Uint8Array;
-  /** Header signature facts, when the request carried one. */
-  http_signature: {
-    keyid: string;
-    alg: string;
-    created?: number;
-    expires?: number;
-    components: string[];
-  } | null;
-  /**
-   * Which checks ran and passed; `geo`: per geo policy evaluated (agent's, then global), the
-   * allow entry that matched, in the policy's spelling (the canonical name, not the agent's string).
-   */
-  verdict: { checks: string[]; geo?: GeoMatch[] };
-  /**
-   * The request's `content-type`, `content-digest`, `workload-geo-id`, `signature-input` and
-   * `signature` fields as received (those present), so a stored record keeps everything needed to
-   * re-verify its HTTP signature offline, not only its payload signature.
-   */
-  headers: Record<string, string>;
-}
-
-/**
- * Stores an accepted record and returns its id (the reference server persists to SQLite).
+ * Stores an accepted record durably and returns its id (for example a record store's `insert`).
  * @public
  */
 export type RecordSink = (record: AcceptedRecord) => string | Promise<string>;

@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import type { PinnedVerificationKey, VerifiedSignature } from '@geofence/http-sig';
 import { keyidSchema, NONCE_COUNT_PARAMETER } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
+import { createMemoryRecordSink } from '../storage/memory-record-store.js';
 import type { NonceStore } from '../storage/nonce-store.js';
 import type { AgentRecord } from '../storage/registry.js';
 import {
@@ -22,7 +23,6 @@ import {
   resolveGatewayOptions,
   resolveNonceOptions,
 } from './options.js';
-import { createMemoryRecordSink } from './records.js';
 import { bad, hasSignatureHeaders, keptHeaders } from './request-view.js';
 import {
   checkAgent,
@@ -109,12 +109,12 @@ export function createCollectorVerifier(options: CollectorOptions): CollectorVer
       checks.push('geolocation_policy');
       const body = req.rawBody!;
       const recordId = await sink({
-        agent_name: record.agent_name,
+        agentName: record.agent_name,
         keyid: record.keyid,
-        received_at: isoString(now),
+        receivedAt: isoString(now),
         payload,
-        raw_body: body,
-        http_signature: sig
+        rawBody: body,
+        httpSignature: sig
           ? {
               keyid: sig.keyid,
               alg: sig.alg,

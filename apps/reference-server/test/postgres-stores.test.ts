@@ -1,0 +1,292 @@
+/**
+ * Store contracts against a real PostgreSQL (a throwaway cluster for this file): the record store
+ * (with the memory and SQLite stores held to the same contract), the registry (compare-and-set across
+ * replicas, hot reload by LISTEN/NOTIFY, a change made by plain SQL), pending enrolments (single use
+ * across replicas), idempotent migrations, and the outage rule: a stopped server is `503 upstream`
+ * with Retry-After, and every store works again once it is back, without reopening.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type AgentRecordInput,
+  createMemoryRecordSink,
+  expectationOf,
+  keyidOfPublicKey,
+  PostgresDatabase,
+  PostgresPendingEnrollmentStore,
+  PostgresRecordStore,
+  PostgresRegistry,
+  type RecordStore,
+  StoreUnavailableError,
+} from '@geofence/verifier';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqliteRecordStore } from '../src/records.js';
+import { startPostgres, type TestPostgres } from './helpers/postgres.js';
+import { acceptedRecord } from './helpers/records.js';
+
+let pg: TestPostgres;
+const dbs: PostgresDatabase[] = [];
+const dir = mkdtempSync(join(tmpdir(), 'gf-pgstores-'));
+
+async function open(poolMax = 4): Promise<PostgresDatabase> {
+  const db = await PostgresDatabase.open({ url: pg.url, poolMax, connectTimeoutMs: 1000 });
+  dbs.push(db);
+  return db;
+}
+
+beforeAll(async () => {
+  pg = await startPostgres();
+});
+afterAll(async () => {
+  for (const db of dbs) await db.close().catch(() => {});
+  await pg?.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function agent(name: string): AgentRecordInput {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return {
+    agent_name: name,
+    keyid: keyidOfPublicKey(publicKey),
+    alg: 'ecdsa-p256-sha256',
+    app_public_key_pem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    geo_policy: { allow: [{ region: 'US' }] },
+    status: 'active',
+  };
+}
+
+async function until(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return cond();
+}
+
+const recordStores: Record<string, () => Promise<RecordStore>> = {
+  memory: async () => createMemoryRecordSink(),
+  sqlite: async () => new SqliteRecordStore(join(dir, `records-${Date.now()}-${Math.random()}.db`)),
+  postgres: async () => {
+    const db = await open();
+    await db.query('record_store', 'TRUNCATE geofence_records');
+    return new PostgresRecordStore(db);
+  },
+};
+
+describe.each(Object.keys(recordStores))('%s record store (RecordStore contract)', (kind) => {
+  it('keeps every field of the accepted record and pages with a cursor', async () => {
+    const store = await recordStores[kind]!();
+    const sig = { keyid: 'k', alg: 'ecdsa-p256-sha256', created: 1700000000, components: ['@method'] };
+    const first = acceptedRecord(Buffer.from('{"n":0,"nonce":"x"}'), {
+      receivedAt: '2026-01-02T03:04:05.678Z',
+      httpSignature: sig,
+      verdict: {
+        checks: ['request_validation', 'geolocation_policy'],
+        geo: [{ matched: { region: 'US' }, matched_by: 'name' }],
+      },
+      headers: { 'content-type': 'application/json', signature: 'geo=:AA==:' },
+    });
+    const ids = [await store.insert(first)];
+    for (let i = 1; i < 5; i++) {
+      ids.push(
+        await store.insert(
+          acceptedRecord(Buffer.from(`{"n":${i}}`), { agentName: i % 2 ? 'agent-b' : 'agent-a' }),
+        ),
+      );
+    }
+    expect(new Set(ids).size).toBe(5);
+    expect(await store.count()).toBe(5);
+    const got = await store.get(ids[0] as string);
+    expect(got).toMatchObject({
+      id: ids[0],
+      agentName: 'agent-a',
+      keyid: 'k',
+      receivedAt: '2026-01-02T03:04:05.678Z',
+      payload: { n: 0, nonce: 'x' },
+      httpSignature: sig,
+      verdict: first.verdict,
+      headers: first.headers,
+    });
+    expect(Buffer.from(got?.rawBody ?? []).toString()).toBe('{"n":0,"nonce":"x"}');
+    expect(await store.get('rec_missing')).toBeUndefined();
+    const p1 = await store.list({ limit: 2 });
+    expect(p1.records.map((r) => r.id)).toEqual(ids.slice(0, 2));
+    expect(p1.next).not.toBeNull();
+    const p2 = await store.list({ limit: 10, after: p1.next ?? 0 });
+    expect(p2.records.map((r) => r.id)).toEqual(ids.slice(2));
+    expect(p2.next).toBeNull();
+    expect((await store.list({ limit: 10, agent: 'agent-b' })).records.map((r) => r.id)).toEqual([
+      ids[1],
+      ids[3],
+    ]);
+    expect((await store.list({ limit: 10, since: '2999-01-01T00:00:00.000Z' })).records).toEqual([]);
+    expect(
+      (await store.list({ limit: 10, since: '2026-01-02T03:04:05.679Z' })).records.map((r) => r.id),
+    ).toEqual(ids.slice(1));
+    await store.ping();
+    await store.close();
+  });
+});
+
+describe('PostgreSQL migrations', () => {
+  it('are idempotent and safe when replicas start together', async () => {
+    const opened = await Promise.all([open(1), open(1), open(1)]);
+    const { rows } = await opened[0]!.query<{ version: number }>(
+      'registry',
+      'SELECT version FROM geofence_schema ORDER BY version',
+    );
+    expect(rows.map((r) => r.version)).toEqual(
+      Array.from({ length: PostgresDatabase.schemaVersion }, (_, i) => i + 1),
+    );
+  });
+});
+
+describe('PostgreSQL registry', () => {
+  it('implements the Registry contract', async () => {
+    const reg = await PostgresRegistry.open({ db: await open() });
+    const a = agent('pg-agent-001');
+    const rec = await reg.put(a);
+    expect(rec.enrolled_at).toBe(rec.updated_at);
+    expect((await reg.getByKeyid(a.keyid))?.agent_name).toBe('pg-agent-001');
+    expect((await reg.setStatus('pg-agent-001', 'revoked')).enrolled_at).toBe(rec.enrolled_at);
+    const rotated = agent('pg-agent-001');
+    await reg.put(rotated);
+    expect(await reg.getByKeyid(a.keyid)).toBeUndefined();
+    expect((await reg.getByKeyid(rotated.keyid))?.status).toBe('active');
+    await expect(reg.put({ ...rotated, agent_name: 'pg-agent-002' })).rejects.toMatchObject({
+      code: 'keyid_conflict',
+    });
+    await expect(reg.put({ ...a, alg: 'rsa-v1_5-sha256' })).rejects.toMatchObject({ code: 'invalid_record' });
+    await expect(reg.setStatus('nobody', 'active')).rejects.toMatchObject({ code: 'not_found' });
+    expect(await reg.delete('pg-agent-001')).toBe(true);
+    expect(await reg.delete('pg-agent-001')).toBe(false);
+    await reg.close();
+  });
+
+  it('compare-and-set across replicas: of concurrent first enrolments for one name exactly one wins', async () => {
+    const replicas = await Promise.all(
+      [1, 2, 3, 4].map(async () => PostgresRegistry.open({ db: await open() })),
+    );
+    const candidates = replicas.map(() => agent('pg-race-001'));
+    const results = await Promise.allSettled(candidates.map((c, i) => replicas[i]!.putIfMatch(c, null)));
+    const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+    expect(won).toHaveLength(1);
+    for (const r of results)
+      if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'conflict' });
+    const winner = candidates[won[0] as number]!;
+    // the winner's record, seen by every replica; a stale expectation loses too
+    for (const reg of replicas) expect((await reg.getByName('pg-race-001'))?.keyid).toBe(winner.keyid);
+    const current = await replicas[1]!.getByName('pg-race-001');
+    await replicas[2]!.putIfMatch(agent('pg-race-001'), expectationOf(current));
+    await expect(replicas[3]!.putIfMatch(agent('pg-race-001'), expectationOf(current))).rejects.toMatchObject(
+      {
+        code: 'conflict',
+      },
+    );
+    for (const reg of replicas) await reg.close();
+  });
+
+  it('hot reload by NOTIFY: a revoke on one replica, or by plain SQL, is seen by another within 1 s', async () => {
+    const dbA = await open();
+    const a = await PostgresRegistry.open({ db: dbA });
+    const b = await PostgresRegistry.open({ db: await open() });
+    const x = agent('pg-hot-001');
+    await a.put(x);
+    expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'active', 1000)).toBe(true);
+    await a.setStatus('pg-hot-001', 'revoked');
+    expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'revoked', 1000)).toBe(true);
+    await dbA.query(
+      'registry',
+      `UPDATE geofence_agents SET record = jsonb_set(record, '{status}', '"active"'), status = 'active' WHERE agent_name = $1`,
+      ['pg-hot-001'],
+    );
+    expect(await until(async () => (await b.getByName('pg-hot-001'))?.status === 'active', 1000)).toBe(true);
+    await a.close();
+    await b.close();
+  });
+});
+
+describe('PostgreSQL pending enrolments', () => {
+  it('are taken once across replicas; spent, expired and unknown ids are told apart', async () => {
+    const one = new PostgresPendingEnrollmentStore(await open());
+    const two = new PostgresPendingEnrollmentStore(await open());
+    const record = {
+      request: { agent_name: 'pg-enrol-001' } as never,
+      ek_hash: 'e'.repeat(64),
+      secret: 'c2VjcmV0',
+      nonce: 'bm9uY2U',
+    };
+    const now = new Date();
+    await one.put('enr-1', record, new Date(now.getTime() + 60_000));
+    const takes = await Promise.all([one.take('enr-1', now), two.take('enr-1', now), two.take('enr-1', now)]);
+    expect(takes.filter((t) => t.status === 'ok')).toEqual([{ status: 'ok', value: record }]);
+    expect(takes.filter((t) => t.status === 'used')).toHaveLength(2);
+    await one.put('enr-2', record, new Date(now.getTime() - 1));
+    expect(await two.take('enr-2', now)).toEqual({ status: 'expired' });
+    expect(await two.take('enr-2', now)).toEqual({ status: 'used' });
+    expect(await two.take('enr-none', now)).toEqual({ status: 'unknown' });
+  });
+});
+
+describe('PostgreSQL outage', () => {
+  it('is 503 upstream with Retry-After while the server is down, and heals without reopening', async () => {
+    const db = await open();
+    const store = new PostgresRecordStore(db);
+    const reg = await PostgresRegistry.open({ db, reconnectDelayMs: 100 });
+    const pending = new PostgresPendingEnrollmentStore(db);
+    const x = agent('pg-outage-001');
+    await reg.put(x);
+    await store.insert(acceptedRecord(Buffer.from('{"before":1}')));
+    await pg.stop();
+    try {
+      const failures = await Promise.allSettled([
+        store.insert(acceptedRecord(Buffer.from('{"during":1}'))),
+        store.list({ limit: 1 }),
+        store.ping(),
+        reg.getByKeyid(x.keyid),
+        reg.setStatus('pg-outage-001', 'revoked'),
+        pending.take('any', new Date()),
+      ]);
+      for (const f of failures) {
+        expect(f.status).toBe('rejected');
+        const err = (f as PromiseRejectedResult).reason as StoreUnavailableError;
+        expect(err).toBeInstanceOf(StoreUnavailableError);
+        expect(err.status).toBe(503);
+        expect(err.validationType).toBe('upstream');
+        expect(err.retryAfter).toBeGreaterThan(0);
+      }
+    } finally {
+      await pg.start();
+    }
+    expect(
+      await until(
+        async () =>
+          store.ping().then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+      ),
+    ).toBe(true);
+    await store.insert(acceptedRecord(Buffer.from('{"after":1}')));
+    expect(
+      await until(
+        async () =>
+          reg.getByKeyid(x.keyid).then(
+            (r) => r?.status === 'active',
+            () => false,
+          ),
+        10_000,
+      ),
+    ).toBe(true);
+    // the listener is back: a change by another replica reaches this one again
+    const other = await PostgresRegistry.open({ db: await open() });
+    await other.setStatus('pg-outage-001', 'revoked');
+    expect(await until(async () => (await reg.getByKeyid(x.keyid))?.status === 'revoked', 3000)).toBe(true);
+    await other.close();
+    await reg.close();
+  });
+});
