@@ -74,7 +74,10 @@ describe('Agent.enroll / Agent.attestLocation', () => {
 
     const outcome = await agent.attestLocation();
     expect(typeof outcome.attestationResult).toBe('string');
-    expect(outcome.bundle['geolocation-payload']).toEqual({ lat: 37.354, lon: -121.955, accuracy: 25 });
+    // A configured site has no receiver clock: it is sealed as measured at the bundle's time.
+    const { fix_time: fix, ...point } = outcome.bundle['geolocation-payload'] as { fix_time: string };
+    expect(point).toEqual({ lat: 37.354, lon: -121.955, accuracy: 25 });
+    expect(Math.floor(Date.parse(fix) / 1000)).toBe(outcome.bundle.timestamp);
   });
 
   it('surfaces a refused enrolment as GeofenceRejection (attestation)', async () => {

@@ -104,6 +104,7 @@ export {
   compileGeoPolicy,
   DEFAULT_MIN_QUALITY,
   evaluateGeoPolicy,
+  type FenceRef,
   type GeoCheck,
   type GeoDecision,
   type GeoFence,
@@ -151,10 +152,20 @@ export type {
   VerifierRequest,
 } from './pipeline/types.js';
 export { issueNonce, verifyAtGateway, verifyMetrics } from './pipeline/verify.js';
+export {
+  assessMovement,
+  checkMovement,
+  DEFAULT_MAX_SPEED_KMH,
+  greatCircleMetres,
+  type MovementAssessment,
+  positionRetentionSeconds,
+  resolveMaxSpeed,
+} from './plausibility.js';
 export { clientRequestIdOf, requestIdOf } from './request-id.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';
 export {
+  type AcceptedPosition,
   generateNonce,
   type IssuedNonce,
   type NonceConsumeResult,

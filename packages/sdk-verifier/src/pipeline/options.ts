@@ -4,6 +4,7 @@ import {
   MAX_SIGNATURE_VALIDITY_SECONDS,
 } from '@geofence/protocol';
 import { evaluateGeoPolicy } from '../geo.js';
+import { resolveMaxSpeed } from '../plausibility.js';
 import type { CollectorOptions, GatewayOptions, NonceEndpointOptions, VerifierBaseOptions } from './types.js';
 
 /** Options of a role, validated and defaulted once (see {@link resolveBase}). */
@@ -12,6 +13,8 @@ export interface Resolved {
   maxAgeMs: number;
   bodyLimit: number;
   requireGeoPolicy: boolean;
+  /** Movement plausibility limit, km/h (collector only; `undefined`: no check). */
+  maxSpeedKmh: number | undefined;
   now: () => Date;
 }
 
@@ -32,7 +35,7 @@ function positive(name: string, v: number | undefined, dflt: number, allowZero =
  * @internal
  */
 export function resolveBase(
-  o: Partial<VerifierBaseOptions> & { registry?: unknown },
+  o: Partial<VerifierBaseOptions> & { registry?: unknown; maxSpeedKmh?: number | false },
   role: string,
 ): Resolved {
   const cached = resolvedCache.get(o);
@@ -50,8 +53,16 @@ export function resolveBase(
     maxAgeMs: positive('maxMessageAgeSeconds', o.maxMessageAgeSeconds, MAX_SIGNATURE_VALIDITY_SECONDS) * 1000,
     bodyLimit: positive('bodyLimit', o.bodyLimit, DEFAULT_BODY_LIMIT_BYTES),
     requireGeoPolicy: o.requireGeoPolicy ?? true,
+    maxSpeedKmh: undefined,
     now: o.now ?? (() => new Date()),
   };
+  if (role === 'collector') {
+    try {
+      r.maxSpeedKmh = resolveMaxSpeed(o.maxSpeedKmh);
+    } catch (err) {
+      throw new TypeError(`@geofence/verifier ${role}: option ${(err as Error).message}`);
+    }
+  }
   if (o.now !== undefined && typeof o.now !== 'function')
     throw new TypeError(`@geofence/verifier ${role}: option now must be a function`);
   if (o.geoPolicy !== undefined) {

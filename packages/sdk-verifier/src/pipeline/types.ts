@@ -80,7 +80,14 @@ export interface AcceptedRecord {
    * Which checks ran and passed; `geo`: per geo policy evaluated (agent's, then global), the
    * allow entry that matched, in the policy's spelling (the canonical name, not the agent's string).
    */
-  verdict: { checks: string[]; geo?: GeoMatch[] };
+  verdict: {
+    checks: string[];
+    geo?: GeoMatch[];
+    /** Accuracy radius (metres) of the payload's reading, when it has one. */
+    accuracy_m?: number;
+    /** Fix time of the payload's reading (ISO 8601), when it has one. */
+    fix_time?: string;
+  };
   /**
    * The request's `content-type`, `content-digest`, `workload-geo-id`, `signature-input` and
    * `signature` fields as received (those present), so a stored record keeps everything needed to
@@ -110,6 +117,14 @@ export interface CollectorOptions extends VerifierBaseOptions {
    * verified.
    */
   requireHttpSignature?: boolean;
+  /**
+   * Movement plausibility (SPEC §5.3): a reported point farther from the agent's last accepted one
+   * than it could have travelled at this speed — distance minus both accuracy radii, over the time
+   * between the fixes — fails `geolocation_policy` with `details.check: "implausible_movement"`.
+   * The last position lives in `nonces`, so replicas sharing the store share it. Default
+   * {@link DEFAULT_MAX_SPEED_KMH} (1000 km/h); `false` disables the check.
+   */
+  maxSpeedKmh?: number | false;
 }
 
 /**

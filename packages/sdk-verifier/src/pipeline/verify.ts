@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import type { PinnedVerificationKey, VerifiedSignature } from '@geofence/http-sig';
 import { keyidSchema } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
+import { checkMovement } from '../plausibility.js';
 import type { NonceStore } from '../storage/nonce-store.js';
 import type { AgentRecord } from '../storage/registry.js';
 import { type Resolved, resolveBase } from './options.js';
@@ -88,6 +89,23 @@ export async function verifyMetrics(
   }
   checks.push('nonce_validation');
   const geo = checkGeo(options, r, now, record.agent_name, record, payload, geoHeader);
+  const reading = payload.location;
+  if (reading && r.maxSpeedKmh !== undefined) {
+    const fix = reading.fix_time === undefined ? Number.NaN : Date.parse(reading.fix_time);
+    await checkMovement(
+      options.nonces,
+      record.keyid,
+      record.agent_name,
+      {
+        lat: reading.lat,
+        lon: reading.lon,
+        accuracy: reading.accuracy ?? 0,
+        // A reading without a fix time is taken as measured when it arrived.
+        at: Number.isFinite(fix) ? fix : now.getTime(),
+      },
+      r.maxSpeedKmh,
+    );
+  }
   checks.push('geolocation_policy');
   const sink = options.onAccept ?? defaultSink(options);
   const body = req.rawBody!;
@@ -106,7 +124,12 @@ export async function verifyMetrics(
           components: sig.components,
         }
       : null,
-    verdict: { checks, geo },
+    verdict: {
+      checks,
+      geo,
+      ...(reading?.accuracy === undefined ? {} : { accuracy_m: reading.accuracy }),
+      ...(reading?.fix_time === undefined ? {} : { fix_time: reading.fix_time }),
+    },
     headers: keptHeaders(req),
   });
   if (typeof recordId !== 'string' || recordId === '')
