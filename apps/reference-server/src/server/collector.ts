@@ -32,6 +32,7 @@ import {
 import type { RecordStore } from '../records.js';
 import {
   globalGeoPolicy,
+  maxSpeedOption,
   openNonceStore,
   openRecords,
   openRegistry,
@@ -76,6 +77,8 @@ export interface CollectorAppOptions {
   trustProxy: boolean | string;
   rateLimit: Config['rateLimit'];
   nonceStoreKind: string;
+  /** Movement plausibility limit (`MAX_SPEED_KMH`), `false` for none; default the verifier's. */
+  maxSpeedKmh?: number | false;
 }
 
 /** The app and its metrics. */
@@ -199,6 +202,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       bodyLimitBytes: opts.bodyLimitBytes,
       clockSkewSeconds: opts.clockSkewSeconds,
       globalGeoPolicy: deps.globalGeoPolicy,
+      ...(opts.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: opts.maxSpeedKmh }),
       onRejected: () => {
         counters.rejected += 1;
       },
@@ -209,7 +213,13 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
           keyid: acc.keyid,
           body: acc.rawBody,
           headers: acc.headers,
-          verdict: { accepted: true, checks: acc.checks, path: '/metrics', rejected_by: null },
+          verdict: {
+            accepted: true,
+            checks: acc.checks,
+            path: '/metrics',
+            rejected_by: null,
+            ...acc.location,
+          },
         });
         metrics.recordsStored.inc();
         counters.accepted += 1;
@@ -390,6 +400,8 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       policy: platformPolicy,
       // Names the sealed point for region/state/city policies (the table the agents name fixes with).
       reverseGeocode: builtinReverseGeocode,
+      clockSkewSeconds: opts.clockSkewSeconds,
+      ...(opts.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: opts.maxSpeedKmh }),
       ...(deps.globalGeoPolicy ? { globalGeoPolicy: deps.globalGeoPolicy } : {}),
     },
     signer: deps.signer,
@@ -493,6 +505,7 @@ export async function startCollector(
       trustProxy: cfg.trustProxy,
       rateLimit: cfg.rateLimit,
       nonceStoreKind: cfg.nonce.store,
+      maxSpeedKmh: maxSpeedOption(cfg),
     },
     deps,
   );

@@ -6,6 +6,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import {
+  type AcceptedRecord,
   type GeofenceError,
   type GeofenceHandler,
   type GeofenceIncomingMessage,
@@ -34,6 +35,11 @@ export interface AcceptedMessage {
   region: { region: string; state?: string | undefined; city?: string | undefined };
   /** Location quality, by the verifier's own rule: the payload's reading, else the Workload-Geo-ID header. */
   locationQuality?: string | undefined;
+  /**
+   * What the location was judged on and what it matched (the verifier's verdict): per geo policy
+   * the allow entry / place / fence, and the reading's accuracy (m) and fix time when it has them.
+   */
+  location: Pick<AcceptedRecord['verdict'], 'geo' | 'accuracy_m' | 'fix_time'>;
 }
 
 /** `client_workload_location_quality` of a (verified) Workload-Geo-ID header value, when present. */
@@ -121,6 +127,7 @@ export function metricsRoute(
     nonces: NonceStore;
     bodyLimitBytes: number;
     globalGeoPolicy?: GeoPolicy | undefined;
+    maxSpeedKmh?: number | false;
     accept(msg: AcceptedMessage): Promise<string>;
     onRejected?: () => void;
   },
@@ -132,6 +139,7 @@ export function metricsRoute(
     clockSkewSeconds: c.clockSkewSeconds,
     bodyLimit: c.bodyLimitBytes,
     ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
+    ...(c.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: c.maxSpeedKmh }),
     rejectedBy: c.rejectedBy,
     onReject: (err, vr, rid, clientRid) => {
       c.onRejected?.();
@@ -149,6 +157,11 @@ export function metricsRoute(
         timestamp: rec.payload.timestamp,
         region: rec.payload.geographic_region,
         locationQuality: rec.payload.location?.quality ?? headerQuality(rec.headers[WORKLOAD_GEO_ID_HEADER]),
+        location: {
+          ...(rec.verdict.geo === undefined ? {} : { geo: rec.verdict.geo }),
+          ...(rec.verdict.accuracy_m === undefined ? {} : { accuracy_m: rec.verdict.accuracy_m }),
+          ...(rec.verdict.fix_time === undefined ? {} : { fix_time: rec.verdict.fix_time }),
+        },
       }),
   });
   return mount(c, '/metrics', mw);
