@@ -318,6 +318,30 @@ describe.each(['sqlite', 'redis'])('%s nonce store across two processes', (kind)
   });
 });
 
+describe.each(['sqlite', 'redis'])('%s position compare-and-set across two processes', (kind) => {
+  it('400 compare-and-sets from the same last position in two processes: exactly one stores', async () => {
+    const prefix = `pp${++seq}:`;
+    const where = kind === 'sqlite' ? join(dir, `positions${seq}.db`) : String(redis.port);
+    const store =
+      kind === 'sqlite'
+        ? await SqliteNonceStore.open({ path: where })
+        : new RedisNonceStore({ client, prefix });
+    // Keep in step with EXPECTED in helpers/nonce-consumer.ts.
+    const expected = { lat: 1, lon: 2, accuracy: 3, at: Date.UTC(2026, 10, 28, 21, 0, 0) };
+    expect(await store.replacePosition(A, undefined, expected, new Date(Date.now() + 60_000))).toBe(true);
+    const procs = [0, 1].map(() => startConsumer([kind, where, A, '-', '200', prefix, 'position']));
+    await Promise.all(procs.map((p) => p.ready));
+    for (const p of procs) p.child.stdin.write('go\n');
+    const tallies = await Promise.all(procs.map((p) => p.done));
+    expect(tallies.reduce((a, t) => a + (t.won ?? 0), 0)).toBe(1);
+    expect(tallies.reduce((a, t) => a + (t.lost ?? 0), 0)).toBe(399);
+    const last = await store.lastPosition(A);
+    expect(last).toMatchObject({ lat: 1, lon: 2, accuracy: 3 });
+    expect(last!.at).toBeGreaterThan(expected.at);
+    await store.close();
+  });
+});
+
 describe('memory nonce store hash table (model-based)', () => {
   it('agrees with a simple model under random issue/consume/expire sequences', async () => {
     const { default: fc } = await import('fast-check');
