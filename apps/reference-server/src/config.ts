@@ -119,6 +119,17 @@ export const configSchema = z.strictObject({
       allowedStates: z.array(z.string().min(1)).default([]),
       allowedCities: z.array(z.string().min(1)).default([]),
       allow: z.array(regionEntry).default([]),
+      /**
+       * Global `max_accuracy_m`: a reading whose accuracy radius is larger (or absent) fails
+       * `geolocation_policy` (`accuracy`) for every agent. Unset: no global limit.
+       */
+      maxAccuracyM: z.number().positive().finite().optional(),
+      /**
+       * Movement plausibility: a location implying a faster movement since the agent's last
+       * accepted one (distance minus both accuracy radii, over the time between the fixes) fails
+       * `geolocation_policy` (`implausible_movement`) on `/metrics` and `/attest/location`. 0 disables.
+       */
+      maxSpeedKmh: z.number().min(0).max(1_000_000).default(1000),
     })
     .prefault({}),
   enrollment: z
@@ -329,6 +340,8 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     ALLOWED_REGIONS: { path: 'geo.allowedRegions', kind: 'list' },
     ALLOWED_STATES: { path: 'geo.allowedStates', kind: 'list' },
     ALLOWED_CITIES: { path: 'geo.allowedCities', kind: 'list' },
+    MAX_ACCURACY_M: { path: 'geo.maxAccuracyM', kind: 'number' },
+    MAX_SPEED_KMH: { path: 'geo.maxSpeedKmh', kind: 'number' },
     EK_CA_BUNDLE: { path: 'enrollment.ekCaPaths', kind: 'list' },
     APPROVED_EK_HASHES: { path: 'enrollment.approvedEkHashes', kind: 'list' },
     APPROVED_IMAGE_DIGESTS: { path: 'enrollment.approvedImageDigests', kind: 'list' },

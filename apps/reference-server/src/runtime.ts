@@ -222,7 +222,15 @@ export function globalGeoPolicy(cfg: Config): GeoPolicy | undefined {
       }
     }
   }
-  return allow.length > 0 ? { allow } : undefined;
+  const policy: GeoPolicy = {};
+  if (allow.length > 0) policy.allow = allow;
+  if (cfg.geo.maxAccuracyM !== undefined) policy.max_accuracy_m = cfg.geo.maxAccuracyM;
+  return Object.keys(policy).length > 0 ? policy : undefined;
+}
+
+/** The verifier's `maxSpeedKmh` option for the configured `geo.maxSpeedKmh` (0: no check). */
+export function maxSpeedOption(cfg: Config): number | false {
+  return cfg.geo.maxSpeedKmh === 0 ? false : cfg.geo.maxSpeedKmh;
 }
 
 /** PEM texts of the configured EK CA files. */

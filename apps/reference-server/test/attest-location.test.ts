@@ -94,6 +94,40 @@ describe('POST /attest/location at the collector', () => {
     expect(vague.details).toMatchObject({ check: 'geofence', geo_check: 'region' });
   });
 
+  it('the result and the stored /metrics verdict carry accuracy, fix time and the matched place', async () => {
+    const out = await agent.attestLocation();
+    const sealed = out.bundle['geolocation-payload'] as { fix_time: string };
+    expect(claims(out.attestationResult).geofence).toMatchObject({
+      accuracy_m: 20,
+      fix_time: sealed.fix_time,
+      geo: [{ matched: { region: 'US', state: 'California' }, matched_by: 'boundary', place: 'US-CA' }],
+    });
+    const { recordId } = await agent.send({ cpu: 0.25 });
+    const rec = await col.deps.records.get(recordId);
+    // The static reading has an accuracy but no receiver fix time: the verdict says what it has.
+    expect(rec?.verdict).toMatchObject({
+      accuracy_m: 20,
+      geo: [{ matched: { region: 'US', state: 'California' }, matched_by: 'boundary', place: 'US-CA' }],
+    });
+    expect(rec?.verdict).not.toHaveProperty('fix_time');
+  });
+
+  it('refuses a sealed jump across California faster than MAX_SPEED_KMH (implausible_movement)', async () => {
+    await agent.attestLocation();
+    // San Diego is inside the allowed state too, but ~670 km away a moment later.
+    const jump = await rejection(
+      agent.attestLocation({ location: { lat: 32.7157, lon: -117.1611, accuracy: 20 } }),
+    );
+    expect({ status: jump.status, vt: jump.validationType, check: jump.details?.check }).toEqual({
+      status: 403,
+      vt: 'geolocation_policy',
+      check: 'implausible_movement',
+    });
+    expect(jump.details).toMatchObject({ expected: { max_speed_kmh: 1000 } });
+    // The refused point did not become the reference: Santa Clara is still accepted.
+    await agent.attestLocation();
+  });
+
   it('refuses a workload image that is not approved', async () => {
     writeFileSync(imagePath, 'console.log("workload v2, not approved");\n');
     try {

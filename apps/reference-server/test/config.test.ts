@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.js';
+import { globalGeoPolicy, maxSpeedOption } from '../src/runtime.js';
 
 const cwd = mkdtempSync(join(tmpdir(), 'gf-config-'));
 
@@ -37,8 +38,27 @@ describe('loadConfig', () => {
         GATEWAY_VALIDATE_GEOLOCATION: 'false',
         GEOGRAPHIC_CITY: 'Austin',
         TPM2TOOLS_TCTI: 'swtpm:host=127.0.0.1,port=2331',
+        MAX_ACCURACY_M: '250',
+        MAX_SPEED_KMH: '900.5',
       },
     });
+    expect(c.geo.maxAccuracyM).toBe(250);
+    expect(c.geo.maxSpeedKmh).toBe(900.5);
+    expect(globalGeoPolicy(c)).toEqual({
+      allow: [
+        { region: 'US', state: 'California' },
+        { region: 'US', state: 'Texas' },
+      ],
+      max_accuracy_m: 250,
+    });
+    expect(maxSpeedOption(c)).toBe(900.5);
+    const defaults = loadConfig({ role: 'collector', env: {}, cwd });
+    expect(defaults.geo.maxSpeedKmh).toBe(1000);
+    expect(globalGeoPolicy(defaults)).toBeUndefined();
+    expect(maxSpeedOption(loadConfig({ role: 'collector', env: { MAX_SPEED_KMH: '0' }, cwd }))).toBe(false);
+    expect(() => loadConfig({ role: 'collector', env: { MAX_SPEED_KMH: '-5' }, cwd })).toThrow(
+      /MAX_SPEED_KMH/,
+    );
     expect(c.serviceName).toBe('opentelemetry-gateway');
     expect(c.port).toBe(9000);
     expect(c.tls.enabled).toBe(false);

@@ -18,11 +18,21 @@ const fixture = (name: string) => new Uint8Array(readFileSync(join(FIX, name)));
 const hex = (b: Uint8Array | Buffer) => Buffer.from(b).toString('hex');
 
 describe('V-PEA evidence constructions', () => {
-  it('geolocation-proof-hash is SHA-256 of the JCS of {lat, lon, accuracy}', () => {
+  it('geolocation-proof-hash is SHA-256 of the JCS of {lat, lon, accuracy, fix_time}', () => {
+    const fix = '2026-11-28T21:00:00.000Z';
     const expected = createHash('sha256')
-      .update('{"accuracy":8.5,"lat":37.354,"lon":-121.955}')
+      .update(`{"accuracy":8.5,"fix_time":"${fix}","lat":37.354,"lon":-121.955}`)
       .digest('base64url');
-    expect(geolocationProofHash({ lon: -121.955, accuracy: 8.5, lat: 37.354 })).toBe(expected);
+    expect(geolocationProofHash({ lon: -121.955, accuracy: 8.5, lat: 37.354, fix_time: fix })).toBe(expected);
+    // The fix time is committed: another time, another hash.
+    expect(
+      geolocationProofHash({
+        lon: -121.955,
+        accuracy: 8.5,
+        lat: 37.354,
+        fix_time: '2026-11-28T21:00:01.000Z',
+      }),
+    ).not.toBe(expected);
   });
 
   it('geolocation-id-hash is SHA-256(AK DER ‖ serial ‖ type/model)', () => {

@@ -1,6 +1,5 @@
 import { parseSignatureInput, type Signer, signRequest } from '@geofence/http-sig';
 import { Tpm, tpmSigner } from '@geofence/native-tpm';
-import type { GeolocationPayload } from '@geofence/protocol';
 import {
   agentNameSchema,
   NONCE_SIGNATURE_COMPONENTS,
@@ -13,6 +12,7 @@ import { destination, pino } from 'pino';
 import { z } from 'zod';
 import {
   type LocationAttestationOutcome,
+  type LocationToSeal,
   type PerformEnrollmentOptions,
   performEnrollment,
   performLocationAttestation,
@@ -110,8 +110,8 @@ export type AgentEnrollOptions = Omit<
 
 /** Options of {@link Agent.attestLocation}. */
 export interface AgentAttestLocationOptions {
-  /** Reading to seal; default: the location provider's current precise reading. */
-  location?: GeolocationPayload;
+  /** Reading to seal; default: the location provider's current precise reading (with its fix time). */
+  location?: LocationToSeal;
 }
 
 /** Result of a successful delivery. */
@@ -549,7 +549,7 @@ export class Agent {
       // Never claim a precision nobody measured: no accuracy estimate, no attestation.
       if (r.accuracy === undefined)
         throw new NoLocationError('no_fix', 'the reading has no accuracy estimate to attest');
-      location = { lat: r.lat, lon: r.lon, accuracy: r.accuracy };
+      location = { lat: r.lat, lon: r.lon, accuracy: r.accuracy, fix_time: r.fix_time };
     }
     return performLocationAttestation({
       tpm,

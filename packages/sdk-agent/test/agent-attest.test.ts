@@ -45,7 +45,10 @@ beforeAll(async () => {
   tpm = await Tpm.open({ tcti: swtpm.tcti });
   collector = await startCollector(pki, {
     ekCaBundle: swtpm.ekCaCertificates,
-    agents: [{ agentName: 'agent-001', ek: 'any-trusted-ca', geoPolicy: { allow: [SANTA_CLARA] } }],
+    agents: [
+      { agentName: 'agent-001', ek: 'any-trusted-ca', geoPolicy: { allow: [SANTA_CLARA] } },
+      { agentName: 'agent-gnss', ek: 'any-trusted-ca', geoPolicy: { allow: [SANTA_CLARA] } },
+    ],
     // The place table has no cities: the operator maps its site to a city with a box.
     reverseGeocode: (lat, lon) =>
       lookupRegion(lat, lon, [{ box: [-122.03, 37.32, -121.92, 37.42], place: SANTA_CLARA }]) ??
@@ -74,7 +77,10 @@ describe('Agent.enroll / Agent.attestLocation', () => {
 
     const outcome = await agent.attestLocation();
     expect(typeof outcome.attestationResult).toBe('string');
-    expect(outcome.bundle['geolocation-payload']).toEqual({ lat: 37.354, lon: -121.955, accuracy: 25 });
+    // A configured site has no receiver clock: it is sealed as measured at the bundle's time.
+    const { fix_time: fix, ...point } = outcome.bundle['geolocation-payload'] as { fix_time: string };
+    expect(point).toEqual({ lat: 37.354, lon: -121.955, accuracy: 25 });
+    expect(Math.floor(Date.parse(fix) / 1000)).toBe(outcome.bundle.timestamp);
   });
 
   it('surfaces a refused enrolment as GeofenceRejection (attestation)', async () => {
@@ -112,5 +118,34 @@ describe('Agent.enroll / Agent.attestLocation', () => {
         message: expect.stringContaining(quality),
       });
     }
+  });
+
+  it("seals the provider reading's own fix time and refuses one dated in the future", async () => {
+    let fix = new Date(Date.now() - 4_000).toISOString();
+    const agent = agentNamed('agent-gnss', {
+      kind: 'test',
+      async current() {
+        return {
+          geographicRegion: SANTA_CLARA,
+          quality: 'GNSS',
+          locationType: 'geographic-region',
+          reading: { lat: 37.354, lon: -121.955, accuracy: 6, quality: 'GNSS', fix_time: fix },
+        };
+      },
+    });
+    await agent.enroll({ workload: { name: 'metrics-agent', version: '1.0.0' } });
+    const out = await agent.attestLocation();
+    expect(out.bundle['geolocation-payload']).toEqual({
+      lat: 37.354,
+      lon: -121.955,
+      accuracy: 6,
+      fix_time: fix,
+    });
+    expect(out.bundle.timestamp).toBeGreaterThan(Math.floor(Date.parse(fix) / 1000));
+    fix = new Date(Date.now() + 86_400_000).toISOString();
+    await expect(agent.attestLocation()).rejects.toMatchObject({
+      name: 'NoLocationError',
+      code: 'future_fix',
+    });
   });
 });

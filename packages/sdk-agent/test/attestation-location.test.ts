@@ -32,6 +32,7 @@ import {
   type StoredEnrollment,
 } from '../src/attestation/index.js';
 import { GeofenceRejection } from '../src/errors.js';
+import { NoLocationError } from '../src/location/types.js';
 import { AgentState } from '../src/state.js';
 
 const SANTA_CLARA: GeoPolicy = {
@@ -160,7 +161,10 @@ describe('lah-bundle appraisal', () => {
     const out = await performLocationAttestation({ tpm: tpmA, state, post, nonce, location: INSIDE });
     expect(out.trustLevel).toBe('low');
     expect(out.bundle['privacy-technique']).toBe('none');
-    expect(out.bundle['geolocation-payload']).toEqual(INSIDE);
+    // A reading without a fix time is sealed as measured now (the bundle's timestamp).
+    const sealed = out.bundle['geolocation-payload'] as { fix_time: string };
+    expect(out.bundle['geolocation-payload']).toEqual({ ...INSIDE, fix_time: sealed.fix_time });
+    expect(Math.floor(Date.parse(sealed.fix_time) / 1000)).toBe(out.bundle.timestamp);
     const jwks = (await (await fetch(`${base}/.well-known/jwks.json`)).json()) as Jwks;
     const { payload } = await verifyAttestationResult(out.attestationResult, jwks, {
       subject: 'agent-geo',
@@ -173,7 +177,135 @@ describe('lah-bundle appraisal', () => {
       evidence: 'lah-bundle',
       geolocation_proof_hash: out.bundle['geolocation-proof-hash'],
       attested_at: out.bundle.timestamp,
+      accuracy_m: INSIDE.accuracy,
+      fix_time: sealed.fix_time,
+      // The agent's policy (fences only) matched its first fence.
+      geo: [{ fence: { index: 0 } }],
     });
+  });
+
+  it("seals the receiver's fix time, not the time the bundle is built", async () => {
+    const fix = new Date(Date.now() - 7_000).toISOString();
+    const out = await performLocationAttestation({
+      tpm: tpmA,
+      state,
+      post,
+      nonce,
+      location: { ...INSIDE, fix_time: fix },
+    });
+    expect(out.bundle['geolocation-payload']).toEqual({ ...INSIDE, fix_time: fix });
+    expect(out.bundle.timestamp).toBeGreaterThanOrEqual(Math.floor(Date.parse(fix) / 1000) + 6);
+    const jwks = (await (await fetch(`${base}/.well-known/jwks.json`)).json()) as Jwks;
+    const { payload } = await verifyAttestationResult(out.attestationResult, jwks);
+    expect(payload.geofence).toMatchObject({ fix_time: fix, accuracy_m: INSIDE.accuracy });
+  });
+
+  it('refuses to seal a fix dated in the future beyond the clock skew (nothing is sent)', async () => {
+    let posts = 0;
+    const counting: AttestationPost = (path, json) => {
+      posts++;
+      return post(path, json);
+    };
+    const err = await performLocationAttestation({
+      tpm: tpmA,
+      state,
+      post: counting,
+      nonce,
+      location: { ...INSIDE, fix_time: new Date(Date.now() + 3_600_000).toISOString() },
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NoLocationError);
+    expect((err as NoLocationError).code).toBe('future_fix');
+    expect(posts).toBe(0);
+  });
+
+  it('the verifier refuses a sealed future fix too (an agent with a lax skew)', async () => {
+    await expectRejected(
+      performLocationAttestation({
+        tpm: tpmA,
+        state,
+        post,
+        nonce,
+        location: { ...INSIDE, fix_time: new Date(Date.now() + 3_600_000).toISOString() },
+        clockSkewSeconds: 7_200,
+      }),
+      'geofence',
+      { geo_check: 'fix_in_future', expected: { clock_skew_seconds: 60 } },
+    );
+  });
+
+  it('applies max_fix_age_seconds to the sealed fix time', async () => {
+    const record = (await registry.getByName('agent-geo'))!;
+    await registry.put({ ...record, geo_policy: { ...SANTA_CLARA, max_fix_age_seconds: 600 } });
+    try {
+      const old = new Date(Date.now() - 3_600_000).toISOString();
+      await expectRejected(
+        performLocationAttestation({ tpm: tpmA, state, post, nonce, location: { ...INSIDE, fix_time: old } }),
+        'geofence',
+        { geo_check: 'fix_age', received: { fix_time: old } },
+      );
+      // A fresh fix (the bundle's timestamp is fresh either way) passes the same policy.
+      const fresh = new Date(Date.now() - 5_000).toISOString();
+      await performLocationAttestation({
+        tpm: tpmA,
+        state,
+        post,
+        nonce,
+        location: { ...INSIDE, fix_time: fresh },
+      });
+    } finally {
+      await registry.put(record);
+    }
+  });
+
+  it('refuses a jump faster than the maximum speed as geolocation_policy implausible_movement', async () => {
+    const record = (await registry.getByName('agent-geo'))!;
+    await registry.put({ ...record, geo_policy: { allow: [{ region: 'US' }] } });
+    try {
+      // Newer than every fix an earlier test sealed: this one becomes the agent's last position.
+      const t0 = Date.now();
+      await performLocationAttestation({
+        tpm: tpmA,
+        state,
+        post,
+        nonce,
+        location: { ...INSIDE, fix_time: new Date(t0).toISOString() },
+      });
+      // New York, one second later: ~4100 km.
+      const err = (await performLocationAttestation({
+        tpm: tpmA,
+        state,
+        post,
+        nonce,
+        location: { lat: 40.7128, lon: -74.006, accuracy: 10, fix_time: new Date(t0 + 1_000).toISOString() },
+      }).catch((e: unknown) => e)) as GeofenceRejection;
+      expect(err).toBeInstanceOf(GeofenceRejection);
+      expect({ status: err.status, vt: err.validationType, check: err.details?.check }).toEqual({
+        status: 403,
+        vt: 'geolocation_policy',
+        check: 'implausible_movement',
+      });
+      expect(err.details).toMatchObject({
+        expected: { max_speed_kmh: 1000 },
+        received: { elapsed_seconds: 1, previous: { lat: INSIDE.lat, lon: INSIDE.lon } },
+      });
+      expect((err.details?.received as { distance_m: number }).distance_m).toBeGreaterThan(4_000_000);
+      // Half a kilometre in a second is 1800 km/h — but with 300 m accuracy circles the two fixes
+      // may be the same place: not a movement.
+      await performLocationAttestation({
+        tpm: tpmA,
+        state,
+        post,
+        nonce,
+        location: {
+          lat: INSIDE.lat + 0.0045,
+          lon: INSIDE.lon,
+          accuracy: 300,
+          fix_time: new Date(t0 + 1_000).toISOString(),
+        },
+      });
+    } finally {
+      await registry.put(record);
+    }
   });
 
   it('rejects a location outside the fence', async () => {

@@ -23,6 +23,7 @@ let collector: TestCollector;
 let gateway: TestGateway;
 let gps: Gpsfake;
 let doubtful: Gpsfake;
+let jumping: Gpsfake;
 const agents: Agent[] = [];
 
 const SANTA_CLARA = { region: 'US', state: 'California', city: 'Santa Clara' };
@@ -115,6 +116,9 @@ beforeAll(async () => {
     { name: 'berlin', file: 'berlin.nmea', lat: 52.52 },
     { name: 'no-fix', file: 'no-fix.nmea' },
   ]);
+  // Alone on its gpsfake, so that its epochs come about once a second (gpsfake feeds the devices
+  // of one instance in turn): 35°N 120°W ↔ 35°N 94°W (≈ 2,370 km) between consecutive epochs.
+  jumping = await startGpsfake([{ name: 'jumping', file: 'jumping.nmea', lat: 35.0 }]);
   doubtful = await startGpsfake(DOUBTFUL_TRACKS);
 });
 
@@ -122,6 +126,7 @@ afterAll(async () => {
   for (const a of agents) await a.close();
   await gps?.stop();
   await doubtful?.stop();
+  await jumping?.stop();
   await gateway?.stop();
   await collector?.stop();
   await tpm?.close();
@@ -212,6 +217,21 @@ describe('doubtful GNSS fixes (gpsd TPV status, error estimates, receiver clock)
     expect(payload.location).toMatchObject({ quality: 'GNSS' });
     expect(payload.location!.accuracy).toBeGreaterThanOrEqual(1898);
     expect(payload.geographic_region).toEqual({ region: 'US', state: 'California' });
+    // A policy with max_accuracy_m holds the signed (worst) estimate against its limit.
+    const strict = await agentOn('agent-eph-strict', {
+      port: doubtful.port,
+      device: doubtful.devices['large-eph']!,
+      via: collector.url,
+      policy: { ...CALIFORNIA, max_accuracy_m: 100 },
+    });
+    const err = await rejection(strict);
+    expect({ status: err.status, vt: err.validationType, by: err.rejectedBy }).toEqual({
+      status: 403,
+      vt: 'geolocation_policy',
+      by: 'collector',
+    });
+    expect(err.details).toMatchObject({ check: 'accuracy', expected: { max_accuracy_m: 100 } });
+    expect((err.details!.received as { accuracy: number }).accuracy).toBeGreaterThanOrEqual(1898);
   });
 
   it('signs nothing for a fix dated a year ahead', async () => {
@@ -222,4 +242,85 @@ describe('doubtful GNSS fixes (gpsd TPV status, error estimates, receiver clock)
     expect((err as NoLocationError).code).toBe('future_fix');
     expect(gateway.hits).toEqual(before);
   });
+});
+
+describe('a receiver that jumps across the continent', () => {
+  /** Longitude of the jumping receiver's current fix, read by a probe of our own. */
+  const probe = () =>
+    gpsdLocation({ port: jumping.port, device: jumping.devices.jumping!, maxFixAgeSeconds: 300 });
+  const west = (lon: number) => Math.abs(lon - -120) < 0.01;
+  const east = (lon: number) => Math.abs(lon - -94) < 0.01;
+  async function waitFor(p: ReturnType<typeof probe>, side: (lon: number) => boolean): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const r = (await p.current()).reading;
+      if (r && side(r.lon)) return;
+      if (Date.now() > deadline) throw new Error('the jumping receiver never reached that side');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  it(
+    'the agent signs both fixes as GNSS; the collector accepts the first and refuses the jump (implausible_movement)',
+    { timeout: 180_000 },
+    async () => {
+      const p = probe();
+      try {
+        const agent = await agentOn('agent-jump', {
+          port: jumping.port,
+          device: jumping.devices.jumping!,
+          via: gateway.url,
+          policy: { allow: [{ region: 'US' }], max_fix_age_seconds: 600 },
+        });
+        await waitFor(p, west);
+        const { recordId } = await agent.send({ cpu: 0.1 });
+        const first = metricsPayloadSchema.parse(
+          JSON.parse(collector.records.find((r) => r.recordId === recordId)!.raw),
+        );
+        expect(first.location).toMatchObject({ quality: 'GNSS' });
+        expect(first.location!.lat).toBeCloseTo(35, 2);
+        // Whichever side the first send caught, the next one is taken on the other.
+        const firstWest = west(first.location!.lon);
+        expect(firstWest || east(first.location!.lon)).toBe(true);
+        await waitFor(p, firstWest ? east : west);
+        const stored = collector.records.length;
+        const err = (await agent.send({ cpu: 0.1 }).catch((e: unknown) => e)) as GeofenceRejection;
+        expect(err).toBeInstanceOf(GeofenceRejection);
+        // The gateway keeps no positions and lets it through; the collector refuses it.
+        expect({
+          status: err.status,
+          vt: err.validationType,
+          by: err.rejectedBy,
+          check: err.details?.check,
+        }).toEqual({
+          status: 403,
+          vt: 'geolocation_policy',
+          by: 'collector',
+          check: 'implausible_movement',
+        });
+        const received = err.details!.received as {
+          distance_m: number;
+          elapsed_seconds: number;
+          previous: { lon: number; fix_time: string };
+          current: { lon: number; lat: number };
+        };
+        // What the agent signed: the other side of the jump, as a GNSS fix at 35°N.
+        expect((firstWest ? east : west)(received.current.lon)).toBe(true);
+        expect(received.current.lat).toBeCloseTo(35, 2);
+        expect(received.previous.lon).toBeCloseTo(first.location!.lon, 6);
+        expect(received.previous.fix_time).toBe(new Date(first.location!.fix_time!).toISOString());
+        expect(received.distance_m).toBeGreaterThan(2_300_000);
+        expect(received.distance_m).toBeLessThan(2_400_000);
+        expect(received.elapsed_seconds).toBeGreaterThan(0);
+        expect(received.elapsed_seconds).toBeLessThan(60);
+        expect(collector.records.length).toBe(stored);
+        // Back on the first side, the agent is accepted again: the refused fix was never the reference.
+        await waitFor(p, firstWest ? west : east);
+        await agent.send({ cpu: 0.1 });
+        expect(collector.records.length).toBe(stored + 1);
+      } finally {
+        await p.close?.();
+      }
+    },
+  );
 });

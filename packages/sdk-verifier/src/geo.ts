@@ -200,6 +200,19 @@ export interface GeoMatch {
   place?: string;
   /** Present when the entry names a city: the table has no city polygons, so the city was compared by name only. */
   city_matched_by?: 'name';
+  /** The fence whose polygon contained the whole accuracy circle; absent when the policy has no fences. */
+  fence?: FenceRef;
+}
+
+/**
+ * Names a fence of a policy: its position in `fences`, and the GeoJSON Feature `id` when it has one.
+ * @public
+ */
+export interface FenceRef {
+  /** Index in the policy's `fences` array. */
+  index: number;
+  /** The Feature's `id` (RFC 7946 §3.2), when the fence is a Feature that has one. */
+  id?: string | number;
 }
 
 /**
@@ -211,7 +224,7 @@ export const DEFAULT_MIN_QUALITY: LocationQuality = 'static';
 
 interface CompiledPolicy {
   entries: CompiledEntry[] | undefined;
-  polygons: CompiledPolygon[] | undefined;
+  polygons: FencePolygon[] | undefined;
   /** Explicit `min_quality` rank (an absent or unknown quality fails), or `undefined` (the default). */
   minQualityRank: number | undefined;
   maxFixAgeMs: number | undefined;
@@ -223,13 +236,21 @@ interface CompiledPolicy {
 
 const compiled = new WeakMap<GeoPolicy, CompiledPolicy>();
 
-function compilePolygons(fences: GeoPolicy['fences']): CompiledPolygon[] | undefined {
+/** One polygon of a fence, with the fence it came from (a MultiPolygon gives several). */
+interface FencePolygon {
+  polygon: CompiledPolygon;
+  fence: FenceRef;
+}
+
+function compilePolygons(fences: GeoPolicy['fences']): FencePolygon[] | undefined {
   if (!fences || fences.length === 0) return undefined;
-  const out: CompiledPolygon[] = [];
-  for (const f of fences) {
+  const out: FencePolygon[] = [];
+  fences.forEach((f, index) => {
     const g = f.type === 'Feature' ? f.geometry : f;
-    out.push(...compilePolygonList(g.type === 'Polygon' ? [g.coordinates] : g.coordinates));
-  }
+    const fence: FenceRef = f.type === 'Feature' && f.id !== undefined ? { index, id: f.id } : { index };
+    for (const polygon of compilePolygonList(g.type === 'Polygon' ? [g.coordinates] : g.coordinates))
+      out.push({ polygon, fence });
+  });
   return out;
 }
 
@@ -535,16 +556,20 @@ export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation
     }
     matched = outcome.match;
   }
+  let fence: FenceRef | undefined;
   if (c.polygons) {
-    const ok = pt !== undefined && c.polygons.some((poly) => circleInside(poly, pt.lon, pt.lat, pt.accuracy));
-    if (!ok) {
+    fence =
+      pt === undefined
+        ? undefined
+        : c.polygons.find((p) => circleInside(p.polygon, pt.lon, pt.lat, pt.accuracy))?.fence;
+    if (!fence) {
       return {
         allowed: false,
         check: 'fence',
         reason: observation.point
           ? 'Location (with its accuracy circle) is not inside an allowed fence'
           : 'No precise location',
-        expected: { fences: c.polygons.length },
+        expected: { fences: policy.fences?.length ?? 0 },
         received: observation.point ?? null,
       };
     }
@@ -598,5 +623,7 @@ export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation
       };
     }
   }
-  return matched ? { allowed: true, ...matched } : { allowed: true };
+  const match: GeoMatch = { ...matched };
+  if (fence) match.fence = fence;
+  return { allowed: true, ...match };
 }

@@ -107,6 +107,7 @@ export {
   compileGeoPolicy,
   DEFAULT_MIN_QUALITY,
   evaluateGeoPolicy,
+  type FenceRef,
   type GeoCheck,
   type GeoDecision,
   type GeoFence,
@@ -184,11 +185,21 @@ export {
   verifyAtGateway,
   verifyMetrics,
 } from './pipeline/verify.js';
+export {
+  assessMovement,
+  checkMovement,
+  DEFAULT_MAX_SPEED_KMH,
+  greatCircleMetres,
+  type MovementAssessment,
+  positionRetentionSeconds,
+  resolveMaxSpeed,
+} from './plausibility.js';
 export { clientRequestIdOf, requestIdOf } from './request-id.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';
 export { createMemoryRecordSink, type MemoryRecordSink } from './storage/memory-record-store.js';
 export {
+  type AcceptedPosition,
   generateNonce,
   type IssuedNonce,
   type NonceConsumeResult,

@@ -159,7 +159,7 @@ describe('attestation input fuzzing', () => {
 
   it('POST /attest/location: random bundles and seals are rejected with typed errors', async () => {
     const akPem = publicToPem(ak);
-    const payload = { lat: 0.5, lon: 0.5, accuracy: 10 };
+    const payload = { lat: 0.5, lon: 0.5, accuracy: 10, fix_time: new Date().toISOString() };
     const base = () => ({
       agent_name: 'geo-agent',
       ak_public: b64u(ak),
@@ -200,7 +200,12 @@ describe('attestation input fuzzing', () => {
           const bundle = body['lah-bundle'];
           if (field === 'timestamp') bundle.timestamp = bytes.length * 1_000_000;
           else if (field === 'payload')
-            bundle['geolocation-payload'] = { lat: bytes[0] ?? 0, lon: 0.5, accuracy: 1 };
+            bundle['geolocation-payload'] = {
+              lat: bytes[0] ?? 0,
+              lon: 0.5,
+              accuracy: 1,
+              fix_time: payload.fix_time,
+            };
           else if (field === 'ak_public') body.ak_public = b64u(bytes);
           else bundle[field] = b64u(bytes);
           await expectTyped(appraiseLocationBundle(body, ctx));

@@ -495,3 +495,38 @@ describe('point in polygon (protocol) against @turf/boolean-point-in-polygon', (
     );
   });
 });
+
+describe('the verdict names the fence that matched', () => {
+  const square = (x: number, y: number): [number, number][] => [
+    [x, y],
+    [x + 1, y],
+    [x + 1, y + 1],
+    [x, y + 1],
+    [x, y],
+  ];
+  const policy: GeoPolicy = {
+    fences: [
+      { type: 'Polygon', coordinates: [square(0, 0)] },
+      {
+        type: 'Feature',
+        id: 'depot-east',
+        properties: null,
+        geometry: { type: 'MultiPolygon', coordinates: [[square(10, 0)], [square(20, 0)]] },
+      },
+      {
+        type: 'Feature',
+        properties: { name: 'no id' },
+        geometry: { type: 'Polygon', coordinates: [square(30, 0)] },
+      },
+    ],
+  };
+
+  it('by index, and by Feature id when the fence has one (any polygon of a MultiPolygon)', () => {
+    const at = (lon: number) => evaluateGeoPolicy(policy, { point: { lat: 0.5, lon, accuracy: 10 } });
+    expect(at(0.5)).toEqual({ allowed: true, fence: { index: 0 } });
+    expect(at(10.5)).toEqual({ allowed: true, fence: { index: 1, id: 'depot-east' } });
+    expect(at(20.5)).toEqual({ allowed: true, fence: { index: 1, id: 'depot-east' } });
+    expect(at(30.5)).toEqual({ allowed: true, fence: { index: 2 } });
+    expect(at(5.5)).toMatchObject({ allowed: false, check: 'fence', expected: { fences: 3 } });
+  });
+});

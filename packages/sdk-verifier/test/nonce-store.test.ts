@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  checkMovement,
   MemoryNonceStore,
   type NonceStore,
   type NonceStoreOptions,
@@ -182,6 +183,60 @@ describe.each(Object.keys(factories))('%s nonce store (conformance)', (name) => 
     await store.close();
   });
 
+  it('keeps the last accepted position per keyid with an atomic compare-and-set', async () => {
+    const { store } = await setup();
+    const p1 = { lat: 37.354, lon: -121.955, accuracy: 8.5, at: Date.UTC(2026, 10, 28, 21, 0, 0) };
+    const p2 = { lat: 37.355, lon: -121.956, accuracy: 12, at: p1.at + 1000 };
+    const until = new Date(Date.now() + 3_600_000);
+    expect(await store.lastPosition(A)).toBeUndefined();
+    expect(await store.replacePosition(A, undefined, p1, until)).toBe(true);
+    // "No position yet" is stale now: the compare fails and nothing changes.
+    expect(await store.replacePosition(A, undefined, p2, until)).toBe(false);
+    expect(await store.lastPosition(A)).toEqual(p1);
+    expect(await store.replacePosition(A, { ...p1, accuracy: 9 }, p2, until)).toBe(false);
+    expect(await store.replacePosition(A, p1, p2, until)).toBe(true);
+    expect(await store.lastPosition(A)).toEqual(p2);
+    expect(await store.lastPosition(B)).toBeUndefined();
+    // Many replicas' requests racing from the same previous position: exactly one wins.
+    const wins = await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        store.replacePosition(A, p2, { ...p2, at: p2.at + i + 1 }, until),
+      ),
+    );
+    expect(wins.filter(Boolean)).toHaveLength(1);
+    await store.close();
+  });
+
+  it('lets a position lapse at its end; a new first position then takes its place', async () => {
+    const { store } = await setup({ now: Date.now });
+    const p = { lat: 1, lon: 2, accuracy: 3, at: Date.now() };
+    expect(await store.replacePosition(A, undefined, p, new Date(Date.now() + 300))).toBe(true);
+    expect(await store.lastPosition(A)).toEqual(p);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await store.lastPosition(A)).toBeUndefined();
+    await store.cleanup();
+    const q = { ...p, lat: 5 };
+    expect(await store.replacePosition(A, undefined, q, new Date(Date.now() + 60_000))).toBe(true);
+    expect(await store.lastPosition(A)).toEqual(q);
+    await store.close();
+  });
+
+  it('two conflicting first locations at once: one is accepted, the other is implausible', async () => {
+    const { store } = await setup();
+    const at = Date.UTC(2026, 10, 28, 21, 0, 0);
+    const outcomes = await Promise.allSettled([
+      checkMovement(store, A, 'agent-a', { lat: 37.354, lon: -121.955, accuracy: 10, at }, 1000),
+      checkMovement(store, A, 'agent-a', { lat: 40.7128, lon: -74.006, accuracy: 10, at }, 1000),
+    ]);
+    expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const refused = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+    expect(refused.reason).toMatchObject({
+      validationType: 'geolocation_policy',
+      details: { check: 'implausible_movement' },
+    });
+    await store.close();
+  });
+
   it('cleanup drops expired nonces and tombstones', async () => {
     const { store, clock } = await setup();
     const a = await store.issue(A);
@@ -259,6 +314,30 @@ describe.each(['sqlite', 'redis'])('%s nonce store across two processes', (kind)
     expect(ok).toBe(1);
     expect(reused).toBe(999);
     expect(await store.consume(A, nonce)).toBe('reused');
+    await store.close();
+  });
+});
+
+describe.each(['sqlite', 'redis'])('%s position compare-and-set across two processes', (kind) => {
+  it('400 compare-and-sets from the same last position in two processes: exactly one stores', async () => {
+    const prefix = `pp${++seq}:`;
+    const where = kind === 'sqlite' ? join(dir, `positions${seq}.db`) : String(redis.port);
+    const store =
+      kind === 'sqlite'
+        ? await SqliteNonceStore.open({ path: where })
+        : new RedisNonceStore({ client, prefix });
+    // Keep in step with EXPECTED in helpers/nonce-consumer.ts.
+    const expected = { lat: 1, lon: 2, accuracy: 3, at: Date.UTC(2026, 10, 28, 21, 0, 0) };
+    expect(await store.replacePosition(A, undefined, expected, new Date(Date.now() + 60_000))).toBe(true);
+    const procs = [0, 1].map(() => startConsumer([kind, where, A, '-', '200', prefix, 'position']));
+    await Promise.all(procs.map((p) => p.ready));
+    for (const p of procs) p.child.stdin.write('go\n');
+    const tallies = await Promise.all(procs.map((p) => p.done));
+    expect(tallies.reduce((a, t) => a + (t.won ?? 0), 0)).toBe(1);
+    expect(tallies.reduce((a, t) => a + (t.lost ?? 0), 0)).toBe(399);
+    const last = await store.lastPosition(A);
+    expect(last).toMatchObject({ lat: 1, lon: 2, accuracy: 3 });
+    expect(last!.at).toBeGreaterThan(expected.at);
     await store.close();
   });
 });

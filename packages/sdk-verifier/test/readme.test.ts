@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { evaluateGeoPolicy } from '../src/index.js';
+import { assessMovement, evaluateGeoPolicy } from '../src/index.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
@@ -18,5 +18,18 @@ describe('README', () => {
     const expected = new Function(`return (${comment!.replace(/^\s*\/\/\s?/gm, '')});`)();
     const actual = new Function('evaluateGeoPolicy', `return ${call});`)(evaluateGeoPolicy);
     expect(actual).toEqual(expected);
+  });
+
+  it('movement plausibility example: the call answers what its comment says', () => {
+    const block = blocks.find((b) => b.includes('assessMovement(\n'));
+    expect(block, 'the README has the assessMovement example').toBeDefined();
+    const [code, comment] = block!.split('; // →');
+    const body = code!.slice(code!.indexOf('const t'));
+    const expected = new Function(`return (${comment!.replace(/^\s*\/\/\s?/gm, '')});`)();
+    const actual = new Function(
+      'assessMovement',
+      `${body.replace('assessMovement(', 'return assessMovement(')};`,
+    )(assessMovement);
+    expect(actual).toBe(expected);
   });
 });

@@ -34,6 +34,7 @@ import {
 } from '../preregistrations.js';
 import {
   globalGeoPolicy,
+  maxSpeedOption,
   openDatabase,
   openNonceStore,
   openPendingEnrollments,
@@ -85,6 +86,8 @@ export interface CollectorAppOptions {
   nonceStoreKind: string;
   /** `NONCE_MAX_OUTSTANDING`: the largest batch one `GET /nonce?…&count=n` may ask for. */
   nonceMaxOutstanding?: number | undefined;
+  /** Movement plausibility limit (`MAX_SPEED_KMH`), `false` for none; default the verifier's. */
+  maxSpeedKmh?: number | false;
 }
 
 /** The app and its metrics. */
@@ -128,6 +131,8 @@ function recordWire(r: StoredRecord) {
       accepted: true,
       checks: r.verdict.checks,
       ...(r.verdict.geo ? { geo: r.verdict.geo } : {}),
+      ...(r.verdict.accuracy_m !== undefined ? { accuracy_m: r.verdict.accuracy_m } : {}),
+      ...(r.verdict.fix_time !== undefined ? { fix_time: r.verdict.fix_time } : {}),
       rejected_by: null,
     },
     http_signature: sig
@@ -238,6 +243,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       bodyLimitBytes: opts.bodyLimitBytes,
       clockSkewSeconds: opts.clockSkewSeconds,
       globalGeoPolicy: deps.globalGeoPolicy,
+      ...(opts.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: opts.maxSpeedKmh }),
       onRejected: () => {
         counters.rejected += 1;
       },
@@ -415,6 +421,8 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       policy: platformPolicy,
       // Names the sealed point for region/state/city policies (the table the agents name fixes with).
       reverseGeocode: builtinReverseGeocode,
+      clockSkewSeconds: opts.clockSkewSeconds,
+      ...(opts.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: opts.maxSpeedKmh }),
       ...(deps.globalGeoPolicy ? { globalGeoPolicy: deps.globalGeoPolicy } : {}),
     },
     signer: deps.signer,
@@ -525,6 +533,7 @@ export async function startCollector(
       rateLimit: cfg.rateLimit,
       nonceStoreKind: cfg.nonce.store,
       nonceMaxOutstanding: cfg.nonce.maxOutstanding,
+      maxSpeedKmh: maxSpeedOption(cfg),
     },
     deps,
   );

@@ -116,6 +116,7 @@ export function metricsRoute(
     nonces: NonceStore;
     bodyLimitBytes: number;
     globalGeoPolicy?: GeoPolicy | undefined;
+    maxSpeedKmh?: number | false;
     accept(rec: AcceptedRecord): Promise<string>;
     onRejected?: () => void;
   },
@@ -127,6 +128,7 @@ export function metricsRoute(
     clockSkewSeconds: c.clockSkewSeconds,
     bodyLimit: c.bodyLimitBytes,
     ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
+    ...(c.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: c.maxSpeedKmh }),
     rejectedBy: c.rejectedBy,
     onReject: (err, vr, rid, clientRid) => {
       c.onRejected?.();

@@ -21,7 +21,8 @@ export function enrollmentQualifyingData(
 }
 
 /**
- * Raw coordinates of the `none` privacy technique.
+ * Raw reading of the `none` privacy technique (`geolocation-payload`): where, how precisely, and
+ * when the receiver measured it.
  * @public
  */
 export interface GeolocationPayload {
@@ -31,14 +32,30 @@ export interface GeolocationPayload {
   lon: number;
   /** Accuracy radius in metres. */
   accuracy: number;
+  /**
+   * Time of the fix (ISO 8601 with offset, as the payload's `location.fix_time`): when the
+   * position was measured, not when the bundle was built (that is the bundle's `timestamp`).
+   */
+  fix_time: string;
 }
 
 /**
- * `geolocation-proof-hash` for `privacy-technique: "none"`: base64url(SHA-256(JCS({lat, lon, accuracy}))).
+ * `geolocation-proof-hash` for `privacy-technique: "none"`:
+ * base64url(SHA-256(JCS({lat, lon, accuracy, fix_time}))). The quote covers this hash, so the fix
+ * time is sealed with the position.
  * @public
  */
 export function geolocationProofHash(payload: GeolocationPayload): string {
-  return toB64u(sha256(jcsBytes({ lat: payload.lat, lon: payload.lon, accuracy: payload.accuracy })));
+  return toB64u(
+    sha256(
+      jcsBytes({
+        lat: payload.lat,
+        lon: payload.lon,
+        accuracy: payload.accuracy,
+        fix_time: payload.fix_time,
+      }),
+    ),
+  );
 }
 
 /**

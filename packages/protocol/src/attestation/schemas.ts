@@ -125,11 +125,12 @@ export const locationAttestationRequestSchema = z.strictObject({
 export type LocationAttestationRequest = z.infer<typeof locationAttestationRequestSchema>;
 
 /**
- * The `none` privacy-technique payload: raw coordinates.
+ * The `none` privacy-technique payload: raw coordinates, accuracy radius (metres) and fix time.
  * @public
  */
 export const rawGeolocationPayloadSchema = z.strictObject({
   lat: z.number().min(-90).max(90),
   lon: z.number().min(-180).max(180),
   accuracy: z.number().nonnegative().finite(),
+  fix_time: z.iso.datetime({ offset: true }),
 });

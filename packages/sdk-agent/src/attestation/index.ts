@@ -13,6 +13,7 @@ export {
 export { AttestationClientError, type AttestationClientErrorCode } from './errors.js';
 export {
   type LocationAttestationOutcome,
+  type LocationToSeal,
   type LocationTpm,
   type PerformLocationAttestationOptions,
   performLocationAttestation,

@@ -5,6 +5,7 @@
  */
 import type { Tpm } from '@geofence/native-tpm';
 import {
+  DEFAULT_CLOCK_SKEW_SECONDS,
   encodeQuoteSeal,
   type GeolocationPayload,
   geolocationIdHash,
@@ -15,6 +16,7 @@ import {
 } from '@geofence/protocol';
 import { publicToPem, publicToSpkiDer } from '@geofence/tpm-wire';
 import { GeofenceRejection } from '../errors.js';
+import { NoLocationError } from '../location/types.js';
 import type { AgentState } from '../state.js';
 import { type AttestationPost, pcrValuesToJson, type StoredEnrollment } from './enroll.js';
 import { AttestationClientError } from './errors.js';
@@ -39,10 +41,52 @@ export interface PerformLocationAttestationOptions {
   post: AttestationPost;
   /** Fetches a fresh nonce for this agent's keyid (`GET /nonce`). */
   nonce: (keyid: string) => Promise<string>;
-  /** The location reading to seal: WGS-84 degrees and accuracy radius in metres. */
-  location: GeolocationPayload;
+  /**
+   * The location reading to seal: WGS-84 degrees, accuracy radius in metres and the receiver's fix
+   * time (ISO 8601). Without `fix_time` the reading is taken as measured now (a configured site).
+   */
+  location: LocationToSeal;
+  /**
+   * A fix dated more than this many seconds after the agent's clock is refused (`future_fix`)
+   * instead of sealed (default {@link DEFAULT_CLOCK_SKEW_SECONDS}, the verifier's default skew).
+   */
+  clockSkewSeconds?: number;
   /** Clock (tests). */
   now?: () => Date;
+}
+
+/**
+ * A reading for {@link performLocationAttestation}: the sealed `geolocation-payload` with an
+ * optional fix time.
+ * @public
+ */
+export type LocationToSeal = Omit<GeolocationPayload, 'fix_time'> & { fix_time?: string | undefined };
+
+/**
+ * The `geolocation-payload` sealed for `reading` at `now`: its own fix time (normalised to ISO 8601
+ * UTC), or `now` when it has none. A fix time that does not parse, or lies more than `skewSeconds`
+ * after `now`, throws {@link NoLocationError} (`protocol` / `future_fix`): a receiver whose clock or
+ * fix is wrong is not sealed as a measurement.
+ */
+export function payloadToSeal(reading: LocationToSeal, now: Date, skewSeconds: number): GeolocationPayload {
+  let fix = now.getTime();
+  if (reading.fix_time !== undefined) {
+    fix = Date.parse(reading.fix_time);
+    if (!Number.isFinite(fix))
+      throw new NoLocationError('protocol', `the reading's fix time is not a time (${reading.fix_time})`);
+    if (fix - now.getTime() > skewSeconds * 1000) {
+      throw new NoLocationError(
+        'future_fix',
+        `the fix is dated more than ${skewSeconds} s in the future (fix time ${reading.fix_time})`,
+      );
+    }
+  }
+  return {
+    lat: reading.lat,
+    lon: reading.lon,
+    accuracy: reading.accuracy,
+    fix_time: new Date(fix).toISOString(),
+  };
 }
 
 /**
@@ -68,7 +112,7 @@ export interface LocationAttestationOutcome {
  * ```ts
  * const { attestationResult } = await performLocationAttestation({ tpm, state, post,
  *   nonce: async (keyid) => (await transport.nonce(keyid)).nonce,
- *   location: { lat: 37.354, lon: -121.955, accuracy: 8.5 } });
+ *   location: { lat: 37.354, lon: -121.955, accuracy: 8.5, fix_time: '2026-11-28T21:00:00.000Z' } });
  * ```
  * @public
  */
@@ -87,24 +131,24 @@ export async function performLocationAttestation(
   if (workload.extend_pcr !== undefined)
     await ensureWorkloadPcr(options.tpm, workload.extend_pcr, imageDigest);
 
-  const location = {
-    lat: options.location.lat,
-    lon: options.location.lon,
-    accuracy: options.location.accuracy,
-  };
+  const now = options.now?.() ?? new Date();
+  const skew = options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
+  if (!(skew >= 0 && Number.isFinite(skew)))
+    throw new RangeError('clockSkewSeconds must be a non-negative number');
+  const location = payloadToSeal(options.location, now, skew);
   const sealed = {
     'tpm-ak': publicToPem(ak.public),
     'geolocation-id-hash': geolocationIdHash(publicToSpkiDer(ak.public), enrollment.sensor),
     'geolocation-proof-hash': geolocationProofHash(location),
     'privacy-technique': 'none',
     nonce: await options.nonce(enrollment.keyid),
-    timestamp: Math.floor((options.now?.() ?? new Date()).getTime() / 1000),
+    timestamp: Math.floor(now.getTime() / 1000),
     'target-environment-image-digest': imageDigest,
   };
   const quote = await options.tpm.quote(ak, enrollment.pcr_selection, lahQualifyingData(sealed));
   const bundle: LahBundle = {
     ...sealed,
-    'geolocation-payload': location,
+    'geolocation-payload': { ...location },
     'tpm-quote-seal': encodeQuoteSeal(quote.attest, quote.signature),
   };
   const r = await options.post('/attest/location', {

@@ -23,7 +23,8 @@ import type { PcrSelection } from '@geofence/tpm-wire';
 import { objectNameHex, publicToSpkiDer, TpmWireError, verifyQuote } from '@geofence/tpm-wire';
 import type { JWK } from 'jose';
 import { GeofenceError } from '../errors.js';
-import { evaluateGeoPolicy, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
+import { evaluateGeoPolicy, type GeoMatch, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
+import { checkMovement, resolveMaxSpeed } from '../plausibility.js';
 import { pcrValuesFromJson } from './enrollment.js';
 import { attestationError, requestError } from './errors.js';
 import { checkAk, parseKey } from './keys.js';
@@ -38,8 +39,11 @@ import type { AttestationResultSigner } from './result.js';
 export interface LocationAppraisalContext {
   /** Enrolled agents. */
   registry: Registry;
-  /** The nonce store that issued the bundle's nonce (`GET /nonce`); consumed once here. */
-  nonces: Pick<NonceStore, 'consume'>;
+  /**
+   * The nonce store that issued the bundle's nonce (`GET /nonce`); consumed once here. It also
+   * keeps the agent's last accepted position for the movement check (shared with `/metrics`).
+   */
+  nonces: Pick<NonceStore, 'consume' | 'lastPosition' | 'replacePosition'>;
   /** Signs the attestation result. */
   signer: AttestationResultSigner;
   /** PCR and workload reference values (the same as enrolment's). */
@@ -54,8 +58,15 @@ export interface LocationAppraisalContext {
   reverseGeocode?: (lat: number, lon: number) => GeographicRegion | undefined;
   /** Maximum age of the bundle timestamp in seconds (default 300). */
   freshnessSeconds?: number;
-  /** Accepted clock skew for timestamps in the future, seconds (default 60). */
+  /** Accepted clock skew for timestamps and fix times in the future, seconds (default 60). */
   clockSkewSeconds?: number;
+  /**
+   * Movement plausibility, km/h: a sealed point farther from the agent's last accepted one (from
+   * a bundle or `/metrics`) than it could have travelled — distance minus both accuracy radii,
+   * over the time between the fixes — fails `geolocation_policy` (`implausible_movement`).
+   * Default {@link DEFAULT_MAX_SPEED_KMH}; `false` disables the check.
+   */
+  maxSpeedKmh?: number | false;
   /** Clock (tests). */
   now?: () => Date;
 }
@@ -85,9 +96,14 @@ function spkiOfPem(pem: string): Uint8Array | undefined {
  * 6. `nonce`: the nonce was issued to this agent and is consumed now (once, whatever follows);
  * 7. `pcr_selection` / `pcr_policy` / `workload_digest` / `workload_pcr`: reference values (without
  *    approved digests the image digest must equal the enrolled one);
- * 8. `geofence`: the point and its accuracy circle satisfy the agent's (and the global) geo policy.
+ * 8. `geofence`: the point and its accuracy circle satisfy the agent's (and the global) geo policy,
+ *    judged at the sealed fix time (`geo_check` `fix_in_future` beyond the clock skew, `fix_age`
+ *    beyond the policy's `max_fix_age_seconds`);
+ * 9. movement plausibility: `geolocation_policy` with `details.check: "implausible_movement"` when
+ *    the agent cannot have travelled from its last accepted position to this one in time.
  *
- * On success returns an attestation result with `residency: "tpm+geofence"`.
+ * On success returns an attestation result with `residency: "tpm+geofence"` whose claim carries
+ * the accuracy, the fix time and what each policy matched (place, allow entry, fence).
  * @public
  */
 export async function appraiseLocationBundle(
@@ -134,7 +150,7 @@ export async function appraiseLocationBundle(
   }
   const geo = rawGeolocationPayloadSchema.safeParse(bundle['geolocation-payload']);
   if (!geo.success) {
-    throw attestationError('bundle_malformed', 'geolocation-payload must be {lat, lon, accuracy}', {
+    throw attestationError('bundle_malformed', 'geolocation-payload must be {lat, lon, accuracy, fix_time}', {
       issues: geo.error.issues.map((i) => i.message),
     });
   }
@@ -235,14 +251,15 @@ export async function appraiseLocationBundle(
       'no geo policy restricts this agent, so residency cannot be appraised',
     );
   }
-  const { lat, lon, accuracy } = geo.data;
+  const { lat, lon, accuracy, fix_time: fixTime } = geo.data;
   const region = (context.reverseGeocode ?? builtinReverseGeocode)(lat, lon);
+  const matches: GeoMatch[] = [];
   for (const policy of policies) {
     const decision = evaluateGeoPolicy(policy, {
       point: { lat, lon, accuracy },
       region,
       quality: sensorBound ? 'GNSS' : 'static',
-      fixTime: new Date(bundle.timestamp * 1000),
+      fixTime,
       now,
       clockSkewSeconds: skew,
     });
@@ -253,6 +270,18 @@ export async function appraiseLocationBundle(
         received: decision.received,
       });
     }
+    const { allowed: _, ...match } = decision;
+    matches.push(match);
+  }
+  const maxSpeed = resolveMaxSpeed(context.maxSpeedKmh);
+  if (maxSpeed !== undefined) {
+    await checkMovement(
+      context.nonces,
+      record.keyid,
+      agentName,
+      { lat, lon, accuracy, at: Date.parse(fixTime) },
+      maxSpeed,
+    );
   }
 
   const trust = sensorBound ? 'low' : 'none';
@@ -271,6 +300,9 @@ export async function appraiseLocationBundle(
       evidence: 'lah-bundle',
       geolocation_proof_hash: bundle['geolocation-proof-hash'],
       attested_at: bundle.timestamp,
+      accuracy_m: accuracy,
+      fix_time: new Date(fixTime).toISOString(),
+      geo: matches,
       nonce_hash: toB64u(createHash('sha256').update(bundle.nonce).digest()),
     },
     now,

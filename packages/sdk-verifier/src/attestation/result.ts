@@ -7,6 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import { createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
 import type { JWK, JWTPayload } from 'jose';
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, jwtVerify, SignJWT } from 'jose';
+import type { GeoMatch } from '../geo.js';
 
 /**
  * JOSE `typ` of attestation result JWTs; verification insists on it so that no other JWT the
@@ -53,6 +54,16 @@ export interface GeofenceResultClaim {
   geolocation_proof_hash?: string;
   /** For `lah-bundle`: the bundle's timestamp (Unix seconds) — the attested interval. */
   attested_at?: number;
+  /** For `lah-bundle`: the sealed accuracy radius, metres. */
+  accuracy_m?: number;
+  /** For `lah-bundle`: the sealed fix time (ISO 8601, UTC) — when the position was measured. */
+  fix_time?: string;
+  /**
+   * For `lah-bundle`: per geo policy evaluated (the agent's, then the global one), what the
+   * location matched — the allow entry in the policy's spelling, the place table's ISO code of the
+   * boundary that contained the accuracy circle, the fence (index and Feature id).
+   */
+  geo?: GeoMatch[];
   /** base64url SHA-256 of the nonce the evidence answered (freshness binding without the nonce). */
   nonce_hash?: string;
 }

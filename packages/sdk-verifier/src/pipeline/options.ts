@@ -5,6 +5,7 @@ import {
   MAX_SIGNATURE_VALIDITY_SECONDS,
 } from '@geofence/protocol';
 import { evaluateGeoPolicy } from '../geo.js';
+import { resolveMaxSpeed } from '../plausibility.js';
 import type { CollectorOptions, GatewayOptions, NonceEndpointOptions, VerifierBaseOptions } from './types.js';
 
 /** Options of a role, validated and defaulted once, when its verifier is built (see {@link resolveBase}). */
@@ -15,6 +16,8 @@ export interface Resolved {
   maxAgeMs: number;
   bodyLimit: number;
   requireGeoPolicy: boolean;
+  /** Movement plausibility limit, km/h (collector only; `undefined`: no check). */
+  maxSpeedKmh: number | undefined;
   now: () => Date;
 }
 
@@ -34,7 +37,7 @@ function positive(name: string, v: number | undefined, dflt: number, allowZero =
  * @internal
  */
 export function resolveBase(
-  o: Partial<VerifierBaseOptions> & { registry?: unknown },
+  o: Partial<VerifierBaseOptions> & { registry?: unknown; maxSpeedKmh?: number | false },
   role: string,
 ): Resolved {
   if (o === null || typeof o !== 'object')
@@ -51,8 +54,16 @@ export function resolveBase(
     bodyLimit: positive('bodyLimit', o.bodyLimit, DEFAULT_BODY_LIMIT_BYTES),
     requireGeoPolicy: o.requireGeoPolicy ?? true,
     maxNonceBatch: DEFAULT_NONCE_MAX_OUTSTANDING,
+    maxSpeedKmh: undefined,
     now: o.now ?? (() => new Date()),
   };
+  if (role === 'collector') {
+    try {
+      r.maxSpeedKmh = resolveMaxSpeed(o.maxSpeedKmh);
+    } catch (err) {
+      throw new TypeError(`@geofence/verifier ${role}: option ${(err as Error).message}`);
+    }
+  }
   if (o.now !== undefined && typeof o.now !== 'function')
     throw new TypeError(`@geofence/verifier ${role}: option now must be a function`);
   if (o.geoPolicy !== undefined) {

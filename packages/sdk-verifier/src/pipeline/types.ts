@@ -75,6 +75,14 @@ export interface CollectorOptions extends VerifierBaseOptions {
    * verified.
    */
   requireHttpSignature?: boolean;
+  /**
+   * Movement plausibility (SPEC §5.3): a reported point farther from the agent's last accepted one
+   * than it could have travelled at this speed — distance minus both accuracy radii, over the time
+   * between the fixes — fails `geolocation_policy` with `details.check: "implausible_movement"`.
+   * The last position lives in `nonces`, so replicas sharing the store share it. Default
+   * {@link DEFAULT_MAX_SPEED_KMH} (1000 km/h); `false` disables the check.
+   */
+  maxSpeedKmh?: number | false;
 }
 
 /**

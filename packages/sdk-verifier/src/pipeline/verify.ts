@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import type { PinnedVerificationKey, VerifiedSignature } from '@geofence/http-sig';
 import { keyidSchema, NONCE_COUNT_PARAMETER } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
+import { checkMovement } from '../plausibility.js';
 import { createMemoryRecordSink } from '../storage/memory-record-store.js';
 import type { NonceStore } from '../storage/nonce-store.js';
 import type { AgentRecord } from '../storage/registry.js';
@@ -106,6 +107,23 @@ export function createCollectorVerifier(options: CollectorOptions): CollectorVer
       }
       checks.push('nonce_validation');
       const geo = checkGeo(options, r, now, record.agent_name, record, payload, geoHeader);
+      const reading = payload.location;
+      if (reading && r.maxSpeedKmh !== undefined) {
+        const fix = reading.fix_time === undefined ? Number.NaN : Date.parse(reading.fix_time);
+        await checkMovement(
+          options.nonces,
+          record.keyid,
+          record.agent_name,
+          {
+            lat: reading.lat,
+            lon: reading.lon,
+            accuracy: reading.accuracy ?? 0,
+            // A reading without a fix time is taken as measured when it arrived.
+            at: Number.isFinite(fix) ? fix : now.getTime(),
+          },
+          r.maxSpeedKmh,
+        );
+      }
       checks.push('geolocation_policy');
       const body = req.rawBody!;
       const recordId = await sink({
@@ -123,7 +141,12 @@ export function createCollectorVerifier(options: CollectorOptions): CollectorVer
               components: sig.components,
             }
           : null,
-        verdict: { checks, geo },
+        verdict: {
+          checks,
+          geo,
+          ...(reading?.accuracy === undefined ? {} : { accuracy_m: reading.accuracy }),
+          ...(reading?.fix_time === undefined ? {} : { fix_time: reading.fix_time }),
+        },
         headers: keptHeaders(req),
       });
       if (typeof recordId !== 'string' || recordId === '')

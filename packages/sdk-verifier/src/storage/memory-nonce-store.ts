@@ -1,5 +1,8 @@
 import { ExpiringSet } from './expiring-set.js';
 import {
+  type AcceptedPosition,
+  decodePosition,
+  encodePosition,
   generateNonce,
   type IssuedNonce,
   type NonceConsumeResult,
@@ -53,6 +56,8 @@ export class MemoryNonceStore implements NonceStore {
   private mask = 0;
 
   private readonly claims = new ExpiringSet();
+  /** keyid → encoded last accepted position and when it lapses (ms). */
+  private readonly positions = new Map<string, { value: string; until: number }>();
   private readonly owners = new Map<string, number>();
   private ownerKey: string[] = [];
   private ownerKeyid: string[] = [];
@@ -352,7 +357,35 @@ export class MemoryNonceStore implements NonceStore {
   /** {@inheritDoc NonceStore.cleanup} */
   async cleanup(): Promise<number> {
     const now = this.o.now();
-    return this.sweep(now, Number.POSITIVE_INFINITY) + this.claims.sweep(now);
+    let lapsed = 0;
+    for (const [keyid, p] of this.positions) {
+      if (p.until <= now) {
+        this.positions.delete(keyid);
+        lapsed++;
+      }
+    }
+    return this.sweep(now, Number.POSITIVE_INFINITY) + this.claims.sweep(now) + lapsed;
+  }
+
+  /** {@inheritDoc NonceStore.lastPosition} */
+  async lastPosition(keyid: string): Promise<AcceptedPosition | undefined> {
+    const p = this.positions.get(keyid);
+    return p && p.until > this.o.now() ? decodePosition(p.value) : undefined;
+  }
+
+  /** {@inheritDoc NonceStore.replacePosition} */
+  async replacePosition(
+    keyid: string,
+    expected: AcceptedPosition | undefined,
+    next: AcceptedPosition,
+    until: Date,
+  ): Promise<boolean> {
+    // One synchronous step: nothing else runs in this process between the compare and the set.
+    const p = this.positions.get(keyid);
+    const current = p && p.until > this.o.now() ? p.value : undefined;
+    if (current !== (expected === undefined ? undefined : encodePosition(expected))) return false;
+    this.positions.set(keyid, { value: encodePosition(next), until: until.getTime() });
+    return true;
   }
 
   /** {@inheritDoc NonceStore.claimRequest} */

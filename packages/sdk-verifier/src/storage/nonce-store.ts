@@ -89,12 +89,68 @@ export interface NonceStore {
    * `GET /nonce` single-use (SPEC §16): a captured one cannot be replayed to evict its agent's nonces.
    */
   claimRequest(keyid: string, requestId: string, until: Date): Promise<boolean>;
+  /**
+   * The agent's last accepted position (for the movement plausibility check), or `undefined` when
+   * none is kept (never accepted one, or it has lapsed).
+   */
+  lastPosition(keyid: string): Promise<AcceptedPosition | undefined>;
+  /**
+   * Compare-and-set of the agent's last accepted position: stores `next` (kept until `until`) only
+   * when the current one is still `expected` (`undefined`: none, or lapsed). Resolves `true` when
+   * it stored — one atomic step, also across processes sharing the store, so two replicas that
+   * accept conflicting positions of one agent at once cannot both pass against the same previous one.
+   */
+  replacePosition(
+    keyid: string,
+    expected: AcceptedPosition | undefined,
+    next: AcceptedPosition,
+    until: Date,
+  ): Promise<boolean>;
   /** Sizes and counters. */
   stats(options?: { perAgent?: boolean }): Promise<NonceStoreStats>;
-  /** Drop expired nonces and spent-nonce tombstones; returns how many were removed. */
+  /** Drop expired nonces, spent-nonce tombstones and lapsed positions; returns how many were removed. */
   cleanup(): Promise<number>;
   /** Release resources. */
   close(): Promise<void>;
+}
+
+/**
+ * An agent's last accepted location (SPEC §5.3 movement plausibility), kept by the nonce store so
+ * that every replica sharing the store sees it.
+ * @public
+ */
+export interface AcceptedPosition {
+  /** Latitude, WGS-84 degrees. */
+  lat: number;
+  /** Longitude, WGS-84 degrees. */
+  lon: number;
+  /** Accuracy radius in metres (0 when the reading gave none). */
+  accuracy: number;
+  /** Fix time, milliseconds since the epoch. */
+  at: number;
+}
+
+/**
+ * The stored form of a position; the compare of {@link NonceStore.replacePosition} compares these
+ * strings, so one position always encodes the same way (fixed member order, JSON numbers).
+ */
+export function encodePosition(p: AcceptedPosition): string {
+  return JSON.stringify([p.lat, p.lon, p.accuracy, p.at]);
+}
+
+/** Inverse of {@link encodePosition}; `undefined` for anything that is not one. */
+export function decodePosition(s: string | null | undefined): AcceptedPosition | undefined {
+  if (typeof s !== 'string') return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(s);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(v) || v.length !== 4 || !v.every((x) => typeof x === 'number' && Number.isFinite(x)))
+    return undefined;
+  const [lat, lon, accuracy, at] = v as [number, number, number, number];
+  return { lat, lon, accuracy, at };
 }
 
 /**

@@ -34,6 +34,10 @@ export interface RecordVerdict {
    * spelling (the canonical name, not the agent's string).
    */
   geo?: GeoMatch[] | undefined;
+  /** Accuracy radius (metres) of the payload's reading, when it has one (wire name: stored and served as JSON). */
+  accuracy_m?: number | undefined;
+  /** Fix time of the payload's reading (ISO 8601), when it has one. */
+  fix_time?: string | undefined;
 }
 
 /**

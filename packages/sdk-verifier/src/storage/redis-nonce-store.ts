@@ -1,5 +1,8 @@
 import type { Redis } from 'ioredis';
 import {
+  type AcceptedPosition,
+  decodePosition,
+  encodePosition,
   generateNonce,
   type IssuedNonce,
   type NonceConsumeResult,
@@ -77,9 +80,20 @@ redis.call('ZREM', ARGV[3] .. 'q:' .. keyid .. ':' .. pool, ARGV[4])
 return 'ok'
 `;
 
+// Compare-and-set of an agent's last accepted position: ARGV[1] is the expected encoded position
+// ('' for none), ARGV[2] the new one, ARGV[3] its lifetime in ms. A lapsed key is gone (PX), which
+// is the same as none.
+const REPLACE_POSITION = `
+local v = redis.call('GET', KEYS[1])
+if (v or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`;
+
 type Scripted = Redis & {
   geofenceNonceIssue(...args: Array<string | number>): Promise<number>;
   geofenceNonceConsume(...args: Array<string | number>): Promise<string>;
+  geofenceReplacePosition(...args: Array<string | number>): Promise<number>;
 };
 
 const RESULTS = new Set<string>(['ok', 'unknown', 'expired', 'reused', 'wrong_agent']);
@@ -110,6 +124,8 @@ export class RedisNonceStore implements NonceStore {
       c.defineCommand('geofenceNonceIssue', { numberOfKeys: 2, lua: ISSUE });
       c.defineCommand('geofenceNonceConsume', { numberOfKeys: 1, lua: CONSUME });
     }
+    if (typeof c.geofenceReplacePosition !== 'function')
+      c.defineCommand('geofenceReplacePosition', { numberOfKeys: 1, lua: REPLACE_POSITION });
     this.client = c;
   }
 
@@ -155,6 +171,31 @@ export class RedisNonceStore implements NonceStore {
     const ttl = Math.max(1, until.getTime() - this.o.now());
     const r = await this.client.set(`${this.prefix}r:${keyid}:${requestId}`, '1', 'PX', ttl, 'NX');
     return r === 'OK';
+  }
+
+  /** {@inheritDoc NonceStore.lastPosition} */
+  async lastPosition(keyid: string): Promise<AcceptedPosition | undefined> {
+    return decodePosition(await storeCall('nonce_store', () => this.client.get(`${this.prefix}p:${keyid}`)));
+  }
+
+  /** {@inheritDoc NonceStore.replacePosition} */
+  async replacePosition(
+    keyid: string,
+    expected: AcceptedPosition | undefined,
+    next: AcceptedPosition,
+    until: Date,
+  ): Promise<boolean> {
+    // At least 1 ms: PX 0 is an error.
+    const ttl = Math.max(1, Math.ceil(until.getTime() - this.o.now()));
+    const r = await storeCall('nonce_store', () =>
+      this.client.geofenceReplacePosition(
+        `${this.prefix}p:${keyid}`,
+        expected === undefined ? '' : encodePosition(expected),
+        encodePosition(next),
+        ttl,
+      ),
+    );
+    return Number(r) === 1;
   }
 
   /** {@inheritDoc NonceStore.stats} */

@@ -1,4 +1,7 @@
 import {
+  type AcceptedPosition,
+  decodePosition,
+  encodePosition,
   generateNonce,
   type IssuedNonce,
   type NonceConsumeResult,
@@ -45,7 +48,19 @@ export class SqliteNonceStore implements NonceStore {
   private closed = false;
   private readonly guard: SqliteFaultGuard;
   private readonly s: Record<
-    'count' | 'evict' | 'insert' | 'spend' | 'lookup' | 'cleanup' | 'stats' | 'claim' | 'cleanupClaims',
+    | 'count'
+    | 'evict'
+    | 'insert'
+    | 'spend'
+    | 'lookup'
+    | 'cleanup'
+    | 'stats'
+    | 'claim'
+    | 'cleanupClaims'
+    | 'position'
+    | 'placeFirst'
+    | 'replacePosition'
+    | 'cleanupPositions',
     SqliteStatement
   >;
   private readonly issueTx: (keyid: string, pool: number, nonce: string, now: number) => number;
@@ -68,6 +83,11 @@ export class SqliteNonceStore implements NonceStore {
     CREATE INDEX IF NOT EXISTS geofence_nonces_expiry ON geofence_nonces (expires_at);
     CREATE TABLE IF NOT EXISTS geofence_nonce_requests (
       request TEXT PRIMARY KEY,
+      expires_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS geofence_positions (
+      keyid TEXT PRIMARY KEY,
+      position TEXT NOT NULL,
       expires_at INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;`);
     const outstanding = 'keyid = ? AND pool = ? AND consumed_at IS NULL AND expires_at > ?';
@@ -92,6 +112,22 @@ export class SqliteNonceStore implements NonceStore {
            WHERE geofence_nonce_requests.expires_at <= ?`,
       ),
       cleanupClaims: db.prepare('DELETE FROM geofence_nonce_requests WHERE expires_at <= ?'),
+      position: db
+        .prepare('SELECT position FROM geofence_positions WHERE keyid = ? AND expires_at > ?')
+        .pluck(),
+      // Compare-and-set as one statement under the write lock (like `claim`): the first position
+      // of an agent, or one replacing a lapsed position …
+      placeFirst: db.prepare(
+        `INSERT INTO geofence_positions (keyid, position, expires_at) VALUES (?, ?, ?)
+           ON CONFLICT (keyid) DO UPDATE SET position = excluded.position, expires_at = excluded.expires_at
+           WHERE geofence_positions.expires_at <= ?`,
+      ),
+      // … or one replacing exactly the position the caller checked against.
+      replacePosition: db.prepare(
+        `UPDATE geofence_positions SET position = ?, expires_at = ?
+           WHERE keyid = ? AND position = ? AND expires_at > ?`,
+      ),
+      cleanupPositions: db.prepare('DELETE FROM geofence_positions WHERE expires_at <= ?'),
       stats: db.prepare(
         'SELECT keyid, count(*) AS n FROM geofence_nonces WHERE consumed_at IS NULL AND expires_at > ? GROUP BY keyid',
       ),
@@ -174,7 +210,40 @@ export class SqliteNonceStore implements NonceStore {
   async cleanup(): Promise<number> {
     this.check();
     const now = this.o.now();
-    return this.guard.run(() => this.s.cleanup.run(now).changes + this.s.cleanupClaims.run(now).changes);
+    return this.guard.run(
+      () =>
+        this.s.cleanup.run(now).changes +
+        this.s.cleanupClaims.run(now).changes +
+        this.s.cleanupPositions.run(now).changes,
+    );
+  }
+
+  /** {@inheritDoc NonceStore.lastPosition} */
+  async lastPosition(keyid: string): Promise<AcceptedPosition | undefined> {
+    this.check();
+    return decodePosition(
+      this.guard.run(() => this.s.position.get(keyid, this.o.now())) as string | undefined,
+    );
+  }
+
+  /** {@inheritDoc NonceStore.replacePosition} */
+  async replacePosition(
+    keyid: string,
+    expected: AcceptedPosition | undefined,
+    next: AcceptedPosition,
+    until: Date,
+  ): Promise<boolean> {
+    this.check();
+    const now = this.o.now();
+    const value = encodePosition(next);
+    const t = until.getTime();
+    return this.guard.run(
+      () =>
+        (expected === undefined
+          ? this.s.placeFirst.run(keyid, value, t, now)
+          : this.s.replacePosition.run(value, t, keyid, encodePosition(expected), now)
+        ).changes === 1,
+    );
   }
 
   /** {@inheritDoc NonceStore.claimRequest} */
