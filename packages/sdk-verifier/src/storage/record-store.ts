@@ -126,11 +126,17 @@ export interface RecordStore {
 }
 
 /**
- * The `verdict` as a store kept it, read back: the checks and geo matches (older rows may hold more).
+ * The `verdict` as a store kept it, read back: the checks, geo matches, accuracy and fix time
+ * (older rows may hold more).
  * @public
  */
 export function readRecordVerdict(stored: unknown): RecordVerdict {
-  const v = (stored ?? {}) as { checks?: unknown; geo?: unknown };
+  const v = (stored ?? {}) as { checks?: unknown; geo?: unknown; accuracy_m?: unknown; fix_time?: unknown };
   const checks = Array.isArray(v.checks) ? v.checks.filter((c): c is string => typeof c === 'string') : [];
-  return Array.isArray(v.geo) ? { checks, geo: v.geo as GeoMatch[] } : { checks };
+  return {
+    checks,
+    ...(Array.isArray(v.geo) ? { geo: v.geo as GeoMatch[] } : {}),
+    ...(typeof v.accuracy_m === 'number' ? { accuracy_m: v.accuracy_m } : {}),
+    ...(typeof v.fix_time === 'string' ? { fix_time: v.fix_time } : {}),
+  };
 }
