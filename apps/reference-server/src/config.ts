@@ -10,6 +10,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { DEFAULT_CREDENTIAL_LIFETIME_SECONDS } from '@geofence/protocol';
 import { z } from 'zod';
 import { absolutePaths, checkPaths } from './config-files.js';
 import { settingPaths, unknownKeyMessage } from './config-suggest.js';
@@ -118,6 +119,17 @@ export const configSchema = z.strictObject({
       approvedImageDigests: z.array(z.string().min(1)).default([]),
       signingKeyPath: z.string().optional(),
       issuer: z.string().optional(),
+      /** CA certificate (PEM) of the signing key; default `<dataDir>/attestation-ca.pem`, created when missing. */
+      caCertPath: z.string().optional(),
+      /** More CA certificates to publish (the next key before it signs, the previous one until its credentials expired). */
+      extraCaPaths: z.array(z.string()).default([]),
+      /** Lifetime of attestation results (PoG credentials), seconds. */
+      credentialLifetimeSeconds: z
+        .number()
+        .int()
+        .min(30)
+        .max(86_400)
+        .default(DEFAULT_CREDENTIAL_LIFETIME_SECONDS),
     })
     .prefault({}),
   rateLimit: z
@@ -321,6 +333,9 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     APPROVED_IMAGE_DIGESTS: { path: 'enrollment.approvedImageDigests', kind: 'list' },
     ATTESTATION_SIGNING_KEY_PATH: { path: 'enrollment.signingKeyPath', kind: 'string' },
     ATTESTATION_ISSUER: { path: 'enrollment.issuer', kind: 'string' },
+    ATTESTATION_CA_CERT_PATH: { path: 'enrollment.caCertPath', kind: 'string' },
+    ATTESTATION_EXTRA_CA_PATHS: { path: 'enrollment.extraCaPaths', kind: 'list' },
+    CREDENTIAL_LIFETIME_SECONDS: { path: 'enrollment.credentialLifetimeSeconds', kind: 'int' },
     RATE_LIMIT_ENABLED: { path: 'rateLimit.enabled', kind: 'bool' },
     RATE_LIMIT_PER_IP: { path: 'rateLimit.perIpPerSecond', kind: 'number' },
     RATE_LIMIT_PER_IP_BURST: { path: 'rateLimit.perIpBurst', kind: 'int' },

@@ -200,6 +200,8 @@ export interface GeoMatch {
   place?: string;
   /** Present when the entry names a city: the table has no city polygons, so the city was compared by name only. */
   city_matched_by?: 'name';
+  /** Index (in the policy's `fences`) of the fence whose polygon contained the accuracy circle. */
+  fence?: number;
 }
 
 /**
@@ -212,6 +214,8 @@ export const DEFAULT_MIN_QUALITY: LocationQuality = 'static';
 interface CompiledPolicy {
   entries: CompiledEntry[] | undefined;
   polygons: CompiledPolygon[] | undefined;
+  /** For each entry of `polygons`, the index of the fence it came from (a MultiPolygon gives several). */
+  polygonFence: number[];
   /** Explicit `min_quality` rank (an absent or unknown quality fails), or `undefined` (the default). */
   minQualityRank: number | undefined;
   maxFixAgeMs: number | undefined;
@@ -223,13 +227,15 @@ interface CompiledPolicy {
 
 const compiled = new WeakMap<GeoPolicy, CompiledPolicy>();
 
-function compilePolygons(fences: GeoPolicy['fences']): CompiledPolygon[] | undefined {
+function compilePolygons(fences: GeoPolicy['fences'], fenceOf: number[]): CompiledPolygon[] | undefined {
   if (!fences || fences.length === 0) return undefined;
   const out: CompiledPolygon[] = [];
-  for (const f of fences) {
+  fences.forEach((f, index) => {
     const g = f.type === 'Feature' ? f.geometry : f;
-    out.push(...compilePolygonList(g.type === 'Polygon' ? [g.coordinates] : g.coordinates));
-  }
+    const list = compilePolygonList(g.type === 'Polygon' ? [g.coordinates] : g.coordinates);
+    out.push(...list);
+    for (let i = 0; i < list.length; i++) fenceOf.push(index);
+  });
   return out;
 }
 
@@ -247,9 +253,11 @@ function getCompiled(policy: GeoPolicy, validate: boolean): CompiledPolicy {
   let c = compiled.get(policy);
   if (c) return c;
   const p = validate ? geoPolicySchema.parse(policy) : policy;
+  const polygonFence: number[] = [];
   c = {
     entries: compileRegions(p.allow),
-    polygons: compilePolygons(p.fences),
+    polygons: compilePolygons(p.fences, polygonFence),
+    polygonFence,
     minQualityRank: p.min_quality === undefined ? undefined : LOCATION_QUALITIES.indexOf(p.min_quality),
     maxFixAgeMs: p.max_fix_age_seconds === undefined ? undefined : p.max_fix_age_seconds * 1000,
     maxAccuracy: p.max_accuracy_m,
@@ -536,8 +544,9 @@ export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation
     matched = outcome.match;
   }
   if (c.polygons) {
-    const ok = pt !== undefined && c.polygons.some((poly) => circleInside(poly, pt.lon, pt.lat, pt.accuracy));
-    if (!ok) {
+    const hit =
+      pt === undefined ? -1 : c.polygons.findIndex((poly) => circleInside(poly, pt.lon, pt.lat, pt.accuracy));
+    if (hit < 0) {
       return {
         allowed: false,
         check: 'fence',
@@ -548,6 +557,7 @@ export function evaluateGeoPolicy(policy: GeoPolicy, observation: GeoObservation
         received: observation.point ?? null,
       };
     }
+    matched = { ...matched, fence: c.polygonFence[hit] as number };
   }
   if (c.maxAccuracy !== undefined) {
     const acc = observation.point?.accuracy;

@@ -4,6 +4,8 @@
  * the reference server's own parts: durable record store, admin endpoints, rate limits, Prometheus
  * metrics, OTLP export.
  */
+
+import { ATTESTATION_CA_PATH } from '@geofence/protocol';
 import {
   type AttestationResultSigner,
   builtinReverseGeocode,
@@ -20,6 +22,7 @@ import {
 } from '@geofence/verifier';
 import express, { type Express, type Request, type Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
+import { type AttestationIssuer, openAttestationIssuer } from '../attestation-issuer.js';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../logger.js';
 import {
@@ -30,14 +33,7 @@ import {
   watchPreRegistrations,
 } from '../preregistrations.js';
 import type { RecordStore } from '../records.js';
-import {
-  globalGeoPolicy,
-  openNonceStore,
-  openRecords,
-  openRegistry,
-  openResultSigner,
-  readEkCaBundle,
-} from '../runtime.js';
+import { globalGeoPolicy, openNonceStore, openRecords, openRegistry, readEkCaBundle } from '../runtime.js';
 import { resolveTls } from '../tls.js';
 import { errorHandler, notFound, sendProblem, serviceApp } from './http.js';
 import { type Listening, listen } from './listen.js';
@@ -53,6 +49,8 @@ export interface CollectorDeps {
   nonces: NonceStore;
   records: RecordStore;
   signer: AttestationResultSigner;
+  /** Attestation CA (PoG certificates) and the CA bundle it publishes; omit to refuse x509 credentials. */
+  ca?: Pick<AttestationIssuer, 'ca' | 'caBundlePem'> | undefined;
   log: Logger;
   adminToken: string;
   /** Where pre-registrations are kept (`POST /agents` writes `<dataDir>/preregistered.json`). */
@@ -381,12 +379,21 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
+  if (deps.ca) {
+    const { caBundlePem } = deps.ca;
+    app.get(ATTESTATION_CA_PATH, (_req, res) => {
+      res.setHeader('cache-control', 'public, max-age=300');
+      res.type('application/x-pem-file').send(caBundlePem);
+    });
+  }
+
   mountAttestationExpress(app, {
     enrollment,
     location: {
       registry,
       nonces,
       signer: deps.signer,
+      ...(deps.ca ? { certificates: deps.ca.ca } : {}),
       policy: platformPolicy,
       // Names the sealed point for region/state/city policies (the table the agents name fixes with).
       reverseGeocode: builtinReverseGeocode,
@@ -454,7 +461,8 @@ export async function startCollector(
   const nonces = await openNonceStore(cfg, redisErrorLogger(log));
   const records = openRecords(cfg);
   const scheme = cfg.tls.enabled ? 'https' : 'http';
-  const signer = await openResultSigner(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
+  const issuer = await openAttestationIssuer(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
+  const { signer } = issuer;
   const agents: PreRegisteredAgent[] = [];
   const stopWatch = watchPreRegistrations(cfg.dataDir, agents, (e) =>
     log.error({ err: e.message }, 'invalid pre-registration file'),
@@ -473,6 +481,7 @@ export async function startCollector(
     nonces,
     records,
     signer,
+    ca: issuer,
     log,
     adminToken: ensureAdminToken(cfg),
     dataDir: cfg.dataDir,

@@ -4,6 +4,7 @@
  * exactly what was sent.
  */
 import { z } from 'zod';
+import { CREDENTIAL_FORMATS } from '../credential.js';
 import { agentNameSchema } from '../protocol.js';
 
 const b64u = (max: number) =>
@@ -117,6 +118,8 @@ export const locationAttestationRequestSchema = z.strictObject({
   ak_public: b64u(2048),
   'lah-bundle': lahBundleSchema,
   'pcr-values': pcrValuesSchema,
+  /** Credential encoding wanted (`CREDENTIAL_FORMATS`; default `jwt`). */
+  credential_format: z.enum(CREDENTIAL_FORMATS).optional(),
 });
 /**
  * `POST /attest/location` request body.

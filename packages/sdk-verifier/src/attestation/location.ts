@@ -23,13 +23,14 @@ import type { PcrSelection } from '@geofence/tpm-wire';
 import { objectNameHex, publicToSpkiDer, TpmWireError, verifyQuote } from '@geofence/tpm-wire';
 import type { JWK } from 'jose';
 import { GeofenceError } from '../errors.js';
-import { evaluateGeoPolicy, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
+import { evaluateGeoPolicy, type GeoMatch, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
 import { pcrValuesFromJson } from './enrollment.js';
 import { attestationError, requestError } from './errors.js';
 import { checkAk, parseKey } from './keys.js';
 import { appraisePlatform, type PlatformPolicy } from './policy.js';
 import type { NonceStore, Registry } from './registry-port.js';
-import type { AttestationResultSigner } from './result.js';
+import type { AttestationResultSigner, ResidencyArea } from './result.js';
+import type { PogCertificateAuthority } from './x509.js';
 
 /**
  * Everything {@link appraiseLocationBundle} needs from the collector.
@@ -42,6 +43,8 @@ export interface LocationAppraisalContext {
   nonces: Pick<NonceStore, 'consume'>;
   /** Signs the attestation result. */
   signer: AttestationResultSigner;
+  /** Issues PoG certificates for `credential_format: "x509"` (omit: such requests are refused). */
+  certificates?: PogCertificateAuthority;
   /** PCR and workload reference values (the same as enrolment's). */
   policy: PlatformPolicy;
   /** Global geo policy, evaluated in addition to the agent's own. */
@@ -101,7 +104,11 @@ export async function appraiseLocationBundle(
     ak_public: akPublicB64u,
     'lah-bundle': bundle,
     'pcr-values': pcrJson,
+    credential_format: credentialFormat,
   } = parsed.data;
+  if (credentialFormat === 'x509' && context.certificates === undefined) {
+    throw requestError('x509 credentials are not enabled on this collector', []);
+  }
   const now = (context.now ?? (() => new Date()))();
 
   const record = await context.registry.getByName(agentName);
@@ -237,6 +244,7 @@ export async function appraiseLocationBundle(
   }
   const { lat, lon, accuracy } = geo.data;
   const region = (context.reverseGeocode ?? builtinReverseGeocode)(lat, lon);
+  let area: ResidencyArea | undefined;
   for (const policy of policies) {
     const decision = evaluateGeoPolicy(policy, {
       point: { lat, lon, accuracy },
@@ -253,11 +261,12 @@ export async function appraiseLocationBundle(
         received: decision.received,
       });
     }
+    area ??= residencyArea(decision, region);
   }
 
   const trust = sensorBound ? 'low' : 'none';
   const appKey = createPublicKey(record.app_public_key_pem).export({ format: 'jwk' }) as JWK;
-  const jwt = await context.signer.sign(
+  const { jwt, payload } = await context.signer.issue(
     agentName,
     appKey,
     {
@@ -272,8 +281,35 @@ export async function appraiseLocationBundle(
       geolocation_proof_hash: bundle['geolocation-proof-hash'],
       attested_at: bundle.timestamp,
       nonce_hash: toB64u(createHash('sha256').update(bundle.nonce).digest()),
+      ...(area === undefined ? {} : { area }),
     },
     now,
   );
-  return { status: 'success', agent_name: agentName, trust_level: trust, attestation_result: jwt };
+  const response: LocationAttestationResponse = {
+    status: 'success',
+    agent_name: agentName,
+    trust_level: trust,
+    attestation_result: jwt,
+  };
+  if (credentialFormat === 'x509' && context.certificates !== undefined) {
+    const der = await context.certificates.issue(payload, createPublicKey(record.app_public_key_pem));
+    response.certificate = toB64u(der);
+  }
+  return response;
+}
+
+/**
+ * The area a (passed) geofence decision placed the point in: the allow entry it matched, else the
+ * place the table names for the point; plus the ISO code and fence that contained the accuracy circle.
+ */
+function residencyArea(decision: GeoMatch, region: GeographicRegion | undefined): ResidencyArea | undefined {
+  const named = decision.matched ?? region;
+  const area: ResidencyArea = {
+    ...(named?.region ? { region: named.region } : {}),
+    ...(named?.state ? { state: named.state } : {}),
+    ...(decision.matched?.city ? { city: decision.matched.city } : {}),
+    ...(decision.place === undefined ? {} : { place: decision.place }),
+    ...(decision.fence === undefined ? {} : { fence: decision.fence }),
+  };
+  return Object.keys(area).length > 0 ? area : undefined;
 }
