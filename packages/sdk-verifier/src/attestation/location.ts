@@ -261,7 +261,7 @@ export async function appraiseLocationBundle(
         received: decision.received,
       });
     }
-    area ??= residencyArea(decision, region);
+    area ??= residencyArea(decision, region, policy);
   }
 
   const trust = sensorBound ? 'low' : 'none';
@@ -302,14 +302,25 @@ export async function appraiseLocationBundle(
  * The area a (passed) geofence decision placed the point in: the allow entry it matched, else the
  * place the table names for the point; plus the ISO code and fence that contained the accuracy circle.
  */
-function residencyArea(decision: GeoMatch, region: GeographicRegion | undefined): ResidencyArea | undefined {
+function residencyArea(
+  decision: GeoMatch,
+  region: GeographicRegion | undefined,
+  policy: GeoPolicy,
+): ResidencyArea | undefined {
   const named = decision.matched ?? region;
+  const fence = decision.fence === undefined ? undefined : policy.fences?.[decision.fence];
+  const fenceId =
+    fence?.type === 'Feature'
+      ? ((fence as { id?: unknown }).id ??
+        (fence as { properties?: { name?: unknown } | null }).properties?.name)
+      : undefined;
   const area: ResidencyArea = {
     ...(named?.region ? { region: named.region } : {}),
     ...(named?.state ? { state: named.state } : {}),
     ...(decision.matched?.city ? { city: decision.matched.city } : {}),
     ...(decision.place === undefined ? {} : { place: decision.place }),
     ...(decision.fence === undefined ? {} : { fence: decision.fence }),
+    ...(typeof fenceId === 'string' || typeof fenceId === 'number' ? { fence_id: String(fenceId) } : {}),
   };
   return Object.keys(area).length > 0 ? area : undefined;
 }

@@ -75,6 +75,8 @@ export interface ResidencyArea {
   place?: string;
   /** Index of the agent-policy fence that contained the accuracy circle. */
   fence?: number;
+  /** That fence's name: the GeoJSON Feature's `id`, else its `properties.name`. */
+  fence_id?: string;
 }
 
 /**
