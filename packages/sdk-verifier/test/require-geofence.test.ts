@@ -32,6 +32,7 @@ import {
   PogCertificateAuthority,
   type RequireGeofenceOptions,
   requireGeofence,
+  verifyAttestationResult,
 } from '../src/index.js';
 import { close, listen } from './helpers/http.js';
 import { freePort } from './helpers/redis.js';
@@ -427,5 +428,28 @@ describe('independent tools', () => {
       encoding: 'utf8',
     });
     expect(ok).toContain(': OK');
+  });
+});
+
+describe('verifyAttestationResult policy options (issue 16 item 6)', () => {
+  it('minTrustLevel never accepts trust level none; maxAgeSeconds bounds the evidence age', async () => {
+    const none = await signer.sign('agent-001', alice.publicKey, claim({ trust_level: 'none' }));
+    await expect(verifyAttestationResult(none, signer.jwks(), { minTrustLevel: 'low' })).rejects.toThrow(
+      /trust level none/,
+    );
+    await expect(
+      verifyAttestationResult(aliceJwt, signer.jwks(), { minTrustLevel: 'medium' }),
+    ).rejects.toThrow(/below medium/);
+    await expect(
+      verifyAttestationResult(aliceJwt, signer.jwks(), { minTrustLevel: 'low', maxAgeSeconds: 600 }),
+    ).resolves.toMatchObject({ payload: { sub: 'agent-001' } });
+    const stale = await signer.sign(
+      'agent-001',
+      alice.publicKey,
+      claim({ attested_at: Math.floor(Date.now() / 1000) - 3600 }),
+    );
+    await expect(verifyAttestationResult(stale, signer.jwks(), { maxAgeSeconds: 600 })).rejects.toThrow(
+      /too old/,
+    );
   });
 });

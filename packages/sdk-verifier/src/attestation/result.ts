@@ -23,6 +23,9 @@ export const ATTESTATION_RESULT_TYP = 'geofence-ar+jwt';
  */
 export type TrustLevel = 'none' | 'low' | 'medium' | 'high' | 'highest';
 
+/** Trust levels, lowest first. */
+const TRUST_LEVELS: readonly TrustLevel[] = ['none', 'low', 'medium', 'high', 'highest'];
+
 /**
  * The `geofence` claim of an attestation result (SPEC §4).
  * @public
@@ -262,6 +265,13 @@ export interface VerifyAttestationResultOptions {
   requireResidency?: 'tpm' | 'tpm+geofence';
   /** Refuse results issued for agents still `pending` operator approval. */
   requireActive?: boolean;
+  /**
+   * Minimum location trust level. Any value refuses `none` (a result without location evidence
+   * never satisfies a geofence requirement).
+   */
+  minTrustLevel?: Exclude<TrustLevel, 'none'>;
+  /** Maximum age in seconds of the evidence the result appraised (`attested_at`, else `iat`). */
+  maxAgeSeconds?: number;
   /** Clock tolerance in seconds (default 30). */
   clockToleranceSeconds?: number;
   /** Current time (tests). */
@@ -305,6 +315,19 @@ export async function verifyAttestationResult(
   }
   if (options.requireResidency === 'tpm+geofence' && g.residency !== 'tpm+geofence') {
     throw new TypeError('attestation result does not prove geofence residency');
+  }
+  if (options.minTrustLevel !== undefined) {
+    const rank = TRUST_LEVELS.indexOf(g.trust_level as TrustLevel);
+    if (rank <= 0 || rank < TRUST_LEVELS.indexOf(options.minTrustLevel)) {
+      throw new TypeError(
+        `attestation result trust level ${String(g.trust_level)} is below ${options.minTrustLevel}`,
+      );
+    }
+  }
+  if (options.maxAgeSeconds !== undefined) {
+    const at = typeof g.attested_at === 'number' ? g.attested_at : (payload.iat as number);
+    const nowSec = Math.floor((options.currentDate ?? new Date()).getTime() / 1000);
+    if (nowSec - at > options.maxAgeSeconds) throw new TypeError('attestation result evidence is too old');
   }
   if (options.requireActive && g.status === 'pending') {
     throw new TypeError('attestation result is for an agent pending approval');
