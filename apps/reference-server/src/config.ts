@@ -16,10 +16,16 @@ import { absolutePaths, checkPaths } from './config-files.js';
 import { settingPaths, unknownKeyMessage } from './config-suggest.js';
 
 /** Which service a configuration is loaded for (selects the default port and bind address). */
-export type Role = 'collector' | 'gateway' | 'agent' | 'cli';
+export type Role = 'collector' | 'gateway' | 'agent' | 'resource' | 'cli';
 
 /** Default TCP port per role (SPEC §8). */
-export const DEFAULT_PORTS: Record<Role, number> = { collector: 8444, gateway: 8443, agent: 8442, cli: 0 };
+export const DEFAULT_PORTS: Record<Role, number> = {
+  collector: 8444,
+  gateway: 8443,
+  agent: 8442,
+  resource: 8446,
+  cli: 0,
+};
 
 /** Raised when configuration is invalid; `issues` lists every problem with the variable to fix. */
 export class ConfigError extends Error {
@@ -110,6 +116,25 @@ export const configSchema = z.strictObject({
       allowedStates: z.array(z.string().min(1)).default([]),
       allowedCities: z.array(z.string().min(1)).default([]),
       allow: z.array(regionEntry).default([]),
+    })
+    .prefault({}),
+  /** `geofence resource-server`: files served only through requireGeofence (issue 14). */
+  resource: z
+    .strictObject({
+      /** Directory whose files are served. */
+      dir: z.string().optional(),
+      /** Trusted credential issuer (`iss`, the collector's base URL). */
+      issuer: z.string().optional(),
+      /** The issuer's JWKS (default `<issuer>/.well-known/jwks.json` when no CA certificate is given). */
+      jwksUrl: z.string().url().optional(),
+      /** The issuer's attestation CA certificate (PEM), to accept PoG certificates. */
+      caCertPath: z.string().optional(),
+      /** Public origin clients sign `@target-uri` for (default: the listen URL). */
+      origin: z.string().url().optional(),
+      minTrustLevel: z.enum(['low', 'medium', 'high', 'highest']).default('low'),
+      allow: z.array(regionEntry).default([]),
+      workloadDigests: z.array(z.string().regex(/^[0-9a-f]{64}$/)).default([]),
+      maxAgeSeconds: z.number().int().positive().optional(),
     })
     .prefault({}),
   enrollment: z
@@ -336,6 +361,14 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     ATTESTATION_CA_CERT_PATH: { path: 'enrollment.caCertPath', kind: 'string' },
     ATTESTATION_EXTRA_CA_PATHS: { path: 'enrollment.extraCaPaths', kind: 'list' },
     CREDENTIAL_LIFETIME_SECONDS: { path: 'enrollment.credentialLifetimeSeconds', kind: 'int' },
+    RESOURCE_DIR: { path: 'resource.dir', kind: 'string' },
+    RESOURCE_ISSUER: { path: 'resource.issuer', kind: 'string' },
+    RESOURCE_JWKS_URL: { path: 'resource.jwksUrl', kind: 'string' },
+    RESOURCE_CA_CERT_PATH: { path: 'resource.caCertPath', kind: 'string' },
+    RESOURCE_ORIGIN: { path: 'resource.origin', kind: 'string' },
+    RESOURCE_MIN_TRUST_LEVEL: { path: 'resource.minTrustLevel', kind: 'string' },
+    RESOURCE_WORKLOAD_DIGESTS: { path: 'resource.workloadDigests', kind: 'list' },
+    RESOURCE_MAX_AGE_SECONDS: { path: 'resource.maxAgeSeconds', kind: 'int' },
     RATE_LIMIT_ENABLED: { path: 'rateLimit.enabled', kind: 'bool' },
     RATE_LIMIT_PER_IP: { path: 'rateLimit.perIpPerSecond', kind: 'number' },
     RATE_LIMIT_PER_IP_BURST: { path: 'rateLimit.perIpBurst', kind: 'int' },

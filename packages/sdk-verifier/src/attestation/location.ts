@@ -88,7 +88,8 @@ function spkiOfPem(pem: string): Uint8Array | undefined {
  * 6. `nonce`: the nonce was issued to this agent and is consumed now (once, whatever follows);
  * 7. `pcr_selection` / `pcr_policy` / `workload_digest` / `workload_pcr`: reference values (without
  *    approved digests the image digest must equal the enrolled one);
- * 8. `geofence`: the point and its accuracy circle satisfy the agent's (and the global) geo policy.
+ * 8. `geofence` (403 `geolocation_policy`): the point and its accuracy circle satisfy the agent's
+ *    (and the global) geo policy.
  *
  * On success returns an attestation result with `residency: "tpm+geofence"`.
  * @public
@@ -255,10 +256,16 @@ export async function appraiseLocationBundle(
       clockSkewSeconds: skew,
     });
     if (!decision.allowed) {
-      throw attestationError('geofence', decision.reason, {
-        geo_check: decision.check,
-        expected: decision.expected,
-        received: decision.received,
+      // The evidence is authentic; the place is not allowed: the same validation type as /metrics.
+      throw new GeofenceError('geolocation_policy', 'Geolocation verification failed', {
+        details: {
+          check: 'geofence',
+          reason: decision.reason,
+          agent_name: agentName,
+          geo_check: decision.check,
+          expected: decision.expected,
+          received: decision.received,
+        },
       });
     }
     area ??= residencyArea(decision, region, policy);
