@@ -50,6 +50,7 @@ export const PATH_SETTINGS: readonly PathSetting[] = [
   { path: 'enrollment.signingKeyPath', kind: 'input', base: 'cwd', roles: ['collector'] },
   { path: 'enrollment.caCertPath', kind: 'input', base: 'cwd', roles: ['collector'] },
   { path: 'enrollment.extraCaPaths', kind: 'input', base: 'cwd', roles: ['collector'] },
+  { path: 'enrollment.mnoCaPaths', kind: 'input', base: 'cwd', roles: ['collector'] },
   { path: 'resource.dir', kind: 'dir', base: 'cwd', roles: ['resource'] },
   { path: 'resource.caCertPath', kind: 'input', base: 'cwd', roles: ['resource'] },
   { path: 'registry.path', kind: 'store', base: 'dataDir', roles: ['collector', 'gateway', 'cli'] },

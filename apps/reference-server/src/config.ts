@@ -148,6 +148,8 @@ export const configSchema = z.strictObject({
       caCertPath: z.string().optional(),
       /** More CA certificates to publish (the next key before it signs, the previous one until its credentials expired). */
       extraCaPaths: z.array(z.string()).default([]),
+      /** CA certificates of mobile network operators whose signed mno-location corroborates GNSS (trust medium). */
+      mnoCaPaths: z.array(z.string()).default([]),
       /** Lifetime of attestation results (PoG credentials), seconds. */
       credentialLifetimeSeconds: z
         .number()
@@ -360,6 +362,7 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     ATTESTATION_ISSUER: { path: 'enrollment.issuer', kind: 'string' },
     ATTESTATION_CA_CERT_PATH: { path: 'enrollment.caCertPath', kind: 'string' },
     ATTESTATION_EXTRA_CA_PATHS: { path: 'enrollment.extraCaPaths', kind: 'list' },
+    MNO_CA_BUNDLE: { path: 'enrollment.mnoCaPaths', kind: 'list' },
     CREDENTIAL_LIFETIME_SECONDS: { path: 'enrollment.credentialLifetimeSeconds', kind: 'int' },
     RESOURCE_DIR: { path: 'resource.dir', kind: 'string' },
     RESOURCE_ISSUER: { path: 'resource.issuer', kind: 'string' },

@@ -7,15 +7,28 @@
  */
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createPublicKey } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  sign as cryptoSign,
+  type KeyObject,
+  webcrypto,
+} from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AgentState, createAgent, type Agent as GeofenceAgent, gpsdLocation } from '@geofence/agent';
+import {
+  AgentState,
+  createAgent,
+  type Agent as GeofenceAgent,
+  GeofenceRejection,
+  gpsdLocation,
+} from '@geofence/agent';
 import { type SwtpmInstance, startSwtpm, Tpm, tpmSigner } from '@geofence/native-tpm';
-import { CREDENTIAL_X509_EXTENSION_OID } from '@geofence/protocol';
+import { CREDENTIAL_X509_EXTENSION_OID, jcsBytes, type MnoLocation } from '@geofence/protocol';
 import { parsePublic, publicToPem } from '@geofence/tpm-wire';
 import { jwkThumbprint } from '@geofence/verifier';
+import * as x509 from '@peculiar/x509';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { request, Agent as UndiciAgent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -48,6 +61,64 @@ let dispatcher: UndiciAgent;
 let credential: PogCredential;
 const secret = Buffer.from('model weights: 0123456789abcdef\n');
 
+interface TestMno {
+  caPem: string;
+  certDer: Buffer;
+  key: KeyObject;
+}
+let mno: TestMno;
+let rogue: TestMno;
+
+/** A test MNO: its own CA and a signing certificate issued by it (ECDSA P-256). */
+async function makeMno(name: string): Promise<TestMno> {
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+  const caKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const now = Date.now();
+  const caCert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '01',
+    name,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 86_400_000),
+    keys: caKeys,
+    signingAlgorithm: alg,
+    extensions: [new x509.BasicConstraintsExtension(true, 0, true)],
+  });
+  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: '02',
+    subject: `${name} location signer`,
+    issuer: caCert.subject,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 86_400_000),
+    publicKey: keys.publicKey,
+    signingKey: caKeys.privateKey,
+    signingAlgorithm: alg,
+  });
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  return {
+    caPem: caCert.toString('pem'),
+    certDer: Buffer.from(cert.rawData),
+    key: createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }),
+  };
+}
+
+/** The MNO's signed statement for `nonce`: its own area estimate, signed over its JCS. */
+function mnoStatement(
+  by: TestMno,
+  nonce: string,
+  area: { lat: number; lon: number; accuracy: number },
+  edit?: (p: Record<string, unknown>) => void,
+): MnoLocation {
+  const payload = { ...area, nonce, timestamp: Math.floor(Date.now() / 1000) };
+  const sig = cryptoSign('sha256', jcsBytes(payload), { key: by.key, dsaEncoding: 'ieee-p1363' });
+  edit?.(payload);
+  return {
+    'geolocation-payload': payload,
+    'mno-key-cert': by.certDer.toString('base64'),
+    'mno-sig': sig.toString('base64url'),
+  };
+}
+
 beforeAll(async () => {
   const made = await testDataDir('pogres');
   dir = made.dir;
@@ -61,10 +132,16 @@ beforeAll(async () => {
     ek: 'any-trusted-ca',
     geo_policy: { allow: [{ region: 'US', state: 'California' }] },
   });
-  col = await startCollector(testConfig('collector', dir), {
-    log: silentLog,
-    ekCaCertificates: swtpm.ekCaCertificates,
-  });
+  mno = await makeMno('CN=Test MNO Root');
+  rogue = await makeMno('CN=Rogue MNO');
+  writeFileSync(join(dir, 'mno-ca.pem'), mno.caPem);
+  col = await startCollector(
+    testConfig('collector', dir, { enrollment: { mnoCaPaths: [join(dir, 'mno-ca.pem')] } }),
+    {
+      log: silentLog,
+      ekCaCertificates: swtpm.ekCaCertificates,
+    },
+  );
   // The receiver identity (gpsd DEVICE report) must be known before enrolment binds the sensor.
   const gnss = gpsdLocation({ port: receiver.port });
   await gnss.current();
@@ -230,5 +307,52 @@ describe('geofence resource-server', () => {
     expect(r.status, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/resource\.dir.*required/s);
     expect(r.stderr).toMatch(/resource\.issuer.*required/s);
+  });
+});
+
+describe('trust level medium: GNSS corroborated by a signed MNO location (V-PEA §5.3.4, §6.2.4)', () => {
+  const here = { ...POINT, accuracy: 25 };
+  const nearby = { lat: 37.36, lon: -121.95, accuracy: 2000 }; // cell-sized area around the fix
+
+  async function refusal(mnoLocation: (nonce: string) => Promise<MnoLocation>): Promise<unknown> {
+    const err = await agent.attestLocation({ location: here, mnoLocation }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(GeofenceRejection);
+    const r = err as GeofenceRejection;
+    expect({ status: r.status, vt: r.validationType, check: r.details?.check }).toEqual({
+      status: 403,
+      vt: 'attestation',
+      check: 'mno_location',
+    });
+    return r.details?.mno_check;
+  }
+
+  it('a verified MNO statement that agrees with the GNSS point gives medium', async () => {
+    const out = await agent.attestLocation({
+      location: here,
+      mnoLocation: async (n) => mnoStatement(mno, n, nearby),
+    });
+    expect(out.trustLevel).toBe('medium');
+    const claims = JSON.parse(Buffer.from(out.attestationResult.split('.')[1]!, 'base64url').toString());
+    expect(claims.geofence.trust_level).toBe('medium');
+    expect((await agent.attestLocation({ location: here })).trustLevel).toBe('low');
+  });
+
+  it('refuses an MNO statement that does not corroborate: area, chain, signature, nonce', async () => {
+    const berlin = { lat: 52.52, lon: 13.405, accuracy: 2000 };
+    expect(await refusal(async (n) => mnoStatement(mno, n, berlin))).toBe('area');
+    expect(await refusal(async (n) => mnoStatement(rogue, n, nearby))).toBe('chain');
+    expect(
+      await refusal(async (n) =>
+        mnoStatement(mno, n, nearby, (p) => {
+          p.accuracy = 900_000;
+        }),
+      ),
+    ).toBe('signature');
+    expect(
+      await refusal(async () => mnoStatement(mno, 'another-nonce-AAAAAAAAAAAAAAAAAAAAAAAAAAAA', nearby)),
+    ).toBe('nonce');
   });
 });

@@ -18,6 +18,7 @@ export {
   geolocationIdHash,
   geolocationProofHash,
   type LahSealedFields,
+  lahImageDigest,
   lahQualifyingData,
   sensorIdentifierBytes,
 } from './attestation/evidence.js';
@@ -35,6 +36,8 @@ export {
   type LocationAttestationRequest,
   lahBundleSchema,
   locationAttestationRequestSchema,
+  type MnoLocation,
+  mnoLocationSchema,
   type PcrValuesJson,
   pcrValuesSchema,
   rawGeolocationPayloadSchema,

@@ -5,6 +5,7 @@
  * metrics, OTLP export.
  */
 
+import { readFileSync } from 'node:fs';
 import { ATTESTATION_CA_PATH } from '@geofence/protocol';
 import {
   type AttestationResultSigner,
@@ -58,6 +59,8 @@ export interface CollectorDeps {
   /** Enrolment trust anchors and pre-registrations (mutable `agents` list, see preregistrations.ts). */
   enrollment: {
     ekCaBundle: string[];
+    /** MNO CA certificates (PEM) for `mno-location` corroboration. */
+    mnoCaBundle?: string[];
     approvedEkHashes: string[];
     approvedImageDigests: string[];
     agents: PreRegisteredAgent[];
@@ -394,6 +397,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       nonces,
       signer: deps.signer,
       ...(deps.ca ? { certificates: deps.ca.ca } : {}),
+      ...(deps.enrollment.mnoCaBundle?.length ? { mnoCaCertificates: deps.enrollment.mnoCaBundle } : {}),
       policy: platformPolicy,
       // Names the sealed point for region/state/city policies (the table the agents name fixes with).
       reverseGeocode: builtinReverseGeocode,
@@ -487,6 +491,7 @@ export async function startCollector(
     dataDir: cfg.dataDir,
     enrollment: {
       ekCaBundle: [...readEkCaBundle(cfg), ...(o.ekCaCertificates ?? [])],
+      mnoCaBundle: cfg.enrollment.mnoCaPaths.map((p) => readFileSync(p, 'utf8')),
       approvedEkHashes: cfg.enrollment.approvedEkHashes,
       approvedImageDigests: cfg.enrollment.approvedImageDigests,
       agents,

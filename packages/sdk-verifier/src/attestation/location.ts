@@ -4,7 +4,7 @@
  */
 
 import type { KeyObject } from 'node:crypto';
-import { createHash, createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import type { GeographicRegion, LocationAttestationResponse } from '@geofence/protocol';
 import {
   builtinReverseGeocode,
@@ -14,6 +14,7 @@ import {
   fromHex,
   geolocationIdHash,
   geolocationProofHash,
+  lahImageDigest,
   lahQualifyingData,
   locationAttestationRequestSchema,
   rawGeolocationPayloadSchema,
@@ -27,6 +28,7 @@ import { evaluateGeoPolicy, type GeoMatch, type GeoPolicy, geoPolicyRestricts } 
 import { pcrValuesFromJson } from './enrollment.js';
 import { attestationError, requestError } from './errors.js';
 import { checkAk, parseKey } from './keys.js';
+import { appraiseMnoLocation } from './mno.js';
 import { appraisePlatform, type PlatformPolicy } from './policy.js';
 import type { NonceStore, Registry } from './registry-port.js';
 import type { AttestationResultSigner, ResidencyArea } from './result.js';
@@ -43,6 +45,11 @@ export interface LocationAppraisalContext {
   nonces: Pick<NonceStore, 'consume'>;
   /** Signs the attestation result. */
   signer: AttestationResultSigner;
+  /**
+   * CA certificates (PEM) of the mobile network operators whose signed `mno-location` statements
+   * corroborate a GNSS fix (trust level `medium`). Without them a bundle carrying one is refused.
+   */
+  mnoCaCertificates?: readonly string[];
   /** Issues PoG certificates for `credential_format: "x509"` (omit: such requests are refused). */
   certificates?: PogCertificateAuthority;
   /** PCR and workload reference values (the same as enrolment's). */
@@ -225,7 +232,7 @@ export async function appraiseLocationBundle(
     });
   }
 
-  const digest = bundle['target-environment-image-digest'];
+  const digest = lahImageDigest(bundle) as string;
   const platform = appraisePlatform(context.policy, selection, pcrValues, digest);
   if ((context.policy.workloadDigests ?? []).length === 0 && record.workload_digest !== digest) {
     throw attestationError('workload_digest', 'the workload image digest differs from the enrolled one', {
@@ -271,7 +278,23 @@ export async function appraiseLocationBundle(
     area ??= residencyArea(decision, region, policy);
   }
 
-  const trust = sensorBound ? 'low' : 'none';
+  // Trust levels (V-PEA §6.2.4): low = one sensor-bound GNSS fix; medium = that fix corroborated by
+  // a verified MNO statement. high/highest need evidence no bundle carries yet (docs/pog-credentials.md).
+  const mno = bundle['mno-location'] ?? bundle['mno-endorsement'];
+  let trust: 'none' | 'low' | 'medium' = sensorBound ? 'low' : 'none';
+  if (mno !== undefined) {
+    appraiseMnoLocation({
+      statement: mno,
+      gnss: { lat, lon, accuracy },
+      nonce: bundle.nonce,
+      nowSeconds: nowSec,
+      maxAgeSeconds: maxAge,
+      clockSkewSeconds: skew,
+      cas: mnoAnchors(context.mnoCaCertificates),
+    });
+    // A corroborated configured location is still not a measured one: only a GNSS fix rises.
+    if (sensorBound) trust = 'medium';
+  }
   const appKey = createPublicKey(record.app_public_key_pem).export({ format: 'jwk' }) as JWK;
   const { jwt, payload } = await context.signer.issue(
     agentName,
@@ -330,4 +353,19 @@ function residencyArea(
     ...(typeof fenceId === 'string' || typeof fenceId === 'number' ? { fence_id: String(fenceId) } : {}),
   };
   return Object.keys(area).length > 0 ? area : undefined;
+}
+
+const mnoCache = new WeakMap<readonly string[], X509Certificate[]>();
+
+/** Parsed MNO CA certificates (cached per configured list). */
+function mnoAnchors(pems: readonly string[] | undefined): X509Certificate[] {
+  if (pems === undefined) return [];
+  let out = mnoCache.get(pems);
+  if (!out) {
+    const blocks =
+      pems.join('\n').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    out = blocks.map((b) => new X509Certificate(b));
+    mnoCache.set(pems, out);
+  }
+  return out;
 }
