@@ -129,6 +129,72 @@ withCommon(
   await serve(() => startGatewayService(cfg));
 });
 
+interface ResourceOpts extends CommonOpts {
+  dir?: string;
+  issuer?: string;
+  jwksUrl?: string;
+  caCert?: string;
+  origin?: string;
+  minTrustLevel?: string;
+  allow?: string[];
+  workloadDigest?: string[];
+  maxAge?: number;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+withCommon(
+  program
+    .command('resource-server')
+    .description(
+      'serve the files of a directory only to PoG-credentialed, TPM-signed requests (default port 8446)',
+    )
+    .option('--dir <path>', 'directory to serve (env RESOURCE_DIR)')
+    .option('--issuer <url>', 'trusted credential issuer: the collector base URL (env RESOURCE_ISSUER)')
+    .option('--jwks-url <url>', 'issuer JWKS (default <issuer>/.well-known/jwks.json; env RESOURCE_JWKS_URL)')
+    .option(
+      '--ca-cert <file>',
+      'issuer attestation CA certificate, to accept PoG certificates (env RESOURCE_CA_CERT_PATH)',
+    )
+    .option(
+      '--origin <url>',
+      'public origin clients sign @target-uri for (default: the listen URL; env RESOURCE_ORIGIN)',
+    )
+    .option(
+      '--min-trust-level <level>',
+      'low|medium|high|highest (default low; env RESOURCE_MIN_TRUST_LEVEL)',
+    )
+    .option('--allow <region[/state[/city]]>', 'allowed area, repeatable', collect)
+    .option('--workload-digest <sha256>', 'approved workload image digest, repeatable', collect)
+    .option(
+      '--max-age <seconds>',
+      'maximum age of the location evidence (env RESOURCE_MAX_AGE_SECONDS)',
+      intArg,
+    ),
+).action(async (o: ResourceOpts) => {
+  const r: Record<string, unknown> = {};
+  if (o.dir) r.dir = o.dir;
+  if (o.issuer) r.issuer = o.issuer;
+  if (o.jwksUrl) r.jwksUrl = o.jwksUrl;
+  if (o.caCert) r.caCertPath = o.caCert;
+  if (o.origin) r.origin = o.origin;
+  if (o.minTrustLevel) r.minTrustLevel = o.minTrustLevel;
+  if (o.allow) {
+    r.allow = o.allow.map((a) => {
+      const [region, state, city] = a.split('/');
+      return { region, ...(state ? { state } : {}), ...(city ? { city } : {}) };
+    });
+  }
+  if (o.workloadDigest) r.workloadDigests = o.workloadDigest;
+  if (o.maxAge !== undefined) r.maxAgeSeconds = o.maxAge;
+  const cfg = configFor('resource', o, Object.keys(r).length ? { resource: r } : {}, [
+    'resource.dir',
+    'resource.issuer',
+  ]);
+  const { startResourceServer } = await import('./server/resource.js');
+  await serve(() => startResourceServer(cfg));
+});
+
 interface AgentOpts extends CommonOpts {
   name?: string;
   gatewayUrl?: string;

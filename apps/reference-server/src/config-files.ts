@@ -33,8 +33,8 @@ export interface PathSetting {
   readonly roles: readonly Role[];
 }
 
-const SERVICES: readonly Role[] = ['collector', 'gateway', 'agent'];
-const ALL: readonly Role[] = ['collector', 'gateway', 'agent', 'cli'];
+const SERVICES: readonly Role[] = ['collector', 'gateway', 'agent', 'resource'];
+const ALL: readonly Role[] = ['collector', 'gateway', 'agent', 'resource', 'cli'];
 
 /** Every path setting of the configuration schema. */
 export const PATH_SETTINGS: readonly PathSetting[] = [
@@ -48,6 +48,11 @@ export const PATH_SETTINGS: readonly PathSetting[] = [
   { path: 'tls.clientKeyPath', kind: 'input', base: 'cwd', roles: ['gateway'] },
   { path: 'enrollment.ekCaPaths', kind: 'input', base: 'cwd', roles: ['collector'] },
   { path: 'enrollment.signingKeyPath', kind: 'input', base: 'cwd', roles: ['collector'] },
+  { path: 'enrollment.caCertPath', kind: 'input', base: 'cwd', roles: ['collector'] },
+  { path: 'enrollment.extraCaPaths', kind: 'input', base: 'cwd', roles: ['collector'] },
+  { path: 'enrollment.mnoCaPaths', kind: 'input', base: 'cwd', roles: ['collector'] },
+  { path: 'resource.dir', kind: 'dir', base: 'cwd', roles: ['resource'] },
+  { path: 'resource.caCertPath', kind: 'input', base: 'cwd', roles: ['resource'] },
   { path: 'registry.path', kind: 'store', base: 'dataDir', roles: ['collector', 'gateway', 'cli'] },
   { path: 'nonce.sqlitePath', kind: 'store', base: 'dataDir', roles: ['collector'] },
   { path: 'recordsPath', kind: 'store', base: 'dataDir', roles: ['collector', 'cli'] },

@@ -10,15 +10,22 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { DEFAULT_CREDENTIAL_LIFETIME_SECONDS } from '@geofence/protocol';
 import { z } from 'zod';
 import { absolutePaths, checkPaths } from './config-files.js';
 import { settingPaths, unknownKeyMessage } from './config-suggest.js';
 
 /** Which service a configuration is loaded for (selects the default port and bind address). */
-export type Role = 'collector' | 'gateway' | 'agent' | 'cli';
+export type Role = 'collector' | 'gateway' | 'agent' | 'resource' | 'cli';
 
 /** Default TCP port per role (SPEC §8). */
-export const DEFAULT_PORTS: Record<Role, number> = { collector: 8444, gateway: 8443, agent: 8442, cli: 0 };
+export const DEFAULT_PORTS: Record<Role, number> = {
+  collector: 8444,
+  gateway: 8443,
+  agent: 8442,
+  resource: 8446,
+  cli: 0,
+};
 
 /** Raised when configuration is invalid; `issues` lists every problem with the variable to fix. */
 export class ConfigError extends Error {
@@ -132,6 +139,25 @@ export const configSchema = z.strictObject({
       maxSpeedKmh: z.number().min(0).max(1_000_000).default(1000),
     })
     .prefault({}),
+  /** `geofence resource-server`: files served only through requireGeofence (issue 14). */
+  resource: z
+    .strictObject({
+      /** Directory whose files are served. */
+      dir: z.string().optional(),
+      /** Trusted credential issuer (`iss`, the collector's base URL). */
+      issuer: z.string().optional(),
+      /** The issuer's JWKS (default `<issuer>/.well-known/jwks.json` when no CA certificate is given). */
+      jwksUrl: z.string().url().optional(),
+      /** The issuer's attestation CA certificate (PEM), to accept PoG certificates. */
+      caCertPath: z.string().optional(),
+      /** Public origin clients sign `@target-uri` for (default: the listen URL). */
+      origin: z.string().url().optional(),
+      minTrustLevel: z.enum(['low', 'medium', 'high', 'highest']).default('low'),
+      allow: z.array(regionEntry).default([]),
+      workloadDigests: z.array(z.string().regex(/^[0-9a-f]{64}$/)).default([]),
+      maxAgeSeconds: z.number().int().positive().optional(),
+    })
+    .prefault({}),
   enrollment: z
     .strictObject({
       ekCaPaths: z.array(z.string()).default([]),
@@ -139,6 +165,19 @@ export const configSchema = z.strictObject({
       approvedImageDigests: z.array(z.string().min(1)).default([]),
       signingKeyPath: z.string().optional(),
       issuer: z.string().optional(),
+      /** CA certificate (PEM) of the signing key; default `<dataDir>/attestation-ca.pem`, created when missing. */
+      caCertPath: z.string().optional(),
+      /** More CA certificates to publish (the next key before it signs, the previous one until its credentials expired). */
+      extraCaPaths: z.array(z.string()).default([]),
+      /** CA certificates of mobile network operators whose signed mno-location corroborates GNSS (trust medium). */
+      mnoCaPaths: z.array(z.string()).default([]),
+      /** Lifetime of attestation results (PoG credentials), seconds. */
+      credentialLifetimeSeconds: z
+        .number()
+        .int()
+        .min(30)
+        .max(86_400)
+        .default(DEFAULT_CREDENTIAL_LIFETIME_SECONDS),
     })
     .prefault({}),
   rateLimit: z
@@ -347,6 +386,18 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     APPROVED_IMAGE_DIGESTS: { path: 'enrollment.approvedImageDigests', kind: 'list' },
     ATTESTATION_SIGNING_KEY_PATH: { path: 'enrollment.signingKeyPath', kind: 'string' },
     ATTESTATION_ISSUER: { path: 'enrollment.issuer', kind: 'string' },
+    ATTESTATION_CA_CERT_PATH: { path: 'enrollment.caCertPath', kind: 'string' },
+    ATTESTATION_EXTRA_CA_PATHS: { path: 'enrollment.extraCaPaths', kind: 'list' },
+    MNO_CA_BUNDLE: { path: 'enrollment.mnoCaPaths', kind: 'list' },
+    CREDENTIAL_LIFETIME_SECONDS: { path: 'enrollment.credentialLifetimeSeconds', kind: 'int' },
+    RESOURCE_DIR: { path: 'resource.dir', kind: 'string' },
+    RESOURCE_ISSUER: { path: 'resource.issuer', kind: 'string' },
+    RESOURCE_JWKS_URL: { path: 'resource.jwksUrl', kind: 'string' },
+    RESOURCE_CA_CERT_PATH: { path: 'resource.caCertPath', kind: 'string' },
+    RESOURCE_ORIGIN: { path: 'resource.origin', kind: 'string' },
+    RESOURCE_MIN_TRUST_LEVEL: { path: 'resource.minTrustLevel', kind: 'string' },
+    RESOURCE_WORKLOAD_DIGESTS: { path: 'resource.workloadDigests', kind: 'list' },
+    RESOURCE_MAX_AGE_SECONDS: { path: 'resource.maxAgeSeconds', kind: 'int' },
     RATE_LIMIT_ENABLED: { path: 'rateLimit.enabled', kind: 'bool' },
     RATE_LIMIT_PER_IP: { path: 'rateLimit.perIpPerSecond', kind: 'number' },
     RATE_LIMIT_PER_IP_BURST: { path: 'rateLimit.perIpBurst', kind: 'int' },

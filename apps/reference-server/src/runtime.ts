@@ -1,12 +1,10 @@
 /**
- * Opens what a service needs from its configuration: registry, nonce store, record store, attestation
- * result signer, global geo policy, EK trust anchors. Paths default to files in the data directory.
+ * Opens what a service needs from its configuration: registry, nonce store, record store, global geo
+ * policy, EK trust anchors (the attestation issuer is in attestation-issuer.ts). Paths default to files in the data directory.
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import {
-  AttestationResultSigner,
   type GeoPolicy,
   JsonFileRegistry,
   MemoryNonceStore,
@@ -175,32 +173,6 @@ export async function openRecords(cfg: Config, db?: PostgresDatabase): Promise<R
   }
   return new SqliteRecordStore(resolve(cfg.dataDir, cfg.recordsPath ?? 'records.db'), {
     busyTimeoutMs: cfg.sqliteBusyTimeoutMs,
-  });
-}
-
-/**
- * The collector's attestation-result signer: the configured P-256 key, or one generated once into
- * `<dataDir>/attestation-key.pem` (0600).
- */
-export async function openResultSigner(cfg: Config, issuer: string): Promise<AttestationResultSigner> {
-  let path = cfg.enrollment.signingKeyPath ? resolve(cfg.enrollment.signingKeyPath) : undefined;
-  if (!path) {
-    path = join(cfg.dataDir, 'attestation-key.pem');
-    if (!existsSync(path)) {
-      mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      try {
-        // 'wx': replicas starting together on one data directory end up with one key, not several.
-        writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
-        chmodSync(path, 0o600);
-      } catch {
-        // created by another process first: use that one (read below)
-      }
-    }
-  }
-  return AttestationResultSigner.create({
-    key: readFileSync(path, 'utf8'),
-    issuer: cfg.enrollment.issuer ?? issuer,
   });
 }
 

@@ -37,6 +37,16 @@ const SCENARIOS = [
   'expired signature',
 ];
 
+/** The PoG part: scenario → status, validation_type, rejected_by as the table prints them. */
+const POG_SCENARIOS: Array<[string, string]> = [
+  ['download model\\.bin', '200\\s+\\| -\\s+\\| -'],
+  ['download with certificate', '200\\s+\\| -\\s+\\| -'],
+  ['copied credential', '401\\s+\\| signature_verification\\s+\\| resource'],
+  ['replayed resource request', '401\\s+\\| nonce_validation\\s+\\| resource'],
+  ['Berlin asks for credential', '403\\s+\\| geolocation_policy\\s+\\| collector'],
+  ['modified workload', '403\\s+\\| attestation\\s+\\| collector'],
+];
+
 /** swtpm processes whose state lives under `dir`. */
 function swtpmsUnder(dir: string): string[] {
   try {
@@ -62,8 +72,15 @@ describe('geofence demo', () => {
       }
     }
     expect(text).toMatch(
-      /\| geo policy violation \| gateway-policy-enforcement \| 403\s+\| geolocation_policy\s+\| gateway/,
+      /\| geo policy violation\s+\| gateway-policy-enforcement \| 403\s+\| geolocation_policy\s+\| gateway/,
     );
+    // The Proof-of-Geofencing part (issue 14): the model repository behind requireGeofence.
+    for (const [scenario, outcome] of POG_SCENARIOS) {
+      expect(text).toMatch(
+        new RegExp(`\\| ${scenario}\\s+\\| proof-of-geofencing\\s+\\| ${outcome}[^\\n]*\\| yes \\|`),
+      );
+    }
+    expect(text).toMatch(/download model\.bin\s+200 262144 bytes match/);
     expect(text).toMatch(
       /\| replayed request\s+\| gateway-policy-enforcement \| 401\s+\| nonce_validation\s+\| collector/,
     );

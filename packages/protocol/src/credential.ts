@@ -54,3 +54,37 @@ export const DEFAULT_CREDENTIAL_LIFETIME_SECONDS = 600;
  * @public
  */
 export const CREDENTIAL_X509_EXTENSION_OID = '1.3.6.1.4.1.65284.1.1';
+
+/**
+ * Credential encodings a workload may ask for in the `credential_format` member of the
+ * `POST /attest/location` body: `jwt` (default: only the attestation-result JWT) or `x509` (the JWT
+ * and, in the response's {@link CREDENTIAL_CERTIFICATE_RESPONSE_MEMBER}, an X.509 certificate of the AppSK).
+ * @public
+ */
+export const CREDENTIAL_FORMATS = Object.freeze(['jwt', 'x509'] as const);
+
+/**
+ * A credential encoding (see {@link CREDENTIAL_FORMATS}).
+ * @public
+ */
+export type CredentialFormat = (typeof CREDENTIAL_FORMATS)[number];
+
+/**
+ * Name of the `POST /attest/location` request member that selects the credential encoding.
+ * @public
+ */
+export const CREDENTIAL_FORMAT_REQUEST_MEMBER = 'credential_format';
+
+/**
+ * Name of the `POST /attest/location` response member carrying the PoG certificate (base64url of
+ * its DER bytes) when `credential_format` was `x509`.
+ * @public
+ */
+export const CREDENTIAL_CERTIFICATE_RESPONSE_MEMBER = 'certificate';
+
+/**
+ * Path at which a collector publishes its attestation CA certificate (PEM), the trust anchor of PoG
+ * certificates. The JWKS of the result-signing key stays at `/.well-known/jwks.json`.
+ * @public
+ */
+export const ATTESTATION_CA_PATH = '/.well-known/geofence-ca.pem';

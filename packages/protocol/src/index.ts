@@ -18,6 +18,7 @@ export {
   geolocationIdHash,
   geolocationProofHash,
   type LahSealedFields,
+  lahImageDigest,
   lahQualifyingData,
   sensorIdentifierBytes,
 } from './attestation/evidence.js';
@@ -35,6 +36,8 @@ export {
   type LocationAttestationRequest,
   lahBundleSchema,
   locationAttestationRequestSchema,
+  type MnoLocation,
+  mnoLocationSchema,
   type PcrValuesJson,
   pcrValuesSchema,
   rawGeolocationPayloadSchema,
@@ -43,12 +46,17 @@ export {
 } from './attestation/schemas.js';
 export { expectedWorkloadPcr } from './attestation/workload.js';
 export {
+  ATTESTATION_CA_PATH,
   CREDENTIAL_CERTIFICATE_HEADER,
+  CREDENTIAL_CERTIFICATE_RESPONSE_MEMBER,
+  CREDENTIAL_FORMAT_REQUEST_MEMBER,
+  CREDENTIAL_FORMATS,
   CREDENTIAL_HEADER,
   CREDENTIAL_SIGNATURE_COMPONENTS,
   CREDENTIAL_SIGNATURE_LABEL,
   CREDENTIAL_SIGNATURE_TAG,
   CREDENTIAL_X509_EXTENSION_OID,
+  type CredentialFormat,
   DEFAULT_CREDENTIAL_LIFETIME_SECONDS,
 } from './credential.js';
 export { boxContains, builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';

@@ -14,6 +14,7 @@ import {
   type LocationAttestationOutcome,
   type LocationToSeal,
   type PerformEnrollmentOptions,
+  type PerformLocationAttestationOptions,
   performEnrollment,
   performLocationAttestation,
   type StoredEnrollment,
@@ -112,6 +113,8 @@ export type AgentEnrollOptions = Omit<
 export interface AgentAttestLocationOptions {
   /** Reading to seal; default: the location provider's current precise reading (with its fix time). */
   location?: LocationToSeal;
+  /** Signed MNO location statement for the attestation's nonce (see `PerformLocationAttestationOptions`). */
+  mnoLocation?: PerformLocationAttestationOptions['mnoLocation'];
 }
 
 /** Result of a successful delivery. */
@@ -563,6 +566,7 @@ export class Agent {
           )
         ).nonce,
       location,
+      ...(options.mnoLocation ? { mnoLocation: options.mnoLocation } : {}),
     });
   }
 

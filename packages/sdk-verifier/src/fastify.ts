@@ -10,3 +10,4 @@
  */
 
 export { type GeofenceFastifyOptions, geofenceFastify } from './middleware/fastify.js';
+export { requireGeofenceFastify } from './resource/fastify.js';

@@ -195,6 +195,16 @@ export {
   resolveMaxSpeed,
 } from './plausibility.js';
 export { clientRequestIdOf, requestIdOf } from './request-id.js';
+export type { CredentialTrust, VerifiedCredential } from './resource/credential.js';
+export {
+  type AdmittedRequest,
+  createGeofenceGuard,
+  type GeofenceGuard,
+  type GeofenceResourcePolicy,
+  type GuardRequest,
+  type RequireGeofenceOptions,
+} from './resource/guard.js';
+export { type GeofenceAdmittedMessage, requireGeofence } from './resource/require-geofence.js';
 export { JsonFileRegistry, type JsonFileRegistryOptions } from './storage/json-registry.js';
 export { MemoryNonceStore } from './storage/memory-nonce-store.js';
 export { createMemoryRecordSink, type MemoryRecordSink } from './storage/memory-record-store.js';

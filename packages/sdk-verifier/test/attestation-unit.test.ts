@@ -2,6 +2,7 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_CREDENTIAL_LIFETIME_SECONDS } from '@geofence/protocol';
 import { parsePublic } from '@geofence/tpm-wire';
 import express from 'express';
 import Fastify from 'fastify';
@@ -212,7 +213,7 @@ describe('attestation result JWT', () => {
     });
     expect(payload.cnf.jkt).toBe(await jwkThumbprint(await exportJWK(app.publicKey)));
     expect(payload.geofence).toEqual(claim);
-    expect(payload.exp - payload.iat).toBe(3600);
+    expect(payload.exp - payload.iat).toBe(DEFAULT_CREDENTIAL_LIFETIME_SECONDS);
   });
 
   it('rejects another signer, another key binding, tampering and expiry', async () => {

@@ -1,8 +1,8 @@
 /**
  * `geofence demo` (SPEC §11): one swtpm per simulated host with EK certificates, a collector and a
  * gateway on free loopback ports with the demo CA, enrolment of three agents through the real
- * enrolment flow, then the scenarios in standard mode and in gateway-policy-enforcement mode, a
- * results table, and a non-zero exit on any mismatch. Everything it starts is stopped at the end and
+ * enrolment flow, then the scenarios in standard mode and in gateway-policy-enforcement mode, then
+ * the Proof-of-Geofencing part (a model repository behind requireGeofence, pog-part.ts), a results table, and a non-zero exit on any mismatch. Everything it starts is stopped at the end and
  * on Ctrl-C.
  */
 import { mkdirSync, rmSync } from 'node:fs';
@@ -17,6 +17,7 @@ import { type RunningCollector, startCollector } from '../server/collector.js';
 import { type RunningGateway, startGateway } from '../server/gateway.js';
 import { ensureDemoPki } from '../tls.js';
 import { verifyStoredRecord } from '../verify-record.js';
+import { runPogPart } from './pog-part.js';
 import { buildSigned, demoDispatcher, fetchNonce, post, type RawAnswer, tamper } from './raw.js';
 import {
   crossModeViolations,
@@ -116,6 +117,12 @@ function fromError(err: unknown): Observed {
     rejectedBy: null,
     note: (err as Error).message ?? String(err),
   };
+}
+
+function describeObserved(observed: Observed): string {
+  return observed.status === 200
+    ? `200${observed.note ? ` ${observed.note}` : ''}`
+    : `${observed.status ?? 'error'} ${observed.validationType ?? '-'} (rejected_by ${observed.rejectedBy ?? '-'})`;
 }
 
 const ok = (): Expected => ({ status: 200, validationType: null, rejectedBy: null });
@@ -269,10 +276,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         const record = (scenario: string, expected: Expected, observed: Observed) => {
           const row: ResultRow = { scenario, mode, expected, observed, ok: matches(expected, observed) };
           rows.push(row);
-          const what =
-            observed.status === 200
-              ? `200${observed.note ? ` ${observed.note}` : ''}`
-              : `${observed.status ?? 'error'} ${observed.validationType ?? '-'} (rejected_by ${observed.rejectedBy ?? '-'})`;
+          const what = describeObserved(observed);
           say(
             `   ${row.ok ? 'ok ' : 'BAD'} ${scenario.padEnd(28)} ${what}${row.ok ? '' : `  expected ${expected.status} ${expected.validationType ?? ''}`}`,
           );
@@ -380,6 +384,31 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         for (const a of agents) await a.agent.close();
         await gateway.close();
         if (interrupted) break;
+      }
+
+      if (!interrupted) {
+        o.out.write('\n');
+        await runPogPart({
+          runDir,
+          pki,
+          collector,
+          hosts,
+          dispatcher,
+          log,
+          say,
+          onClose: (name, fn) => cleanup.add(name, fn),
+          record: (scenario, expected, observed) => {
+            const row: ResultRow = {
+              scenario,
+              mode: 'proof-of-geofencing',
+              expected,
+              observed,
+              ok: matches(expected, observed),
+            };
+            rows.push(row);
+            say(`   ${row.ok ? 'ok ' : 'BAD'} ${scenario.padEnd(28)} ${describeObserved(observed)}`);
+          },
+        });
       }
 
       o.out.write(`\n${renderTable(rows)}\n\n`);

@@ -5,6 +5,9 @@
 /** Deployment modes of the demo (SPEC §6.4). */
 export type DemoMode = 'standard' | 'gateway-policy-enforcement';
 
+/** Column `mode` of the table: a deployment mode, or the Proof-of-Geofencing part run after them. */
+export type TableMode = DemoMode | 'proof-of-geofencing';
+
 /** What a scenario observed. */
 export interface Observed {
   status: number | null;
@@ -24,7 +27,7 @@ export interface Expected {
 /** One row of the table. */
 export interface ResultRow {
   scenario: string;
-  mode: DemoMode;
+  mode: TableMode;
   expected: Expected;
   observed: Observed;
   ok: boolean;

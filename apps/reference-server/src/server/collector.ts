@@ -4,6 +4,9 @@
  * the reference server's own parts: durable record store, admin endpoints, rate limits, Prometheus
  * metrics, OTLP export.
  */
+
+import { readFileSync } from 'node:fs';
+import { ATTESTATION_CA_PATH } from '@geofence/protocol';
 import {
   type AttestationResultSigner,
   builtinReverseGeocode,
@@ -23,6 +26,7 @@ import {
 } from '@geofence/verifier';
 import express, { type Express, type Request, type Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
+import { type AttestationIssuer, openAttestationIssuer } from '../attestation-issuer.js';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../logger.js';
 import {
@@ -40,7 +44,6 @@ import {
   openPendingEnrollments,
   openRecords,
   openRegistry,
-  openResultSigner,
   readEkCaBundle,
   usesPostgres,
 } from '../runtime.js';
@@ -59,6 +62,8 @@ export interface CollectorDeps {
   nonces: NonceStore;
   records: RecordStore;
   signer: AttestationResultSigner;
+  /** Attestation CA (PoG certificates) and the CA bundle it publishes; omit to refuse x509 credentials. */
+  ca?: Pick<AttestationIssuer, 'ca' | 'caBundlePem'> | undefined;
   log: Logger;
   adminToken: string;
   /** Where pre-registrations are kept (`POST /agents` writes `<dataDir>/preregistered.json`). */
@@ -66,6 +71,8 @@ export interface CollectorDeps {
   /** Enrolment trust anchors and pre-registrations (mutable `agents` list, see preregistrations.ts). */
   enrollment: {
     ekCaBundle: string[];
+    /** MNO CA certificates (PEM) for `mno-location` corroboration. */
+    mnoCaBundle?: string[];
     approvedEkHashes: string[];
     approvedImageDigests: string[];
     agents: PreRegisteredAgent[];
@@ -412,12 +419,22 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
+  if (deps.ca) {
+    const { caBundlePem } = deps.ca;
+    app.get(ATTESTATION_CA_PATH, (_req, res) => {
+      res.setHeader('cache-control', 'public, max-age=300');
+      res.type('application/x-pem-file').send(caBundlePem);
+    });
+  }
+
   mountAttestationExpress(app, {
     enrollment,
     location: {
       registry,
       nonces,
       signer: deps.signer,
+      ...(deps.ca ? { certificates: deps.ca.ca } : {}),
+      ...(deps.enrollment.mnoCaBundle?.length ? { mnoCaCertificates: deps.enrollment.mnoCaBundle } : {}),
       policy: platformPolicy,
       // Names the sealed point for region/state/city policies (the table the agents name fixes with).
       reverseGeocode: builtinReverseGeocode,
@@ -492,7 +509,8 @@ export async function startCollector(
   const records = await openRecords(cfg, db);
   const pendingStore = openPendingEnrollments(cfg, db);
   const scheme = cfg.tls.enabled ? 'https' : 'http';
-  const signer = await openResultSigner(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
+  const issuer = await openAttestationIssuer(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
+  const { signer } = issuer;
   const agents: PreRegisteredAgent[] = [];
   const stopWatch = watchPreRegistrations(cfg.dataDir, agents, (e) =>
     log.error({ err: e.message }, 'invalid pre-registration file'),
@@ -511,11 +529,13 @@ export async function startCollector(
     nonces,
     records,
     signer,
+    ca: issuer,
     log,
     adminToken: ensureAdminToken(cfg),
     dataDir: cfg.dataDir,
     enrollment: {
       ekCaBundle: [...readEkCaBundle(cfg), ...(o.ekCaCertificates ?? [])],
+      mnoCaBundle: cfg.enrollment.mnoCaPaths.map((p) => readFileSync(p, 'utf8')),
       approvedEkHashes: cfg.enrollment.approvedEkHashes,
       approvedImageDigests: cfg.enrollment.approvedImageDigests,
       agents,

@@ -94,13 +94,31 @@ export interface LahSealedFields {
   nonce: string;
   /** Unix seconds at bundle construction. */
   timestamp: number;
-  /** Lowercase hex SHA-256 of the workload image. */
-  'target-environment-image-digest': string;
+  /**
+   * Lowercase hex SHA-256 of the workload image. Drafts name it `target-environment-image-digest`
+   * (V-PEA) or `workload-identity-agent-image-digest`; a bundle carries exactly one, and the seal
+   * covers it under the name the bundle uses.
+   */
+  'target-environment-image-digest'?: string;
+  /** The same digest under the other draft name (see `target-environment-image-digest`). */
+  'workload-identity-agent-image-digest'?: string;
+}
+
+/**
+ * The workload image digest of a bundle, whichever draft name it carries (undefined when it carries
+ * none or both).
+ * @public
+ */
+export function lahImageDigest(fields: LahSealedFields): string | undefined {
+  const a = fields['target-environment-image-digest'];
+  const b = fields['workload-identity-agent-image-digest'];
+  return (a === undefined) === (b === undefined) ? undefined : (a ?? b);
 }
 
 /**
  * Qualifying data of the `tpm-quote-seal`: SHA-256(JCS({tpm-ak, geolocation-id-hash,
- * geolocation-proof-hash, privacy-technique, nonce, timestamp, target-environment-image-digest})).
+ * geolocation-proof-hash, privacy-technique, nonce, timestamp, target-environment-image-digest})), the
+ * digest under the draft name the bundle uses (`workload-identity-agent-image-digest` is the variant).
  * @public
  */
 export function lahQualifyingData(fields: LahSealedFields): Uint8Array {
@@ -112,7 +130,10 @@ export function lahQualifyingData(fields: LahSealedFields): Uint8Array {
       'privacy-technique': fields['privacy-technique'],
       nonce: fields.nonce,
       timestamp: fields.timestamp,
-      'target-environment-image-digest': fields['target-environment-image-digest'],
+      ...(fields['workload-identity-agent-image-digest'] !== undefined &&
+      fields['target-environment-image-digest'] === undefined
+        ? { 'workload-identity-agent-image-digest': fields['workload-identity-agent-image-digest'] }
+        : { 'target-environment-image-digest': fields['target-environment-image-digest'] }),
     }),
   );
 }

@@ -53,7 +53,12 @@ export interface LocationAttestationResponse {
   /** Agent name. */
   agent_name: string;
   /** Location trust level reached. */
-  trust_level: 'none' | 'low';
-  /** The attestation result JWT (`geofence.residency = "tpm+geofence"`). */
+  trust_level: 'none' | 'low' | 'medium';
+  /** The attestation result JWT (`geofence.residency = "tpm+geofence"`): the PoG credential. */
   attestation_result: string;
+  /**
+   * With `credential_format: "x509"`: the PoG certificate of the AppSK, base64url of its DER bytes,
+   * issued by the collector's attestation CA and carrying the same claims as the JWT.
+   */
+  certificate?: string;
 }

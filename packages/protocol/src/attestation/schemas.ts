@@ -4,6 +4,7 @@
  * exactly what was sent.
  */
 import { z } from 'zod';
+import { CREDENTIAL_FORMATS } from '../credential.js';
 import { agentNameSchema } from '../protocol.js';
 
 const b64u = (max: number) =>
@@ -88,17 +89,56 @@ export type EnrollCompleteRequest = z.infer<typeof enrollCompleteSchema>;
  * `tpm-quote-seal` is base64url of the TPM2_Quote response parameters: TPM2B_ATTEST ‖ TPMT_SIGNATURE.
  * @public
  */
-export const lahBundleSchema = z.strictObject({
-  'tpm-ak': z.string().min(1).max(4096),
-  'geolocation-id-hash': b64u(64),
-  'geolocation-proof-hash': b64u(64),
-  'privacy-technique': z.string().min(1).max(32),
-  'geolocation-payload': z.record(z.string(), z.unknown()),
-  nonce: z.string().min(1).max(128),
-  timestamp: z.number().int().nonnegative(),
-  'tpm-quote-seal': b64u(4096),
-  'target-environment-image-digest': hex64,
+export const lahBundleSchema = z
+  .strictObject({
+    'tpm-ak': z.string().min(1).max(4096),
+    'geolocation-id-hash': b64u(64),
+    'geolocation-proof-hash': b64u(64),
+    'privacy-technique': z.string().min(1).max(32),
+    'geolocation-payload': z.record(z.string(), z.unknown()),
+    nonce: z.string().min(1).max(128),
+    timestamp: z.number().int().nonnegative(),
+    'tpm-quote-seal': b64u(4096),
+    'target-environment-image-digest': hex64.optional(),
+    'workload-identity-agent-image-digest': hex64.optional(),
+    'mno-location': z.record(z.string(), z.unknown()).optional(),
+    'mno-endorsement': z.record(z.string(), z.unknown()).optional(),
+  })
+  .refine(
+    (b) =>
+      (b['target-environment-image-digest'] === undefined) !==
+      (b['workload-identity-agent-image-digest'] === undefined),
+    { message: 'exactly one of target-environment-image-digest and workload-identity-agent-image-digest' },
+  )
+  .refine((b) => b['mno-location'] === undefined || b['mno-endorsement'] === undefined, {
+    message: 'at most one of mno-location and mno-endorsement',
+  });
+
+/**
+ * A signed MNO location statement (V-PEA §5.3.4 `mno-location`, also named `mno-endorsement`): the
+ * mobile network operator's own estimate of where the device is, for this attestation's nonce,
+ * signed by the operator's key whose certificate chains to a configured MNO CA.
+ * @public
+ */
+export const mnoLocationSchema = z.strictObject({
+  /** What the MNO signs (`mno-sig` is over its JCS): its area estimate, the bundle nonce, the time. */
+  'geolocation-payload': z.strictObject({
+    lat: z.number().min(-90).max(90),
+    lon: z.number().min(-180).max(180),
+    accuracy: z.number().nonnegative().finite(),
+    nonce: z.string().min(1).max(128),
+    timestamp: z.number().int().nonnegative(),
+  }),
+  /** The MNO signing certificate, base64 (or base64url) DER. */
+  'mno-key-cert': z.string().min(1).max(8192),
+  /** ECDSA P-256 / SHA-256 signature over the JCS of `geolocation-payload`, raw r‖s, base64url. */
+  'mno-sig': b64u(128),
 });
+/**
+ * A signed MNO location statement.
+ * @public
+ */
+export type MnoLocation = z.infer<typeof mnoLocationSchema>;
 /**
  * A V-PEA `lah-bundle`.
  * @public
@@ -117,6 +157,8 @@ export const locationAttestationRequestSchema = z.strictObject({
   ak_public: b64u(2048),
   'lah-bundle': lahBundleSchema,
   'pcr-values': pcrValuesSchema,
+  /** Credential encoding wanted (`CREDENTIAL_FORMATS`; default `jwt`). */
+  credential_format: z.enum(CREDENTIAL_FORMATS).optional(),
 });
 /**
  * `POST /attest/location` request body.

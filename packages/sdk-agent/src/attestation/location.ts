@@ -13,6 +13,7 @@ import {
   type LahBundle,
   type LocationAttestationResponse,
   lahQualifyingData,
+  type MnoLocation,
 } from '@geofence/protocol';
 import { publicToPem, publicToSpkiDer } from '@geofence/tpm-wire';
 import { GeofenceRejection } from '../errors.js';
@@ -51,6 +52,12 @@ export interface PerformLocationAttestationOptions {
    * instead of sealed (default {@link DEFAULT_CLOCK_SKEW_SECONDS}, the verifier's default skew).
    */
   clockSkewSeconds?: number;
+  /**
+   * A signed MNO location statement to attach as `mno-location` (V-PEA §5.3.4), as the operator
+   * gave it; it must answer the nonce this attestation uses (see `nonce`), so obtain it from there.
+   * A verified one raises the trust level to `medium`.
+   */
+  mnoLocation?: (nonce: string) => Promise<MnoLocation>;
   /** Clock (tests). */
   now?: () => Date;
 }
@@ -150,6 +157,7 @@ export async function performLocationAttestation(
     ...sealed,
     'geolocation-payload': { ...location },
     'tpm-quote-seal': encodeQuoteSeal(quote.attest, quote.signature),
+    ...(options.mnoLocation ? { 'mno-location': { ...(await options.mnoLocation(sealed.nonce)) } } : {}),
   };
   const r = await options.post('/attest/location', {
     agent_name: enrollment.agent_name,

@@ -41,7 +41,8 @@ export type AttestationCheck =
   | 'geolocation_id_hash'
   | 'timestamp_window'
   | 'nonce'
-  | 'geofence';
+  | 'geofence'
+  | 'mno_location';
 
 /**
  * Builds the rejection for a failed attestation check. `details` must not carry secrets (it is

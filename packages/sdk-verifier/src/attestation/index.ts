@@ -53,7 +53,18 @@ export {
   type GeofenceResultClaim,
   type Jwks,
   jwkThumbprint,
+  type ResidencyArea,
   type TrustLevel,
   type VerifyAttestationResultOptions,
   verifyAttestationResult,
 } from './result.js';
+export {
+  decodeClaimsExtension,
+  encodeClaimsExtension,
+  loadPogCaCertificates,
+  PogCertificateAuthority,
+  type PogCertificateAuthorityOptions,
+  PogCertificateError,
+  type VerifiedPogCertificate,
+  verifyPogCertificate,
+} from './x509.js';

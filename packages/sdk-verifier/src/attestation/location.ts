@@ -4,7 +4,7 @@
  */
 
 import type { KeyObject } from 'node:crypto';
-import { createHash, createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import type { GeographicRegion, LocationAttestationResponse } from '@geofence/protocol';
 import {
   builtinReverseGeocode,
@@ -14,6 +14,7 @@ import {
   fromHex,
   geolocationIdHash,
   geolocationProofHash,
+  lahImageDigest,
   lahQualifyingData,
   locationAttestationRequestSchema,
   rawGeolocationPayloadSchema,
@@ -28,9 +29,11 @@ import { checkMovement, resolveMaxSpeed } from '../plausibility.js';
 import { pcrValuesFromJson } from './enrollment.js';
 import { attestationError, requestError } from './errors.js';
 import { checkAk, parseKey } from './keys.js';
+import { appraiseMnoLocation } from './mno.js';
 import { appraisePlatform, type PlatformPolicy } from './policy.js';
 import type { NonceStore, Registry } from './registry-port.js';
-import type { AttestationResultSigner } from './result.js';
+import type { AttestationResultSigner, ResidencyArea } from './result.js';
+import type { PogCertificateAuthority } from './x509.js';
 
 /**
  * Everything {@link appraiseLocationBundle} needs from the collector.
@@ -46,6 +49,13 @@ export interface LocationAppraisalContext {
   nonces: Pick<NonceStore, 'consume' | 'lastPosition' | 'replacePosition'>;
   /** Signs the attestation result. */
   signer: AttestationResultSigner;
+  /**
+   * CA certificates (PEM) of the mobile network operators whose signed `mno-location` statements
+   * corroborate a GNSS fix (trust level `medium`). Without them a bundle carrying one is refused.
+   */
+  mnoCaCertificates?: readonly string[];
+  /** Issues PoG certificates for `credential_format: "x509"` (omit: such requests are refused). */
+  certificates?: PogCertificateAuthority;
   /** PCR and workload reference values (the same as enrolment's). */
   policy: PlatformPolicy;
   /** Global geo policy, evaluated in addition to the agent's own. */
@@ -117,7 +127,11 @@ export async function appraiseLocationBundle(
     ak_public: akPublicB64u,
     'lah-bundle': bundle,
     'pcr-values': pcrJson,
+    credential_format: credentialFormat,
   } = parsed.data;
+  if (credentialFormat === 'x509' && context.certificates === undefined) {
+    throw requestError('x509 credentials are not enabled on this collector', []);
+  }
   const now = (context.now ?? (() => new Date()))();
 
   const record = await context.registry.getByName(agentName);
@@ -233,7 +247,7 @@ export async function appraiseLocationBundle(
     });
   }
 
-  const digest = bundle['target-environment-image-digest'];
+  const digest = lahImageDigest(bundle) as string;
   const platform = appraisePlatform(context.policy, selection, pcrValues, digest);
   if ((context.policy.workloadDigests ?? []).length === 0 && record.workload_digest !== digest) {
     throw attestationError('workload_digest', 'the workload image digest differs from the enrolled one', {
@@ -254,6 +268,7 @@ export async function appraiseLocationBundle(
   const { lat, lon, accuracy, fix_time: fixTime } = geo.data;
   const region = (context.reverseGeocode ?? builtinReverseGeocode)(lat, lon);
   const matches: GeoMatch[] = [];
+  let area: ResidencyArea | undefined;
   for (const policy of policies) {
     const decision = evaluateGeoPolicy(policy, {
       point: { lat, lon, accuracy },
@@ -264,14 +279,21 @@ export async function appraiseLocationBundle(
       clockSkewSeconds: skew,
     });
     if (!decision.allowed) {
-      throw attestationError('geofence', decision.reason, {
-        geo_check: decision.check,
-        expected: decision.expected,
-        received: decision.received,
+      // The evidence is authentic; the place is not allowed: the same validation type as /metrics.
+      throw new GeofenceError('geolocation_policy', 'Geolocation verification failed', {
+        details: {
+          check: 'geofence',
+          reason: decision.reason,
+          agent_name: agentName,
+          geo_check: decision.check,
+          expected: decision.expected,
+          received: decision.received,
+        },
       });
     }
     const { allowed: _, ...match } = decision;
     matches.push(match);
+    area ??= residencyArea(match, region);
   }
   const maxSpeed = resolveMaxSpeed(context.maxSpeedKmh);
   if (maxSpeed !== undefined) {
@@ -284,9 +306,25 @@ export async function appraiseLocationBundle(
     );
   }
 
-  const trust = sensorBound ? 'low' : 'none';
+  // Trust levels (V-PEA §6.2.4): low = one sensor-bound GNSS fix; medium = that fix corroborated by
+  // a verified MNO statement. high/highest need evidence no bundle carries yet (docs/pog-credentials.md).
+  const mno = bundle['mno-location'] ?? bundle['mno-endorsement'];
+  let trust: 'none' | 'low' | 'medium' = sensorBound ? 'low' : 'none';
+  if (mno !== undefined) {
+    appraiseMnoLocation({
+      statement: mno,
+      gnss: { lat, lon, accuracy },
+      nonce: bundle.nonce,
+      nowSeconds: nowSec,
+      maxAgeSeconds: maxAge,
+      clockSkewSeconds: skew,
+      cas: mnoAnchors(context.mnoCaCertificates),
+    });
+    // A corroborated configured location is still not a measured one: only a GNSS fix rises.
+    if (sensorBound) trust = 'medium';
+  }
   const appKey = createPublicKey(record.app_public_key_pem).export({ format: 'jwk' }) as JWK;
-  const jwt = await context.signer.sign(
+  const { jwt, payload } = await context.signer.issue(
     agentName,
     appKey,
     {
@@ -304,8 +342,52 @@ export async function appraiseLocationBundle(
       fix_time: new Date(fixTime).toISOString(),
       geo: matches,
       nonce_hash: toB64u(createHash('sha256').update(bundle.nonce).digest()),
+      ...(area === undefined ? {} : { area }),
     },
     now,
   );
-  return { status: 'success', agent_name: agentName, trust_level: trust, attestation_result: jwt };
+  const response: LocationAttestationResponse = {
+    status: 'success',
+    agent_name: agentName,
+    trust_level: trust,
+    attestation_result: jwt,
+  };
+  if (credentialFormat === 'x509' && context.certificates !== undefined) {
+    const der = await context.certificates.issue(payload, createPublicKey(record.app_public_key_pem));
+    response.certificate = toB64u(der);
+  }
+  return response;
+}
+
+/**
+ * The area a (passed) geofence decision placed the point in: the allow entry it matched, else the
+ * place the table names for the point; plus the ISO code and fence that contained the accuracy circle.
+ */
+function residencyArea(decision: GeoMatch, region: GeographicRegion | undefined): ResidencyArea | undefined {
+  const named = decision.matched ?? region;
+  const fenceId = decision.fence?.id;
+  const area: ResidencyArea = {
+    ...(named?.region ? { region: named.region } : {}),
+    ...(named?.state ? { state: named.state } : {}),
+    ...(decision.matched?.city ? { city: decision.matched.city } : {}),
+    ...(decision.place === undefined ? {} : { place: decision.place }),
+    ...(decision.fence === undefined ? {} : { fence: decision.fence.index }),
+    ...(typeof fenceId === 'string' || typeof fenceId === 'number' ? { fence_id: String(fenceId) } : {}),
+  };
+  return Object.keys(area).length > 0 ? area : undefined;
+}
+
+const mnoCache = new WeakMap<readonly string[], X509Certificate[]>();
+
+/** Parsed MNO CA certificates (cached per configured list). */
+function mnoAnchors(pems: readonly string[] | undefined): X509Certificate[] {
+  if (pems === undefined) return [];
+  let out = mnoCache.get(pems);
+  if (!out) {
+    const blocks =
+      pems.join('\n').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    out = blocks.map((b) => new X509Certificate(b));
+    mnoCache.set(pems, out);
+  }
+  return out;
 }

@@ -5,6 +5,7 @@
 
 import type { KeyObject } from 'node:crypto';
 import { createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
+import { DEFAULT_CREDENTIAL_LIFETIME_SECONDS } from '@geofence/protocol';
 import type { JWK, JWTPayload } from 'jose';
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, jwtVerify, SignJWT } from 'jose';
 import type { GeoMatch } from '../geo.js';
@@ -22,6 +23,9 @@ export const ATTESTATION_RESULT_TYP = 'geofence-ar+jwt';
  * @public
  */
 export type TrustLevel = 'none' | 'low' | 'medium' | 'high' | 'highest';
+
+/** Trust levels, lowest first. */
+const TRUST_LEVELS: readonly TrustLevel[] = ['none', 'low', 'medium', 'high', 'highest'];
 
 /**
  * The `geofence` claim of an attestation result (SPEC §4).
@@ -66,6 +70,27 @@ export interface GeofenceResultClaim {
   geo?: GeoMatch[];
   /** base64url SHA-256 of the nonce the evidence answered (freshness binding without the nonce). */
   nonce_hash?: string;
+  /** For `lah-bundle`: the area the geofence decision placed the sealed point in. */
+  area?: ResidencyArea;
+}
+
+/**
+ * Where a location attestation placed the agent (the residency decision of a PoG credential).
+ * @public
+ */
+export interface ResidencyArea {
+  /** Region decided: the matched allow entry's region, else the region the place table gives the point. */
+  region?: string;
+  /** State decided (as `region`). */
+  state?: string;
+  /** City decided (only from a matched allow entry: the table has no city boundaries). */
+  city?: string;
+  /** ISO 3166 code of the place whose boundary contained the accuracy circle (`US-CA`). */
+  place?: string;
+  /** Index of the agent-policy fence that contained the accuracy circle. */
+  fence?: number;
+  /** That fence's name: the GeoJSON Feature's `id`, else its `properties.name`. */
+  fence_id?: string;
 }
 
 /**
@@ -81,8 +106,11 @@ export interface AttestationResultPayload extends JWTPayload {
   iat: number;
   /** Expiry. */
   exp: number;
-  /** Confirmation: RFC 7638 thumbprint of the AppSK public JWK. */
-  cnf: { jkt: string };
+  /**
+   * Confirmation (RFC 7800): `jkt` the RFC 7638 thumbprint of the AppSK public JWK; `jwk` that key
+   * itself, so a resource server can verify the holder's request signatures without the registry.
+   */
+  cnf: { jkt: string; jwk?: JWK };
   /** The appraisal outcome. */
   geofence: GeofenceResultClaim;
 }
@@ -107,7 +135,7 @@ export interface AttestationResultSignerOptions {
   issuer: string;
   /** `kid`; default: the RFC 7638 thumbprint of the public key. */
   kid?: string;
-  /** Lifetime of results in seconds; default 3600. */
+  /** Lifetime of results (PoG credentials) in seconds; default `DEFAULT_CREDENTIAL_LIFETIME_SECONDS` (600). */
   ttlSeconds?: number;
   /** Extra public keys to keep publishing (previous keys during rotation). */
   previousPublicKeys?: JWK[];
@@ -157,7 +185,7 @@ export class AttestationResultSigner {
       throw new TypeError('attestation result key must be an EC P-256 private key (ES256)');
     }
     if (!options.issuer) throw new TypeError('attestation result issuer must be set');
-    const ttl = options.ttlSeconds ?? 3600;
+    const ttl = options.ttlSeconds ?? DEFAULT_CREDENTIAL_LIFETIME_SECONDS;
     if (!Number.isInteger(ttl) || ttl <= 0) throw new TypeError('ttlSeconds must be a positive integer');
     const pub = await exportJWK(createPublicKey(privateKey));
     const kid = options.kid ?? (await calculateJwkThumbprint(pub, 'sha256'));
@@ -181,16 +209,35 @@ export class AttestationResultSigner {
     claim: GeofenceResultClaim,
     now = new Date(),
   ): Promise<string> {
-    const jkt = await jwkThumbprint(appKey);
+    return (await this.issue(subject, appKey, claim, now)).jwt;
+  }
+
+  /**
+   * Like {@link AttestationResultSigner.sign}, also returning the signed payload (for a PoG
+   * certificate that must carry exactly the same claims).
+   */
+  async issue(
+    subject: string,
+    appKey: KeyObject | JWK,
+    claim: GeofenceResultClaim,
+    now = new Date(),
+  ): Promise<{ jwt: string; payload: AttestationResultPayload }> {
+    const jwk = stripPrivate('kty' in appKey ? (appKey as JWK) : await exportJWK(appKey as KeyObject));
+    const jkt = await calculateJwkThumbprint(jwk, 'sha256');
     const iat = Math.floor(now.getTime() / 1000);
-    return new SignJWT({ cnf: { jkt }, geofence: claim })
+    const payload: AttestationResultPayload = {
+      iss: this.issuer,
+      sub: subject,
+      jti: randomUUID(),
+      iat,
+      exp: iat + this.ttlSeconds,
+      cnf: { jkt, jwk },
+      geofence: claim,
+    };
+    const jwt = await new SignJWT(payload)
       .setProtectedHeader({ alg: 'ES256', typ: ATTESTATION_RESULT_TYP, kid: this.kid })
-      .setIssuer(this.issuer)
-      .setSubject(subject)
-      .setJti(randomUUID())
-      .setIssuedAt(iat)
-      .setExpirationTime(iat + this.ttlSeconds)
       .sign(this.privateKey);
+    return { jwt, payload };
   }
 }
 
@@ -229,6 +276,13 @@ export interface VerifyAttestationResultOptions {
   requireResidency?: 'tpm' | 'tpm+geofence';
   /** Refuse results issued for agents still `pending` operator approval. */
   requireActive?: boolean;
+  /**
+   * Minimum location trust level. Any value refuses `none` (a result without location evidence
+   * never satisfies a geofence requirement).
+   */
+  minTrustLevel?: Exclude<TrustLevel, 'none'>;
+  /** Maximum age in seconds of the evidence the result appraised (`attested_at`, else `iat`). */
+  maxAgeSeconds?: number;
   /** Clock tolerance in seconds (default 30). */
   clockToleranceSeconds?: number;
   /** Current time (tests). */
@@ -255,9 +309,11 @@ export async function verifyAttestationResult(
     ...(options.subject === undefined ? {} : { subject: options.subject }),
     ...(options.currentDate === undefined ? {} : { currentDate: options.currentDate }),
   });
-  const cnf = payload.cnf as { jkt?: unknown } | undefined;
+  const cnf = payload.cnf as { jkt?: unknown; jwk?: unknown } | undefined;
   if (typeof cnf?.jkt !== 'string' || cnf.jkt.length === 0)
     throw new TypeError('attestation result without cnf.jkt');
+  if (cnf.jwk !== undefined && (await jwkThumbprint(cnf.jwk as JWK).catch(() => undefined)) !== cnf.jkt)
+    throw new TypeError('attestation result whose cnf.jwk is not the key cnf.jkt names');
   const g = payload.geofence as Partial<GeofenceResultClaim> | undefined;
   if (
     typeof g !== 'object' ||
@@ -270,6 +326,19 @@ export async function verifyAttestationResult(
   }
   if (options.requireResidency === 'tpm+geofence' && g.residency !== 'tpm+geofence') {
     throw new TypeError('attestation result does not prove geofence residency');
+  }
+  if (options.minTrustLevel !== undefined) {
+    const rank = TRUST_LEVELS.indexOf(g.trust_level as TrustLevel);
+    if (rank <= 0 || rank < TRUST_LEVELS.indexOf(options.minTrustLevel)) {
+      throw new TypeError(
+        `attestation result trust level ${String(g.trust_level)} is below ${options.minTrustLevel}`,
+      );
+    }
+  }
+  if (options.maxAgeSeconds !== undefined) {
+    const at = typeof g.attested_at === 'number' ? g.attested_at : (payload.iat as number);
+    const nowSec = Math.floor((options.currentDate ?? new Date()).getTime() / 1000);
+    if (nowSec - at > options.maxAgeSeconds) throw new TypeError('attestation result evidence is too old');
   }
   if (options.requireActive && g.status === 'pending') {
     throw new TypeError('attestation result is for an agent pending approval');
