@@ -21,7 +21,6 @@ import {
   CREDENTIAL_SIGNATURE_LABEL,
   CREDENTIAL_SIGNATURE_TAG,
   type CredentialFormat,
-  type GeolocationPayload,
   type LocationAttestationResponse,
 } from '@geofence/protocol';
 import { request, type Agent as UndiciAgent } from 'undici';
