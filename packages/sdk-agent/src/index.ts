@@ -5,18 +5,15 @@
  * @module @geofence/agent
  */
 
-export type { AgentAttestLocationOptions, AgentEnrollOptions } from './agent.js';
 export {
   Agent,
-  type AgentIdentity,
-  type AgentLogger,
-  type AgentOptions,
+  type AgentAttestLocationOptions,
+  type AgentEnrollOptions,
   type AgentStatusReport,
-  type AgentTimings,
   createAgent,
-  type SendResult,
 } from './agent.js';
 export * from './attestation/index.js';
+export type { SendResult } from './delivery-queue.js';
 export {
   AgentClosedError,
   AgentError,
@@ -28,6 +25,7 @@ export {
   GeofenceRejection,
   OutboxFullError,
 } from './errors.js';
+export type { AgentIdentity, AgentTimings } from './identity.js';
 export { builtinReverseGeocode, labelPoint, lookupRegion, type RegionBox } from './location/geocode.js';
 export { type GpsdLocationOptions, gpsdLocation, sensorIdHash } from './location/gpsd.js';
 export { type StaticLocationOptions, staticLocation } from './location/static.js';
@@ -45,6 +43,7 @@ export {
   type SignedMetricsRequest,
   workloadGeoId,
 } from './message.js';
+export type { AgentLogger, AgentOptions } from './options.js';
 export { GeofenceMetricExporter, type GeofenceMetricExporterOptions, metricSets } from './otel.js';
 export { OutboxLockedError } from './outbox.js';
 export { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
