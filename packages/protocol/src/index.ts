@@ -35,6 +35,9 @@ export {
   type LocationAttestationRequest,
   lahBundleSchema,
   locationAttestationRequestSchema,
+  MNO_LOCATION_MEMBER,
+  type MnoLocation,
+  mnoLocationSchema,
   type PcrValuesJson,
   pcrValuesSchema,
   rawGeolocationPayloadSchema,
@@ -52,6 +55,7 @@ export {
   DEFAULT_CREDENTIAL_LIFETIME_SECONDS,
 } from './credential.js';
 export { boxContains, builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';
+export { jwkThumbprint } from './jwk-thumbprint.js';
 export { caseFold, foldPlaceName } from './places/fold.js';
 export {
   type CompiledPolygon,

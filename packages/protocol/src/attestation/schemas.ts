@@ -84,6 +84,29 @@ export const enrollCompleteSchema = z.strictObject({
 export type EnrollCompleteRequest = z.infer<typeof enrollCompleteSchema>;
 
 /**
+ * Name of the optional `lah-bundle` member carrying a mobile network operator's signed location
+ * corroboration (draft-lkspa-rats-verifiable-geo-fence-03 §5.3.4: `mno-key-cert`, `mno-sig` over
+ * the JCS of the geolocation payload, the area the network places the device in). The agent carries
+ * the object as the operator signed it; its members are appraised by the verifier.
+ * @public
+ */
+export const MNO_LOCATION_MEMBER = 'mno-location';
+
+/**
+ * Shape of the `mno-location` member on the wire: a JSON object (at most 64 KiB once serialised).
+ * Its members are the operator's, so only the envelope is fixed here.
+ * @public
+ */
+export const mnoLocationSchema = z
+  .record(z.string(), z.unknown())
+  .refine((v) => JSON.stringify(v).length <= 65_536, 'mno-location larger than 64 KiB');
+/**
+ * A signed `mno-location` object.
+ * @public
+ */
+export type MnoLocation = z.infer<typeof mnoLocationSchema>;
+
+/**
  * The V-PEA `lah-bundle` (draft-lkspa-rats-verifiable-geo-fence, SPEC §5.4).
  * `tpm-quote-seal` is base64url of the TPM2_Quote response parameters: TPM2B_ATTEST ‖ TPMT_SIGNATURE.
  * @public
@@ -98,6 +121,7 @@ export const lahBundleSchema = z.strictObject({
   timestamp: z.number().int().nonnegative(),
   'tpm-quote-seal': b64u(4096),
   'target-environment-image-digest': hex64,
+  [MNO_LOCATION_MEMBER]: mnoLocationSchema.optional(),
 });
 /**
  * A V-PEA `lah-bundle`.
