@@ -2,7 +2,8 @@
  * `Agent`, the public face of the SDK: it wires options, TPM identity, delivery queue, deliverer
  * and delivery loop together, and each public method delegates to the one module that does the job.
  */
-import type { GeolocationPayload } from '@geofence/protocol';
+import { type GeolocationPayload, jwkThumbprint } from '@geofence/protocol';
+import { Agent as HttpAgent, type RequestInit, type Response } from 'undici';
 import {
   type LocationAttestationOutcome,
   type PerformEnrollmentOptions,
@@ -11,6 +12,7 @@ import {
   type StoredEnrollment,
   sensorInfoFromIdentity,
 } from './attestation/index.js';
+import { CredentialKeeper } from './credential.js';
 import { Deliverer } from './deliverer.js';
 import { DeliveryLoop } from './delivery-loop.js';
 import { DeliveryQueue, type SendResult } from './delivery-queue.js';
@@ -20,6 +22,7 @@ import { type LocationProvider, NoLocationError, type SensorIdentity } from './l
 import { NonceRequester } from './nonce-request.js';
 import { type AgentLogger, type AgentOptions, type ResolvedAgentOptions, resolveOptions } from './options.js';
 import { MemoryQueue, type QueuedMessage, SqliteOutbox } from './outbox.js';
+import { PogFetcher } from './pog-fetch.js';
 import { AgentState, type AppKeyAlgorithm } from './state.js';
 import { Transport } from './transport.js';
 
@@ -81,6 +84,9 @@ export class Agent {
   private readonly nonces: NonceRequester;
   private readonly queue: DeliveryQueue;
   private readonly loop: DeliveryLoop;
+  private readonly resources: HttpAgent;
+  private readonly credentials: CredentialKeeper;
+  private readonly fetcher: PogFetcher;
   private closed = false;
   private readonly timings: AgentTimings = {
     deliveries: 0,
@@ -134,6 +140,32 @@ export class Agent {
       coalesceMs: o.coalesceMs,
       maxBatchSize: o.maxBatchSize,
       logger: o.logger,
+    });
+    this.resources = new HttpAgent({
+      connect: {
+        ...(o.resourceTls.ca !== undefined ? { ca: o.resourceTls.ca } : {}),
+        rejectUnauthorized: o.resourceTls.insecureSkipVerify !== true,
+        minVersion: 'TLSv1.2',
+      },
+      connectTimeout: o.connectTimeoutMs,
+      headersTimeout: o.requestTimeoutMs,
+      bodyTimeout: o.requestTimeoutMs,
+    });
+    let jkt: string | undefined;
+    this.credentials = new CredentialKeeper({
+      attest: async () => (await this.attestLocation()).attestationResult,
+      jkt: async () => {
+        jkt ??= jwkThumbprint((await this.keys()).identity.publicKeyPem);
+        return jkt;
+      },
+      marginSeconds: o.credentialRefreshMarginSeconds,
+      logger: o.logger,
+    });
+    this.fetcher = new PogFetcher({
+      credentials: this.credentials,
+      signer: async () => (await this.keys()).signer,
+      dispatcher: this.resources,
+      validitySeconds: o.validitySeconds,
     });
     // Messages a previous process left in the outbox are delivered without anyone asking.
     if (outbox.size() > 0) {
@@ -273,13 +305,39 @@ export class Agent {
         throw new NoLocationError('no_fix', 'the reading has no accuracy estimate to attest');
       location = { lat: r.lat, lon: r.lon, accuracy: r.accuracy };
     }
+    const mnoLocation = await this.o.mnoLocation?.(location);
     return performLocationAttestation({
       tpm,
       state: this.state,
       post: (path, json) => this.transport.postJson(path, json),
       nonce: async (keyid) => (await this.nonces.fetch(keyid, signer)).response.nonce,
       location,
+      ...(mnoLocation ? { mnoLocation } : {}),
     });
+  }
+
+  /**
+   * `fetch` for resources protected by Proof of Geofencing (`requireGeofence` in
+   * `@geofence/verifier`): sends the request with the agent's current credential (the
+   * attestation-result JWT, header `geofence-credential`) and an RFC 9421 signature `pog` by the
+   * AppSK over `@method`, `@target-uri`, `geofence-credential` and, with a body, `content-digest`
+   * (`keyid` = the credential's `cnf.jkt`, a fresh 192-bit `nonce`, tag `geofence-pog/v1`).
+   *
+   * The credential is obtained by a location attestation ({@link Agent.attestLocation}) on first
+   * use and renewed the same way, with the current location, before it expires
+   * (`credentials.refreshMarginSeconds`); concurrent calls share one renewal. Needs a completed
+   * enrolment. Redirects are returned, not followed. Rejects with
+   * - {@link CredentialRefusedError} when the collector refuses the credential (e.g. the host
+   *   left its fence: `validationType` `attestation`, `check` `geofence`); no request is sent,
+   * - `NoLocationError` / `RetriableError` when no credential could be obtained (no fix, collector
+   *   unreachable) and no unexpired one is held,
+   * - `TypeError` for a request the agent cannot sign as asked (reserved headers, `redirect`).
+   *
+   * The resource server's answer is returned as is, whatever its status.
+   */
+  fetch(url: string | URL, init?: RequestInit): Promise<Response> {
+    if (this.closed) return Promise.reject(new AgentClosedError());
+    return this.fetcher.fetch(url, init);
   }
 
   /** Real state: TPM reachable, enrolled, outbox depth, last send result. */
@@ -327,6 +385,8 @@ export class Agent {
       kept ? new DeliveryDeferredError([id], new AgentClosedError()) : new AgentClosedError(),
     );
     await this.transport.close().catch(() => undefined);
+    await this.resources.close().catch(() => undefined);
+    this.credentials.clear();
     this.queue.outbox.close();
     await this.location.close?.();
     await this.identity.close();

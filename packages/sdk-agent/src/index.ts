@@ -1,5 +1,5 @@
 /**
- * Edge agent SDK: TPM-signed, geofenced metrics with createAgent().send(metrics), enrolment, location providers, durable outbox, OpenTelemetry exporter.
+ * Edge agent SDK: TPM-signed, geofenced metrics with createAgent().send(metrics), enrolment, location providers, durable outbox, OpenTelemetry exporter, and agent.fetch() with Proof-of-Geofencing credentials.
  *
  * @packageDocumentation
  * @module @geofence/agent
@@ -19,6 +19,7 @@ export {
   AgentError,
   type AgentErrorCode,
   AgentOptionsError,
+  CredentialRefusedError,
   DeliveryDeferredError,
   DeliveryError,
   DeliveryUncertainError,
@@ -43,7 +44,7 @@ export {
   type SignedMetricsRequest,
   workloadGeoId,
 } from './message.js';
-export type { AgentLogger, AgentOptions } from './options.js';
+export type { AgentLogger, AgentOptions, CredentialOptions, MnoLocationSource } from './options.js';
 export { GeofenceMetricExporter, type GeofenceMetricExporterOptions, metricSets } from './otel.js';
 export { OutboxLockedError } from './outbox.js';
 export { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './retry.js';

@@ -3,7 +3,12 @@
  * defaults that turn it into the settings every other module reads.
  */
 import { Tpm } from '@geofence/native-tpm';
-import { agentNameSchema } from '@geofence/protocol';
+import {
+  agentNameSchema,
+  type GeolocationPayload,
+  type MnoLocation,
+  mnoLocationSchema,
+} from '@geofence/protocol';
 import { destination, pino } from 'pino';
 import { z } from 'zod';
 import { AgentOptionsError } from './errors.js';
@@ -68,6 +73,31 @@ export interface AgentOptions {
   outbox?: false | { maxMessages?: number };
   /** Logger (default: pino JSON on stderr at `warn`). */
   logger?: AgentLogger;
+  /**
+   * A mobile network operator's signed location corroboration (`mno-location`,
+   * draft-lkspa-rats-verifiable-geo-fence-03 §5.3.4), attached as given to every location
+   * attestation; or a function that returns it for the location about to be sealed (an operator
+   * signs over that geolocation payload). The verifier appraises it; the agent only carries it.
+   */
+  mnoLocation?: MnoLocation | MnoLocationSource;
+  /** Settings of {@link Agent.fetch} (Proof-of-Geofencing credentials). */
+  credentials?: CredentialOptions;
+}
+
+/** Returns the `mno-location` object for a location about to be attested (or none). */
+export type MnoLocationSource = (
+  location: GeolocationPayload,
+) => MnoLocation | undefined | Promise<MnoLocation | undefined>;
+
+/** Settings of {@link Agent.fetch}. */
+export interface CredentialOptions {
+  /**
+   * Renew the credential this many seconds before it expires (default 60; never more than half
+   * its lifetime), through a fresh location attestation.
+   */
+  refreshMarginSeconds?: number;
+  /** TLS to resource servers (default: the agent's `tls`). */
+  tls?: TlsOptions;
 }
 
 /** The options after validation and defaults: what the agent's modules are built from. */
@@ -92,10 +122,20 @@ export interface ResolvedAgentOptions {
   durableOutbox: boolean;
   maxMessages: number;
   logger: AgentLogger;
+  mnoLocation: MnoLocationSource | undefined;
+  credentialRefreshMarginSeconds: number;
+  resourceTls: TlsOptions;
 }
 
 /** Whether a value is an open TPM of `@geofence/native-tpm`. */
 export const isTpm = (v: unknown): v is Tpm => v instanceof Tpm;
+
+const tlsSchema = z
+  .strictObject({
+    ca: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+    insecureSkipVerify: z.boolean().optional(),
+  })
+  .optional();
 
 const optionsSchema = z.strictObject({
   name: agentNameSchema,
@@ -103,12 +143,7 @@ const optionsSchema = z.strictObject({
   gateway: z
     .url({ protocol: /^https?$/ })
     .refine((u) => !new URL(u).username && !new URL(u).password, 'must not contain credentials'),
-  tls: z
-    .strictObject({
-      ca: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
-      insecureSkipVerify: z.boolean().optional(),
-    })
-    .optional(),
+  tls: tlsSchema,
   allowPlainHttp: z.boolean().optional(),
   location: z.custom<LocationProvider>(
     (v) => typeof v === 'object' && v !== null && typeof (v as LocationProvider).current === 'function',
@@ -148,6 +183,15 @@ const optionsSchema = z.strictObject({
       'must have debug/info/warn/error methods',
     )
     .optional(),
+  mnoLocation: z
+    .union([mnoLocationSchema, z.custom<MnoLocationSource>((v) => typeof v === 'function', 'a function')])
+    .optional(),
+  credentials: z
+    .strictObject({
+      refreshMarginSeconds: z.number().int().min(0).max(86_400).optional(),
+      tls: tlsSchema,
+    })
+    .optional(),
 });
 
 /**
@@ -173,7 +217,7 @@ export function resolveOptions(options: AgentOptions): ResolvedAgentOptions {
     }
     logger.warn({ gateway: gateway.origin }, 'plain HTTP to the gateway: no transport security');
   }
-  if (opts.tls?.insecureSkipVerify) {
+  if (opts.tls?.insecureSkipVerify || opts.credentials?.tls?.insecureSkipVerify) {
     logger.warn(
       { gateway: gateway.origin },
       'TLS certificate verification is DISABLED (insecureSkipVerify); never use this in production',
@@ -198,5 +242,13 @@ export function resolveOptions(options: AgentOptions): ResolvedAgentOptions {
     durableOutbox: opts.outbox !== false,
     maxMessages: (opts.outbox === false ? undefined : opts.outbox?.maxMessages) ?? 100_000,
     logger,
+    mnoLocation: mnoSource(opts.mnoLocation),
+    credentialRefreshMarginSeconds: opts.credentials?.refreshMarginSeconds ?? 60,
+    resourceTls: opts.credentials?.tls ?? opts.tls ?? {},
   };
+}
+
+function mnoSource(v: MnoLocation | MnoLocationSource | undefined): MnoLocationSource | undefined {
+  if (v === undefined || typeof v === 'function') return v;
+  return () => v;
 }

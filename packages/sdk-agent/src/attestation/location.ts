@@ -12,6 +12,8 @@ import {
   type LahBundle,
   type LocationAttestationResponse,
   lahQualifyingData,
+  MNO_LOCATION_MEMBER,
+  type MnoLocation,
 } from '@geofence/protocol';
 import { publicToPem, publicToSpkiDer } from '@geofence/tpm-wire';
 import { GeofenceRejection } from '../errors.js';
@@ -41,6 +43,11 @@ export interface PerformLocationAttestationOptions {
   nonce: (keyid: string) => Promise<string>;
   /** The location reading to seal: WGS-84 degrees and accuracy radius in metres. */
   location: GeolocationPayload;
+  /**
+   * A mobile network operator's signed corroboration of this location, carried in the bundle as
+   * `mno-location` exactly as given (not covered by the quote: the operator's own signature binds it).
+   */
+  mnoLocation?: MnoLocation;
   /** Clock (tests). */
   now?: () => Date;
 }
@@ -106,6 +113,7 @@ export async function performLocationAttestation(
     ...sealed,
     'geolocation-payload': location,
     'tpm-quote-seal': encodeQuoteSeal(quote.attest, quote.signature),
+    ...(options.mnoLocation ? { [MNO_LOCATION_MEMBER]: options.mnoLocation } : {}),
   };
   const r = await options.post('/attest/location', {
     agent_name: enrollment.agent_name,
