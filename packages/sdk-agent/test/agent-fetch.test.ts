@@ -24,7 +24,7 @@ import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, type JWTPayload, 
 import { Agent as HttpAgent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Agent, createAgent } from '../src/agent.js';
-import { CredentialRefusedError } from '../src/errors.js';
+import { AgentClosedError, AgentOptionsError, CredentialRefusedError } from '../src/errors.js';
 import { builtinReverseGeocode, lookupRegion } from '../src/location/geocode.js';
 import type { LocationObservation, LocationProvider } from '../src/location/types.js';
 import { startCollector, type TestCollector } from './helpers/collector.js';
@@ -204,9 +204,15 @@ beforeAll(async () => {
   tpm = await Tpm.open({ tcti: swtpm.tcti });
   const policy = {
     ekCaBundle: swtpm.ekCaCertificates,
-    agents: ['agent-001', 'agent-many', 'agent-mover', 'agent-berlin', 'agent-mno', 'agent-readme'].map(
-      (agentName) => ({ agentName, ek: 'any-trusted-ca' as const, geoPolicy: { allow: [SANTA_CLARA] } }),
-    ),
+    agents: [
+      'agent-001',
+      'agent-many',
+      'agent-mover',
+      'agent-flaky',
+      'agent-berlin',
+      'agent-mno',
+      'agent-readme',
+    ].map((agentName) => ({ agentName, ek: 'any-trusted-ca' as const, geoPolicy: { allow: [SANTA_CLARA] } })),
     // The place table has no cities: the operator maps its site to a city with a box.
     reverseGeocode: (lat: number, lon: number) =>
       lookupRegion(lat, lon, [{ box: [-122.03, 37.32, -121.92, 37.42], place: SANTA_CLARA }]) ??
@@ -330,6 +336,49 @@ describe('agent.fetch', () => {
     await expect(agent.fetch(`${resource.url}/d`)).rejects.toBeInstanceOf(CredentialRefusedError);
     expect(resource.admitted.length).toBe(admittedBefore);
   }, 60_000);
+
+  it('keeps presenting an unexpired credential while the collector is unavailable, without a renewal per request', async () => {
+    const { agent } = await enrolledAgent('agent-flaky', shortLived);
+    const first = await agent.fetch(`${resource.url}/a`);
+    await first.arrayBuffer();
+    const cred1 = resource.admitted.at(-1)!.credential;
+    const c1 = claimsOf(cred1);
+    await new Promise((r) => setTimeout(r, Math.max(0, c1.iat * 1000 + 6100 - Date.now())));
+
+    shortLived.failNext(1, undefined, '/attest/location');
+    const attempts = shortLived.hits['/attest/location'] ?? 0;
+    const during = await agent.fetch(`${resource.url}/b`);
+    expect(during.status).toBe(200);
+    await during.arrayBuffer();
+    // The renewal was tried (and answered 503); the request went out with the still valid credential.
+    expect((shortLived.hits['/attest/location'] ?? 0) - attempts).toBe(1);
+    expect(resource.admitted.at(-1)!.credential).toBe(cred1);
+    expect(resource.admitted.at(-1)!.at).toBeLessThan(c1.exp * 1000);
+    // Right after a failed renewal the next request does not trigger another one.
+    const next = await agent.fetch(`${resource.url}/c`);
+    await next.arrayBuffer();
+    expect((shortLived.hits['/attest/location'] ?? 0) - attempts).toBe(1);
+    expect(resource.admitted.at(-1)!.credential).toBe(cred1);
+  }, 60_000);
+
+  it('validates the credential options, and refuses to fetch once closed', async () => {
+    const base = {
+      name: 'agent-options',
+      tpm,
+      gateway: collector.url,
+      location: movable(IN_SANTA_CLARA),
+      stateDir: mkdtempSync(join(tmpdir(), 'agent-options-')),
+      outbox: false as const,
+    };
+    expect(() => createAgent({ ...base, credentials: { refreshMarginSeconds: -1 } })).toThrow(
+      AgentOptionsError,
+    );
+    expect(() => createAgent({ ...base, credentials: { tls: { ca: '' } } })).toThrow(AgentOptionsError);
+    expect(() => createAgent({ ...base, mnoLocation: 'signed' as never })).toThrow(AgentOptionsError);
+    const agent = createAgent({ ...base, logger: { debug() {}, info() {}, warn() {}, error() {} } });
+    await agent.close();
+    await expect(agent.fetch(`${resource.url}/x`)).rejects.toBeInstanceOf(AgentClosedError);
+  });
 
   it('a host outside its fence gets no credential at all', async () => {
     const { agent } = await enrolledAgent('agent-berlin', collector, movable(IN_BERLIN));
