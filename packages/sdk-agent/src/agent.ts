@@ -1,6 +1,7 @@
 /**
- * `Agent`, the public face of the SDK: it wires options, TPM identity, delivery queue, deliverer
- * and delivery loop together, and each public method delegates to the one module that does the job.
+ * `Agent`, the public face of the SDK: it wires options, TPM identity, nonce requests, delivery
+ * queue, deliverer, delivery loop, credential keeper and PoG fetcher together, and each public
+ * method delegates to the one module that does the job.
  */
 import { type GeolocationPayload, jwkThumbprint } from '@geofence/protocol';
 import { Agent as HttpAgent, type RequestInit, type Response } from 'undici';
@@ -68,7 +69,8 @@ export interface AgentStatusReport {
 }
 
 /**
- * An edge agent: signs metrics with its TPM-resident AppSK and delivers them to the gateway.
+ * An edge agent: signs metrics with its TPM-resident AppSK and delivers them to the gateway, and
+ * calls resources protected by Proof-of-Geofencing credentials ({@link Agent.fetch}).
  * Create it with {@link createAgent}.
  */
 export class Agent {
