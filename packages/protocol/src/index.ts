@@ -36,6 +36,7 @@ export {
   type LocationAttestationRequest,
   lahBundleSchema,
   locationAttestationRequestSchema,
+  MNO_LOCATION_MEMBER,
   type MnoLocation,
   mnoLocationSchema,
   type PcrValuesJson,
@@ -60,6 +61,7 @@ export {
   DEFAULT_CREDENTIAL_LIFETIME_SECONDS,
 } from './credential.js';
 export { boxContains, builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';
+export { jwkThumbprint } from './jwk-thumbprint.js';
 export { caseFold, foldPlaceName } from './places/fold.js';
 export {
   type CompiledPolygon,

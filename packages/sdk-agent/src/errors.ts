@@ -61,6 +61,38 @@ export class GeofenceRejection extends AgentError {
   }
 }
 
+/**
+ * The collector refused to issue (or renew) the Proof-of-Geofencing credential `agent.fetch`
+ * presents: the location attestation was answered with a 4xx, e.g. because the host left its fence
+ * (`validationType` `attestation`, `check` `geofence`) or its workload is not approved. The agent
+ * forgets its credential, so no request is sent on the strength of the old one; the server's
+ * answer is the `cause` ({@link GeofenceRejection}).
+ */
+export class CredentialRefusedError extends AgentError<'credential_refused'> {
+  /** HTTP status of the refusal. */
+  readonly status: number;
+  /** Which check failed (`unknown` when the answer was not an aligned problem body). */
+  readonly validationType: ValidationType | 'unknown';
+  /** The problem's `details.check`, naming the failed step (e.g. `geofence`), when given. */
+  readonly check: string | undefined;
+  /** The whole problem body, when it was one. */
+  readonly problem: Problem | undefined;
+
+  constructor(rejection: GeofenceRejection) {
+    const check = typeof rejection.details?.check === 'string' ? rejection.details.check : undefined;
+    super(
+      'credential_refused',
+      `credential refused: ${rejection.validationType}${check ? `/${check}` : ''} (${rejection.status}): ${rejection.error}`,
+      { cause: rejection },
+    );
+    this.name = 'CredentialRefusedError';
+    this.status = rejection.status;
+    this.validationType = rejection.validationType;
+    this.check = check;
+    this.problem = rejection.problem;
+  }
+}
+
 /** Every attempt failed with a retriable error (network, timeout, 5xx) and there is no outbox. */
 export class DeliveryError extends AgentError {
   /** Attempts made. */

@@ -1,33 +1,32 @@
 /**
- * Edge agent SDK: TPM-signed, geofenced metrics with createAgent().send(metrics), enrolment, location providers, durable outbox, OpenTelemetry exporter.
+ * Edge agent SDK: TPM-signed, geofenced metrics with createAgent().send(metrics), enrolment, location providers, durable outbox, OpenTelemetry exporter, and agent.fetch() with Proof-of-Geofencing credentials.
  *
  * @packageDocumentation
  * @module @geofence/agent
  */
 
-export type { AgentAttestLocationOptions, AgentEnrollOptions } from './agent.js';
 export {
   Agent,
-  type AgentIdentity,
-  type AgentLogger,
-  type AgentOptions,
+  type AgentAttestLocationOptions,
+  type AgentEnrollOptions,
   type AgentStatusReport,
-  type AgentTimings,
   createAgent,
-  type SendResult,
 } from './agent.js';
 export * from './attestation/index.js';
+export type { SendResult } from './delivery-queue.js';
 export {
   AgentClosedError,
   AgentError,
   type AgentErrorCode,
   AgentOptionsError,
+  CredentialRefusedError,
   DeliveryDeferredError,
   DeliveryError,
   DeliveryUncertainError,
   GeofenceRejection,
   OutboxFullError,
 } from './errors.js';
+export type { AgentIdentity, AgentTimings } from './identity.js';
 export { builtinReverseGeocode, labelPoint, lookupRegion, type RegionBox } from './location/geocode.js';
 export { type GpsdLocationOptions, gpsdLocation, sensorIdHash } from './location/gpsd.js';
 export { type StaticLocationOptions, staticLocation } from './location/static.js';
@@ -45,6 +44,7 @@ export {
   type SignedMetricsRequest,
   workloadGeoId,
 } from './message.js';
+export type { AgentLogger, AgentOptions, CredentialOptions, MnoLocationSource } from './options.js';
 export { GeofenceMetricExporter, type GeofenceMetricExporterOptions, metricSets } from './otel.js';
 export { OutboxLockedError } from './outbox.js';
 export { backoffDelay, DEFAULT_RETRY, type RetryPolicy } from './retry.js';

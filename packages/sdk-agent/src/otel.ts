@@ -7,8 +7,9 @@ import {
   type PushMetricExporter,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
-import type { Agent, AgentLogger } from './agent.js';
+import type { Agent } from './agent.js';
 import { DeliveryDeferredError } from './errors.js';
+import type { AgentLogger } from './options.js';
 
 /** Options of {@link GeofenceMetricExporter}. */
 export interface GeofenceMetricExporterOptions {

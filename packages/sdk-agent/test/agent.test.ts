@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { type SwtpmInstance, startSwtpm, Tpm } from '@geofence/native-tpm';
 import { GeofenceError, metricsPayloadSchema, VALIDATION_TYPES } from '@geofence/verifier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Agent, type AgentLogger, createAgent } from '../src/agent.js';
+import { type Agent, createAgent } from '../src/agent.js';
 import {
   AgentOptionsError,
   DeliveryError,
@@ -12,6 +12,7 @@ import {
   GeofenceRejection,
 } from '../src/errors.js';
 import { staticLocation } from '../src/location/static.js';
+import type { AgentLogger } from '../src/options.js';
 import { startCollector, type TestCollector } from './helpers/collector.js';
 import { makePki, type TestPki } from './helpers/pki.js';
 

@@ -9,6 +9,7 @@ import {
   AgentOptionsError,
   AgentStateError,
   AttestationClientError,
+  CredentialRefusedError,
   DeliveryDeferredError,
   DeliveryError,
   DeliveryUncertainError,
@@ -28,6 +29,19 @@ describe('agent errors', () => {
       [new AttestationClientError('bad_response', 'odd'), 'bad_response', 'AttestationClientError'],
       [new OutboxLockedError('/tmp/o', 1), 'outbox_locked', 'OutboxLockedError'],
       [new RetriableError('try again', { status: 503 }), 'retriable', 'RetriableError'],
+      [
+        new CredentialRefusedError(
+          new GeofenceRejection(403, {
+            error: 'outside the fence',
+            validation_type: 'attestation',
+            rejected_by: 'collector',
+            request_id: 'r1',
+            details: { check: 'geofence' },
+          }),
+        ),
+        'credential_refused',
+        'CredentialRefusedError',
+      ],
     ];
     for (const [err, code, name] of cases) {
       expect(err, name).toBeInstanceOf(AgentError);

@@ -85,6 +85,15 @@ export const enrollCompleteSchema = z.strictObject({
 export type EnrollCompleteRequest = z.infer<typeof enrollCompleteSchema>;
 
 /**
+ * Name of the optional `lah-bundle` member carrying a mobile network operator's signed location
+ * corroboration (draft-lkspa-rats-verifiable-geo-fence-03 §5.3.4: `mno-key-cert`, `mno-sig` over
+ * the JCS of its geolocation payload, which answers the bundle's nonce). The agent carries the object
+ * as the operator signed it ({@link mnoLocationSchema}); the verifier appraises it.
+ * @public
+ */
+export const MNO_LOCATION_MEMBER = 'mno-location';
+
+/**
  * The V-PEA `lah-bundle` (draft-lkspa-rats-verifiable-geo-fence, SPEC §5.4).
  * `tpm-quote-seal` is base64url of the TPM2_Quote response parameters: TPM2B_ATTEST ‖ TPMT_SIGNATURE.
  * @public

@@ -57,7 +57,7 @@ export interface PerformLocationAttestationOptions {
    * gave it; it must answer the nonce this attestation uses (see `nonce`), so obtain it from there.
    * A verified one raises the trust level to `medium`.
    */
-  mnoLocation?: (nonce: string) => Promise<MnoLocation>;
+  mnoLocation?: (nonce: string) => Promise<MnoLocation | undefined>;
   /** Clock (tests). */
   now?: () => Date;
 }
@@ -153,11 +153,12 @@ export async function performLocationAttestation(
     'target-environment-image-digest': imageDigest,
   };
   const quote = await options.tpm.quote(ak, enrollment.pcr_selection, lahQualifyingData(sealed));
+  const mno = await options.mnoLocation?.(sealed.nonce);
   const bundle: LahBundle = {
     ...sealed,
     'geolocation-payload': { ...location },
     'tpm-quote-seal': encodeQuoteSeal(quote.attest, quote.signature),
-    ...(options.mnoLocation ? { 'mno-location': { ...(await options.mnoLocation(sealed.nonce)) } } : {}),
+    ...(mno ? { 'mno-location': { ...mno } } : {}),
   };
   const r = await options.post('/attest/location', {
     agent_name: enrollment.agent_name,

@@ -48,6 +48,8 @@ export interface TestCollector {
   dropNextAnswers(n: number): void;
   /** Requests seen per path. */
   hits: Record<string, number>;
+  /** Every attestation-result JWT the collector signed (enrolment and location), in order. */
+  issued: string[];
   stop(): Promise<void>;
   /** Stop listening (keeps state); `listen()` again on the same port. */
   pause(): Promise<void>;
@@ -62,6 +64,8 @@ export interface AttestationSetup {
     lat: number,
     lon: number,
   ) => { region: string; state?: string; city?: string } | undefined;
+  /** Lifetime of the attestation results (credentials) in seconds (default: the signer's). */
+  resultTtlSeconds?: number;
 }
 
 export async function startCollector(
@@ -73,6 +77,7 @@ export async function startCollector(
   const nonces = new MemoryNonceStore();
   const records: StoredRecord[] = [];
   const hits: Record<string, number> = {};
+  const issued: string[] = [];
   let fail: { n: number; err: GeofenceError | undefined; path: string | undefined } = {
     n: 0,
     err: undefined,
@@ -114,7 +119,14 @@ export async function startCollector(
     const signer = await AttestationResultSigner.create({
       key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
       issuer: 'https://collector.test',
+      ...(attestation.resultTtlSeconds ? { ttlSeconds: attestation.resultTtlSeconds } : {}),
     });
+    const sign = signer.sign.bind(signer);
+    signer.sign = async (...args) => {
+      const jwt = await sign(...args);
+      issued.push(jwt);
+      return jwt;
+    };
     const enrollment = new EnrollmentService({
       registry,
       signer,
@@ -169,6 +181,7 @@ export async function startCollector(
     },
     records,
     hits,
+    issued,
     registry,
     async register(name, pem, keyid, geo = {}, alg = 'ecdsa-p256-sha256') {
       await registry.put({
