@@ -121,11 +121,12 @@ export async function startCollector(
       issuer: 'https://collector.test',
       ...(attestation.resultTtlSeconds ? { ttlSeconds: attestation.resultTtlSeconds } : {}),
     });
-    const sign = signer.sign.bind(signer);
-    signer.sign = async (...args) => {
-      const jwt = await sign(...args);
-      issued.push(jwt);
-      return jwt;
+    // Every result (enrolment via sign, location via issue) passes through issue.
+    const issue = signer.issue.bind(signer);
+    signer.issue = async (...args) => {
+      const out = await issue(...args);
+      issued.push(out.jwt);
+      return out;
     };
     const enrollment = new EnrollmentService({
       registry,
