@@ -72,6 +72,7 @@ export {
   placeContainsPoint,
   placeExcludesCircle,
   placeLineage,
+  placeOutline,
 } from './places/table.js';
 export {
   isProblem,

@@ -79,6 +79,7 @@ export {
   placeContainsPoint,
   placeExcludesCircle,
   placeLineage,
+  placeOutline,
   problemTypeUri,
   type RegionBox,
   type RejectedBy,

@@ -21,6 +21,8 @@ import {
 import express, { type Express, type Request, type Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
 import type { Config } from '../config.js';
+import { ConsoleFeed } from '../console/feed.js';
+import { mountConsole } from '../console/routes.js';
 import { createLogger, type Logger } from '../logger.js';
 import {
   preRegistrationSchema,
@@ -66,6 +68,8 @@ export interface CollectorDeps {
   };
   globalGeoPolicy?: GeoPolicy | undefined;
   otlp?: OtlpForwarder | undefined;
+  /** The web console at `/console`, when enabled: its live feed and session lifetime. */
+  console?: { feed: ConsoleFeed; sessionTtlSeconds: number; assetsDir?: string | undefined } | undefined;
 }
 
 /** Options of the app beyond the stores. */
@@ -199,8 +203,9 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       bodyLimitBytes: opts.bodyLimitBytes,
       clockSkewSeconds: opts.clockSkewSeconds,
       globalGeoPolicy: deps.globalGeoPolicy,
-      onRejected: () => {
+      onRejected: (err, vr) => {
         counters.rejected += 1;
+        deps.console?.feed.rejected(err, vr.rawBody, REJECTED_BY);
       },
       accept: async (acc) => {
         // Durable before the 200 (WAL + synchronous=FULL inside RecordStore.insert).
@@ -213,6 +218,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
         });
         metrics.recordsStored.inc();
         counters.accepted += 1;
+        deps.console?.feed.accepted(acc, rec.id);
         deps.otlp?.record({
           agentName: acc.agentName,
           metrics: acc.metrics,
@@ -402,6 +408,20 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       ),
   });
 
+  if (deps.console) {
+    mountConsole(app, {
+      adminToken: deps.adminToken,
+      registry,
+      records,
+      feed: deps.console.feed,
+      log,
+      rejectedBy: REJECTED_BY,
+      sessionTtlSeconds: deps.console.sessionTtlSeconds,
+      limited,
+      assetsDir: deps.console.assetsDir,
+    });
+  }
+
   app.use(notFound(REJECTED_BY));
   app.use(errorHandler(log, REJECTED_BY));
   return { app, metrics, enrollment };
@@ -420,6 +440,8 @@ export interface StartCollectorOptions {
   ekCaCertificates?: string[];
   /** Use this registry instead of opening the configured one (closed by the caller). */
   registry?: Registry;
+  /** Where the console's built assets are (default: this package's `dist/console`). */
+  consoleAssetsDir?: string;
 }
 
 /**
@@ -439,6 +461,13 @@ function redisErrorLogger(log: Logger): (err: Error) => void {
     last = now;
     suppressed = 0;
   };
+}
+
+/** The console's feed, seeded with each agent's last accepted record. */
+function consoleDeps(cfg: Config, records: RecordStore, assetsDir: string | undefined) {
+  const feed = new ConsoleFeed();
+  feed.seed(records);
+  return { feed, sessionTtlSeconds: cfg.console.sessionTtlSeconds, assetsDir };
 }
 
 /** Opens the stores of `cfg`, builds the app and listens. */
@@ -484,7 +513,10 @@ export async function startCollector(
     },
     globalGeoPolicy: globalGeoPolicy(cfg),
     otlp,
+    console: cfg.console.enabled ? consoleDeps(cfg, records, o.consoleAssetsDir) : undefined,
   };
+  if (cfg.console.enabled && !cfg.tls.enabled)
+    log.warn('console enabled without TLS: its Secure session cookie only works on a loopback address');
   const built = createCollectorApp(
     {
       serviceName: cfg.serviceName,

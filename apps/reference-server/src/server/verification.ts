@@ -11,6 +11,7 @@ import {
   type GeofenceIncomingMessage,
   type GeoPolicy,
   geofence,
+  type LocationReading,
   type NonceStore,
   type Registry,
   type VerifierRequest,
@@ -34,6 +35,8 @@ export interface AcceptedMessage {
   region: { region: string; state?: string | undefined; city?: string | undefined };
   /** Location quality, by the verifier's own rule: the payload's reading, else the Workload-Geo-ID header. */
   locationQuality?: string | undefined;
+  /** The payload's precise reading, when it has one. */
+  location?: LocationReading | undefined;
 }
 
 /** `client_workload_location_quality` of a (verified) Workload-Geo-ID header value, when present. */
@@ -122,7 +125,8 @@ export function metricsRoute(
     bodyLimitBytes: number;
     globalGeoPolicy?: GeoPolicy | undefined;
     accept(msg: AcceptedMessage): Promise<string>;
-    onRejected?: () => void;
+    /** Called with every rejection and the request it rejected (after logging). */
+    onRejected?: (err: GeofenceError, vr: VerifierRequest) => void;
   },
 ): RequestHandler {
   const reject = onReject(c, '/metrics');
@@ -134,8 +138,8 @@ export function metricsRoute(
     ...(c.globalGeoPolicy ? { geoPolicy: c.globalGeoPolicy } : {}),
     rejectedBy: c.rejectedBy,
     onReject: (err, vr, rid, clientRid) => {
-      c.onRejected?.();
       reject(err, vr, rid, clientRid);
+      c.onRejected?.(err, vr);
     },
     // Runs after every check passed; the 200 is only sent once this durable write returned.
     onAccept: (rec) =>
@@ -149,6 +153,7 @@ export function metricsRoute(
         timestamp: rec.payload.timestamp,
         region: rec.payload.geographic_region,
         locationQuality: rec.payload.location?.quality ?? headerQuality(rec.headers[WORKLOAD_GEO_ID_HEADER]),
+        location: rec.payload.location,
       }),
   });
   return mount(c, '/metrics', mw);

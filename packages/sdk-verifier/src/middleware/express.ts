@@ -113,12 +113,14 @@ function wrap(
     const rid = requestIdOf(res);
     run(req, res, next, rid).catch((err: unknown) => {
       const ge = GeofenceError.from(err);
-      opts.onReject?.(
-        ge,
-        { method: req.method ?? '', url: req.originalUrl ?? req.url ?? '', headers: req.headers },
-        rid,
-        clientRequestIdOf(req.headers),
-      );
+      // With the body when it was read, so a rejection hook can show what was refused.
+      const vr: VerifierRequest = {
+        method: req.method ?? '',
+        url: req.originalUrl ?? req.url ?? '',
+        headers: req.headers,
+      };
+      if (Buffer.isBuffer(req.rawBody)) vr.rawBody = req.rawBody;
+      opts.onReject?.(ge, vr, rid, clientRequestIdOf(req.headers));
       sendProblem(res, ge, rejectedBy, rid);
     });
   };

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * Builds the collector console's browser assets into dist/console (or the directory given as the
+ * first argument): console.js (the page script with Leaflet, one IIFE bundle), console.css (with
+ * Leaflet's stylesheet and images inlined), and world.json (country outlines from world-atlas,
+ * Natural Earth 1:110m, converted from TopoJSON to GeoJSON). No asset is fetched at run time from
+ * anywhere but the collector itself.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { feature } from 'topojson-client';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const out = resolve(process.argv[2] ?? join(root, 'dist', 'console'));
+const require = createRequire(import.meta.url);
+mkdirSync(out, { recursive: true });
+
+await build({
+  entryPoints: [join(root, 'console-ui', 'main.ts')],
+  outfile: join(out, 'console.js'),
+  bundle: true,
+  format: 'iife',
+  platform: 'browser',
+  target: 'es2022',
+  minify: true,
+  sourcemap: true,
+  legalComments: 'linked',
+  logLevel: 'warning',
+});
+await build({
+  entryPoints: [join(root, 'console-ui', 'console.css')],
+  outfile: join(out, 'console.css'),
+  bundle: true,
+  minify: true,
+  loader: { '.png': 'dataurl', '.svg': 'dataurl' },
+  logLevel: 'warning',
+});
+
+const topo = JSON.parse(readFileSync(require.resolve('world-atlas/countries-110m.json'), 'utf8'));
+writeFileSync(join(out, 'world.json'), JSON.stringify(feature(topo, topo.objects.countries)));
