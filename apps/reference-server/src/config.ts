@@ -213,6 +213,16 @@ export const configSchema = z.strictObject({
     .prefault({}),
 });
 
+/** The collector URL(s) of `COLLECTOR_URL`, else the local collector on its default port. */
+export function collectorUrlOf(cfg: {
+  tls: { enabled: boolean };
+  gateway: { collectorUrl?: string | undefined };
+}): string {
+  return (
+    cfg.gateway.collectorUrl ?? `${cfg.tls.enabled ? 'https' : 'http'}://127.0.0.1:${DEFAULT_PORTS.collector}`
+  );
+}
+
 /** Validated configuration. */
 export type Config = z.infer<typeof configSchema>;
 

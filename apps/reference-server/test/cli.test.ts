@@ -217,8 +217,8 @@ describe('geofence CLI', () => {
     });
     store.close();
     const [ok, bad, missing] = await Promise.all([
-      geofence(['verify-record', good.id, '-d', dir]),
-      geofence(['verify-record', forged.id, '-d', dir]),
+      geofence(['verify-record', good.id, '-d', dir, '-o', 'json']),
+      geofence(['verify-record', forged.id, '-d', dir, '-o', 'json']),
       geofence(['verify-record', 'rec_nope', '-d', dir]),
     ]);
     expect(ok.code, ok.stderr).toBe(0);

@@ -19,7 +19,8 @@ function requireName(cfg: Config): string {
   return cfg.agent.name;
 }
 
-async function trustAnchor(cfg: Config): Promise<string> {
+/** The CA the agent trusts for the gateway: `SSL_CA_PATH`, else the demo CA of the data directory. */
+export async function trustAnchor(cfg: Config): Promise<string> {
   if (cfg.tls.caPath) return readFileSync(cfg.tls.caPath, 'utf8');
   return (await ensureDemoPki(cfg.dataDir)).ca;
 }

@@ -31,6 +31,7 @@ import {
   upsertPreRegistration,
   watchPreRegistrations,
 } from '../preregistrations.js';
+import { recordJson } from '../record-json.js';
 import type { RecordStore } from '../records.js';
 import {
   globalGeoPolicy,
@@ -275,15 +276,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       limit,
     });
     res.json({
-      records: page.records.map((r) => ({
-        record_id: r.id,
-        agent_name: r.agentName,
-        keyid: r.keyid,
-        received_at: r.receivedAt,
-        verdict: r.verdict,
-        payload: JSON.parse(r.body.toString('utf8')) as unknown,
-        body_base64: r.body.toString('base64'),
-      })),
+      records: page.records.map(recordJson),
       next: page.next === null ? null : String(page.next),
     });
   });
