@@ -3,7 +3,7 @@
  * `geofence` — the reference server CLI: collector, gateway, edge agent service, enrolment, registry
  * administration, offline record verification and the demo.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, type LoadConfigOptions, loadConfig, type Role } from './config.js';
 
 const program = new Command();
@@ -334,6 +334,15 @@ withCommon(
   // Everything the demo started is stopped by now; do not wait for stray handles (e.g. pooled sockets).
   process.exit(code);
 });
+
+program
+  .command('completion')
+  .description('print a shell completion script (bash: source <(geofence completion bash))')
+  .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
+  .action(async (shell: 'bash' | 'zsh') => {
+    const { completionScript } = await import('./completion.js');
+    process.stdout.write(completionScript(program, shell));
+  });
 
 /**
  * Exit status of a usage error (unknown command or option, invalid `-o` format, missing argument):
