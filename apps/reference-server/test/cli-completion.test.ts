@@ -16,11 +16,9 @@ let bashScript: string;
 let zshScript: string;
 
 beforeAll(async () => {
-  [bashScript, zshScript] = await Promise.all(
-    ['bash', 'zsh'].map(
-      async (shell) => (await run(process.execPath, ['--import', 'tsx', CLI, 'completion', shell])).stdout,
-    ),
-  );
+  const script = async (shell: string) =>
+    (await run(process.execPath, ['--import', 'tsx', CLI, 'completion', shell])).stdout;
+  [bashScript, zshScript] = await Promise.all([script('bash'), script('zsh')]);
 });
 
 /** What the bash function offers for the words typed so far (the last one is being completed). */
