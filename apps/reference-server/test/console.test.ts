@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { buildMetricsRequest } from '@geofence/agent';
 import { type NonceResponse, SqliteRegistry } from '@geofence/verifier';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import type { Agent } from 'undici';
+import { type Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningCollector, startCollector } from '../src/server/collector.js';
 import { silentLog, testConfig, testDataDir } from './helpers/env.js';
@@ -350,5 +350,61 @@ describe('console', () => {
     expect((await registry.getByName('agent-munich'))?.status).toBe('revoked');
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'console.png'), fullPage: true });
+  });
+});
+
+describe('console sessions', () => {
+  /** Signs in over HTTP; returns the cookie and the session's CSRF token. */
+  async function signIn() {
+    const login = await http(c, `${col.url}/console/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${encodeURIComponent(TOKEN)}`,
+    });
+    expect(login.status).toBe(303);
+    const setCookie = String(login.headers['set-cookie']);
+    expect(setCookie).toMatch(/; HttpOnly; Secure; SameSite=Strict$/);
+    const cookie = setCookie.split(';')[0] ?? '';
+    const s = await http(c, `${col.url}/console/api/session`, { headers: { cookie } });
+    return { cookie, csrf: String(s.json.csrf_token) };
+  }
+
+  it('ends the live feed and refuses the cookie once signed out', async () => {
+    const { cookie, csrf } = await signIn();
+    const stream = await request(`${col.url}/console/api/events`, { headers: { cookie }, dispatcher: c });
+    expect(stream.statusCode).toBe(200);
+    expect(stream.headers['content-type']).toContain('text/event-stream');
+    const ended = (async () => {
+      for await (const _ of stream.body) {
+        // drain until the server ends the stream
+      }
+    })();
+    const out = await http(c, `${col.url}/console/logout`, {
+      method: 'POST',
+      headers: { cookie, 'x-csrf-token': csrf },
+    });
+    expect(out.status).toBe(204);
+    // The next event meets the ended session and closes the stream.
+    await postMetrics(c, col.url, await signedRequest(c, col.url, fenced));
+    await ended;
+    expect((await http(c, `${col.url}/console/api/state`, { headers: { cookie } })).status).toBe(403);
+    expect((await http(c, `${col.url}/console/api/events`, { headers: { cookie } })).status).toBe(403);
+  });
+
+  it('refuses a cross-site request even with the session and its token', async () => {
+    const { cookie, csrf } = await signIn();
+    const cross = await http(c, `${col.url}/console/api/agents/agent-xss/revoke`, {
+      method: 'POST',
+      headers: { cookie, 'x-csrf-token': csrf, origin: 'https://evil.example' },
+    });
+    expect(cross.status).toBe(403);
+    const site = await http(c, `${col.url}/console/api/agents/agent-xss/revoke`, {
+      method: 'POST',
+      headers: { cookie, 'x-csrf-token': csrf, 'sec-fetch-site': 'cross-site' },
+    });
+    expect(site.status).toBe(403);
+    expect((await registry.getByName('agent-xss'))?.status).toBe('active');
+    const missing = await http(c, `${col.url}/console/assets/nope.js`);
+    expect(missing.status).toBe(404);
   });
 });

@@ -81,15 +81,22 @@ function allowPlace(entry: { region: string; state?: string | undefined }): Plac
   return entry.state ? findState(region, entry.state) : region;
 }
 
-/** Mounts the console on `app`. Call before the app's 404 handler. */
-export function mountConsole(app: Express, deps: ConsoleDeps): void {
-  const assetsDir = deps.assetsDir ?? defaultConsoleAssetsDir();
-  if (!existsSync(join(assetsDir, 'console.js'))) {
-    // Failing at start beats serving a page whose script 404s.
+/**
+ * Throws unless the built assets are in `dir`: failing at start beats serving a page whose script
+ * is missing. Returns `dir`.
+ */
+export function requireConsoleAssets(dir: string = defaultConsoleAssetsDir()): string {
+  if (!existsSync(join(dir, 'console.js'))) {
     throw new Error(
-      `console assets not found in ${assetsDir}; build them with \`npm run build -w apps/reference-server\``,
+      `console assets not found in ${dir}; build them with \`npm run build -w apps/reference-server\``,
     );
   }
+  return dir;
+}
+
+/** Mounts the console on `app`. Call before the app's 404 handler. */
+export function mountConsole(app: Express, deps: ConsoleDeps): void {
+  const assetsDir = requireConsoleAssets(deps.assetsDir);
   const sessions = new ConsoleSessions(deps.sessionTtlSeconds);
   const { registry, records, feed, log, rejectedBy } = deps;
   const problem = (req: Request, res: Response, err: GeofenceError) => sendProblem(req, res, err, rejectedBy);
@@ -99,7 +106,8 @@ export function mountConsole(app: Express, deps: ConsoleDeps): void {
   router.use(securityHeaders);
   router.use(
     '/assets',
-    express.static(assetsDir, { index: false, fallthrough: false, immutable: false, maxAge: 0 }),
+    // A missing asset falls through to the app's 404 problem.
+    express.static(assetsDir, { index: false, maxAge: 0 }),
   );
 
   router.get('/', (req, res) => {
@@ -242,6 +250,7 @@ export function mountConsole(app: Express, deps: ConsoleDeps): void {
   });
 
   router.get('/api/events', authed, (req, res) => {
+    const { id } = res.locals.consoleSession as { id: string };
     const last = req.headers['last-event-id'];
     const after = typeof last === 'string' && /^\d+$/.test(last) ? Number.parseInt(last, 10) : undefined;
     res.writeHead(200, {
@@ -250,14 +259,23 @@ export function mountConsole(app: Express, deps: ConsoleDeps): void {
       // Tells nginx-style proxies not to buffer the stream.
       'x-accel-buffering': 'no',
     });
-    const send = (e: { seq: number }) =>
-      res.write(`id: ${e.seq}\nevent: record\ndata: ${JSON.stringify(e)}\n\n`);
+    // The stream ends with its session (sign-out, expiry): the browser's reconnect then gets a 403.
+    const live = () => {
+      if (sessions.alive(id)) return true;
+      res.end();
+      return false;
+    };
+    const send = (e: { seq: number }) => {
+      if (live()) res.write(`id: ${e.seq}\nevent: record\ndata: ${JSON.stringify(e)}\n\n`);
+    };
     res.write('retry: 2000\n\n');
     for (const e of feed.since(after)) send(e);
     const unsubscribe = feed.subscribe(send);
-    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
+    const heartbeat = setInterval(() => {
+      if (live()) res.write(': keep-alive\n\n');
+    }, SSE_HEARTBEAT_MS);
     heartbeat.unref();
-    req.on('close', () => {
+    res.on('close', () => {
       clearInterval(heartbeat);
       unsubscribe();
     });

@@ -66,6 +66,12 @@ export class ConsoleSessions {
     return { id, session };
   }
 
+  /** Whether session `id` exists and has not expired. */
+  alive(id: string, now = Date.now()): boolean {
+    const s = this.sessions.get(id);
+    return s !== undefined && s.expiresAt > now;
+  }
+
   /** Ends a session. */
   destroy(id: string): void {
     this.sessions.delete(id);

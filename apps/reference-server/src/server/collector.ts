@@ -22,7 +22,7 @@ import express, { type Express, type Request, type Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
 import type { Config } from '../config.js';
 import { ConsoleFeed } from '../console/feed.js';
-import { mountConsole } from '../console/routes.js';
+import { mountConsole, requireConsoleAssets } from '../console/routes.js';
 import { createLogger, type Logger } from '../logger.js';
 import {
   preRegistrationSchema,
@@ -469,6 +469,8 @@ export async function startCollector(
   o: StartCollectorOptions = {},
 ): Promise<RunningCollector> {
   const log = o.log ?? createLogger({ level: cfg.logLevel, service: cfg.serviceName, file: cfg.logFile });
+  // Before any store is opened: nothing to close when the console cannot be served.
+  if (cfg.console.enabled) requireConsoleAssets(o.consoleAssetsDir);
   if (cfg.tls.insecureSkipVerify)
     log.warn('TLS_INSECURE_SKIP_VERIFY is set: peer certificates are not verified');
   if (!cfg.tls.enabled) log.warn('SSL_ENABLED=false: serving plain HTTP');
