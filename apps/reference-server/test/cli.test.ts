@@ -53,7 +53,18 @@ describe('geofence CLI', () => {
       geofence(['agents', '--help']),
     ]);
     expect(top.code).toBe(0);
-    for (const cmd of ['collector', 'gateway', 'agent', 'enroll', 'agents', 'verify-record', 'demo']) {
+    for (const cmd of [
+      'collector',
+      'gateway',
+      'agent',
+      'enroll',
+      'agents',
+      'records',
+      'verify-record',
+      'doctor',
+      'completion',
+      'demo',
+    ]) {
       expect(top.stdout).toContain(cmd);
     }
     expect(demo.stdout).toContain('gateway-policy-enforcement');

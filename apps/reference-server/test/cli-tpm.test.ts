@@ -1,7 +1,10 @@
 /**
- * `geofence doctor` against real parts: swtpm with an EK certificate (through our addon), an HTTPS
- * collector, redis-server and gpsd fed by gpsfake — all passing — and then the same checks against
- * a dead TPM port, another CA, a closed Redis port and a closed gpsd port — each failing, with exit 1.
+ * The CLI commands that use the TPM, against real parts: swtpm with an EK certificate (through our
+ * addon), an HTTPS collector, redis-server and gpsd fed by gpsfake.
+ *
+ * - `geofence doctor`: all checks passing, then the same checks against a dead TPM port, another
+ *   CA, a closed Redis port and a closed gpsd port — each failing, with exit 1.
+ * - `geofence enroll -o json|table`.
  */
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -49,7 +52,10 @@ beforeAll(async () => {
   ]);
   ekCa = join(dir, 'ek-ca.pem');
   writeFileSync(ekCa, swtpm.ekCaCertificates.join('\n'));
-  col = await startCollector(testConfig('collector', dir), { log: silentLog });
+  col = await startCollector(testConfig('collector', dir), {
+    log: silentLog,
+    ekCaCertificates: swtpm.ekCaCertificates,
+  });
 }, 90_000);
 
 afterAll(async () => {
@@ -114,5 +120,29 @@ describe('geofence doctor', () => {
     for (const check of Object.values(c)) expect(check.detail).not.toContain('\n');
     for (const name of ['tpm', 'tls_trust', 'gpsd_fix', 'redis'])
       expect(lines.find((l) => l.startsWith(name))).toMatch(/\sFAIL\s/);
+  });
+});
+
+describe('geofence enroll', () => {
+  it('prints the enrolment as JSON with -o json and as fields by default', async () => {
+    // The agent's state in the test's data directory, not ~/.geofence.
+    const env = { GATEWAY_URL: col.url, AGENT_STATE_DIR: join(dir, 'agent-state') };
+    const json = await geofence(
+      ['enroll', '-d', dir, '--name', 'agent-cli-enroll', '--tcti', swtpm.tcti, '-o', 'json'],
+      env,
+    );
+    expect(json.code, json.stderr).toBe(0);
+    const r = JSON.parse(json.stdout) as Record<string, unknown>;
+    // Not pre-registered: the collector files it as pending for an operator.
+    expect(r).toMatchObject({ agent_name: 'agent-cli-enroll', status: 'pending' });
+    expect(r.keyid).toMatch(/^[0-9a-f]{64}$/);
+    expect(r.next).toBe('an operator must run: geofence agents approve agent-cli-enroll');
+    const table = await geofence(
+      ['enroll', '-d', dir, '--name', 'agent-cli-enroll', '--tcti', swtpm.tcti],
+      env,
+    );
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^agent_name\s+agent-cli-enroll$/m);
+    expect(table.stdout).toMatch(new RegExp(`^keyid\\s+${r.keyid}$`, 'm'));
   });
 });
