@@ -39,5 +39,27 @@ await build({
   logLevel: 'warning',
 });
 
+/**
+ * Rings that cross the antimeridian (Russia, Fiji, Antarctica) jump from +180 to -180; Leaflet would
+ * draw that jump as a line across the whole map. Unwrapped, the ring continues past ±180 instead.
+ */
+function unwrap(ring) {
+  let shift = 0;
+  return ring.map(([lon, lat], i) => {
+    if (i > 0) {
+      const prev = ring[i - 1][0];
+      if (lon - prev > 180) shift -= 360;
+      else if (prev - lon > 180) shift += 360;
+    }
+    return [lon + shift, lat];
+  });
+}
+
 const topo = JSON.parse(readFileSync(require.resolve('world-atlas/countries-110m.json'), 'utf8'));
-writeFileSync(join(out, 'world.json'), JSON.stringify(feature(topo, topo.objects.countries)));
+const world = feature(topo, topo.objects.countries);
+for (const f of world.features) {
+  const g = f.geometry;
+  if (g?.type === 'Polygon') g.coordinates = g.coordinates.map(unwrap);
+  else if (g?.type === 'MultiPolygon') g.coordinates = g.coordinates.map((p) => p.map(unwrap));
+}
+writeFileSync(join(out, 'world.json'), JSON.stringify(world));

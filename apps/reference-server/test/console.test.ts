@@ -137,6 +137,12 @@ beforeAll(async () => {
     args: [...CHROMIUM_FLAGS, `--ignore-certificate-errors-spki-list=${pin}`],
     viewport: { width: 1400, height: 1000 },
   });
+  // Every CSP violation of the page is recorded: the console must not need a single exception.
+  await context.addInitScript({
+    content: `document.addEventListener('securitypolicyviolation', (e) => {
+      (window.__csp ??= []).push(e.violatedDirective + ' ' + e.blockedURI);
+    });`,
+  });
   page = context.pages()[0] ?? (await context.newPage());
   page.on('request', (r) => requested.push(r.url()));
   page.on('dialog', (d) => void d.dismiss());
@@ -323,8 +329,9 @@ describe('console', () => {
     const outcome = await page.evaluate(() => ({
       xss: (globalThis as { __xss?: number }).__xss,
       imgs: document.querySelectorAll('img').length,
+      cspViolations: (globalThis as { __csp?: string[] }).__csp ?? [],
     }));
-    expect(outcome).toEqual({ xss: undefined, imgs: 0 });
+    expect(outcome).toEqual({ xss: undefined, imgs: 0, cspViolations: [] });
     // Nothing but the collector itself was ever contacted (no CDN, no tile server).
     const origin = new URL(col.url).origin;
     expect(requested.filter((u) => !u.startsWith(`${origin}/`))).toEqual([]);
