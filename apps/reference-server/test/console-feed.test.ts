@@ -47,7 +47,7 @@ describe('ConsoleFeed', () => {
 
   it('keeps the last accepted location when a rejection carries none', () => {
     const feed = new ConsoleFeed();
-    feed.accepted(accepted('agent-1', { lat: 37.35, lon: -121.95, accuracy: 30, quality: 'gnss' }), 'rec_1');
+    feed.accepted(accepted('agent-1', { lat: 37.35, lon: -121.95, accuracy: 30, quality: 'GNSS' }), 'rec_1');
     feed.rejected(geo, body({ agent_name: 'agent-1', geographic_region: { region: 'DE' } }), 'collector');
     expect(feed.activityOf('agent-1')).toMatchObject({
       last_verdict: 'rejected',
