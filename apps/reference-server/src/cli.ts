@@ -112,13 +112,16 @@ program
   .exitOverride()
   .version('0.1.0');
 
-withCommon(program.command('collector').description('run the collector (default port 8444)')).action(
-  async (o: CommonOpts) => {
-    const cfg = configFor('collector', o);
-    const { startCollectorService } = await import('./server/collector.js');
-    await serve(() => startCollectorService(cfg));
-  },
-);
+withCommon(
+  program
+    .command('collector')
+    .description('run the collector (default port 8444)')
+    .option('--console', 'serve the web console at /console/ (env CONSOLE_ENABLED)'),
+).action(async (o: CommonOpts & { console?: boolean }) => {
+  const cfg = configFor('collector', o, o.console ? { console: { enabled: true } } : {});
+  const { startCollectorService } = await import('./server/collector.js');
+  await serve(() => startCollectorService(cfg));
+});
 
 withCommon(
   program
