@@ -5,15 +5,16 @@
  * JSON). Every check uses the same code path as the service (the agent's TPM and gpsd clients, the
  * collector's store opener), bounded by a deadline so that a dead dependency fails instead of hanging.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { gpsdLocation } from '@geofence/agent';
 import { Tpm } from '@geofence/native-tpm';
 import { publicToKeyObject } from '@geofence/tpm-wire';
 import { loadEkCaBundle, verifyEkCertificate } from '@geofence/verifier';
 import { request, Agent as UndiciAgent } from 'undici';
-import { trustAnchor } from './agent-service/from-config.js';
 import { type Config, collectorUrlOf } from './config.js';
 import { type OutputFormat, printJson, printTable } from './output.js';
 import { openNonceStore, readEkCaBundle, redisUrlForHumans } from './runtime.js';
+import { demoCaPath } from './tls.js';
 
 /** Outcome of one check: `warn` does not fail the run, `skip` means not configured. */
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
@@ -48,9 +49,12 @@ async function within<T>(ms: number, what: string, fn: () => Promise<T>): Promis
   }
 }
 
-const oneLine = (e: unknown) =>
-  ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, ' ').trim() +
-  ((e as { code?: string })?.code ? ` (${(e as { code?: string }).code})` : '');
+/** An error as one line, with its code when the message does not already name it. */
+function oneLine(e: unknown): string {
+  const msg = ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, ' ').trim();
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === 'string' && !msg.includes(code) ? `${msg} (${code})` : msg;
+}
 
 async function tpmChecks(cfg: Config, ms: number): Promise<DoctorCheck[]> {
   let tpm: Tpm | undefined;
@@ -109,7 +113,11 @@ async function ekCheck(cfg: Config, tpm: Tpm, ms: number): Promise<DoctorCheck> 
 async function serviceChecks(cfg: Config, url: string, ms: number): Promise<DoctorCheck[]> {
   let ca: string;
   try {
-    ca = await trustAnchor(cfg);
+    // What the agent would trust, without creating anything: a diagnosis must not mint a demo CA.
+    const path = cfg.tls.caPath ?? demoCaPath(cfg.dataDir);
+    if (!cfg.tls.caPath && !existsSync(path))
+      throw new Error(`SSL_CA_PATH not set and no demo CA at ${path}`);
+    ca = readFileSync(path, 'utf8');
   } catch (e) {
     return [
       { check: 'tls_trust', status: 'fail', detail: `trust anchor: ${oneLine(e)}` },

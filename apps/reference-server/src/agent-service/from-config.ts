@@ -19,8 +19,7 @@ function requireName(cfg: Config): string {
   return cfg.agent.name;
 }
 
-/** The CA the agent trusts for the gateway: `SSL_CA_PATH`, else the demo CA of the data directory. */
-export async function trustAnchor(cfg: Config): Promise<string> {
+async function trustAnchor(cfg: Config): Promise<string> {
   if (cfg.tls.caPath) return readFileSync(cfg.tls.caPath, 'utf8');
   return (await ensureDemoPki(cfg.dataDir)).ca;
 }
