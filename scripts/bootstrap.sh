@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # systemd: systemd-analyze, for the verification of deploy/systemd/*.service (deploy.test.ts).
-# postgresql: throwaway clusters for the fleet-mode tests (initdb + pg_ctl); chromium: the console browser test.
-APT_PACKAGES=(libtss2-dev swtpm swtpm-tools tpm2-tools redis-server gpsd gpsd-clients systemd postgresql chromium)
+# postgresql: throwaway clusters for the fleet-mode tests (initdb + pg_ctl); chromium: the console browser test;
+# zsh: the zsh completion script is loaded in a real zsh (cli-completion.test.ts).
+APT_PACKAGES=(libtss2-dev swtpm swtpm-tools tpm2-tools redis-server gpsd gpsd-clients systemd postgresql chromium zsh)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

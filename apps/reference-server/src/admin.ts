@@ -5,33 +5,17 @@
 import { readFileSync } from 'node:fs';
 import type { AgentRecord, AgentStatus, GeoPolicy } from '@geofence/verifier';
 import type { Config } from './config.js';
+import { err, type OutputFormat, out, printTable as table } from './output.js';
 import { type PreRegistration, readPreRegistrations, upsertPreRegistration } from './preregistrations.js';
 import { openRegistry } from './runtime.js';
 
-const out = (s: string) => process.stdout.write(`${s}\n`);
-const err = (s: string) => process.stderr.write(`geofence: ${s}\n`);
-
-function placeOf(p: GeoPolicy): string {
+/** An allow list as `US/California, DE` (+ the number of fences). */
+export function placeOf(p: GeoPolicy): string {
   const allow = p.allow ?? [];
   const fences = p.fences?.length ? ` +${p.fences.length} fence(s)` : '';
   return (
     (allow.map((a) => [a.region, a.state, a.city].filter(Boolean).join('/')).join(', ') || '(any)') + fences
   );
-}
-
-/** Output format of the listing and reading commands (`-o json|table`). */
-export type OutputFormat = 'table' | 'json';
-
-/** Columns padded to the widest cell, two spaces apart. */
-function table(rows: string[][]): void {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  for (const r of rows)
-    out(
-      r
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    );
 }
 
 /**

@@ -3,7 +3,7 @@
  * `geofence` — the reference server CLI: collector, gateway, edge agent service, enrolment, registry
  * administration, offline record verification and the demo.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, type LoadConfigOptions, loadConfig, type Role } from './config.js';
 
 const program = new Command();
@@ -19,6 +19,12 @@ interface CommonOpts {
 function intArg(v: string): number {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError('expected a non-negative integer');
   return Number.parseInt(v, 10);
+}
+
+function pageSize(v: string): number {
+  const n = intArg(v);
+  if (n < 1 || n > 1000) throw new InvalidArgumentError('expected 1-1000');
+  return n;
 }
 
 function withCommon(cmd: Command, listener = true): Command {
@@ -106,13 +112,16 @@ program
   .exitOverride()
   .version('0.1.0');
 
-withCommon(program.command('collector').description('run the collector (default port 8444)')).action(
-  async (o: CommonOpts) => {
-    const cfg = configFor('collector', o);
-    const { startCollectorService } = await import('./server/collector.js');
-    await serve(() => startCollectorService(cfg));
-  },
-);
+withCommon(
+  program
+    .command('collector')
+    .description('run the collector (default port 8444)')
+    .option('--console', 'serve the web console at /console/ (env CONSOLE_ENABLED)'),
+).action(async (o: CommonOpts & { console?: boolean }) => {
+  const cfg = configFor('collector', o, o.console ? { console: { enabled: true } } : {});
+  const { startCollectorService } = await import('./server/collector.js');
+  await serve(() => startCollectorService(cfg));
+});
 
 withCommon(
   program
@@ -232,15 +241,21 @@ withCommon(
 });
 
 withCommon(
-  agentFlags(
-    program.command('enroll').description("enrol this host's agent with the collector (Proof of Residency)"),
+  withOutput(
+    agentFlags(
+      program
+        .command('enroll')
+        .description("enrol this host's agent with the collector (Proof of Residency)"),
+    ),
   ),
   false,
-).action(async (o: AgentOpts) => {
+).action(async (o: AgentOpts & OutputOpts) => {
   const cfg = configFor('cli', o, agentOverrides(o), ['agent.name']);
   const { enrollFromConfig } = await import('./agent-service/from-config.js');
+  const { printFields, printJson } = await import('./output.js');
   const result = await enrollFromConfig(cfg);
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  if (o.output === 'json') printJson(result);
+  else printFields(result);
 });
 
 withCommon(
@@ -305,14 +320,63 @@ for (const [verb, status, text] of [
 }
 
 withCommon(
-  program
-    .command('verify-record')
-    .argument('<record_id>')
-    .description('re-verify a stored record offline against the registry (data provenance)'),
+  withOutput(
+    program
+      .command('verify-record')
+      .argument('<record_id>')
+      .description('re-verify a stored record offline against the registry (data provenance)'),
+  ),
   false,
-).action(async (id: string, o: CommonOpts) => {
+).action(async (id: string, o: CommonOpts & OutputOpts) => {
   const { verifyRecordCommand } = await import('./verify-record.js');
-  process.exitCode = await verifyRecordCommand(configFor('cli', o), id);
+  process.exitCode = await verifyRecordCommand(configFor('cli', o), id, o.output);
+});
+
+withCommon(
+  withOutput(
+    program
+      .command('doctor')
+      .description(
+        'check TPM, EK certificate, TLS trust and clock skew vs the collector, gpsd fix and Redis; exit 1 if any fails',
+      )
+      .option('--tcti <tcti>', 'TPM TCTI string (env TPM2TOOLS_TCTI)')
+      .option(
+        '-u, --url <url>',
+        'service to check TLS and clock against (default: GATEWAY_URL, else COLLECTOR_URL)',
+      )
+      .option('--timeout <ms>', 'deadline of each check', intArg, 5000),
+  ),
+  false,
+).action(async (o: CommonOpts & OutputOpts & { tcti?: string; url?: string; timeout: number }) => {
+  const cfg = configFor('cli', o, agentOverrides(o));
+  const { doctorCommand } = await import('./doctor.js');
+  process.exitCode = await doctorCommand(cfg, { url: o.url, timeoutMs: o.timeout }, o.output);
+});
+
+const records = program.command('records').description('read the durable record store (accepted messages)');
+withCommon(
+  withOutput(
+    records
+      .command('list')
+      .description('list stored records, oldest first, one page at a time')
+      .option('-a, --agent <agent_name>', 'only records of this agent')
+      .option('--since <time>', 'only records received at or after this ISO 8601 time')
+      .option('--after <cursor>', 'the page after this cursor (printed as "next")', intArg)
+      .option('-l, --limit <n>', 'page size, 1-1000', pageSize, 100),
+  ),
+  false,
+).action(
+  async (o: CommonOpts & OutputOpts & { agent?: string; since?: string; after?: number; limit: number }) => {
+    const { recordsList } = await import('./records-cli.js');
+    process.exitCode = await recordsList(configFor('cli', o), o, o.output);
+  },
+);
+withCommon(
+  withOutput(records.command('show').argument('<record_id>').description('show one stored record')),
+  false,
+).action(async (id: string, o: CommonOpts & OutputOpts) => {
+  const { recordsShow } = await import('./records-cli.js');
+  process.exitCode = await recordsShow(configFor('cli', o), id, o.output);
 });
 
 withCommon(
@@ -340,6 +404,15 @@ withCommon(
   process.exit(code);
 });
 
+program
+  .command('completion')
+  .description('print a shell completion script (bash: source <(geofence completion bash))')
+  .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
+  .action(async (shell: 'bash' | 'zsh') => {
+    const { completionScript } = await import('./completion.js');
+    process.stdout.write(completionScript(program, shell));
+  });
+
 /**
  * Exit status of a usage error (unknown command or option, invalid `-o` format, missing argument):
  * commander has printed the error and the help by then. `--help` and `--version` exit 0.
@@ -350,8 +423,13 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
   // A setting only a command checks (the agent name of `geofence enroll`) is a configuration error too.
   if (err instanceof ConfigError) exitInvalidConfig(err);
-  // Any other failure: one line on stderr, status 1 (a multi-line message, e.g. of a library, is joined).
-  const message = (err as Error).message ?? String(err);
+  // Any other failure: one line on stderr, status 1 (a multi-line message, e.g. of a library, is joined;
+  // a zod error — of any copy of zod a dependency bundles — is named by its issues, not dumped as JSON).
+  const issues = (err as { name?: string; issues?: Array<{ path: PropertyKey[]; message: string }> }).issues;
+  const message =
+    (err as Error).name === 'ZodError' && Array.isArray(issues)
+      ? `invalid data: ${issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`
+      : ((err as Error).message ?? String(err));
   process.stderr.write(`geofence: ${message.replace(/\s*\n\s*/g, ' ').trim()}\n`);
   process.exit(1);
 });

@@ -230,6 +230,17 @@ export const configSchema = z.strictObject({
       timeoutMs: z.number().int().min(100).max(60_000).default(5_000),
     })
     .prefault({}),
+  /**
+   * Collector web console at `/console` (off by default: it is an admin surface; when on, it takes
+   * the admin token at its login form).
+   */
+  console: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** Lifetime of a console session cookie (s). */
+      sessionTtlSeconds: z.number().int().min(60).max(86_400).default(3600),
+    })
+    .prefault({}),
   agent: z
     .strictObject({
       name: z.string().min(1).max(128).optional(),
@@ -261,6 +272,16 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 });
+
+/** The collector URL(s) of `COLLECTOR_URL`, else the local collector on its default port. */
+export function collectorUrlOf(cfg: {
+  tls: { enabled: boolean };
+  gateway: { collectorUrl?: string | undefined };
+}): string {
+  return (
+    cfg.gateway.collectorUrl ?? `${cfg.tls.enabled ? 'https' : 'http'}://127.0.0.1:${DEFAULT_PORTS.collector}`
+  );
+}
 
 /** Validated configuration. */
 export type Config = z.infer<typeof configSchema>;
@@ -416,6 +437,8 @@ export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 
     OTEL_ENDPOINT: { path: 'otel.endpoint', kind: 'string' },
     OTEL_METRIC_EXPORT_INTERVAL: { path: 'otel.exportIntervalMs', kind: 'int' },
     OTEL_EXPORTER_OTLP_TIMEOUT: { path: 'otel.timeoutMs', kind: 'int' },
+    CONSOLE_ENABLED: { path: 'console.enabled', kind: 'bool' },
+    CONSOLE_SESSION_TTL_SECONDS: { path: 'console.sessionTtlSeconds', kind: 'int' },
     AGENT_NAME: { path: 'agent.name', kind: 'string' },
     GATEWAY_URL: { path: 'agent.gatewayUrl', kind: 'string' },
     TPM2TOOLS_TCTI: { path: 'agent.tcti', kind: 'string' },

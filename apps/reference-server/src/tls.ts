@@ -154,6 +154,11 @@ async function issueLeaf(
   return { cert: cert.toString('pem'), key: pemKey(pkcs8) };
 }
 
+/** Where the demo CA certificate of a data directory is (created by {@link ensureDemoPki}). */
+export function demoCaPath(dataDir: string): string {
+  return join(dataDir, 'tls', 'ca.pem');
+}
+
 /**
  * Returns the demo PKI under `<dataDir>/tls`, creating or renewing what is missing.
  * Idempotent and cheap on reuse (reads five files).
@@ -167,7 +172,7 @@ export async function ensureDemoPki(dataDir: string): Promise<TlsMaterial> {
 
 async function ensureLocked(dir: string): Promise<TlsMaterial> {
   const paths = {
-    ca: join(dir, 'ca.pem'),
+    ca: join(dir, 'ca.pem'), // demoCaPath
     caKey: join(dir, 'ca-key.pem'),
     cert: join(dir, 'server.pem'),
     key: join(dir, 'server-key.pem'),

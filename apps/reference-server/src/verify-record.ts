@@ -12,6 +12,7 @@ import {
   type StoredRecord,
 } from '@geofence/verifier';
 import type { Config } from './config.js';
+import { err, type OutputFormat, out, printJson, printTable } from './output.js';
 import { openRecords, openRegistry } from './runtime.js';
 
 /** Outcome of {@link verifyStoredRecord}. */
@@ -35,19 +36,33 @@ export async function verifyStoredRecord(rec: StoredRecord, registry: Registry):
   };
 }
 
-/** CLI entry: prints the verification as JSON; exit code 0 valid, 1 invalid, 2 unknown record. */
-export async function verifyRecordCommand(cfg: Config, id: string): Promise<number> {
+/**
+ * CLI entry: prints the verification (a table of checks, or `json`); exit code 0 valid, 1 invalid,
+ * 2 unknown record.
+ */
+export async function verifyRecordCommand(
+  cfg: Config,
+  id: string,
+  format: OutputFormat = 'table',
+): Promise<number> {
   let records: RecordStore | undefined;
   const registry = await openRegistry(cfg);
   try {
     records = await openRecords(cfg);
     const rec = await records.get(id);
     if (!rec) {
-      process.stderr.write(`geofence: record ${id} not found\n`);
+      err(`record ${id} not found`);
       return 2;
     }
     const v = await verifyStoredRecord(rec, registry);
-    process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+    if (format === 'json') printJson(v);
+    else {
+      out(`${v.record_id} (${v.agent_name}, received ${v.received_at}): ${v.valid ? 'valid' : 'INVALID'}`);
+      printTable([
+        ['check', 'result', 'detail'],
+        ...v.checks.map((c) => [c.check, c.ok ? 'ok' : 'FAIL', c.detail ?? '']),
+      ]);
+    }
     return v.valid ? 0 : 1;
   } finally {
     await records?.close();

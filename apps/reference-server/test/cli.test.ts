@@ -54,7 +54,18 @@ describe('geofence CLI', () => {
       geofence(['agents', '--help']),
     ]);
     expect(top.code).toBe(0);
-    for (const cmd of ['collector', 'gateway', 'agent', 'enroll', 'agents', 'verify-record', 'demo']) {
+    for (const cmd of [
+      'collector',
+      'gateway',
+      'agent',
+      'enroll',
+      'agents',
+      'records',
+      'verify-record',
+      'doctor',
+      'completion',
+      'demo',
+    ]) {
       expect(top.stdout).toContain(cmd);
     }
     expect(demo.stdout).toContain('gateway-policy-enforcement');
@@ -213,8 +224,8 @@ describe('geofence CLI', () => {
     );
     await store.close();
     const [ok, bad, missing] = await Promise.all([
-      geofence(['verify-record', good, '-d', dir]),
-      geofence(['verify-record', forged, '-d', dir]),
+      geofence(['verify-record', good, '-d', dir, '-o', 'json']),
+      geofence(['verify-record', forged, '-d', dir, '-o', 'json']),
       geofence(['verify-record', 'rec_nope', '-d', dir]),
     ]);
     expect(ok.code, ok.stderr).toBe(0);

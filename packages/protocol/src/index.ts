@@ -82,6 +82,7 @@ export {
   placeContainsPoint,
   placeExcludesCircle,
   placeLineage,
+  placeOutline,
 } from './places/table.js';
 export {
   isProblem,

@@ -82,6 +82,7 @@ export {
   placeContainsPoint,
   placeExcludesCircle,
   placeLineage,
+  placeOutline,
   problemTypeUri,
   type RegionBox,
   type RejectedBy,

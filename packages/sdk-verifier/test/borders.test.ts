@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateGeoPolicy, type GeoPolicy, labelPoint } from '../src/index.js';
+import {
+  evaluateGeoPolicy,
+  findRegion,
+  findState,
+  type GeoPolicy,
+  labelPoint,
+  placeContainsPoint,
+  placeOutline,
+} from '../src/index.js';
 
 // Issue 16, Done when: points on both sides of real borders, decided by the place table's
 // boundaries with the whole accuracy circle (10 m: decided; 20 km: too close to the border).
@@ -211,5 +219,38 @@ describe('accuracy in region policies (issue 16 item 2)', () => {
     expect(d()).toMatchObject({ allowed: false, check: 'accuracy', received: { accuracy: null } });
     expect(evaluateGeoPolicy(strict, { region: { region: 'US' } })).toMatchObject({ check: 'accuracy' });
     expect(() => evaluateGeoPolicy({ max_accuracy_m: 0 }, {})).toThrow();
+  });
+});
+
+/** Even-odd ray casting over GeoJSON MultiPolygon coordinates (independent of the table's own code). */
+function inMultiPolygon(mp: number[][][][], { lat, lon }: Pt): boolean {
+  let inside = false;
+  for (const poly of mp)
+    for (const ring of poly)
+      for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+        const [xi, yi] = ring[i] as [number, number];
+        const [xj, yj] = ring[j] as [number, number];
+        if (yi > lat !== yj > lat && lon < ((xj - xi) * (lat - yi)) / (yj - yi) + xi) inside = !inside;
+      }
+  return inside;
+}
+
+describe('placeOutline (the console map draws it)', () => {
+  it('is the outline the containment checks use, for subdivisions, countries and unions', () => {
+    const us = findRegion('US');
+    const california = us && findState(us, 'California');
+    const eu = findRegion('EU');
+    expect(california && eu).toBeTruthy();
+    if (!california || !us || !eu) return;
+    for (const place of [california, us, eu]) {
+      const outline = placeOutline(place);
+      expect(outline.length).toBeGreaterThan(0);
+      for (const p of [TRUCKEE, RENO, EL_PASO, CIUDAD_JUAREZ, STRASBOURG, KEHL, BASEL, LOERRACH])
+        expect(inMultiPolygon(outline, p), `${place.code} ${p.lat},${p.lon}`).toBe(
+          placeContainsPoint(place, p.lat, p.lon),
+        );
+    }
+    expect(inMultiPolygon(placeOutline(california), TRUCKEE)).toBe(true);
+    expect(inMultiPolygon(placeOutline(california), RENO)).toBe(false);
   });
 });

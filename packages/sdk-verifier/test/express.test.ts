@@ -42,6 +42,9 @@ let collectorUrl: string;
 let gatewayUrl: string;
 let extraUrl: string;
 
+/** What the `/observed/metrics` collector's `onReject` hook saw. */
+const rejections: Array<{ type: string; body: Uint8Array | undefined }> = [];
+
 const agent = makeAgent('agent-001');
 const violator = makeAgent('agent-geo-policy-violation-002');
 const unregistered = makeAgent('agent-unregistered-003');
@@ -97,6 +100,14 @@ beforeAll(async () => {
     geofence.express.forward({ target: `http://127.0.0.1:${deadPort}` }),
   );
   x.post('/strict/metrics', geofence.express.collector({ registry, nonces, requireHttpSignature: true }));
+  x.post(
+    '/observed/metrics',
+    geofence.express.collector({
+      registry,
+      nonces,
+      onReject: (err, vr) => rejections.push({ type: err.validationType, body: vr.rawBody }),
+    }),
+  );
   extraServer = createServer(x);
   extraUrl = await listen(extraServer);
 });
@@ -433,6 +444,19 @@ describe('collector', () => {
       body: big,
     });
     expectProblem(gw, 413, 'request_validation', 'gateway');
+  });
+
+  it('hands onReject the body it refused, as received', async () => {
+    const req = await buildMetricsRequest(agent, {
+      nonce: await nonceFor(agent),
+      region: BERLIN,
+      path: '/observed/metrics',
+    });
+    const r = await send(extraUrl, req);
+    expectProblem(r, 403, 'geolocation_policy', 'collector');
+    expect(rejections).toHaveLength(1);
+    expect(rejections[0]?.type).toBe('geolocation_policy');
+    expect(Buffer.from(rejections[0]?.body ?? new Uint8Array()).toString('utf8')).toBe(req.body);
   });
 
   it('internal errors are opaque 500 problems', async () => {

@@ -28,6 +28,8 @@ import express, { type Express, type Request, type Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
 import { type AttestationIssuer, openAttestationIssuer } from '../attestation-issuer.js';
 import type { Config } from '../config.js';
+import { ConsoleFeed } from '../console/feed.js';
+import { mountConsole, requireConsoleAssets } from '../console/routes.js';
 import { createLogger, type Logger } from '../logger.js';
 import {
   preRegistrationSchema,
@@ -36,6 +38,7 @@ import {
   upsertPreRegistration,
   watchPreRegistrations,
 } from '../preregistrations.js';
+import { recordJson } from '../record-json.js';
 import {
   globalGeoPolicy,
   maxSpeedOption,
@@ -81,6 +84,8 @@ export interface CollectorDeps {
   };
   globalGeoPolicy?: GeoPolicy | undefined;
   otlp?: OtlpForwarder | undefined;
+  /** The web console at `/console`, when enabled: its live feed and session lifetime. */
+  console?: { feed: ConsoleFeed; sessionTtlSeconds: number; assetsDir?: string | undefined } | undefined;
 }
 
 /** Options of the app beyond the stores. */
@@ -124,36 +129,6 @@ async function probeWithin(fn: () => unknown): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** A stored record on the wire of `GET /metrics/records` (snake_case, body as base64). */
-function recordWire(r: StoredRecord) {
-  const sig = r.httpSignature;
-  return {
-    record_id: r.id,
-    agent_name: r.agentName,
-    keyid: r.keyid,
-    received_at: r.receivedAt,
-    verdict: {
-      accepted: true,
-      checks: r.verdict.checks,
-      ...(r.verdict.geo ? { geo: r.verdict.geo } : {}),
-      ...(r.verdict.accuracy_m !== undefined ? { accuracy_m: r.verdict.accuracy_m } : {}),
-      ...(r.verdict.fix_time !== undefined ? { fix_time: r.verdict.fix_time } : {}),
-      rejected_by: null,
-    },
-    http_signature: sig
-      ? {
-          keyid: sig.keyid,
-          alg: sig.alg,
-          created: sig.created,
-          expires: sig.expires,
-          components: sig.components,
-        }
-      : null,
-    payload: r.payload,
-    body_base64: Buffer.from(r.rawBody).toString('base64'),
-  };
 }
 
 /** Builds the collector Express app. */
@@ -251,14 +226,16 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       clockSkewSeconds: opts.clockSkewSeconds,
       globalGeoPolicy: deps.globalGeoPolicy,
       ...(opts.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: opts.maxSpeedKmh }),
-      onRejected: () => {
+      onRejected: (err, vr) => {
         counters.rejected += 1;
+        deps.console?.feed.rejected(err, vr.rawBody, REJECTED_BY);
       },
       accept: async (rec) => {
         // Durable before the 200: the store's insert resolves only after its commit.
         const id = await records.insert(rec);
         metrics.recordsStored.inc();
         counters.accepted += 1;
+        deps.console?.feed.accepted(rec, id);
         deps.otlp?.record({
           agentName: rec.agentName,
           metrics: rec.payload.metrics,
@@ -315,7 +292,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       limit,
     });
     res.json({
-      records: page.records.map(recordWire),
+      records: page.records.map(recordJson),
       next: page.next === null ? null : String(page.next),
     });
   });
@@ -452,6 +429,20 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       ),
   });
 
+  if (deps.console) {
+    mountConsole(app, {
+      adminToken: deps.adminToken,
+      registry,
+      records,
+      feed: deps.console.feed,
+      log,
+      rejectedBy: REJECTED_BY,
+      sessionTtlSeconds: deps.console.sessionTtlSeconds,
+      limited,
+      assetsDir: deps.console.assetsDir,
+    });
+  }
+
   app.use(notFound(REJECTED_BY));
   app.use(errorHandler(log, REJECTED_BY));
   return { app, metrics, enrollment };
@@ -470,6 +461,8 @@ export interface StartCollectorOptions {
   ekCaCertificates?: string[];
   /** Use this registry instead of opening the configured one (closed by the caller). */
   registry?: Registry;
+  /** Where the console's built assets are (default: this package's `dist/console`). */
+  consoleAssetsDir?: string;
 }
 
 /**
@@ -491,12 +484,21 @@ function redisErrorLogger(log: Logger): (err: Error) => void {
   };
 }
 
+/** The console's feed, seeded with each agent's last accepted record. */
+async function consoleDeps(cfg: Config, records: RecordStore, assetsDir: string | undefined) {
+  const feed = new ConsoleFeed();
+  await feed.seed(records);
+  return { feed, sessionTtlSeconds: cfg.console.sessionTtlSeconds, assetsDir };
+}
+
 /** Opens the stores of `cfg`, builds the app and listens. */
 export async function startCollector(
   cfg: Config & { port: number },
   o: StartCollectorOptions = {},
 ): Promise<RunningCollector> {
   const log = o.log ?? createLogger({ level: cfg.logLevel, service: cfg.serviceName, file: cfg.logFile });
+  // Before any store is opened: nothing to close when the console cannot be served.
+  if (cfg.console.enabled) requireConsoleAssets(o.consoleAssetsDir);
   if (cfg.tls.insecureSkipVerify)
     log.warn('TLS_INSECURE_SKIP_VERIFY is set: peer certificates are not verified');
   if (!cfg.tls.enabled) log.warn('SSL_ENABLED=false: serving plain HTTP');
@@ -543,7 +545,10 @@ export async function startCollector(
     },
     globalGeoPolicy: globalGeoPolicy(cfg),
     otlp,
+    console: cfg.console.enabled ? await consoleDeps(cfg, records, o.consoleAssetsDir) : undefined,
   };
+  if (cfg.console.enabled && !cfg.tls.enabled)
+    log.warn('console enabled without TLS: its Secure session cookie only works on a loopback address');
   const built = createCollectorApp(
     {
       serviceName: cfg.serviceName,

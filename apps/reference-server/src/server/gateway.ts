@@ -18,7 +18,7 @@ import {
 } from '@geofence/verifier';
 import type { Express, RequestHandler, Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
-import type { Config } from '../config.js';
+import { type Config, collectorUrlOf } from '../config.js';
 import { HeaderLog } from '../header-log.js';
 import { createLogger, type Logger } from '../logger.js';
 import { globalGeoPolicy, openRegistry } from '../runtime.js';
@@ -229,7 +229,7 @@ export async function startGateway(
 ): Promise<RunningGateway> {
   const log = o.log ?? createLogger({ level: cfg.logLevel, service: cfg.serviceName, file: cfg.logFile });
   const tlsOn = cfg.tls.enabled;
-  const collectorUrl = cfg.gateway.collectorUrl ?? `${tlsOn ? 'https' : 'http'}://127.0.0.1:8444`;
+  const collectorUrl = collectorUrlOf(cfg);
   if (cfg.tls.insecureSkipVerify)
     log.warn('TLS_INSECURE_SKIP_VERIFY is set: the collector certificate is not verified');
   const tls = tlsOn || collectorUrl.startsWith('https:') ? await resolveTls(cfg) : undefined;

@@ -51,7 +51,8 @@ export function sendProblem(req: Request, res: Response, err: GeofenceError, rej
   writeProblem(res, err, rejectedBy, requestIdOf(req));
 }
 
-function safeEqual(a: string, b: string): boolean {
+/** Constant-time comparison of two secrets (length is not hidden). */
+export function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);

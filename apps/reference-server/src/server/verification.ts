@@ -12,6 +12,7 @@ import {
   type GeofenceIncomingMessage,
   type GeoPolicy,
   geofence,
+  type LocationReading,
   type NonceStore,
   type Registry,
   type VerifierRequest,
@@ -118,7 +119,8 @@ export function metricsRoute(
     globalGeoPolicy?: GeoPolicy | undefined;
     maxSpeedKmh?: number | false;
     accept(rec: AcceptedRecord): Promise<string>;
-    onRejected?: () => void;
+    /** Called with every rejection and the request it rejected (after logging). */
+    onRejected?: (err: GeofenceError, vr: VerifierRequest) => void;
   },
 ): RequestHandler {
   const reject = onReject(c, '/metrics');
@@ -131,8 +133,8 @@ export function metricsRoute(
     ...(c.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: c.maxSpeedKmh }),
     rejectedBy: c.rejectedBy,
     onReject: (err, vr, rid, clientRid) => {
-      c.onRejected?.();
       reject(err, vr, rid, clientRid);
+      c.onRejected?.(err, vr);
     },
     // Runs after every check passed; the 200 is only sent once this durable write returned.
     onAccept: (rec) => c.accept(rec),

@@ -151,15 +151,20 @@ const polygonCache = new Map<string, CompiledPolygon[]>();
 function polygonsOf(place: Place): CompiledPolygon[] {
   let polys = polygonCache.get(place.code);
   if (polys) return polys;
-  if (place.kind === 'subdivision') {
-    polys = compilePolygonList(load().subdivisionPolygons.get(place.code) ?? []);
-  } else {
-    const g = countryCoder.aggregateFeature(place.code)?.geometry;
-    const coords = g?.type === 'Polygon' ? [g.coordinates] : g?.type === 'MultiPolygon' ? g.coordinates : [];
-    polys = compilePolygonList(coords);
-  }
+  polys = compilePolygonList(placeOutline(place));
   polygonCache.set(place.code, polys);
   return polys;
+}
+
+/**
+ * The outline of a place as GeoJSON `MultiPolygon` coordinates (`[lon, lat]` rings, WGS 84): the
+ * same polygons the containment checks use, for drawing a policy's places on a map.
+ * @public
+ */
+export function placeOutline(place: Place): number[][][][] {
+  if (place.kind === 'subdivision') return load().subdivisionPolygons.get(place.code) ?? [];
+  const g = countryCoder.aggregateFeature(place.code)?.geometry;
+  return g?.type === 'Polygon' ? [g.coordinates] : g?.type === 'MultiPolygon' ? g.coordinates : [];
 }
 
 /**

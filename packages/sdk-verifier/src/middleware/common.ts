@@ -20,8 +20,9 @@ export interface MiddlewareOptions {
   beforeVerify?: (req: VerifierRequest) => void | Promise<void>;
   /**
    * Called with every rejection (for logging/metrics). Internal errors keep their cause here only.
-   * `requestId` is ours (see {@link requestIdOf}); `clientRequestId` is the client's own
-   * `X-Request-Id`, when it sent a well-formed one.
+   * `req.rawBody` is the refused body when it had been read (Express and Fastify alike): unverified,
+   * attacker-chosen bytes. `requestId` is ours (see {@link requestIdOf}); `clientRequestId` is the
+   * client's own `X-Request-Id`, when it sent a well-formed one.
    */
   onReject?: (
     error: GeofenceError,
