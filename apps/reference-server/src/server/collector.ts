@@ -4,6 +4,8 @@
  * the reference server's own parts: durable record store, admin endpoints, rate limits, Prometheus
  * metrics, OTLP export.
  */
+
+import cluster from 'node:cluster';
 import {
   type AttestationResultSigner,
   builtinReverseGeocode,
@@ -39,7 +41,7 @@ import {
   readEkCaBundle,
 } from '../runtime.js';
 import { resolveTls } from '../tls.js';
-import { errorHandler, notFound, sendProblem, serviceApp } from './http.js';
+import { errorHandler, metricsExposition, notFound, sendProblem, serviceApp } from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createOtlpForwarder, type OtlpForwarder } from './otlp.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
@@ -377,9 +379,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     });
   }
 
-  app.get('/metrics-prometheus', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  app.get('/metrics-prometheus', metricsExposition(metrics.registry, REJECTED_BY));
 
   mountAttestationExpress(app, {
     enrollment,
@@ -506,7 +506,8 @@ export async function startCollector(
   });
   log.info(
     { url: listening.url, nonce_store: cfg.nonce.store, data_dir: cfg.dataDir },
-    'collector listening',
+    // In a cluster worker the primary announces the service once all workers listen.
+    cluster.isWorker ? 'collector worker ready' : 'collector listening',
   );
   return {
     ...listening,

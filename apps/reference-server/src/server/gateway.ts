@@ -6,6 +6,7 @@
  * `Signature-Input` and `Workload-Geo-ID`. Unknown routes are never proxied.
  */
 
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GeofenceError, type GeoPolicy, headersStrippedByGateway, type Registry } from '@geofence/verifier';
@@ -22,7 +23,7 @@ import { HeaderLog } from '../header-log.js';
 import { createLogger, type Logger } from '../logger.js';
 import { globalGeoPolicy, openRegistry } from '../runtime.js';
 import { ensureDemoPki, resolveTls } from '../tls.js';
-import { errorHandler, notFound, sendProblem, serviceApp } from './http.js';
+import { errorHandler, metricsExposition, notFound, sendProblem, serviceApp } from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
 import { Upstream } from './proxy.js';
@@ -184,9 +185,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     res.json({ status: 'success', active_agents: active, loaded_at: allowlistLoadedAt });
   });
 
-  app.get('/metrics-prometheus', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  app.get('/metrics-prometheus', metricsExposition(metrics.registry, REJECTED_BY));
 
   app.use(notFound(REJECTED_BY));
   app.use(errorHandler(log, REJECTED_BY));
@@ -282,7 +281,8 @@ export async function startGateway(
       collector: collectorUrl,
       mode: enforce ? 'gateway-policy-enforcement' : 'standard',
     },
-    'gateway listening',
+    // In a cluster worker the primary announces the service once all workers listen.
+    cluster.isWorker ? 'gateway worker ready' : 'gateway listening',
   );
   return {
     ...listening,

@@ -17,10 +17,11 @@ import express, {
   type RequestHandler,
   type Response,
 } from 'express';
+import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { claimedKeyid, RateLimiter } from '../rate-limit.js';
-import type { ServiceMetrics } from './prom.js';
+import { prometheusText, type ServiceMetrics } from './prom.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -164,6 +165,25 @@ export function errorHandler(log: Logger, rejectedBy: RejectedBy): ErrorRequestH
       gf = new GeofenceError('internal');
     }
     sendProblem(req, res, gf, rejectedBy);
+  };
+}
+
+/**
+ * `GET /metrics-prometheus`: the service's metrics (of every worker when clustered). When the
+ * cluster primary cannot answer, 503 `upstream` with Retry-After rather than a partial scrape.
+ */
+export function metricsExposition(registry: Registry, rejectedBy: RejectedBy): RequestHandler {
+  return (req, res) => {
+    prometheusText(registry).then(
+      (text) => res.type(registry.contentType).send(text),
+      (err: unknown) =>
+        sendProblem(
+          req,
+          res,
+          new GeofenceError('upstream', 'Metrics unavailable', { status: 503, retryAfter: 1, cause: err }),
+          rejectedBy,
+        ),
+    );
   };
 }
 

@@ -1,0 +1,157 @@
+/**
+ * Worker processes of a collector or gateway (`--workers N`, `COLLECTOR_WORKERS`, `GATEWAY_WORKERS`):
+ * a node:cluster primary forks N copies of the same command, which share one listening port (the
+ * primary accepts and hands connections out round-robin). The primary serves nothing itself: it
+ * starts the workers, replaces one that dies (counted in `geofence_worker_restarts_total`), answers
+ * the workers' requests for the Prometheus metrics of all workers, and on SIGTERM/SIGINT asks each
+ * worker to drain and waits for them.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import type { Logger } from '../logger.js';
+import { METRICS_REQUEST, METRICS_RESPONSE, type MetricsRequest, type MetricsResponse } from './prom.js';
+
+/** The number of worker processes a setting asks for (`auto`: one per available core). */
+export function workerCount(setting: number | 'auto'): number {
+  return setting === 'auto' ? availableParallelism() : setting;
+}
+
+/** Options of {@link startPrimary}. */
+export interface PrimaryOptions {
+  role: 'collector' | 'gateway';
+  workers: number;
+  serviceName: string;
+  scheme: 'http' | 'https';
+  log: Logger;
+  /** How long workers may take to drain on shutdown before they are killed (default 30 s). */
+  drainTimeoutMs?: number;
+}
+
+/** A running primary. */
+export interface Primary {
+  /** Base URL the workers listen on. */
+  url: string;
+  /** Stops every worker gracefully (SIGTERM: each drains its in-flight requests), then resolves. */
+  close(): Promise<void>;
+}
+
+/** Restart delay after a death: doubles per quick death (≤ 5 s), so a crash loop does not spin. */
+function restartDelayMs(quickDeaths: number): number {
+  return Math.min(5000, 100 * 2 ** quickDeaths);
+}
+
+/** A worker that lived at least this long before dying resets the back-off. */
+const STABLE_AFTER_MS = 30_000;
+
+/**
+ * Forks the workers and resolves once all listen. A worker that exits before it listens fails the
+ * start (its own error is on stderr): a configuration or dependency problem would fail every
+ * replacement too. Must run in the cluster primary.
+ */
+export async function startPrimary(o: PrimaryOptions): Promise<Primary> {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service: o.serviceName });
+  const restarts = new Counter({
+    name: 'geofence_worker_restarts_total',
+    help: 'Worker processes that died (crashed, killed or exited) and were replaced by the primary',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'geofence_workers',
+    help: 'Worker processes currently running',
+    registers: [registry],
+    collect() {
+      this.set(Object.values(cluster.workers ?? {}).filter((w) => w?.isConnected()).length);
+    },
+  });
+  // Sums the workers' counters and histograms (gauges by the aggregator each declares).
+  const aggregator = new AggregatorRegistry();
+
+  cluster.on('message', (worker: Worker, msg: unknown) => {
+    const m = msg as Partial<MetricsRequest>;
+    if (m?.type !== METRICS_REQUEST || typeof m.id !== 'number') return;
+    const id = m.id;
+    Promise.all([aggregator.clusterMetrics(), registry.metrics()]).then(
+      ([workers, own]) => worker.send({ type: METRICS_RESPONSE, id, text: `${workers}${own}` }),
+      (err: unknown) =>
+        worker.send({ type: METRICS_RESPONSE, id, error: (err as Error).message } satisfies MetricsResponse),
+    );
+  });
+
+  let stopping = false;
+  let quickDeaths = 0;
+  let host = '';
+  const bornAt = new Map<number, number>();
+  const fork = () => {
+    const w = cluster.fork();
+    bornAt.set(w.id, Date.now());
+    return w;
+  };
+
+  const first = Array.from({ length: o.workers }, fork);
+  await new Promise<void>((resolve, reject) => {
+    let up = 0;
+    const onListening = (_w: Worker, a: { address: string; port: number; addressType: number | string }) => {
+      host = `${a.addressType === 6 ? `[${a.address}]` : a.address}:${a.port}`;
+      up += 1;
+      if (up === o.workers) done(null);
+    };
+    const onExit = (w: Worker, code: number | null, signal: string | null) => {
+      if (first.includes(w))
+        done(new Error(`${o.role} worker exited during start (${signal ?? `code ${code}`})`));
+    };
+    const done = (err: Error | null) => {
+      cluster.off('listening', onListening);
+      cluster.off('exit', onExit);
+      if (err) {
+        stopping = true;
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+        reject(err);
+      } else resolve();
+    };
+    cluster.on('listening', onListening);
+    cluster.on('exit', onExit);
+  });
+
+  cluster.on('exit', (w: Worker, code: number | null, signal: string | null) => {
+    const lived = Date.now() - (bornAt.get(w.id) ?? 0);
+    bornAt.delete(w.id);
+    if (stopping) return;
+    restarts.inc();
+    quickDeaths = lived >= STABLE_AFTER_MS ? 0 : quickDeaths + 1;
+    const delay = restartDelayMs(quickDeaths);
+    o.log.warn({ worker_pid: w.process.pid, code, signal, restart_in_ms: delay }, `${o.role} worker died`);
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, delay).unref();
+  });
+
+  const url = `${o.scheme}://${host}`;
+  o.log.info(
+    {
+      url,
+      workers: o.workers,
+      worker_pids: Object.values(cluster.workers ?? {}).map((w) => w?.process.pid),
+    },
+    `${o.role} listening`,
+  );
+
+  return {
+    url,
+    close: async () => {
+      stopping = true;
+      const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+      const exited = alive.map(
+        (w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))),
+      );
+      for (const w of alive) w.process.kill('SIGTERM');
+      const deadline = setTimeout(() => {
+        for (const w of alive) if (!w.isDead()) w.process.kill('SIGKILL');
+      }, o.drainTimeoutMs ?? 30_000);
+      await Promise.all(exited);
+      clearTimeout(deadline);
+      o.log.info(`${o.role} stopped`);
+    },
+  };
+}
