@@ -140,7 +140,7 @@ export const configSchema = z.strictObject({
        * Where the token buckets live: `memory` (per process) or `redis` (shared by every replica and
        * worker, at `REDIS_URL`). Unset: `redis` when the nonce store is Redis, `memory` otherwise.
        */
-      store: z.enum(['memory', 'redis']).optional(),
+      bucketStore: z.enum(['memory', 'redis']).optional(),
       perIpPerSecond: z.number().positive().default(50),
       perIpBurst: z.number().int().positive().default(100),
       perKeyidPerSecond: z.number().positive().default(20),
@@ -342,7 +342,7 @@ export const ENV_VARS: Record<
   ATTESTATION_SIGNING_KEY_PATH: { path: 'enrollment.signingKeyPath', kind: 'string' },
   ATTESTATION_ISSUER: { path: 'enrollment.issuer', kind: 'string' },
   RATE_LIMIT_ENABLED: { path: 'rateLimit.enabled', kind: 'bool' },
-  RATE_LIMIT_STORE: { path: 'rateLimit.store', kind: 'string' },
+  RATE_LIMIT_STORE: { path: 'rateLimit.bucketStore', kind: 'string' },
   COLLECTOR_WORKERS: { path: 'workers.collector', kind: 'workers' },
   GATEWAY_WORKERS: { path: 'workers.gateway', kind: 'workers' },
   RATE_LIMIT_PER_IP: { path: 'rateLimit.perIpPerSecond', kind: 'number' },
@@ -454,7 +454,7 @@ function crossChecks(raw: Record<string, unknown>, role: Role): string[] {
   if (nonce.store === 'redis' && !nonce.redisUrl) {
     issues.push(`${hint('nonce.redisUrl')}: required when the nonce store is redis`);
   }
-  if (section('rateLimit').store === 'redis' && !nonce.redisUrl) {
+  if (section('rateLimit').bucketStore === 'redis' && !nonce.redisUrl) {
     issues.push(`${hint('nonce.redisUrl')}: required when the rate limit store is redis`);
   }
   // Each worker is its own process: a memory nonce store would let a nonce issued by one worker be

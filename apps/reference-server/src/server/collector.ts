@@ -38,10 +38,20 @@ import {
   openRecords,
   openRegistry,
   openResultSigner,
+  openSharedRateLimiters,
   readEkCaBundle,
+  redisErrorLogger,
+  warnPerWorkerLimits,
 } from '../runtime.js';
 import { resolveTls } from '../tls.js';
-import { errorHandler, metricsExposition, notFound, sendProblem, serviceApp } from './http.js';
+import {
+  errorHandler,
+  metricsExposition,
+  notFound,
+  type RateLimiters,
+  sendProblem,
+  serviceApp,
+} from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createOtlpForwarder, type OtlpForwarder } from './otlp.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
@@ -68,6 +78,8 @@ export interface CollectorDeps {
   };
   globalGeoPolicy?: GeoPolicy | undefined;
   otlp?: OtlpForwarder | undefined;
+  /** Rate limit buckets shared outside this process (Redis); in-process ones otherwise. */
+  rateLimiters?: RateLimiters | undefined;
 }
 
 /** Options of the app beyond the stores. */
@@ -119,7 +131,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
   );
   const counters = { accepted: 0, rejected: 0 };
 
-  const { app, limited, admin } = serviceApp(opts, metrics, deps.adminToken, REJECTED_BY);
+  const { app, limited, admin } = serviceApp(opts, metrics, deps.adminToken, REJECTED_BY, deps.rateLimiters);
 
   app.get('/health', (_req, res) => {
     res.json({
@@ -422,25 +434,6 @@ export interface StartCollectorOptions {
   registry?: Registry;
 }
 
-/**
- * Logs Redis connection errors at most once per 10 s: while Redis is down ioredis reports every
- * reconnect attempt, which would flood the log without saying anything new.
- */
-function redisErrorLogger(log: Logger): (err: Error) => void {
-  let last = 0;
-  let suppressed = 0;
-  return (err) => {
-    const now = Date.now();
-    if (now - last < 10_000) {
-      suppressed += 1;
-      return;
-    }
-    log.warn({ err: err.message, suppressed }, 'nonce store: Redis connection error');
-    last = now;
-    suppressed = 0;
-  };
-}
-
 /** Opens the stores of `cfg`, builds the app and listens. */
 export async function startCollector(
   cfg: Config & { port: number },
@@ -451,8 +444,10 @@ export async function startCollector(
     log.warn('TLS_INSECURE_SKIP_VERIFY is set: peer certificates are not verified');
   if (!cfg.tls.enabled) log.warn('SSL_ENABLED=false: serving plain HTTP');
   const registry = o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'registry error')));
-  const nonces = await openNonceStore(cfg, redisErrorLogger(log));
+  const nonces = await openNonceStore(cfg, redisErrorLogger(log, 'nonce store'));
   const records = openRecords(cfg);
+  const shared = await openSharedRateLimiters(cfg, redisErrorLogger(log, 'rate limit store'));
+  warnPerWorkerLimits(cfg, log);
   const scheme = cfg.tls.enabled ? 'https' : 'http';
   const signer = await openResultSigner(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
   const agents: PreRegisteredAgent[] = [];
@@ -484,6 +479,7 @@ export async function startCollector(
     },
     globalGeoPolicy: globalGeoPolicy(cfg),
     otlp,
+    rateLimiters: shared?.limiters,
   };
   const built = createCollectorApp(
     {
@@ -518,6 +514,7 @@ export async function startCollector(
       stopWatch();
       await otlp?.close();
       await nonces.close();
+      await shared?.close();
       records.close();
       if (!o.registry) await registry.close();
       log.info('collector stopped');

@@ -21,9 +21,22 @@ import { ensureAdminToken } from '../admin-token.js';
 import type { Config } from '../config.js';
 import { HeaderLog } from '../header-log.js';
 import { createLogger, type Logger } from '../logger.js';
-import { globalGeoPolicy, openRegistry } from '../runtime.js';
+import {
+  globalGeoPolicy,
+  openRegistry,
+  openSharedRateLimiters,
+  redisErrorLogger,
+  warnPerWorkerLimits,
+} from '../runtime.js';
 import { ensureDemoPki, resolveTls } from '../tls.js';
-import { errorHandler, metricsExposition, notFound, sendProblem, serviceApp } from './http.js';
+import {
+  errorHandler,
+  metricsExposition,
+  notFound,
+  type RateLimiters,
+  sendProblem,
+  serviceApp,
+} from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
 import { Upstream } from './proxy.js';
@@ -51,6 +64,8 @@ export interface GatewayDeps {
   /** The allowlist (required in enforcement mode). */
   registry?: Registry | undefined;
   globalGeoPolicy?: GeoPolicy | undefined;
+  /** Rate limit buckets shared outside this process (Redis); in-process ones otherwise. */
+  rateLimiters?: RateLimiters | undefined;
 }
 
 /** The app and its metrics. */
@@ -66,7 +81,13 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     throw new TypeError('gateway policy enforcement needs the agent allowlist (registry)');
   }
   const metrics = createServiceMetrics(opts.serviceName, undefined, true);
-  const { app, limiters, limited, admin } = serviceApp(opts, metrics, deps.adminToken, REJECTED_BY);
+  const { app, limiters, limited, admin } = serviceApp(
+    opts,
+    metrics,
+    deps.adminToken,
+    REJECTED_BY,
+    deps.rateLimiters,
+  );
   let allowlistLoadedAt = new Date().toISOString();
 
   const headerLog: RequestHandler = (req, res, next) => {
@@ -169,7 +190,11 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
       enabled: opts.rateLimit.enabled,
       per_ip: { rate_per_second: opts.rateLimit.perIpPerSecond, burst: opts.rateLimit.perIpBurst },
       per_keyid: { rate_per_second: opts.rateLimit.perKeyidPerSecond, burst: opts.rateLimit.perKeyidBurst },
-      tracked_keys: limiters ? { ip: limiters.ip.size, keyid: limiters.keyid.size } : { ip: 0, keyid: 0 },
+      store: limiters?.store ?? null,
+      // Shared buckets are counted by Redis (they expire once full again), not by this process.
+      tracked_keys: limiters
+        ? { ip: limiters.ip.size ?? null, keyid: limiters.keyid.size ?? null }
+        : { ip: 0, keyid: 0 },
     });
   });
 
@@ -242,6 +267,8 @@ export async function startGateway(
   const registry = enforce
     ? (o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'allowlist error'))))
     : undefined;
+  const shared = await openSharedRateLimiters(cfg, redisErrorLogger(log, 'rate limit store'));
+  warnPerWorkerLimits(cfg, log);
   const headerLog = new HeaderLog(
     cfg.gateway.headerLogPath ?? join(cfg.dataDir, 'logs', 'gateway_headers.log'),
     cfg.gateway.headerLogMaxBytes,
@@ -268,6 +295,7 @@ export async function startGateway(
       headerLog,
       registry,
       globalGeoPolicy: globalGeoPolicy(cfg),
+      rateLimiters: shared?.limiters,
     },
   );
   const listening = await listen(gateway.app, {
@@ -290,6 +318,7 @@ export async function startGateway(
     close: async () => {
       await listening.close();
       await upstream.close();
+      await shared?.close();
       headerLog.close();
       if (registry && !o.registry) await registry.close();
       log.info('gateway stopped');
