@@ -515,7 +515,7 @@ export async function startCollector(
       await otlp?.close();
       await nonces.close();
       await shared?.close();
-      records.close();
+      await records.close();
       if (!o.registry) await registry.close();
       log.info('collector stopped');
     },
