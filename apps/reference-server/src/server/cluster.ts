@@ -8,9 +8,9 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../logger.js';
-import { METRICS_REQUEST, METRICS_RESPONSE, type MetricsRequest, type MetricsResponse } from './prom.js';
+import { serveAggregateMetrics } from './cluster-metrics.js';
 
 /** The number of worker processes a setting asks for (`auto`: one per available core). */
 export function workerCount(setting: number | 'auto'): number {
@@ -65,19 +65,13 @@ export async function startPrimary(o: PrimaryOptions): Promise<Primary> {
       this.set(Object.values(cluster.workers ?? {}).filter((w) => w?.isConnected()).length);
     },
   });
-  // Sums the workers' counters and histograms (gauges by the aggregator each declares).
-  const aggregator = new AggregatorRegistry();
-
-  cluster.on('message', (worker: Worker, msg: unknown) => {
-    const m = msg as Partial<MetricsRequest>;
-    if (m?.type !== METRICS_REQUEST || typeof m.id !== 'number') return;
-    const id = m.id;
-    Promise.all([aggregator.clusterMetrics(), registry.metrics()]).then(
-      ([workers, own]) => worker.send({ type: METRICS_RESPONSE, id, text: `${workers}${own}` }),
-      (err: unknown) =>
-        worker.send({ type: METRICS_RESPONSE, id, error: (err as Error).message } satisfies MetricsResponse),
-    );
-  });
+  // Workers that listen (and so can answer a metrics collection); a new worker joins when it listens.
+  const listening = new Set<number>();
+  cluster.on('listening', (w: Worker) => listening.add(w.id));
+  cluster.on('exit', (w: Worker) => listening.delete(w.id));
+  serveAggregateMetrics(registry, () =>
+    [...listening].map((id) => cluster.workers?.[id]).filter((w): w is Worker => w?.isConnected() === true),
+  );
 
   let stopping = false;
   let quickDeaths = 0;

@@ -22,7 +22,8 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { claimedKeyid, RateLimiter, type TokenBuckets } from '../rate-limit.js';
 import { rateLimitStoreUnavailable } from '../rate-limit-redis.js';
-import { prometheusText, type ServiceMetrics } from './prom.js';
+import { prometheusText } from './cluster-metrics.js';
+import type { ServiceMetrics } from './prom.js';
 
 declare module 'express-serve-static-core' {
   interface Request {

@@ -17,55 +17,8 @@ export function noteRejection(headers: IncomingHttpHeaders, validationType: stri
   rejections.set(headers, validationType);
 }
 
-import cluster from 'node:cluster';
-import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-
-/** IPC message type: a worker asks the primary for the metrics of all workers (see cluster.ts). */
-export const METRICS_REQUEST = 'geofence:metrics-request';
-/** IPC message type: the primary's answer to {@link METRICS_REQUEST}. */
-export const METRICS_RESPONSE = 'geofence:metrics-response';
-
-/** A worker's request for the metrics of all workers. */
-export interface MetricsRequest {
-  type: typeof METRICS_REQUEST;
-  id: number;
-}
-
-/** The primary's answer: the exposition text of every worker plus its own, or why not. */
-export interface MetricsResponse {
-  type: typeof METRICS_RESPONSE;
-  id: number;
-  text?: string;
-  error?: string;
-}
-
-let nextRequest = 0;
-
-/**
- * The Prometheus exposition text to serve for `registry`. In a cluster worker a scrape lands on one
- * worker at random, so it asks the primary, which gathers every worker's registry (counters and
- * histograms summed) and adds its own (`geofence_worker_restarts_total`, `geofence_workers`).
- */
-export function prometheusText(registry: Registry): Promise<string> {
-  if (!cluster.isWorker) return registry.metrics();
-  const id = nextRequest++;
-  return new Promise((resolve, reject) => {
-    const onMessage = (msg: unknown) => {
-      const m = msg as Partial<MetricsResponse>;
-      if (m?.type !== METRICS_RESPONSE || m.id !== id) return;
-      clearTimeout(timer);
-      process.off('message', onMessage);
-      if (typeof m.text === 'string') resolve(m.text);
-      else reject(new Error(`cluster metrics unavailable: ${m.error ?? 'no answer'}`));
-    };
-    const timer = setTimeout(() => {
-      process.off('message', onMessage);
-      reject(new Error('cluster metrics unavailable: the primary did not answer'));
-    }, 6000);
-    process.on('message', onMessage);
-    process.send?.({ type: METRICS_REQUEST, id } satisfies MetricsRequest);
-  });
-}
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { answerMetricsCollection } from './cluster-metrics.js';
 
 /** Metric handles of one service. */
 export interface ServiceMetrics {
@@ -95,12 +48,7 @@ export function createServiceMetrics(
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   if (defaultMetrics) collectDefaultMetrics({ register: registry });
-  // The registry a cluster worker reports when the primary gathers metrics (prometheusText); the
-  // constructor installs prom-client's answering listener in the worker.
-  if (cluster.isWorker) {
-    new AggregatorRegistry();
-    AggregatorRegistry.setRegistries(registry);
-  }
+  answerMetricsCollection(registry);
   const requests = new Counter({
     name: 'geofence_http_requests_total',
     help: 'HTTP requests by route, method, status and validation_type (none for accepted requests)',
