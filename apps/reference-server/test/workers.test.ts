@@ -12,6 +12,7 @@
  * - `--workers 2` with the memory nonce store refuses to start (status 2, names NONCE_STORE).
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -75,6 +76,15 @@ async function until(pred: () => boolean | Promise<boolean>, what: string, ms = 
   }
 }
 
+/** The command line of process `pid` (for assertion messages). */
+function commandLine(pid: number): string {
+  try {
+    return `${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')}`;
+  } catch {
+    return `${pid}: (exited)`;
+  }
+}
+
 /** The nonce of a stored or sent body. */
 const nonceOf = (body: Buffer) => (JSON.parse(body.toString('utf8')) as { nonce: string }).nonce;
 
@@ -119,14 +129,7 @@ describe('two collectors × two workers behind a two-worker gateway', () => {
   it('runs each service as a primary with two workers on one port', () => {
     for (const s of [a, b, gw]) {
       const kids = childPids(s.child.pid as number);
-      const cmd = kids.map((k) => {
-        try {
-          return `${k}: ${require('node:fs').readFileSync(`/proc/${k}/cmdline`, 'utf8').replaceAll('\0', ' ')}`;
-        } catch {
-          return `${k}: ?`;
-        }
-      });
-      expect(kids, `${cmd.join('\n')}\n${s.output()}`).toHaveLength(2);
+      expect(kids, `children ${kids.map(commandLine).join('; ')}\n${s.output()}`).toHaveLength(2);
     }
   });
 
