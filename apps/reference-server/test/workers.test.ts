@@ -9,14 +9,17 @@
  *   record is stored exactly once;
  * - (f) the per-IP budget is one budget across two collector replicas (`RATE_LIMIT_STORE=redis`),
  *   and a Redis outage is answered 503 with Retry-After (fail closed);
+ * - SIGTERM drains: a request in flight is answered before the workers exit;
  * - `--workers 2` with the memory nonce store refuses to start (status 2, names NONCE_STORE).
  */
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { SqliteRegistry } from '@geofence/verifier';
+import Database from 'better-sqlite3';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RecordStore } from '../src/records.js';
@@ -281,6 +284,52 @@ describe('rate limits shared in Redis across replicas (f)', () => {
       'the replica answers again',
       15_000,
     );
+  });
+});
+
+describe('graceful shutdown of a clustered collector', () => {
+  it('answers a request in flight at SIGTERM before the workers exit', async () => {
+    const records = join(dir, 'drain-records.db');
+    const svc = await spawn('collector', {
+      GEOFENCE_DATA_DIR: dir,
+      PORT: '0',
+      NONCE_STORE: 'sqlite',
+      RECORDS_PATH: records,
+      RATE_LIMIT_ENABLED: 'false',
+      // The lock below keeps the commit (and so the request) in flight as long as the test needs.
+      SQLITE_BUSY_TIMEOUT_MS: '30000',
+      GEOFENCE_ADMIN_TOKEN: ADMIN_TOKEN,
+      COLLECTOR_WORKERS: '2',
+    });
+    const x = agents[0] as SoftAgent;
+    const req = await signedRequest(c, svc.url, x);
+    const lock = new Database(records);
+    lock.exec('BEGIN IMMEDIATE');
+    let released = false;
+    try {
+      const post = postMetrics(c, svc.url, req);
+      // The nonce is spent right before the record goes to the writer: then the POST is in flight.
+      await until(
+        async () => (await http(c, `${svc.url}/nonces/stats`)).json.outstanding === 0,
+        'the POST reaches its commit',
+      );
+      const exited = once(svc.child, 'exit');
+      svc.child.kill('SIGTERM');
+      // The primary and both workers have begun to shut down (each says so on stderr).
+      await until(() => svc.output().split('SIGTERM, shutting down').length - 1 === 3, 'all three stop');
+      lock.exec('ROLLBACK');
+      released = true;
+      const r = await post;
+      expect(r.status).toBe(200);
+      const [code] = await exited;
+      expect(code).toBe(0);
+      const store = new RecordStore(records);
+      expect(store.get(String(r.json.record_id))?.body.equals(req.body)).toBe(true);
+      await store.close();
+    } finally {
+      if (!released) lock.exec('ROLLBACK');
+      lock.close();
+    }
   });
 });
 

@@ -42,7 +42,8 @@ export function spawnService(
     await exited;
   };
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${role} did not start: ${stderr}`)), 30_000);
+    // Generous: a clustered service starts a primary and its workers, on a shared 2-core machine.
+    const timer = setTimeout(() => reject(new Error(`${role} did not start: ${stderr}`)), 90_000);
     const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     rl.on('line', (line) => {
       output += `${line}\n`;
