@@ -20,6 +20,7 @@ import {
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
+import { SqlitePendingEnrollmentStore } from './pending-enrollments.js';
 import { RedisTokenBuckets } from './rate-limit-redis.js';
 import { RecordStore } from './records.js';
 import type { RateLimiters } from './server/http.js';
@@ -172,6 +173,13 @@ export function redisUrlForHumans(url: string): string {
   } catch {
     return '(unparsable URL)';
   }
+}
+
+/** Opens the pending enrolments shared by the processes of this host (`<dataDir>/pending-enrollments.db`). */
+export function openPendingEnrollments(cfg: Config): SqlitePendingEnrollmentStore {
+  return new SqlitePendingEnrollmentStore(resolve(cfg.dataDir, 'pending-enrollments.db'), {
+    busyTimeoutMs: cfg.sqliteBusyTimeoutMs,
+  });
 }
 
 /** Opens the record store. */

@@ -14,6 +14,7 @@ import {
   type GeoPolicy,
   mountAttestationExpress,
   type NonceStore,
+  type PendingEnrollmentStore,
   type PlatformPolicy,
   type PreRegisteredAgent,
   type Registry,
@@ -35,6 +36,7 @@ import type { RecordStore } from '../records.js';
 import {
   globalGeoPolicy,
   openNonceStore,
+  openPendingEnrollments,
   openRecords,
   openRegistry,
   openResultSigner,
@@ -75,6 +77,8 @@ export interface CollectorDeps {
     approvedEkHashes: string[];
     approvedImageDigests: string[];
     agents: PreRegisteredAgent[];
+    /** Where pending enrolments live (default: in this process). */
+    pending?: PendingEnrollmentStore | undefined;
   };
   globalGeoPolicy?: GeoPolicy | undefined;
   otlp?: OtlpForwarder | undefined;
@@ -186,6 +190,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       agents: deps.enrollment.agents,
       unknownAgents: 'pending',
     },
+    ...(deps.enrollment.pending ? { pendingStore: deps.enrollment.pending } : {}),
   });
 
   app.get(
@@ -451,6 +456,8 @@ export async function startCollector(
   const scheme = cfg.tls.enabled ? 'https' : 'http';
   const signer = await openResultSigner(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
   const agents: PreRegisteredAgent[] = [];
+  // On disk, so that the completion of an enrolment may reach another worker (or replica on this host).
+  const pending = openPendingEnrollments(cfg);
   const stopWatch = watchPreRegistrations(cfg.dataDir, agents, (e) =>
     log.error({ err: e.message }, 'invalid pre-registration file'),
   );
@@ -476,6 +483,7 @@ export async function startCollector(
       approvedEkHashes: cfg.enrollment.approvedEkHashes,
       approvedImageDigests: cfg.enrollment.approvedImageDigests,
       agents,
+      pending,
     },
     globalGeoPolicy: globalGeoPolicy(cfg),
     otlp,
@@ -516,6 +524,7 @@ export async function startCollector(
       await nonces.close();
       await shared?.close();
       await records.close();
+      pending.close();
       if (!o.registry) await registry.close();
       log.info('collector stopped');
     },
