@@ -14,7 +14,7 @@
  */
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -156,6 +156,9 @@ describe('two collectors × two workers behind a two-worker gateway', () => {
     expect(seen[0]).toBeGreaterThan(0);
     expect(seen[1]).toBeGreaterThan(0);
     expect((seen[0] as number) + (seen[1] as number)).toBe(1000);
+    // Each gateway worker keeps (and rotates) a header log of its own, named by its slot.
+    const logs = readdirSync(join(dir, 'logs')).sort();
+    expect(logs).toEqual(['gateway_headers.w0.log', 'gateway_headers.w1.log']);
   });
 
   it('replaces a worker killed with SIGKILL and counts the restart', async () => {

@@ -12,6 +12,18 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../logger.js';
 import { serveAggregateMetrics } from './cluster-metrics.js';
 
+/** Environment variable telling a worker its slot (0 … N−1; a replacement takes over its slot). */
+const WORKER_SLOT_ENV = 'GEOFENCE_WORKER_SLOT';
+
+/**
+ * This process's worker slot (0 … N−1) when it is a cluster worker, for per-worker files: stable
+ * across replacements, so they do not multiply with restarts.
+ */
+export function workerSlot(): number | undefined {
+  const v = process.env[WORKER_SLOT_ENV];
+  return cluster.isWorker && v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
 /** The number of worker processes a setting asks for (`auto`: one per available core). */
 export function workerCount(setting: number | 'auto'): number {
   return setting === 'auto' ? availableParallelism() : setting;
@@ -77,13 +89,15 @@ export async function startPrimary(o: PrimaryOptions): Promise<Primary> {
   let quickDeaths = 0;
   let host = '';
   const bornAt = new Map<number, number>();
-  const fork = () => {
-    const w = cluster.fork();
+  const slotOf = new Map<number, number>();
+  const fork = (slot: number) => {
+    const w = cluster.fork({ [WORKER_SLOT_ENV]: String(slot) });
     bornAt.set(w.id, Date.now());
+    slotOf.set(w.id, slot);
     return w;
   };
 
-  const first = Array.from({ length: o.workers }, fork);
+  const first = Array.from({ length: o.workers }, (_, slot) => fork(slot));
   await new Promise<void>((resolve, reject) => {
     let up = 0;
     const onListening = (_w: Worker, a: { address: string; port: number; addressType: number | string }) => {
@@ -110,14 +124,16 @@ export async function startPrimary(o: PrimaryOptions): Promise<Primary> {
 
   cluster.on('exit', (w: Worker, code: number | null, signal: string | null) => {
     const lived = Date.now() - (bornAt.get(w.id) ?? 0);
+    const slot = slotOf.get(w.id) ?? 0;
     bornAt.delete(w.id);
+    slotOf.delete(w.id);
     if (stopping) return;
     restarts.inc();
     quickDeaths = lived >= STABLE_AFTER_MS ? 0 : quickDeaths + 1;
     const delay = restartDelayMs(quickDeaths);
     o.log.warn({ worker_pid: w.process.pid, code, signal, restart_in_ms: delay }, `${o.role} worker died`);
     setTimeout(() => {
-      if (!stopping) fork();
+      if (!stopping) fork(slot);
     }, delay).unref();
   });
 

@@ -8,7 +8,7 @@
 
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { GeofenceError, type GeoPolicy, headersStrippedByGateway, type Registry } from '@geofence/verifier';
 import express, {
   type Express,
@@ -29,6 +29,7 @@ import {
   warnPerWorkerLimits,
 } from '../runtime.js';
 import { ensureDemoPki, resolveTls } from '../tls.js';
+import { workerSlot } from './cluster.js';
 import {
   errorHandler,
   metricsExposition,
@@ -242,6 +243,17 @@ async function gatewayClientCert(cfg: Config): Promise<{ cert: string; key: stri
   return { cert: demo.clientCert, key: demo.clientKey };
 }
 
+/**
+ * A file of this process: `path` itself, or in cluster worker slot k `name.wk.ext`. Each worker
+ * rotates its own header log: several processes rotating one file would rename it under each other.
+ */
+function perWorker(path: string): string {
+  const slot = workerSlot();
+  if (slot === undefined) return path;
+  const ext = extname(path);
+  return `${path.slice(0, path.length - ext.length)}.w${slot}${ext}`;
+}
+
 /** Starts the gateway of `cfg`. */
 export async function startGateway(
   cfg: Config & { port: number },
@@ -270,7 +282,7 @@ export async function startGateway(
   const shared = await openSharedRateLimiters(cfg, redisErrorLogger(log, 'rate limit store'));
   warnPerWorkerLimits(cfg, log);
   const headerLog = new HeaderLog(
-    cfg.gateway.headerLogPath ?? join(cfg.dataDir, 'logs', 'gateway_headers.log'),
+    perWorker(cfg.gateway.headerLogPath ?? join(cfg.dataDir, 'logs', 'gateway_headers.log')),
     cfg.gateway.headerLogMaxBytes,
     cfg.gateway.headerLogFiles,
   );
