@@ -297,6 +297,8 @@ describe('graceful shutdown of a clustered collector', () => {
       GEOFENCE_DATA_DIR: dir,
       PORT: '0',
       NONCE_STORE: 'sqlite',
+      // Own files: the outstanding count below must be this test's nonce only.
+      NONCE_SQLITE_PATH: join(dir, 'drain-nonces.db'),
       RECORDS_PATH: records,
       RATE_LIMIT_ENABLED: 'false',
       // The lock below keeps the commit (and so the request) in flight as long as the test needs.
