@@ -5,47 +5,10 @@
  * crash; its commits run on a worker thread (records-writer.ts), off the service's event loop.
  */
 import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import {
-  DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
-  isSqliteFault,
-  SqliteFaultGuard,
-  StoreUnavailableError,
-} from '@geofence/verifier';
+import { DEFAULT_SQLITE_BUSY_TIMEOUT_MS, SqliteFaultGuard } from '@geofence/verifier';
 import Database from 'better-sqlite3';
-import type { WriterData, WriterReply, WriterRequest } from './records-writer.js';
-
-/**
- * Starts the writer thread: the built file next to this module's chunk in dist/, or, when this module
- * runs from the TypeScript sources (tsx, vitest), the source file through tsx's loader (registered in
- * the thread first: Node 20 does not apply a parent's `--import` hooks to a worker's entry).
- */
-function startWriterThread(workerData: WriterData): Worker {
-  if (!import.meta.url.endsWith('.ts')) {
-    return new Worker(new URL('./records-writer.js', import.meta.url), { workerData });
-  }
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href;
-  const entry = new URL('./records-writer.ts', import.meta.url).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-  return new Worker(boot, { eval: true, workerData });
-}
-
-/** A durable insert waiting for its group's commit on the writer thread. */
-interface Waiting {
-  record: StoredRecord;
-  writer: Worker;
-  resolve(r: StoredRecord): void;
-  reject(e: unknown): void;
-}
-
-/** A writer thread's error report as the error the caller sees (store faults: 503 `record_store`). */
-function writerError(e: NonNullable<WriterReply['error']>): Error {
-  const err = Object.assign(new Error(e.message), e.code ? { code: e.code } : {});
-  return isSqliteFault(err) ? new StoreUnavailableError('record_store', err) : err;
-}
+import { RecordWriterThread } from './records-thread.js';
 
 /** One stored record. */
 export interface StoredRecord {
@@ -111,17 +74,17 @@ export class RecordStore {
   private readonly insertStmt: Database.Statement;
   private readonly byIdStmt: Database.Statement;
   private readonly countStmt: Database.Statement;
-  private readonly busyTimeoutMs: number;
+  private readonly writer: RecordWriterThread;
 
   /**
    * Opens (creating when needed) the store at `path`.
    * @param options - `busyTimeoutMs`: how long a write waits for another process's lock (default 500)
    */
-  constructor(
-    private readonly path: string,
-    options: { busyTimeoutMs?: number | undefined } = {},
-  ) {
-    this.busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_SQLITE_BUSY_TIMEOUT_MS;
+  constructor(path: string, options: { busyTimeoutMs?: number | undefined } = {}) {
+    this.writer = new RecordWriterThread({
+      path,
+      busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
+    });
     mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -147,10 +110,6 @@ export class RecordStore {
     this.countStmt = this.db.prepare('SELECT COUNT(*) AS n FROM records');
   }
 
-  private writer: Worker | undefined;
-  private readonly waiting = new Map<number, Waiting>();
-  private nextSeq = 0;
-
   /**
    * Stores a record durably with group commit on the writer thread: records submitted while the
    * previous commit was being fsynced are written in one transaction (one fsync for the group).
@@ -158,71 +117,22 @@ export class RecordStore {
    * record a crash can lose; meanwhile this thread keeps serving requests. A database fault, or a
    * writer thread that died, rejects with `StoreUnavailableError` (503 `upstream`, `record_store`).
    */
-  insertDurable(rec: NewRecord): Promise<StoredRecord> {
+  async insertDurable(rec: NewRecord): Promise<StoredRecord> {
     const record: StoredRecord = {
       ...rec,
       id: `rec_${crypto.randomUUID()}`,
       receivedAt: rec.receivedAt ?? new Date().toISOString(),
     };
-    return new Promise((resolve, reject) => {
-      let writer: Worker;
-      try {
-        writer = this.ensureWriter();
-      } catch (err) {
-        reject(new StoreUnavailableError('record_store', err));
-        return;
-      }
-      const seq = this.nextSeq++;
-      this.waiting.set(seq, { record, writer, resolve, reject });
-      // Keeps the process alive while a commit is outstanding (and only then).
-      writer.ref();
-      writer.postMessage({
-        seq,
-        row: {
-          id: record.id,
-          agentName: record.agentName,
-          keyid: record.keyid,
-          receivedAt: record.receivedAt,
-          body: record.body,
-          verdict: JSON.stringify(record.verdict),
-          headers: JSON.stringify(record.headers),
-        },
-      } satisfies WriterRequest);
+    await this.writer.write({
+      id: record.id,
+      agentName: record.agentName,
+      keyid: record.keyid,
+      receivedAt: record.receivedAt,
+      body: record.body,
+      verdict: JSON.stringify(record.verdict),
+      headers: JSON.stringify(record.headers),
     });
-  }
-
-  private ensureWriter(): Worker {
-    if (this.writer) return this.writer;
-    const w = startWriterThread({ path: this.path, busyTimeoutMs: this.busyTimeoutMs });
-    w.on('message', (reply: WriterReply) => this.settle(w, reply));
-    w.on('error', (err) => this.writerGone(w, err));
-    w.on('exit', (code) => this.writerGone(w, new Error(`record writer thread exited with code ${code}`)));
-    w.unref();
-    this.writer = w;
-    return w;
-  }
-
-  private settle(w: Worker, reply: WriterReply): void {
-    const err = reply.error ? writerError(reply.error) : undefined;
-    for (const seq of reply.seqs) {
-      const p = this.waiting.get(seq);
-      if (!p) continue;
-      this.waiting.delete(seq);
-      if (err) p.reject(err);
-      else p.resolve(p.record);
-    }
-    if (this.waiting.size === 0) w.unref();
-  }
-
-  /** The thread died: its uncommitted inserts fail (503), the next insert starts a new thread. */
-  private writerGone(w: Worker, cause: unknown): void {
-    if (this.writer === w) this.writer = undefined;
-    const err = new StoreUnavailableError('record_store', cause);
-    for (const [seq, p] of this.waiting) {
-      if (p.writer !== w) continue;
-      this.waiting.delete(seq);
-      p.reject(err);
-    }
+    return record;
   }
 
   /** Stores a record durably (its own transaction) and returns it with its id. */
@@ -297,13 +207,6 @@ export class RecordStore {
    */
   close(): Promise<void> {
     this.db.close();
-    const w = this.writer;
-    this.writer = undefined;
-    if (!w) return Promise.resolve();
-    return new Promise((resolve) => {
-      w.once('exit', () => resolve());
-      w.ref();
-      w.postMessage('close');
-    });
+    return this.writer.close();
   }
 }

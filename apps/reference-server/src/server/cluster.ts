@@ -132,9 +132,10 @@ export async function startPrimary(o: PrimaryOptions): Promise<Primary> {
     quickDeaths = lived >= STABLE_AFTER_MS ? 0 : quickDeaths + 1;
     const delay = restartDelayMs(quickDeaths);
     o.log.warn({ worker_pid: w.process.pid, code, signal, restart_in_ms: delay }, `${o.role} worker died`);
+    // Not unref'd: with every worker dead the primary has nothing else keeping it alive.
     setTimeout(() => {
       if (!stopping) fork(slot);
-    }, delay).unref();
+    }, delay);
   });
 
   const url = `${o.scheme}://${host}`;
