@@ -1,10 +1,11 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 /**
  * `geofence` — the reference server CLI: collector, gateway, edge agent service, enrolment, registry
  * administration, offline record verification and the demo.
  */
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, type LoadConfigOptions, loadConfig, type Role } from './config.js';
+import { type Config, ConfigError, type LoadConfigOptions, loadConfig, type Role } from './config.js';
 
 const program = new Command();
 
@@ -85,9 +86,36 @@ function configFor(
   }
 }
 
-/** Runs a long-lived service until SIGINT/SIGTERM, then closes it. */
-async function serve(start: () => Promise<{ close(): Promise<void> }>): Promise<void> {
-  const svc = await start();
+/** A `--workers` value: a positive integer or `auto`. */
+function workersArg(v: string): number | 'auto' {
+  if (v === 'auto') return 'auto';
+  if (!/^[1-9]\d*$/.test(v)) throw new InvalidArgumentError('expected a positive integer or auto');
+  return Number.parseInt(v, 10);
+}
+
+/**
+ * Runs a long-lived service until SIGINT/SIGTERM, then closes it. With more than one worker
+ * (`clustered`), this process becomes the cluster primary and each forked worker (which runs this
+ * same command) starts the service.
+ */
+async function serve(
+  start: () => Promise<{ close(): Promise<void> }>,
+  clustered?: { role: 'collector' | 'gateway'; cfg: Config },
+): Promise<void> {
+  let svc: { close(): Promise<void> };
+  const { startPrimary, workerCount } = await import('./server/cluster.js');
+  const workers = clustered ? workerCount(clustered.cfg.workers[clustered.role]) : 1;
+  if (clustered && workers > 1 && cluster.isPrimary) {
+    const { cfg, role } = clustered;
+    const { createLogger } = await import('./logger.js');
+    svc = await startPrimary({
+      role,
+      workers,
+      serviceName: cfg.serviceName,
+      scheme: cfg.tls.enabled ? 'https' : 'http',
+      log: createLogger({ level: cfg.logLevel, service: cfg.serviceName, file: cfg.logFile }),
+    });
+  } else svc = await start();
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) process.exit(130);
@@ -116,11 +144,15 @@ withCommon(
   program
     .command('collector')
     .description('run the collector (default port 8444)')
-    .option('--console', 'serve the web console at /console/ (env CONSOLE_ENABLED)'),
-).action(async (o: CommonOpts & { console?: boolean }) => {
-  const cfg = configFor('collector', o, o.console ? { console: { enabled: true } } : {});
+    .option('--console', 'serve the web console at /console/ (env CONSOLE_ENABLED)')
+    .option('-w, --workers <n>', 'worker processes on one port, or auto (env COLLECTOR_WORKERS)', workersArg),
+).action(async (o: CommonOpts & { console?: boolean; workers?: number | 'auto' }) => {
+  const cfg = configFor('collector', o, {
+    ...(o.console ? { console: { enabled: true } } : {}),
+    ...(o.workers !== undefined ? { workers: { collector: o.workers } } : {}),
+  });
   const { startCollectorService } = await import('./server/collector.js');
-  await serve(() => startCollectorService(cfg));
+  await serve(() => startCollectorService(cfg), { role: 'collector', cfg });
 });
 
 withCommon(
@@ -128,15 +160,23 @@ withCommon(
     .command('gateway')
     .description('run the gateway (default port 8443)')
     .option('--collector-url <url>', 'collector base URL (env COLLECTOR_URL)')
-    .option('--policy-enforcement', 'enable gateway policy enforcement (env GATEWAY_POLICY_ENFORCEMENT)'),
-).action(async (o: CommonOpts & { collectorUrl?: string; policyEnforcement?: boolean }) => {
-  const gw: Record<string, unknown> = {};
-  if (o.collectorUrl) gw.collectorUrl = o.collectorUrl;
-  if (o.policyEnforcement) gw.policyEnforcement = true;
-  const cfg = configFor('gateway', o, Object.keys(gw).length ? { gateway: gw } : {});
-  const { startGatewayService } = await import('./server/gateway.js');
-  await serve(() => startGatewayService(cfg));
-});
+    .option('--policy-enforcement', 'enable gateway policy enforcement (env GATEWAY_POLICY_ENFORCEMENT)')
+    .option('-w, --workers <n>', 'worker processes on one port, or auto (env GATEWAY_WORKERS)', workersArg),
+).action(
+  async (
+    o: CommonOpts & { collectorUrl?: string; policyEnforcement?: boolean; workers?: number | 'auto' },
+  ) => {
+    const extra: Record<string, unknown> = {};
+    const gw: Record<string, unknown> = {};
+    if (o.collectorUrl) gw.collectorUrl = o.collectorUrl;
+    if (o.policyEnforcement) gw.policyEnforcement = true;
+    if (Object.keys(gw).length) extra.gateway = gw;
+    if (o.workers !== undefined) extra.workers = { gateway: o.workers };
+    const cfg = configFor('gateway', o, extra);
+    const { startGatewayService } = await import('./server/gateway.js');
+    await serve(() => startGatewayService(cfg), { role: 'gateway', cfg });
+  },
+);
 
 interface ResourceOpts extends CommonOpts {
   dir?: string;

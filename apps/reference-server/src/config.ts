@@ -47,6 +47,9 @@ export class ConfigError extends Error {
 }
 
 const port = z.number().int().min(0).max(65535);
+
+/** A number of worker processes: a count, or `auto` (one per available core). */
+const workerCount = z.union([z.literal('auto'), z.number().int().min(1).max(256)]);
 const regionEntry = z.strictObject({
   region: z.string().min(1),
   state: z.string().min(1).optional(),
@@ -180,9 +183,24 @@ export const configSchema = z.strictObject({
         .default(DEFAULT_CREDENTIAL_LIFETIME_SECONDS),
     })
     .prefault({}),
+  /**
+   * Worker processes of each service (node:cluster, one shared port). More than one needs a nonce
+   * store every worker sees (checked at load).
+   */
+  workers: z
+    .strictObject({
+      collector: workerCount.default(1),
+      gateway: workerCount.default(1),
+    })
+    .prefault({}),
   rateLimit: z
     .strictObject({
       enabled: z.boolean().default(true),
+      /**
+       * Where the token buckets live: `memory` (per process) or `redis` (shared by every replica and
+       * worker, at `REDIS_URL`). Unset: `redis` when the nonce store is Redis, `memory` otherwise.
+       */
+      bucketStore: z.enum(['memory', 'redis']).optional(),
       perIpPerSecond: z.number().positive().default(50),
       perIpBurst: z.number().int().positive().default(100),
       perKeyidPerSecond: z.number().positive().default(20),
@@ -359,102 +377,119 @@ const str = (_n: string, v: string) => v;
  * Names from the original prototype are kept (SERVICE_NAME, PORT, SSL_*, LOG_LEVEL, NONCE_LENGTH,
  * GEOGRAPHIC_*, ALLOWED_*, GATEWAY_VALIDATE_*, TPM2TOOLS_TCTI, OTEL_ENDPOINT).
  */
-export const ENV_VARS: Record<string, { path: string; kind: 'string' | 'bool' | 'int' | 'number' | 'list' }> =
-  {
-    SERVICE_NAME: { path: 'serviceName', kind: 'string' },
-    // After SERVICE_NAME, so the OpenTelemetry standard name wins when both are set.
-    OTEL_SERVICE_NAME: { path: 'serviceName', kind: 'string' },
-    HOST: { path: 'host', kind: 'string' },
-    PORT: { path: 'port', kind: 'int' },
-    GEOFENCE_DATA_DIR: { path: 'dataDir', kind: 'string' },
-    LOG_LEVEL: { path: 'logLevel', kind: 'string' },
-    LOG_FILE: { path: 'logFile', kind: 'string' },
-    GEOFENCE_ADMIN_TOKEN: { path: 'adminToken', kind: 'string' },
-    TRUST_PROXY: { path: 'trustProxy', kind: 'string' },
-    BODY_LIMIT_BYTES: { path: 'bodyLimitBytes', kind: 'int' },
-    SSL_ENABLED: { path: 'tls.enabled', kind: 'bool' },
-    SSL_CERT_PATH: { path: 'tls.certPath', kind: 'string' },
-    SSL_KEY_PATH: { path: 'tls.keyPath', kind: 'string' },
-    SSL_CA_PATH: { path: 'tls.caPath', kind: 'string' },
-    TLS_MIN_VERSION: { path: 'tls.minVersion', kind: 'string' },
-    TLS_INSECURE_SKIP_VERIFY: { path: 'tls.insecureSkipVerify', kind: 'bool' },
-    TLS_REQUIRE_CLIENT_CERT: { path: 'tls.requireClientCert', kind: 'bool' },
-    SSL_CLIENT_CERT_PATH: { path: 'tls.clientCertPath', kind: 'string' },
-    SSL_CLIENT_KEY_PATH: { path: 'tls.clientKeyPath', kind: 'string' },
-    NONCE_LENGTH: { path: 'nonce.length', kind: 'int' },
-    NONCE_TTL_SECONDS: { path: 'nonce.ttlSeconds', kind: 'int' },
-    NONCE_MAX_OUTSTANDING: { path: 'nonce.maxOutstanding', kind: 'int' },
-    NONCE_STORE: { path: 'nonce.store', kind: 'string' },
-    REDIS_URL: { path: 'nonce.redisUrl', kind: 'string' },
-    NONCE_SQLITE_PATH: { path: 'nonce.sqlitePath', kind: 'string' },
-    REDIS_COMMAND_TIMEOUT_MS: { path: 'nonce.redisCommandTimeoutMs', kind: 'int' },
-    REDIS_CONNECT_TIMEOUT_MS: { path: 'nonce.redisConnectTimeoutMs', kind: 'int' },
-    SQLITE_BUSY_TIMEOUT_MS: { path: 'sqliteBusyTimeoutMs', kind: 'int' },
-    CLOCK_SKEW_SECONDS: { path: 'clockSkewSeconds', kind: 'int' },
-    REGISTRY_TYPE: { path: 'registry.kind', kind: 'string' },
-    REGISTRY_PATH: { path: 'registry.path', kind: 'string' },
-    RECORDS_PATH: { path: 'recordsPath', kind: 'string' },
-    RECORDS_STORE: { path: 'recordsStore', kind: 'string' },
-    DATABASE_URL: { path: 'database.url', kind: 'string' },
-    DATABASE_POOL_MAX: { path: 'database.poolMax', kind: 'int' },
-    ALLOWED_REGIONS: { path: 'geo.allowedRegions', kind: 'list' },
-    ALLOWED_STATES: { path: 'geo.allowedStates', kind: 'list' },
-    ALLOWED_CITIES: { path: 'geo.allowedCities', kind: 'list' },
-    MAX_ACCURACY_M: { path: 'geo.maxAccuracyM', kind: 'number' },
-    MAX_SPEED_KMH: { path: 'geo.maxSpeedKmh', kind: 'number' },
-    EK_CA_BUNDLE: { path: 'enrollment.ekCaPaths', kind: 'list' },
-    APPROVED_EK_HASHES: { path: 'enrollment.approvedEkHashes', kind: 'list' },
-    APPROVED_IMAGE_DIGESTS: { path: 'enrollment.approvedImageDigests', kind: 'list' },
-    ATTESTATION_SIGNING_KEY_PATH: { path: 'enrollment.signingKeyPath', kind: 'string' },
-    ATTESTATION_ISSUER: { path: 'enrollment.issuer', kind: 'string' },
-    ATTESTATION_CA_CERT_PATH: { path: 'enrollment.caCertPath', kind: 'string' },
-    ATTESTATION_EXTRA_CA_PATHS: { path: 'enrollment.extraCaPaths', kind: 'list' },
-    MNO_CA_BUNDLE: { path: 'enrollment.mnoCaPaths', kind: 'list' },
-    CREDENTIAL_LIFETIME_SECONDS: { path: 'enrollment.credentialLifetimeSeconds', kind: 'int' },
-    RESOURCE_DIR: { path: 'resource.dir', kind: 'string' },
-    RESOURCE_ISSUER: { path: 'resource.issuer', kind: 'string' },
-    RESOURCE_JWKS_URL: { path: 'resource.jwksUrl', kind: 'string' },
-    RESOURCE_CA_CERT_PATH: { path: 'resource.caCertPath', kind: 'string' },
-    RESOURCE_ORIGIN: { path: 'resource.origin', kind: 'string' },
-    RESOURCE_MIN_TRUST_LEVEL: { path: 'resource.minTrustLevel', kind: 'string' },
-    RESOURCE_WORKLOAD_DIGESTS: { path: 'resource.workloadDigests', kind: 'list' },
-    RESOURCE_MAX_AGE_SECONDS: { path: 'resource.maxAgeSeconds', kind: 'int' },
-    RATE_LIMIT_ENABLED: { path: 'rateLimit.enabled', kind: 'bool' },
-    RATE_LIMIT_PER_IP: { path: 'rateLimit.perIpPerSecond', kind: 'number' },
-    RATE_LIMIT_PER_IP_BURST: { path: 'rateLimit.perIpBurst', kind: 'int' },
-    RATE_LIMIT_PER_KEYID: { path: 'rateLimit.perKeyidPerSecond', kind: 'number' },
-    RATE_LIMIT_PER_KEYID_BURST: { path: 'rateLimit.perKeyidBurst', kind: 'int' },
-    COLLECTOR_URL: { path: 'gateway.collectorUrl', kind: 'string' },
-    GATEWAY_POLICY_ENFORCEMENT: { path: 'gateway.policyEnforcement', kind: 'bool' },
-    GATEWAY_VALIDATE_PUBLIC_KEY_HASH: { path: 'gateway.validatePublicKeyHash', kind: 'bool' },
-    GATEWAY_VALIDATE_SIGNATURE: { path: 'gateway.validateSignature', kind: 'bool' },
-    GATEWAY_VALIDATE_GEOLOCATION: { path: 'gateway.validateGeolocation', kind: 'bool' },
-    GATEWAY_UPSTREAM_TIMEOUT_MS: { path: 'gateway.upstreamTimeoutMs', kind: 'int' },
-    GATEWAY_HEADER_LOG: { path: 'gateway.headerLogPath', kind: 'string' },
-    GATEWAY_HEADER_LOG_MAX_BYTES: { path: 'gateway.headerLogMaxBytes', kind: 'int' },
-    GATEWAY_HEADER_LOG_FILES: { path: 'gateway.headerLogFiles', kind: 'int' },
-    OTEL_EXPORTER_OTLP_ENDPOINT: { path: 'otel.endpoint', kind: 'string' },
-    OTEL_ENDPOINT: { path: 'otel.endpoint', kind: 'string' },
-    OTEL_METRIC_EXPORT_INTERVAL: { path: 'otel.exportIntervalMs', kind: 'int' },
-    OTEL_EXPORTER_OTLP_TIMEOUT: { path: 'otel.timeoutMs', kind: 'int' },
-    CONSOLE_ENABLED: { path: 'console.enabled', kind: 'bool' },
-    CONSOLE_SESSION_TTL_SECONDS: { path: 'console.sessionTtlSeconds', kind: 'int' },
-    AGENT_NAME: { path: 'agent.name', kind: 'string' },
-    GATEWAY_URL: { path: 'agent.gatewayUrl', kind: 'string' },
-    TPM2TOOLS_TCTI: { path: 'agent.tcti', kind: 'string' },
-    AGENT_STATE_DIR: { path: 'agent.stateDir', kind: 'string' },
-    SIGNING_KEY_ALGORITHM: { path: 'agent.algorithm', kind: 'string' },
-    GEOGRAPHIC_REGION: { path: 'agent.region', kind: 'string' },
-    GEOGRAPHIC_STATE: { path: 'agent.state', kind: 'string' },
-    GEOGRAPHIC_CITY: { path: 'agent.city', kind: 'string' },
-    METRICS_INTERVAL_SECONDS: { path: 'agent.intervalSeconds', kind: 'int' },
-    AGENT_API_TOKEN: { path: 'agent.apiToken', kind: 'string' },
-    AGENT_ALLOWED_HOSTS: { path: 'agent.allowedHosts', kind: 'list' },
-    GPSD_HOST: { path: 'agent.gpsdHost', kind: 'string' },
-    GPSD_PORT: { path: 'agent.gpsdPort', kind: 'int' },
-  };
+export const ENV_VARS: Record<
+  string,
+  { path: string; kind: 'string' | 'bool' | 'int' | 'number' | 'list' | 'workers' }
+> = {
+  SERVICE_NAME: { path: 'serviceName', kind: 'string' },
+  // After SERVICE_NAME, so the OpenTelemetry standard name wins when both are set.
+  OTEL_SERVICE_NAME: { path: 'serviceName', kind: 'string' },
+  HOST: { path: 'host', kind: 'string' },
+  PORT: { path: 'port', kind: 'int' },
+  GEOFENCE_DATA_DIR: { path: 'dataDir', kind: 'string' },
+  LOG_LEVEL: { path: 'logLevel', kind: 'string' },
+  LOG_FILE: { path: 'logFile', kind: 'string' },
+  GEOFENCE_ADMIN_TOKEN: { path: 'adminToken', kind: 'string' },
+  TRUST_PROXY: { path: 'trustProxy', kind: 'string' },
+  BODY_LIMIT_BYTES: { path: 'bodyLimitBytes', kind: 'int' },
+  SSL_ENABLED: { path: 'tls.enabled', kind: 'bool' },
+  SSL_CERT_PATH: { path: 'tls.certPath', kind: 'string' },
+  SSL_KEY_PATH: { path: 'tls.keyPath', kind: 'string' },
+  SSL_CA_PATH: { path: 'tls.caPath', kind: 'string' },
+  TLS_MIN_VERSION: { path: 'tls.minVersion', kind: 'string' },
+  TLS_INSECURE_SKIP_VERIFY: { path: 'tls.insecureSkipVerify', kind: 'bool' },
+  TLS_REQUIRE_CLIENT_CERT: { path: 'tls.requireClientCert', kind: 'bool' },
+  SSL_CLIENT_CERT_PATH: { path: 'tls.clientCertPath', kind: 'string' },
+  SSL_CLIENT_KEY_PATH: { path: 'tls.clientKeyPath', kind: 'string' },
+  NONCE_LENGTH: { path: 'nonce.length', kind: 'int' },
+  NONCE_TTL_SECONDS: { path: 'nonce.ttlSeconds', kind: 'int' },
+  NONCE_MAX_OUTSTANDING: { path: 'nonce.maxOutstanding', kind: 'int' },
+  NONCE_STORE: { path: 'nonce.store', kind: 'string' },
+  REDIS_URL: { path: 'nonce.redisUrl', kind: 'string' },
+  NONCE_SQLITE_PATH: { path: 'nonce.sqlitePath', kind: 'string' },
+  REDIS_COMMAND_TIMEOUT_MS: { path: 'nonce.redisCommandTimeoutMs', kind: 'int' },
+  REDIS_CONNECT_TIMEOUT_MS: { path: 'nonce.redisConnectTimeoutMs', kind: 'int' },
+  SQLITE_BUSY_TIMEOUT_MS: { path: 'sqliteBusyTimeoutMs', kind: 'int' },
+  CLOCK_SKEW_SECONDS: { path: 'clockSkewSeconds', kind: 'int' },
+  REGISTRY_TYPE: { path: 'registry.kind', kind: 'string' },
+  REGISTRY_PATH: { path: 'registry.path', kind: 'string' },
+  RECORDS_PATH: { path: 'recordsPath', kind: 'string' },
+  RECORDS_STORE: { path: 'recordsStore', kind: 'string' },
+  DATABASE_URL: { path: 'database.url', kind: 'string' },
+  DATABASE_POOL_MAX: { path: 'database.poolMax', kind: 'int' },
+  ALLOWED_REGIONS: { path: 'geo.allowedRegions', kind: 'list' },
+  ALLOWED_STATES: { path: 'geo.allowedStates', kind: 'list' },
+  ALLOWED_CITIES: { path: 'geo.allowedCities', kind: 'list' },
+  MAX_ACCURACY_M: { path: 'geo.maxAccuracyM', kind: 'number' },
+  MAX_SPEED_KMH: { path: 'geo.maxSpeedKmh', kind: 'number' },
+  EK_CA_BUNDLE: { path: 'enrollment.ekCaPaths', kind: 'list' },
+  APPROVED_EK_HASHES: { path: 'enrollment.approvedEkHashes', kind: 'list' },
+  APPROVED_IMAGE_DIGESTS: { path: 'enrollment.approvedImageDigests', kind: 'list' },
+  ATTESTATION_SIGNING_KEY_PATH: { path: 'enrollment.signingKeyPath', kind: 'string' },
+  ATTESTATION_ISSUER: { path: 'enrollment.issuer', kind: 'string' },
+  ATTESTATION_CA_CERT_PATH: { path: 'enrollment.caCertPath', kind: 'string' },
+  ATTESTATION_EXTRA_CA_PATHS: { path: 'enrollment.extraCaPaths', kind: 'list' },
+  MNO_CA_BUNDLE: { path: 'enrollment.mnoCaPaths', kind: 'list' },
+  CREDENTIAL_LIFETIME_SECONDS: { path: 'enrollment.credentialLifetimeSeconds', kind: 'int' },
+  RESOURCE_DIR: { path: 'resource.dir', kind: 'string' },
+  RESOURCE_ISSUER: { path: 'resource.issuer', kind: 'string' },
+  RESOURCE_JWKS_URL: { path: 'resource.jwksUrl', kind: 'string' },
+  RESOURCE_CA_CERT_PATH: { path: 'resource.caCertPath', kind: 'string' },
+  RESOURCE_ORIGIN: { path: 'resource.origin', kind: 'string' },
+  RESOURCE_MIN_TRUST_LEVEL: { path: 'resource.minTrustLevel', kind: 'string' },
+  RESOURCE_WORKLOAD_DIGESTS: { path: 'resource.workloadDigests', kind: 'list' },
+  RESOURCE_MAX_AGE_SECONDS: { path: 'resource.maxAgeSeconds', kind: 'int' },
+  RATE_LIMIT_ENABLED: { path: 'rateLimit.enabled', kind: 'bool' },
+  RATE_LIMIT_STORE: { path: 'rateLimit.bucketStore', kind: 'string' },
+  COLLECTOR_WORKERS: { path: 'workers.collector', kind: 'workers' },
+  GATEWAY_WORKERS: { path: 'workers.gateway', kind: 'workers' },
+  RATE_LIMIT_PER_IP: { path: 'rateLimit.perIpPerSecond', kind: 'number' },
+  RATE_LIMIT_PER_IP_BURST: { path: 'rateLimit.perIpBurst', kind: 'int' },
+  RATE_LIMIT_PER_KEYID: { path: 'rateLimit.perKeyidPerSecond', kind: 'number' },
+  RATE_LIMIT_PER_KEYID_BURST: { path: 'rateLimit.perKeyidBurst', kind: 'int' },
+  COLLECTOR_URL: { path: 'gateway.collectorUrl', kind: 'string' },
+  GATEWAY_POLICY_ENFORCEMENT: { path: 'gateway.policyEnforcement', kind: 'bool' },
+  GATEWAY_VALIDATE_PUBLIC_KEY_HASH: { path: 'gateway.validatePublicKeyHash', kind: 'bool' },
+  GATEWAY_VALIDATE_SIGNATURE: { path: 'gateway.validateSignature', kind: 'bool' },
+  GATEWAY_VALIDATE_GEOLOCATION: { path: 'gateway.validateGeolocation', kind: 'bool' },
+  GATEWAY_UPSTREAM_TIMEOUT_MS: { path: 'gateway.upstreamTimeoutMs', kind: 'int' },
+  GATEWAY_HEADER_LOG: { path: 'gateway.headerLogPath', kind: 'string' },
+  GATEWAY_HEADER_LOG_MAX_BYTES: { path: 'gateway.headerLogMaxBytes', kind: 'int' },
+  GATEWAY_HEADER_LOG_FILES: { path: 'gateway.headerLogFiles', kind: 'int' },
+  OTEL_EXPORTER_OTLP_ENDPOINT: { path: 'otel.endpoint', kind: 'string' },
+  OTEL_ENDPOINT: { path: 'otel.endpoint', kind: 'string' },
+  OTEL_METRIC_EXPORT_INTERVAL: { path: 'otel.exportIntervalMs', kind: 'int' },
+  OTEL_EXPORTER_OTLP_TIMEOUT: { path: 'otel.timeoutMs', kind: 'int' },
+  CONSOLE_ENABLED: { path: 'console.enabled', kind: 'bool' },
+  CONSOLE_SESSION_TTL_SECONDS: { path: 'console.sessionTtlSeconds', kind: 'int' },
+  AGENT_NAME: { path: 'agent.name', kind: 'string' },
+  GATEWAY_URL: { path: 'agent.gatewayUrl', kind: 'string' },
+  TPM2TOOLS_TCTI: { path: 'agent.tcti', kind: 'string' },
+  AGENT_STATE_DIR: { path: 'agent.stateDir', kind: 'string' },
+  SIGNING_KEY_ALGORITHM: { path: 'agent.algorithm', kind: 'string' },
+  GEOGRAPHIC_REGION: { path: 'agent.region', kind: 'string' },
+  GEOGRAPHIC_STATE: { path: 'agent.state', kind: 'string' },
+  GEOGRAPHIC_CITY: { path: 'agent.city', kind: 'string' },
+  METRICS_INTERVAL_SECONDS: { path: 'agent.intervalSeconds', kind: 'int' },
+  AGENT_API_TOKEN: { path: 'agent.apiToken', kind: 'string' },
+  AGENT_ALLOWED_HOSTS: { path: 'agent.allowedHosts', kind: 'list' },
+  GPSD_HOST: { path: 'agent.gpsdHost', kind: 'string' },
+  GPSD_PORT: { path: 'agent.gpsdPort', kind: 'int' },
+};
 
-const CONVERTERS = { string: str, bool: parseBool, int: parseInt10, number: parseNumber, list: parseList };
+/** A worker count: `auto` or an integer (range checked by the schema). */
+function parseWorkers(name: string, v: string, issues: string[]): number | 'auto' | undefined {
+  return v.trim().toLowerCase() === 'auto' ? 'auto' : parseInt10(name, v, issues);
+}
+
+const CONVERTERS = {
+  string: str,
+  bool: parseBool,
+  int: parseInt10,
+  number: parseNumber,
+  list: parseList,
+  workers: parseWorkers,
+};
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -511,13 +546,28 @@ function hint(path: string): string {
  * Settings required by another setting. One of a pair set without the other used to be silently
  * ignored (a key path without a certificate path served the demo certificate).
  */
-function crossChecks(raw: Record<string, unknown>): string[] {
+function crossChecks(raw: Record<string, unknown>, role: Role): string[] {
   const section = (k: string) => (isPlainObject(raw[k]) ? raw[k] : {});
   const nonce = section('nonce');
   const tls = section('tls');
   const issues: string[] = [];
   if (nonce.store === 'redis' && !nonce.redisUrl) {
     issues.push(`${hint('nonce.redisUrl')}: required when the nonce store is redis`);
+  }
+  if (section('rateLimit').bucketStore === 'redis' && !nonce.redisUrl) {
+    issues.push(`${hint('nonce.redisUrl')}: required when the rate limit store is redis`);
+  }
+  // Each worker is its own process: a memory nonce store would let a nonce issued by one worker be
+  // unknown to the next, and a replay reach a worker that never saw the first use.
+  const workers = section('workers');
+  if (role === 'collector' && (nonce.store ?? 'memory') === 'memory') {
+    const n = workers.collector;
+    if (n === 'auto' || (typeof n === 'number' && n > 1)) {
+      issues.push(
+        `${hint('nonce.store')}: the memory nonce store is private to one process; ${String(n)} collector ` +
+          'workers (--workers, env COLLECTOR_WORKERS) need one all workers share: redis, or sqlite on one host',
+      );
+    }
   }
   const database = section('database');
   if (!database.url) {
@@ -606,7 +656,7 @@ export function loadConfig(opts: LoadConfigOptions): Config & { port: number } {
     const v = path.split('.').reduce<unknown>((o, k) => (isPlainObject(o) ? o[k] : undefined), merged);
     if (v === undefined || v === '') issues.push(`${hint(path)}: required`);
   }
-  issues.push(...crossChecks(merged));
+  issues.push(...crossChecks(merged, opts.role));
   issues.push(...checkPaths(merged, opts.role, cwd, nameOf));
   if (issues.length > 0 || !result.success) {
     throw new ConfigError(issues, fileUsed ? filePath : undefined);

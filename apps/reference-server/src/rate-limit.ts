@@ -1,6 +1,8 @@
 /**
- * Token-bucket rate limiter keyed by client IP and by claimed keyid. The table is bounded (least
- * recently used keys are dropped first) so a flood of distinct keys cannot exhaust memory.
+ * Token-bucket rate limiting keyed by client IP and by claimed keyid: the bucket interface, the
+ * in-process buckets (`RATE_LIMIT_STORE=memory`; the Redis ones are in rate-limit-redis.ts), and the
+ * keyid extraction. The in-process table is bounded (least recently used keys are dropped first) so
+ * a flood of distinct keys cannot exhaust memory.
  */
 import { parseSignatureInput } from '@geofence/http-sig';
 
@@ -12,13 +14,26 @@ export interface RateDecision {
   remaining: number;
 }
 
+/**
+ * Token buckets by key: in this process ({@link RateLimiter}) or shared in Redis. A shared store
+ * answers asynchronously and may fail (503 `upstream`).
+ */
+export interface TokenBuckets {
+  /** Takes one token for `key` when there is one. */
+  take(key: string): RateDecision | Promise<RateDecision>;
+  /** Whether `key` has a token now, without taking it. */
+  peek(key: string): RateDecision | Promise<RateDecision>;
+  /** Number of tracked keys, when this process knows it. */
+  readonly size: number | undefined;
+}
+
 interface Bucket {
   tokens: number;
   updated: number;
 }
 
-/** One token bucket per key, refilled at `ratePerSecond` up to `burst`. */
-export class RateLimiter {
+/** One token bucket per key in this process, refilled at `ratePerSecond` up to `burst`. */
+export class RateLimiter implements TokenBuckets {
   private readonly buckets = new Map<string, Bucket>();
 
   constructor(

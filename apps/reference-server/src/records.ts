@@ -1,12 +1,14 @@
 /**
  * Durable store of accepted records (SPEC §10): the raw request body exactly as received, the verdict,
  * the verifying headers and the receive time, in SQLite (WAL, `synchronous=FULL`). `insert` resolves
- * only after the transaction is committed, so a record acknowledged with 200 survives a crash.
+ * only after the transaction is committed, so a record acknowledged with 200 survives a crash; its
+ * commits run on a worker thread (records-writer.ts), off the service's event loop.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   type AcceptedRecord,
+  DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
   type MetricsPayload,
   type RecordHttpSignature,
   type RecordPage,
@@ -17,6 +19,7 @@ import {
   type StoredRecord,
 } from '@geofence/verifier';
 import Database from 'better-sqlite3';
+import { RecordWriterThread } from './records-thread.js';
 
 interface Row {
   seq: number;
@@ -52,9 +55,9 @@ function toRecord(r: Row): StoredRecord {
 export class SqliteRecordStore implements RecordStore {
   private readonly db: Database.Database;
   private readonly guard: SqliteFaultGuard;
-  private readonly insertStmt: Database.Statement;
   private readonly byIdStmt: Database.Statement;
   private readonly countStmt: Database.Statement;
+  private readonly writer: RecordWriterThread;
 
   /**
    * Opens (creating when needed) the store at `path`.
@@ -85,57 +88,34 @@ export class SqliteRecordStore implements RecordStore {
     if (!columns.some((c) => c.name === 'http_signature')) {
       this.db.exec('ALTER TABLE records ADD COLUMN http_signature TEXT');
     }
-    this.insertStmt = this.db.prepare(
-      'INSERT INTO records (id, agent_name, keyid, received_at, body, verdict, headers, http_signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-    );
     this.byIdStmt = this.db.prepare('SELECT * FROM records WHERE id = ?');
     this.countStmt = this.db.prepare('SELECT COUNT(*) AS n FROM records');
-  }
-
-  private pending: Array<{ rec: AcceptedRecord; resolve(id: string): void; reject(e: unknown): void }> = [];
-  private flushScheduled = false;
-
-  /**
-   * Stores a record durably with group commit: records submitted while the previous commit was
-   * being fsynced are written in one transaction (one fsync for the group). Resolves only after the
-   * commit, so a caller that acknowledges on resolution never acknowledges a record a crash can lose.
-   */
-  insert(rec: AcceptedRecord): Promise<string> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ rec, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
+    // After the schema exists (and is migrated): the thread prepares its INSERT against it.
+    this.writer = new RecordWriterThread({
+      path,
+      busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
     });
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    const batch = this.pending.splice(0);
-    if (batch.length === 0) return;
-    let stored: string[];
-    try {
-      stored = this.guard.run(() => this.db.transaction(() => batch.map((b) => this.insertRow(b.rec)))());
-    } catch (err) {
-      for (const b of batch) b.reject(err);
-      return;
-    }
-    for (const [i, b] of batch.entries()) b.resolve(stored[i] as string);
-  }
-
-  private insertRow(rec: AcceptedRecord): string {
+  /**
+   * Stores a record durably with group commit on the writer thread: records submitted while the
+   * previous commit was being fsynced are written in one transaction (one fsync for the group).
+   * Resolves only after the commit, so a caller that acknowledges on resolution never acknowledges a
+   * record a crash can lose; meanwhile this thread keeps serving requests. A database fault, or a
+   * writer thread that died, rejects with `StoreUnavailableError` (503 `upstream`, `record_store`).
+   */
+  async insert(rec: AcceptedRecord): Promise<string> {
     const id = `rec_${crypto.randomUUID()}`;
-    this.insertStmt.run(
+    await this.writer.write({
       id,
-      rec.agentName,
-      rec.keyid,
-      rec.receivedAt,
-      rec.rawBody,
-      JSON.stringify(rec.verdict),
-      JSON.stringify(rec.headers),
-      rec.httpSignature ? JSON.stringify(rec.httpSignature) : null,
-    );
+      agentName: rec.agentName,
+      keyid: rec.keyid,
+      receivedAt: rec.receivedAt,
+      body: rec.rawBody,
+      verdict: JSON.stringify(rec.verdict),
+      headers: JSON.stringify(rec.headers),
+      httpSignature: rec.httpSignature ? JSON.stringify(rec.httpSignature) : null,
+    });
     return id;
   }
 
@@ -184,8 +164,12 @@ export class SqliteRecordStore implements RecordStore {
     });
   }
 
-  /** Closes the database. */
-  async close(): Promise<void> {
+  /**
+   * Closes the database; the writer thread commits what it was given, then ends (resolves when it
+   * has). Nothing may be inserted after close.
+   */
+  close(): Promise<void> {
     this.db.close();
+    return this.writer.close();
   }
 }

@@ -2,6 +2,7 @@
  * Opens what a service needs from its configuration: registry, nonce store, record store, global geo
  * policy, EK trust anchors (the attestation issuer is in attestation-issuer.ts). Paths default to files in the data directory.
  */
+import cluster from 'node:cluster';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
@@ -22,7 +23,11 @@ import {
 } from '@geofence/verifier';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
+import type { Logger } from './logger.js';
+import { SqlitePendingEnrollmentStore } from './pending-enrollments.js';
+import { RedisTokenBuckets } from './rate-limit-redis.js';
 import { SqliteRecordStore } from './records.js';
+import type { RateLimiters } from './server/http.js';
 
 /** Registry file of a configuration. */
 export function registryPath(cfg: Config): string {
@@ -87,13 +92,19 @@ export async function openRegistry(
 
 /**
  * Where pending enrolments live: PostgreSQL with a Postgres registry (so `/enroll` and its completion
- * may hit different replicas), else this process's memory (the enrolment service's default).
+ * may hit different replicas), else `<dataDir>/pending-enrollments.db` shared by the processes of this
+ * host (cluster workers).
  */
 export function openPendingEnrollments(
   cfg: Config,
   db: PostgresDatabase | undefined,
-): PendingEnrollmentStore | undefined {
-  return cfg.registry.kind === 'postgres' && db ? new PostgresPendingEnrollmentStore(db) : undefined;
+): PendingEnrollmentStore & { close?(): void } {
+  // A fleet shares PostgreSQL; the workers of one host share a SQLite file, so /enroll and its
+  // /complete may reach different processes either way.
+  if (cfg.registry.kind === 'postgres' && db) return new PostgresPendingEnrollmentStore(db);
+  return new SqlitePendingEnrollmentStore(resolve(cfg.dataDir, 'pending-enrollments.db'), {
+    busyTimeoutMs: cfg.sqliteBusyTimeoutMs,
+  });
 }
 
 /**
@@ -112,42 +123,110 @@ export async function openNonceStore(cfg: Config, onRedisError?: (err: Error) =>
         ...common,
       });
     case 'redis': {
-      // The store owns the client; lazyConnect surfaces a bad URL at start instead of on first use.
-      // While Redis is down or frozen every call must fail fast (503 upstream) rather than wait:
-      // no offline queue (a call while disconnected fails at once), a reply deadline per command,
-      // and no silent resend after a reconnect of commands whose outcome the caller already
-      // reported. The client keeps reconnecting (ioredis' default back-off, at most 2 s apart), so
-      // the service recovers by itself when Redis is back.
-      const client = new Redis(cfg.nonce.redisUrl as string, {
-        lazyConnect: true,
-        enableOfflineQueue: false,
-        commandTimeout: cfg.nonce.redisCommandTimeoutMs,
-        connectTimeout: cfg.nonce.redisConnectTimeoutMs,
-        maxRetriesPerRequest: 0,
-        autoResendUnfulfilledCommands: false,
-      });
-      // Until the first connection, errors are collected for one clear start-up error instead of a
-      // log line per attempt; afterwards they go to the service's (rate-limited) log.
-      let firstError: Error | undefined;
-      const atStart = (err: Error) => {
-        firstError ??= err;
-      };
-      client.on('error', atStart);
-      try {
-        await client.connect();
-      } catch (err) {
-        client.disconnect();
-        const why = (firstError ?? (err as Error)).message;
-        throw new Error(
-          `cannot connect to Redis at ${redisUrlForHumans(cfg.nonce.redisUrl as string)} (REDIS_URL): ${why}`,
-        );
-      } finally {
-        client.off('error', atStart);
-      }
-      if (onRedisError) client.on('error', onRedisError);
+      const client = await connectRedis(cfg, onRedisError);
       return new RedisNonceStore({ client, ownsClient: true, ...common });
     }
   }
+}
+
+/**
+ * A client of the configured Redis (`REDIS_URL`), connected. While Redis is down or frozen every
+ * call must fail fast (503 upstream) rather than wait: no offline queue (a call while disconnected
+ * fails at once), a reply deadline per command, and no silent resend after a reconnect of commands
+ * whose outcome the caller already reported. The client keeps reconnecting (ioredis' default
+ * back-off, at most 2 s apart), so the service recovers by itself when Redis is back. `onError`
+ * receives connection errors after the first connection (ioredis emits one per failed reconnect;
+ * without a listener it prints "Unhandled error event").
+ */
+export async function connectRedis(cfg: Config, onError?: (err: Error) => void): Promise<Redis> {
+  const client = new Redis(cfg.nonce.redisUrl as string, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    commandTimeout: cfg.nonce.redisCommandTimeoutMs,
+    connectTimeout: cfg.nonce.redisConnectTimeoutMs,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+  });
+  // Until the first connection, errors are collected for one clear start-up error instead of a
+  // log line per attempt; afterwards they go to the service's (rate-limited) log.
+  let firstError: Error | undefined;
+  const atStart = (err: Error) => {
+    firstError ??= err;
+  };
+  client.on('error', atStart);
+  try {
+    await client.connect();
+  } catch (err) {
+    client.disconnect();
+    const why = (firstError ?? (err as Error)).message;
+    throw new Error(
+      `cannot connect to Redis at ${redisUrlForHumans(cfg.nonce.redisUrl as string)} (REDIS_URL): ${why}`,
+    );
+  } finally {
+    client.off('error', atStart);
+  }
+  // Always listened to: an unlistened 'error' would print "Unhandled error event" per reconnect.
+  client.on('error', onError ?? (() => undefined));
+  return client;
+}
+
+/**
+ * Logs Redis connection errors at most once per 10 s: while Redis is down ioredis reports every
+ * reconnect attempt, which would flood the log without saying anything new.
+ */
+export function redisErrorLogger(log: Logger, what: string): (err: Error) => void {
+  let last = 0;
+  let suppressed = 0;
+  return (err) => {
+    const now = Date.now();
+    if (now - last < 10_000) {
+      suppressed += 1;
+      return;
+    }
+    log.warn({ err: err.message, suppressed }, `${what}: Redis connection error`);
+    last = now;
+    suppressed = 0;
+  };
+}
+
+/**
+ * In a cluster worker with in-process rate limits, each worker has its own buckets: a client whose
+ * connections land on N workers gets up to N times the budget. Said once at start (per worker).
+ */
+export function warnPerWorkerLimits(cfg: Config, log: Logger): void {
+  if (cluster.isWorker && cfg.rateLimit.enabled && rateLimitStore(cfg) === 'memory') {
+    log.warn(
+      'rate limits are per worker process (RATE_LIMIT_STORE=memory): set RATE_LIMIT_STORE=redis to share them',
+    );
+  }
+}
+
+/** Where the rate limit buckets live: `RATE_LIMIT_STORE`, else Redis when the nonces are there. */
+export function rateLimitStore(cfg: Config): 'memory' | 'redis' {
+  return cfg.rateLimit.bucketStore ?? (cfg.nonce.store === 'redis' ? 'redis' : 'memory');
+}
+
+/**
+ * The shared (Redis) rate limiters of `cfg` with the client to close, or undefined when limits are
+ * off or kept in memory (then `serviceApp` makes in-process ones).
+ */
+export async function openSharedRateLimiters(
+  cfg: Config,
+  onRedisError?: (err: Error) => void,
+): Promise<{ limiters: RateLimiters; close(): Promise<void> } | undefined> {
+  if (!cfg.rateLimit.enabled || rateLimitStore(cfg) !== 'redis') return undefined;
+  const client = await connectRedis(cfg, onRedisError);
+  const rl = cfg.rateLimit;
+  return {
+    limiters: {
+      ip: new RedisTokenBuckets({ client, ratePerSecond: rl.perIpPerSecond, burst: rl.perIpBurst }),
+      keyid: new RedisTokenBuckets({ client, ratePerSecond: rl.perKeyidPerSecond, burst: rl.perKeyidBurst }),
+      store: 'redis',
+    },
+    close: async () => {
+      await client.quit().catch(() => client.disconnect());
+    },
+  };
 }
 
 /** A Redis URL without its password, for messages (the URL is a secret when it carries one). */

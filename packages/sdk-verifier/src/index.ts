@@ -257,6 +257,7 @@ export { SqliteNonceStore, type SqliteNonceStoreOptions } from './storage/sqlite
 export { SqliteRegistry, type SqliteRegistryOptions } from './storage/sqlite-registry.js';
 export {
   DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
+  isSqliteFault,
   SqliteFaultGuard,
   STORE_RETRY_AFTER_SECONDS,
   type StoreName,

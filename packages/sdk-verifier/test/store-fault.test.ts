@@ -132,7 +132,7 @@ describe('SQLite stores under a lock held by another connection', () => {
 });
 
 describe('RedisNonceStore with Redis gone', () => {
-  it('fails issue, consume and stats with StoreUnavailableError at once', async () => {
+  it('fails issue, consume, claimRequest and stats with StoreUnavailableError at once', async () => {
     const redis = await startRedis();
     const client = new Redis(redis.url, {
       lazyConnect: true,
@@ -147,7 +147,13 @@ describe('RedisNonceStore with Redis gone', () => {
     const store = new RedisNonceStore({ client, ownsClient: true });
     const { nonce } = await store.issue(KEYID);
     await redis.stop();
-    for (const op of [() => store.consume(KEYID, nonce), () => store.issue(KEYID), () => store.stats()]) {
+    for (const op of [
+      () => store.consume(KEYID, nonce),
+      () => store.issue(KEYID),
+      // The single-use mark of a signed GET /nonce: an outage is 503, never a 500.
+      () => store.claimRequest(KEYID, 'request-1', new Date(Date.now() + 60_000)),
+      () => store.stats(),
+    ]) {
       const { err, ms } = await failure(op);
       expectStoreFault(err, 'nonce_store');
       expect(ms).toBeLessThan(1000);

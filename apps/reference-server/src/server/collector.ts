@@ -5,6 +5,7 @@
  * metrics, OTLP export.
  */
 
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { ATTESTATION_CA_PATH } from '@geofence/protocol';
 import {
@@ -47,11 +48,21 @@ import {
   openPendingEnrollments,
   openRecords,
   openRegistry,
+  openSharedRateLimiters,
   readEkCaBundle,
+  redisErrorLogger,
   usesPostgres,
+  warnPerWorkerLimits,
 } from '../runtime.js';
 import { resolveTls } from '../tls.js';
-import { errorHandler, notFound, sendProblem, serviceApp } from './http.js';
+import {
+  errorHandler,
+  metricsExposition,
+  notFound,
+  type RateLimiters,
+  sendProblem,
+  serviceApp,
+} from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createOtlpForwarder, type OtlpForwarder } from './otlp.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
@@ -79,11 +90,13 @@ export interface CollectorDeps {
     approvedEkHashes: string[];
     approvedImageDigests: string[];
     agents: PreRegisteredAgent[];
-    /** Where pending enrolments live (default: this process's memory). */
+    /** Where pending enrolments live (default: in this process). */
     pendingStore?: PendingEnrollmentStore | undefined;
   };
   globalGeoPolicy?: GeoPolicy | undefined;
   otlp?: OtlpForwarder | undefined;
+  /** Rate limit buckets shared outside this process (Redis); in-process ones otherwise. */
+  rateLimiters?: RateLimiters | undefined;
   /** The web console at `/console`, when enabled: its live feed and session lifetime. */
   console?: { feed: ConsoleFeed; sessionTtlSeconds: number; assetsDir?: string | undefined } | undefined;
 }
@@ -141,7 +154,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
   );
   const counters = { accepted: 0, rejected: 0 };
 
-  const { app, limited, admin } = serviceApp(opts, metrics, deps.adminToken, REJECTED_BY);
+  const { app, limited, admin } = serviceApp(opts, metrics, deps.adminToken, REJECTED_BY, deps.rateLimiters);
 
   app.get('/health', (_req, res) => {
     res.json({
@@ -392,9 +405,7 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     });
   }
 
-  app.get('/metrics-prometheus', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  app.get('/metrics-prometheus', metricsExposition(metrics.registry, REJECTED_BY));
 
   if (deps.ca) {
     const { caBundlePem } = deps.ca;
@@ -465,25 +476,6 @@ export interface StartCollectorOptions {
   consoleAssetsDir?: string;
 }
 
-/**
- * Logs Redis connection errors at most once per 10 s: while Redis is down ioredis reports every
- * reconnect attempt, which would flood the log without saying anything new.
- */
-function redisErrorLogger(log: Logger): (err: Error) => void {
-  let last = 0;
-  let suppressed = 0;
-  return (err) => {
-    const now = Date.now();
-    if (now - last < 10_000) {
-      suppressed += 1;
-      return;
-    }
-    log.warn({ err: err.message, suppressed }, 'nonce store: Redis connection error');
-    last = now;
-    suppressed = 0;
-  };
-}
-
 /** The console's feed, seeded with each agent's last accepted record. */
 async function consoleDeps(cfg: Config, records: RecordStore, assetsDir: string | undefined) {
   const feed = new ConsoleFeed();
@@ -507,9 +499,11 @@ export async function startCollector(
     : undefined;
   const registry =
     o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'registry error'), db));
-  const nonces = await openNonceStore(cfg, redisErrorLogger(log));
+  const nonces = await openNonceStore(cfg, redisErrorLogger(log, 'nonce store'));
   const records = await openRecords(cfg, db);
   const pendingStore = openPendingEnrollments(cfg, db);
+  const shared = await openSharedRateLimiters(cfg, redisErrorLogger(log, 'rate limit store'));
+  warnPerWorkerLimits(cfg, log);
   const scheme = cfg.tls.enabled ? 'https' : 'http';
   const issuer = await openAttestationIssuer(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
   const { signer } = issuer;
@@ -541,10 +535,11 @@ export async function startCollector(
       approvedEkHashes: cfg.enrollment.approvedEkHashes,
       approvedImageDigests: cfg.enrollment.approvedImageDigests,
       agents,
-      ...(pendingStore ? { pendingStore } : {}),
+      pendingStore,
     },
     globalGeoPolicy: globalGeoPolicy(cfg),
     otlp,
+    rateLimiters: shared?.limiters,
     console: cfg.console.enabled ? await consoleDeps(cfg, records, o.consoleAssetsDir) : undefined,
   };
   if (cfg.console.enabled && !cfg.tls.enabled)
@@ -572,7 +567,8 @@ export async function startCollector(
   });
   log.info(
     { url: listening.url, nonce_store: cfg.nonce.store, data_dir: cfg.dataDir },
-    'collector listening',
+    // In a cluster worker the primary announces the service once all workers listen.
+    cluster.isWorker ? 'collector worker ready' : 'collector listening',
   );
   return {
     ...listening,
@@ -583,7 +579,9 @@ export async function startCollector(
       stopWatch();
       await otlp?.close();
       await nonces.close();
+      await shared?.close();
       await records.close();
+      pendingStore.close?.();
       if (!o.registry) await registry.close();
       await db?.close();
       log.info('collector stopped');

@@ -6,8 +6,9 @@
  * `Signature-Input` and `Workload-Geo-ID`. Unknown routes are never proxied.
  */
 
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import {
   createForwarder,
   type Forwarder,
@@ -21,9 +22,16 @@ import { ensureAdminToken } from '../admin-token.js';
 import { type Config, collectorUrlOf } from '../config.js';
 import { HeaderLog } from '../header-log.js';
 import { createLogger, type Logger } from '../logger.js';
-import { globalGeoPolicy, openRegistry } from '../runtime.js';
+import {
+  globalGeoPolicy,
+  openRegistry,
+  openSharedRateLimiters,
+  redisErrorLogger,
+  warnPerWorkerLimits,
+} from '../runtime.js';
 import { ensureDemoPki, resolveTls } from '../tls.js';
-import { errorHandler, notFound, serviceApp } from './http.js';
+import { workerSlot } from './cluster.js';
+import { errorHandler, metricsExposition, notFound, type RateLimiters, serviceApp } from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
 import { gatewayCheck } from './verification.js';
@@ -51,6 +59,8 @@ export interface GatewayDeps {
   /** The allowlist (required in enforcement mode). */
   registry?: Registry | undefined;
   globalGeoPolicy?: GeoPolicy | undefined;
+  /** Rate limit buckets shared outside this process (Redis); in-process ones otherwise. */
+  rateLimiters?: RateLimiters | undefined;
 }
 
 /** The app and its metrics. */
@@ -66,7 +76,13 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     throw new TypeError('gateway policy enforcement needs the agent allowlist (registry)');
   }
   const metrics = createServiceMetrics(opts.serviceName, undefined, true);
-  const { app, limiters, limited, admin } = serviceApp(opts, metrics, deps.adminToken, REJECTED_BY);
+  const { app, limiters, limited, admin } = serviceApp(
+    opts,
+    metrics,
+    deps.adminToken,
+    REJECTED_BY,
+    deps.rateLimiters,
+  );
   let allowlistLoadedAt = new Date().toISOString();
 
   const headerLog: RequestHandler = (req, res, next) => {
@@ -172,7 +188,11 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
       enabled: opts.rateLimit.enabled,
       per_ip: { rate_per_second: opts.rateLimit.perIpPerSecond, burst: opts.rateLimit.perIpBurst },
       per_keyid: { rate_per_second: opts.rateLimit.perKeyidPerSecond, burst: opts.rateLimit.perKeyidBurst },
-      tracked_keys: limiters ? { ip: limiters.ip.size, keyid: limiters.keyid.size } : { ip: 0, keyid: 0 },
+      store: limiters?.store ?? null,
+      // Shared buckets are counted by Redis (they expire once full again), not by this process.
+      tracked_keys: limiters
+        ? { ip: limiters.ip.size ?? null, keyid: limiters.keyid.size ?? null }
+        : { ip: 0, keyid: 0 },
     });
   });
 
@@ -188,9 +208,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     res.json({ status: 'success', active_agents: active, loaded_at: allowlistLoadedAt });
   });
 
-  app.get('/metrics-prometheus', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  app.get('/metrics-prometheus', metricsExposition(metrics.registry, REJECTED_BY));
 
   app.use(notFound(REJECTED_BY));
   app.use(errorHandler(log, REJECTED_BY));
@@ -222,6 +240,17 @@ async function gatewayClientCert(cfg: Config): Promise<{ cert: string; key: stri
   return { cert: demo.clientCert, key: demo.clientKey };
 }
 
+/**
+ * A file of this process: `path` itself, or in cluster worker slot k `name.wk.ext`. Each worker
+ * rotates its own header log: several processes rotating one file would rename it under each other.
+ */
+function perWorker(path: string): string {
+  const slot = workerSlot();
+  if (slot === undefined) return path;
+  const ext = extname(path);
+  return `${path.slice(0, path.length - ext.length)}.w${slot}${ext}`;
+}
+
 /** Starts the gateway of `cfg`. */
 export async function startGateway(
   cfg: Config & { port: number },
@@ -247,8 +276,10 @@ export async function startGateway(
   const registry = enforce
     ? (o.registry ?? (await openRegistry(cfg, (e) => log.error({ err: e }, 'allowlist error'))))
     : undefined;
+  const shared = await openSharedRateLimiters(cfg, redisErrorLogger(log, 'rate limit store'));
+  warnPerWorkerLimits(cfg, log);
   const headerLog = new HeaderLog(
-    cfg.gateway.headerLogPath ?? join(cfg.dataDir, 'logs', 'gateway_headers.log'),
+    perWorker(cfg.gateway.headerLogPath ?? join(cfg.dataDir, 'logs', 'gateway_headers.log')),
     cfg.gateway.headerLogMaxBytes,
     cfg.gateway.headerLogFiles,
   );
@@ -273,6 +304,7 @@ export async function startGateway(
       headerLog,
       registry,
       globalGeoPolicy: globalGeoPolicy(cfg),
+      rateLimiters: shared?.limiters,
     },
   );
   const listening = await listen(gateway.app, {
@@ -286,7 +318,8 @@ export async function startGateway(
       collector: collectorUrl,
       mode: enforce ? 'gateway-policy-enforcement' : 'standard',
     },
-    'gateway listening',
+    // In a cluster worker the primary announces the service once all workers listen.
+    cluster.isWorker ? 'gateway worker ready' : 'gateway listening',
   );
   return {
     ...listening,
@@ -294,6 +327,7 @@ export async function startGateway(
     close: async () => {
       await listening.close();
       await upstream.close();
+      await shared?.close();
       headerLog.close();
       if (registry && !o.registry) await registry.close();
       log.info('gateway stopped');

@@ -17,9 +17,12 @@ import express, {
   type RequestHandler,
   type Response,
 } from 'express';
+import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { claimedKeyid, RateLimiter } from '../rate-limit.js';
+import { claimedKeyid, RateLimiter, type TokenBuckets } from '../rate-limit.js';
+import { rateLimitStoreUnavailable } from '../rate-limit-redis.js';
+import { prometheusText } from './cluster-metrics.js';
 import type { ServiceMetrics } from './prom.js';
 
 declare module 'express-serve-static-core' {
@@ -78,8 +81,18 @@ export function adminAuth(token: string, rejectedBy: RejectedBy): RequestHandler
   };
 }
 
+/** The two limiters of a service. */
+export interface RateLimiters {
+  ip: TokenBuckets;
+  keyid: TokenBuckets;
+  /** Where the buckets live (`memory`: this process; `redis`: shared by every replica and worker). */
+  store: 'memory' | 'redis';
+}
+
 /**
- * Per-IP and per-keyid rate limiting → 429 `rate_limit` with `Retry-After`.
+ * Per-IP and per-keyid rate limiting → 429 `rate_limit` with `Retry-After`. A shared bucket store
+ * that cannot answer fails closed: 503 `upstream` with Retry-After (`details.dependency`
+ * `rate_limit_store`), never an unlimited pass.
  *
  * The keyid of a request is only claimed until the verifier checks it, so anyone could spend a
  * victim's budget by sending garbage under the victim's keyid. Therefore the per-keyid bucket is only
@@ -87,37 +100,53 @@ export function adminAuth(token: string, rejectedBy: RejectedBy): RequestHandler
  * merely consulted. The per-IP bucket is charged for every request.
  */
 export function rateLimitMiddleware(
-  limiters: { ip: RateLimiter; keyid: RateLimiter } | undefined,
+  limiters: RateLimiters | undefined,
   rejectedBy: RejectedBy,
   onLimited?: (kind: 'ip' | 'keyid') => void,
 ): RequestHandler {
   return (req, res, next) => {
     if (!limiters) return next();
-    const ipDecision = limiters.ip.take(`ip:${req.ip ?? 'unknown'}`);
-    let kind: 'ip' | 'keyid' | undefined = ipDecision.allowed ? undefined : 'ip';
-    let retry = ipDecision.retryAfterSeconds;
-    const kid = kind ? undefined : claimedKeyid(req.query, headerString(req, 'signature-input'));
-    if (kid) {
-      const d = limiters.keyid.peek(`kid:${kid}`);
-      if (!d.allowed) {
-        kind = 'keyid';
-        retry = d.retryAfterSeconds;
-      }
-    }
-    if (!kind) {
-      if (kid) {
-        res.on('finish', () => {
-          if (res.statusCode >= 200 && res.statusCode < 300) limiters.keyid.take(`kid:${kid}`);
-        });
-      }
-      return next();
-    }
-    onLimited?.(kind);
-    sendProblem(
-      req,
-      res,
-      new GeofenceError('rate_limit', undefined, { retryAfter: retry, details: { limited_by: kind } }),
-      rejectedBy,
+    const kid = claimedKeyid(req.query, headerString(req, 'signature-input'));
+    const decide = async (): Promise<{ kind: 'ip' | 'keyid'; retry: number } | undefined> => {
+      // Both buckets are asked at once (one round trip of latency with a shared store).
+      const [ip, key] = await Promise.all([
+        limiters.ip.take(`ip:${req.ip ?? 'unknown'}`),
+        kid ? limiters.keyid.peek(`kid:${kid}`) : undefined,
+      ]);
+      if (!ip.allowed) return { kind: 'ip', retry: ip.retryAfterSeconds };
+      if (key && !key.allowed) return { kind: 'keyid', retry: key.retryAfterSeconds };
+      return undefined;
+    };
+    decide().then(
+      (limited) => {
+        if (!limited) {
+          if (kid) {
+            res.on('finish', () => {
+              if (res.statusCode < 200 || res.statusCode >= 300) return;
+              // The request is answered already; an outage now only leaves this one token untaken.
+              Promise.resolve()
+                .then(() => limiters.keyid.take(`kid:${kid}`))
+                .catch(() => undefined);
+            });
+          }
+          next();
+          return;
+        }
+        onLimited?.(limited.kind);
+        sendProblem(
+          req,
+          res,
+          new GeofenceError('rate_limit', undefined, {
+            retryAfter: limited.retry,
+            details: { limited_by: limited.kind },
+          }),
+          rejectedBy,
+        );
+      },
+      (err: unknown) => {
+        const gf = err instanceof GeofenceError ? err : rateLimitStoreUnavailable(err);
+        sendProblem(req, res, gf, rejectedBy);
+      },
     );
   };
 }
@@ -168,11 +197,30 @@ export function errorHandler(log: Logger, rejectedBy: RejectedBy): ErrorRequestH
   };
 }
 
+/**
+ * `GET /metrics-prometheus`: the service's metrics (of every worker when clustered). When the
+ * cluster primary cannot answer, 503 `upstream` with Retry-After rather than a partial scrape.
+ */
+export function metricsExposition(registry: Registry, rejectedBy: RejectedBy): RequestHandler {
+  return (req, res) => {
+    prometheusText(registry).then(
+      (text) => res.type(registry.contentType).send(text),
+      (err: unknown) =>
+        sendProblem(
+          req,
+          res,
+          new GeofenceError('upstream', 'Metrics unavailable', { status: 503, retryAfter: 1, cause: err }),
+          rejectedBy,
+        ),
+    );
+  };
+}
+
 /** What {@link serviceApp} sets up for a service. */
 export interface ServiceApp {
   app: Express;
   /** Rate limiters (undefined when rate limiting is off). */
-  limiters: { ip: RateLimiter; keyid: RateLimiter } | undefined;
+  limiters: RateLimiters | undefined;
   /** Rate-limiting middleware for the routes agents call. */
   limited: RequestHandler;
   /** Admin bearer-token check. */
@@ -182,13 +230,15 @@ export interface ServiceApp {
 /**
  * The Express app the collector and the gateway both start from: exact routing, no
  * `x-powered-by`, the configured proxy trust, request ids, Prometheus counting, and the rate
- * limiters and admin check their routes use.
+ * limiters and admin check their routes use. `shared`: buckets kept outside this process (Redis);
+ * otherwise in-process buckets from `opts.rateLimit`.
  */
 export function serviceApp(
   opts: { trustProxy: boolean | string; rateLimit: Config['rateLimit'] },
   metrics: Pick<ServiceMetrics, 'middleware' | 'rateLimited'>,
   adminToken: string,
   rejectedBy: RejectedBy,
+  shared?: RateLimiters,
 ): ServiceApp {
   const app = express();
   app.disable('x-powered-by');
@@ -197,12 +247,13 @@ export function serviceApp(
   app.set('trust proxy', opts.trustProxy);
   app.use(requestIdMiddleware());
   app.use(metrics.middleware);
-  const limiters = opts.rateLimit.enabled
-    ? {
+  const limiters: RateLimiters | undefined = !opts.rateLimit.enabled
+    ? undefined
+    : (shared ?? {
         ip: new RateLimiter(opts.rateLimit.perIpPerSecond, opts.rateLimit.perIpBurst),
         keyid: new RateLimiter(opts.rateLimit.perKeyidPerSecond, opts.rateLimit.perKeyidBurst),
-      }
-    : undefined;
+        store: 'memory',
+      });
   const limited = rateLimitMiddleware(limiters, rejectedBy, (kind) => metrics.rateLimited.inc({ kind }));
   return { app, limiters, limited, admin: adminAuth(adminToken, rejectedBy) };
 }

@@ -13,7 +13,10 @@ export interface Listening {
   /** Base URL, e.g. `https://127.0.0.1:8444`. */
   url: string;
   port: number;
-  /** Stops accepting, closes idle and active connections. */
+  /**
+   * Stops accepting and drains: requests in flight are answered (their keep-alive connections are
+   * closed once idle), connections still busy after the drain timeout are cut.
+   */
   close(): Promise<void>;
 }
 
@@ -22,6 +25,8 @@ export interface ListenOptions {
   host: string;
   port: number;
   tls?: { cert: string; key: string; ca?: string; minVersion: 'TLSv1.2' | 'TLSv1.3'; requestCert?: boolean };
+  /** Longest a close waits for requests in flight (default 10 s; the request timeout bounds them too). */
+  drainTimeoutMs?: number;
 }
 
 /** Listens and resolves once the socket is bound (port 0 picks a free port). */
@@ -56,8 +61,15 @@ export async function listen(app: Express, opts: ListenOptions): Promise<Listeni
     port: addr.port,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+        // Connections turn idle as their last response is sent: close each then, cut the rest at the deadline.
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
+        const cut = setTimeout(() => server.closeAllConnections(), opts.drainTimeoutMs ?? 10_000);
+        server.close(() => {
+          clearInterval(idle);
+          clearTimeout(cut);
+          resolve();
+        });
+        server.closeIdleConnections();
       }),
   };
 }

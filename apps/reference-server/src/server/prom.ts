@@ -18,6 +18,7 @@ export function noteRejection(headers: IncomingHttpHeaders, validationType: stri
 }
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { answerMetricsCollection } from './cluster-metrics.js';
 
 /** Metric handles of one service. */
 export interface ServiceMetrics {
@@ -47,6 +48,7 @@ export function createServiceMetrics(
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   if (defaultMetrics) collectDefaultMetrics({ register: registry });
+  answerMetricsCollection(registry);
   const requests = new Counter({
     name: 'geofence_http_requests_total',
     help: 'HTTP requests by route, method, status and validation_type (none for accepted requests)',
@@ -64,6 +66,8 @@ export function createServiceMetrics(
     name: 'geofence_nonce_store_outstanding',
     help: 'Outstanding (issued, unconsumed) nonces in the nonce store',
     registers: [registry],
+    // Workers share one store and each reports all of it: summing across workers would multiply it.
+    aggregator: 'max',
     async collect() {
       if (!nonceSize) return;
       // A nonce store outage must not take the whole scrape down with it: report NaN (unknown).

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,8 @@ const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 export interface Service {
   url: string;
   child: ChildProcess;
+  /** Everything the service wrote to stdout and stderr so far (for assertion messages). */
+  output(): string;
   /** Sends `signal` and waits for the exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -27,8 +30,10 @@ export function spawnService(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
+  let output = '';
   child.stderr?.on('data', (d) => {
     stderr += String(d);
+    output += String(d);
   });
   const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -37,14 +42,16 @@ export function spawnService(
     await exited;
   };
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${role} did not start: ${stderr}`)), 30_000);
+    // Generous: a clustered service starts a primary and its workers, on a shared 2-core machine.
+    const timer = setTimeout(() => reject(new Error(`${role} did not start: ${stderr}`)), 90_000);
     const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     rl.on('line', (line) => {
+      output += `${line}\n`;
       try {
         const j = JSON.parse(line) as { msg?: string; url?: string };
         if (j.msg?.endsWith('listening') && j.url) {
           clearTimeout(timer);
-          resolve({ url: j.url, child, kill });
+          resolve({ url: j.url, child, kill, output: () => output });
         }
       } catch {
         // not a log line
@@ -55,6 +62,23 @@ export function spawnService(
       reject(new Error(`${role} exited with ${code}: ${stderr}`));
     });
   });
+}
+
+/** Pids of the direct child processes of `pid` (the workers of a clustered service), from /proc. */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      // Fields after the parenthesised command name: state, ppid, ...
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(d));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
 
 /** A free TCP port on 127.0.0.1. */
