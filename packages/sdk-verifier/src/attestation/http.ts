@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { RejectedBy } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
 import { fastHasDuplicateJsonKeys } from '../pipeline/fast-validate.js';
+import { resolveMaxSpeed } from '../plausibility.js';
 import { problemHeaders } from '../problem-headers.js';
 import type { EnrollmentService } from './enrollment.js';
 import { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';
@@ -147,6 +148,8 @@ export function decodeJsonBody(req: AttestationHttpRequest, limit: number): unkn
 export function createAttestationHandlers(options: AttestationHandlersOptions): AttestationHandlers {
   const limit = options.bodyLimitBytes ?? 1024 * 1024;
   const rejectedBy = options.rejectedBy ?? 'collector';
+  // A bad limit is a configuration error: refuse it now rather than answer every request with 500.
+  if (options.location) resolveMaxSpeed(options.location.maxSpeedKmh);
 
   async function run(
     req: AttestationHttpRequest,
