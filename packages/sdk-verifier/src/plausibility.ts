@@ -16,7 +16,7 @@ import { StoreUnavailableError } from './storage/store-fault.js';
  */
 export const DEFAULT_MAX_SPEED_KMH = 1000;
 
-/** Mean Earth radius (IUGG), metres; the great-circle distance is within 0.5 % of the ellipsoid's. */
+/** Mean Earth radius (IUGG), metres; the great-circle distance differs from the WGS-84 geodesic by at most about 0.5 %. */
 const EARTH_RADIUS_M = 6_371_008.8;
 
 /** Half the Earth's circumference on that sphere: no two points are farther apart. */

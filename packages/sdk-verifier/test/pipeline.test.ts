@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { isLowS } from '@geofence/http-sig';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  type AcceptedRecord,
   createNonceIssuer,
   type GatewayOptions,
   GeofenceError,
@@ -243,6 +244,47 @@ describe('collector order', () => {
       }),
     );
     expect((await verifyMetrics(honest, { registry, nonces })).status).toBe(200);
+  });
+
+  it('refuses an implausible movement on /metrics (unless maxSpeedKmh: false); the verdict carries accuracy and fix time', async () => {
+    const mover = makeAgent('agent-mover', { geoPolicy: { allow: [{ region: 'US' }] } });
+    await registry.put(mover.record);
+    const nonces = new MemoryNonceStore();
+    const accepted: AcceptedRecord[] = [];
+    const onAccept = (r: AcceptedRecord) => {
+      accepted.push(r);
+      return `rec-${accepted.length}`;
+    };
+    const t0 = Date.now() - 10_000;
+    const send = async (lat: number, lon: number, t: number, extra: { maxSpeedKmh?: false } = {}) =>
+      verifyMetrics(
+        toReq(
+          await buildMetricsRequest(mover, {
+            nonce: (await nonces.issue(mover.keyid)).nonce,
+            region: { region: 'US' },
+            location: { lat, lon, accuracy: 10, quality: 'GNSS', fix_time: new Date(t).toISOString() },
+          }),
+        ),
+        { registry, nonces, onAccept, ...extra },
+      );
+    expect((await send(37.354, -121.955, t0)).status).toBe(200);
+    expect(accepted[0]!.verdict).toMatchObject({
+      accuracy_m: 10,
+      fix_time: new Date(t0).toISOString(),
+      geo: [{ matched: { region: 'US' }, matched_by: 'boundary', place: 'US' }],
+    });
+    // New York one second later.
+    const err = await rejection(send(40.7128, -74.006, t0 + 1000));
+    expect({ status: err.status, vt: err.validationType }).toEqual({ status: 403, vt: 'geolocation_policy' });
+    expect(err.details).toMatchObject({
+      check: 'implausible_movement',
+      expected: { max_speed_kmh: 1000 },
+      received: { elapsed_seconds: 1, previous: { lat: 37.354, lon: -121.955, accuracy: 10 } },
+    });
+    expect(accepted).toHaveLength(1);
+    // The same jump with the check turned off is accepted.
+    expect((await send(40.7128, -74.006, t0 + 1000, { maxSpeedKmh: false })).status).toBe(200);
+    expect(accepted).toHaveLength(2);
   });
 
   it('refuses agents without any geographic policy unless told otherwise', async () => {

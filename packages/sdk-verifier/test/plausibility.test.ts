@@ -2,18 +2,23 @@
  * Movement plausibility math (accuracy-adjusted speed between two fixes) and the check that keeps
  * the last accepted position in a nonce store.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   type AcceptedPosition,
+  AttestationResultSigner,
   assessMovement,
   checkMovement,
+  createAttestationHandlers,
   DEFAULT_MAX_SPEED_KMH,
   GeofenceError,
   greatCircleMetres,
   MemoryNonceStore,
   positionRetentionSeconds,
   resolveMaxSpeed,
+  SqliteRegistry,
+  validateCollectorOptions,
 } from '../src/index.js';
 
 const R = 6_371_008.8;
@@ -201,5 +206,25 @@ describe('checkMovement with a nonce store', () => {
     expect(resolveMaxSpeed(250)).toBe(250);
     for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY])
       expect(() => resolveMaxSpeed(bad)).toThrow(TypeError);
+  });
+
+  it('refuses a bad limit when the collector or the attestation handlers are configured', async () => {
+    const registry = await SqliteRegistry.open({ path: ':memory:' });
+    const nonces = new MemoryNonceStore();
+    expect(() => validateCollectorOptions({ registry, nonces, maxSpeedKmh: -5 })).toThrow(
+      /collector: option maxSpeedKmh/,
+    );
+    expect(() => validateCollectorOptions({ registry, nonces, maxSpeedKmh: false })).not.toThrow();
+    const signer = await AttestationResultSigner.create({
+      key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      issuer: 'https://collector.test',
+    });
+    expect(() =>
+      createAttestationHandlers({
+        signer,
+        location: { registry, nonces, signer, policy: {}, maxSpeedKmh: 0 },
+      }),
+    ).toThrow(TypeError);
+    await registry.close();
   });
 });

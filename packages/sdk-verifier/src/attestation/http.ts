@@ -7,6 +7,7 @@ import type { RejectedBy } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
 import { type HttpAnswer, jsonAnswer, problemAnswer } from '../kit/answer.js';
 import { fastHasDuplicateJsonKeys } from '../pipeline/fast-validate.js';
+import { resolveMaxSpeed } from '../plausibility.js';
 import type { EnrollmentService } from './enrollment.js';
 import { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';
 import type { AttestationResultSigner } from './result.js';
@@ -132,6 +133,8 @@ export function decodeJsonBody(req: AttestationHttpRequest, limit: number): unkn
 export function createAttestationHandlers(options: AttestationHandlersOptions): AttestationHandlers {
   const limit = options.bodyLimitBytes ?? 1024 * 1024;
   const rejectedBy = options.rejectedBy ?? 'collector';
+  // A bad limit is a configuration error: refuse it now rather than answer every request with 500.
+  if (options.location) resolveMaxSpeed(options.location.maxSpeedKmh);
 
   async function run(
     req: AttestationHttpRequest,
