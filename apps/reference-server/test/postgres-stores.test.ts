@@ -195,7 +195,8 @@ describe('PostgreSQL registry', () => {
     const b = await PostgresRegistry.open({ db: await open() });
     const x = agent('pg-hot-001');
     await a.put(x);
-    expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'active', 1000)).toBe(true);
+    // Unknown to B's index until the notification: looked up in the database, so known at once.
+    expect((await b.getByKeyid(x.keyid))?.status).toBe('active');
     await a.setStatus('pg-hot-001', 'revoked');
     expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'revoked', 1000)).toBe(true);
     await dbA.query(
@@ -204,6 +205,17 @@ describe('PostgreSQL registry', () => {
       ['pg-hot-001'],
     );
     expect(await until(async () => (await b.getByName('pg-hot-001'))?.status === 'active', 1000)).toBe(true);
+    // A lost listener (its backend terminated) misses notifications: B must not keep serving the
+    // stale status — it reads the database until it listens again, then reloads everything.
+    const killed = await dbA.query(
+      'registry',
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN geofence_registry'",
+    );
+    expect(killed.rowCount).toBeGreaterThanOrEqual(2);
+    await a.setStatus('pg-hot-001', 'revoked');
+    expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'revoked', 1000)).toBe(true);
+    await a.setStatus('pg-hot-001', 'active');
+    expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'active', 1000)).toBe(true);
     await a.close();
     await b.close();
   });

@@ -27,6 +27,32 @@ export interface PostgresOptions {
   onError?: (err: Error) => void;
 }
 
+/**
+ * Rows of a statement (the part of the driver's result the stores use; no driver types in this API).
+ * @public
+ */
+export interface PostgresRows<R> {
+  /** The rows returned. */
+  rows: R[];
+  /** Rows the statement affected or returned. */
+  rowCount: number | null;
+}
+
+/**
+ * Runs one statement inside {@link PostgresDatabase.transaction}.
+ * @public
+ */
+export type PostgresQuery = <R extends object>(sql: string, params?: unknown[]) => Promise<PostgresRows<R>>;
+
+/**
+ * An active `LISTEN` (see {@link PostgresDatabase.listen}).
+ * @public
+ */
+export interface PostgresSubscription {
+  /** Stops listening and closes its connection. */
+  close(): Promise<void>;
+}
+
 /** Schema versions, applied in order once each; never edit one that has shipped, append a new one. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE geofence_agents (
@@ -167,14 +193,14 @@ export class PostgresDatabase {
   }
 
   /** Runs one statement for `store`; any failure is {@link StoreUnavailableError}. */
-  async query<R extends Pg.QueryResultRow>(
+  async query<R extends object>(
     store: StoreName,
     sql: string,
     params: unknown[] = [],
-  ): Promise<Pg.QueryResult<R>> {
+  ): Promise<PostgresRows<R>> {
     this.assertOpen(store);
     try {
-      return await this.pool.query<R>(sql, params);
+      return await this.pool.query<R & Pg.QueryResultRow>(sql, params);
     } catch (err) {
       throw new StoreUnavailableError(store, err);
     }
@@ -188,9 +214,7 @@ export class PostgresDatabase {
    */
   async transaction<T>(
     store: StoreName,
-    fn: (
-      q: <R extends Pg.QueryResultRow>(sql: string, params?: unknown[]) => Promise<Pg.QueryResult<R>>,
-    ) => Promise<T>,
+    fn: (q: PostgresQuery) => Promise<T>,
     map?: (err: unknown) => Error | undefined,
   ): Promise<T> {
     this.assertOpen(store);
@@ -201,9 +225,9 @@ export class PostgresDatabase {
       throw new StoreUnavailableError(store, err);
     }
     const dbErrors = new WeakSet<object>();
-    const q = async <R extends Pg.QueryResultRow>(sql: string, params: unknown[] = []) => {
+    const q = async <R extends object>(sql: string, params: unknown[] = []): Promise<PostgresRows<R>> => {
       try {
-        return await client.query<R>(sql, params);
+        return await client.query<R & Pg.QueryResultRow>(sql, params);
       } catch (err) {
         if (err && typeof err === 'object') dbErrors.add(err);
         throw err;
@@ -232,17 +256,45 @@ export class PostgresDatabase {
   }
 
   /**
-   * A dedicated connection outside the pool (for `LISTEN`, which holds its connection). The caller
-   * owns it and ends it.
+   * Listens on `channel` on a dedicated connection outside the pool (a `LISTEN` holds its
+   * connection): `onNotify` receives each notification's payload; `onLost` is called once when the
+   * connection fails or ends (the subscription is then over; subscribe again to resume).
    */
-  async listenClient(): Promise<Pg.Client> {
+  async listen(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onLost: (err?: Error) => void,
+  ): Promise<PostgresSubscription> {
+    if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new TypeError(`invalid channel name ${channel}`);
     this.assertOpen('registry');
     const client = new this.pg.Client({
       connectionString: this.options.url,
       connectionTimeoutMillis: this.options.connectTimeoutMs ?? 2000,
     });
-    await client.connect();
-    return client;
+    let over = false;
+    const end = async () => {
+      over = true;
+      client.removeAllListeners('notification');
+      await client.end().catch(() => {});
+    };
+    const lost = (err?: Error) => {
+      if (over) return;
+      void end();
+      onLost(err);
+    };
+    client.on('error', lost);
+    client.on('end', () => lost());
+    client.on('notification', (n) => {
+      if (!over && n.channel === channel) onNotify(n.payload ?? '');
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${channel}`);
+    } catch (err) {
+      await end();
+      throw new StoreUnavailableError('registry', err);
+    }
+    return { close: end };
   }
 
   private assertOpen(store: StoreName): void {
