@@ -16,6 +16,7 @@ import {
   PostgresPendingEnrollmentStore,
   PostgresRecordStore,
   PostgresRegistry,
+  postgresUrlForHumans,
   type RecordStore,
   RedisNonceStore,
   type Registry,
@@ -44,12 +45,18 @@ export function usesPostgres(cfg: Config): boolean {
  * schema migrations. One per process, shared by its Postgres stores.
  */
 export async function openDatabase(cfg: Config, onError?: (err: Error) => void): Promise<PostgresDatabase> {
-  if (!cfg.database.url) throw new Error('DATABASE_URL is required for the PostgreSQL stores');
-  return PostgresDatabase.open({
-    url: cfg.database.url,
-    poolMax: cfg.database.poolMax,
-    ...(onError ? { onError } : {}),
-  });
+  const url = cfg.database.url;
+  if (!url) throw new Error('DATABASE_URL is required for the PostgreSQL stores');
+  try {
+    return await PostgresDatabase.open({
+      url,
+      poolMax: cfg.database.poolMax,
+      ...(onError ? { onError } : {}),
+    });
+  } catch (err) {
+    const why = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
+    throw new Error(`cannot connect to PostgreSQL at ${postgresUrlForHumans(url)} (DATABASE_URL): ${why}`);
+  }
 }
 
 /** `store`, whose `close` also closes `db` (a store that opened the database for itself alone). */

@@ -5,8 +5,11 @@
  * stopped under load answers 503 with Retry-After, loses no acknowledged record and recovers
  * without a restart.
  */
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { createAgent, type Agent as GeofenceAgent, staticLocation } from '@geofence/agent';
 import { type SwtpmInstance, startSwtpm } from '@geofence/native-tpm';
 import { type NonceResponse, PostgresDatabase, PostgresRegistry } from '@geofence/verifier';
@@ -45,6 +48,23 @@ let gw: Service;
 let c: Agent;
 let dir: string;
 let pki: Awaited<ReturnType<typeof testDataDir>>['pki'];
+let common: Record<string, string>;
+
+const run = promisify(execFile);
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+
+/** `geofence <args>` as its own process; exit code and output. */
+async function geofence(args: string[], env: Record<string, string>) {
+  try {
+    const r = await run(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      env: { ...process.env, ...env },
+    });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
 
 beforeAll(async () => {
   const env = await testDataDir('fleet');
@@ -66,7 +86,7 @@ beforeAll(async () => {
     ek: 'any-trusted-ca',
     geo_policy: { allow: [SANTA_CLARA] },
   });
-  const common = {
+  common = {
     GEOFENCE_DATA_DIR: dir,
     PORT: '0',
     REGISTRY_TYPE: 'postgres',
@@ -162,6 +182,18 @@ describe('(b) enrolment across replicas', () => {
     }
     const sent = await agent.send({ cpu_percent: 3 });
     expect(await storedIds([sent.recordId])).toEqual([sent.recordId]);
+    // The record API and `geofence verify-record` read the shared store, whichever replica stored it.
+    const page = await http(c, `${a.url}/metrics/records?agent=agent-tpm-001&limit=10`, { headers: ADMIN });
+    expect(page.json.records).toEqual([
+      expect.objectContaining({
+        record_id: sent.recordId,
+        agent_name: 'agent-tpm-001',
+        payload: expect.any(Object),
+      }),
+    ]);
+    const verified = await geofence(['verify-record', sent.recordId, '-d', dir], common);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ valid: true, record_id: sent.recordId });
   });
 });
 
