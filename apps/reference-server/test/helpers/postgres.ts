@@ -30,6 +30,8 @@ export interface TestPostgres {
   /** `postgres://postgres@127.0.0.1:<port>/postgres` (trust authentication on loopback). */
   url: string;
   port: number;
+  /** Directory of the server's binaries (`pg_dump`, `pg_restore`, …). */
+  bin: string;
   /** `pg_ctl stop -m fast`: the server goes away (connections are closed), the data stays. */
   stop(): Promise<void>;
   /** Starts it again on the same port and data. */
@@ -82,6 +84,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
+    bin,
     async stop() {
       if (!running) return;
       await ctl('-w', '-m', 'fast', 'stop');
