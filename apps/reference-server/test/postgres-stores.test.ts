@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -339,5 +339,40 @@ describe('PostgreSQL backup and restore (docs/operations.md)', () => {
     expect(await until(async () => (await reg2.getByKeyid(x.keyid))?.status === 'revoked', 1000)).toBe(true);
     await other.close();
     await reg2.close();
+  });
+});
+
+describe('packages/sdk-verifier/README.md', () => {
+  it('the fleet-store example runs against PostgreSQL and prints what it found', async () => {
+    const readme = readFileSync(new URL('../../../packages/sdk-verifier/README.md', import.meta.url), 'utf8');
+    const block = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)]
+      .map((m) => m[1] as string)
+      .find((b) => b.includes('PostgresDatabase.open'));
+    expect(block, 'the README has the fleet-store example').toBeDefined();
+    const body = (block as string).replace(/^import .*$/m, '');
+    const printed: string[] = [];
+    const AsyncFunction = Object.getPrototypeOf(async () => {}).constructor as new (
+      ...args: string[]
+    ) => (...values: unknown[]) => Promise<void>;
+    await new AsyncFunction(
+      'PostgresDatabase',
+      'PostgresRecordStore',
+      'PostgresRegistry',
+      'process',
+      'console',
+      body,
+    )(
+      PostgresDatabase,
+      PostgresRecordStore,
+      PostgresRegistry,
+      { env: { DATABASE_URL: pg.url } },
+      { log: (line: string) => printed.push(line) },
+    );
+    const db = await open();
+    const agents = (await db.query<{ n: string }>('registry', 'SELECT count(*) AS n FROM geofence_agents'))
+      .rows[0]?.n;
+    const records = (await db.query<{ n: string }>('registry', 'SELECT count(*) AS n FROM geofence_records'))
+      .rows[0]?.n;
+    expect(printed).toEqual([`${Math.min(Number(records), 100)} records, ${agents} agents`]);
   });
 });
