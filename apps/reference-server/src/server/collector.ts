@@ -533,7 +533,13 @@ export async function startCollector(
       : {}),
   });
   log.info(
-    { url: listening.url, nonce_store: cfg.nonce.store, data_dir: cfg.dataDir },
+    {
+      url: listening.url,
+      nonce_store: cfg.nonce.store,
+      registry: cfg.registry.kind,
+      records_store: cfg.recordsStore,
+      data_dir: cfg.dataDir,
+    },
     'collector listening',
   );
   return {

@@ -85,6 +85,10 @@ export class PostgresRegistry implements Registry {
         this.scheduleReconnect();
       },
     );
+    if (this.closed) {
+      await sub.close();
+      return;
+    }
     this.listener = sub;
     try {
       await this.loadAll();
