@@ -220,6 +220,18 @@ describe('(c) revocation across replicas', () => {
     const late = await postMetrics(c, b.url, prepared);
     expect(late.status).toBe(403);
     expect(late.json.validation_type).toBe('agent_verification');
+    // The operator's CLI writes the same registry: an approval reaches both replicas too.
+    const approved = await geofence(['agents', 'approve', 'agent-revoke-001', '-d', dir], common);
+    expect(approved.code, approved.stderr).toBe(0);
+    for (const replica of [a, b]) {
+      const t1 = Date.now();
+      let n = await http(c, `${replica.url}/nonce?public_key_hash=${agent.keyid}`);
+      while (n.status !== 200 && Date.now() - t1 < 1000) {
+        await new Promise((r) => setTimeout(r, 10));
+        n = await http(c, `${replica.url}/nonce?public_key_hash=${agent.keyid}`);
+      }
+      expect(n.status, replica.url).toBe(200);
+    }
   });
 });
 
