@@ -143,6 +143,16 @@ describe('PostgreSQL migrations', () => {
     expect(rows.map((r) => r.version)).toEqual(
       Array.from({ length: PostgresDatabase.schemaVersion }, (_, i) => i + 1),
     );
+    // A database a newer release migrated is refused, not written with an older schema's idea of it.
+    const next = PostgresDatabase.schemaVersion + 1;
+    await opened[0]!.query('registry', 'INSERT INTO geofence_schema (version) VALUES ($1)', [next]);
+    try {
+      await expect(open(1)).rejects.toThrow(
+        `database schema version ${next} is newer than this release knows`,
+      );
+    } finally {
+      await opened[0]!.query('registry', 'DELETE FROM geofence_schema WHERE version = $1', [next]);
+    }
   });
 });
 

@@ -174,16 +174,22 @@ export class PostgresDatabase {
         'SELECT max(version) AS v FROM geofence_schema',
       );
       const current = rows[0]?.v ?? 0;
+      if (current > MIGRATIONS.length) {
+        // A newer release migrated this database: an older one must not write a schema it does not know.
+        throw new Error(
+          `database schema version ${current} is newer than this release knows (${MIGRATIONS.length})`,
+        );
+      }
       for (let v = current + 1; v <= MIGRATIONS.length; v++) {
         await client.query(MIGRATIONS[v - 1] as string);
         await client.query('INSERT INTO geofence_schema (version) VALUES ($1)', [v]);
       }
       await client.query('COMMIT');
+      client.release();
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
+      client.release(true);
       throw err;
-    } finally {
-      client.release();
     }
   }
 
