@@ -315,6 +315,42 @@ describe('PostgreSQL outage', () => {
   });
 });
 
+describe('PostgreSQL frozen', () => {
+  it('a server that stops answering is 503 after the statement timeout, not a hang, and heals', async () => {
+    const db = await PostgresDatabase.open({
+      url: pg.url,
+      poolMax: 2,
+      statementTimeoutMs: 300,
+      connectTimeoutMs: 500,
+    });
+    dbs.push(db);
+    const store = new PostgresRecordStore(db);
+    await store.ping();
+    await pg.freeze(true);
+    let failure: unknown;
+    try {
+      failure = await store.insert(acceptedRecord(Buffer.from('{"frozen":1}'))).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    } finally {
+      await pg.freeze(false);
+    }
+    expect(failure).toBeInstanceOf(StoreUnavailableError);
+    expect((failure as StoreUnavailableError).status).toBe(503);
+    expect(
+      await until(
+        async () =>
+          store.ping().then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+      ),
+    ).toBe(true);
+  });
+});
+
 describe('PostgreSQL backup and restore (docs/operations.md)', () => {
   it('pg_dump -Fc of the database and pg_restore --clean bring registry and records back', async () => {
     const run = promisify(execFile);
