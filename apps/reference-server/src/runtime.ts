@@ -25,6 +25,8 @@ import {
 } from '@geofence/verifier';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
+import { filePreRegistrations, type PreRegistrationStore } from './preregistrations.js';
+import { PostgresPreRegistrations } from './preregistrations-postgres.js';
 import { SqliteRecordStore } from './records.js';
 
 /** Registry file of a configuration. */
@@ -92,6 +94,20 @@ export async function openRegistry(
   return cfg.registry.kind === 'json'
     ? JsonFileRegistry.open({ path, ...(onError ? { onError } : {}) })
     : SqliteRegistry.open({ path, busyTimeoutMs: cfg.sqliteBusyTimeoutMs, ...(onError ? { onError } : {}) });
+}
+
+/**
+ * Where operator pre-registrations live: PostgreSQL with a Postgres registry (through `db` when given,
+ * else a database of its own that its `close` closes), else `<dataDir>/preregistered.json`.
+ */
+export async function openPreRegistrations(
+  cfg: Config,
+  db?: PostgresDatabase,
+): Promise<PreRegistrationStore> {
+  if (cfg.registry.kind !== 'postgres') return filePreRegistrations(cfg.dataDir);
+  if (db) return new PostgresPreRegistrations(db);
+  const own = await openDatabase(cfg);
+  return owning(new PostgresPreRegistrations(own), own);
 }
 
 /**

@@ -1,12 +1,13 @@
 /**
- * Fleet mode: two collector processes behind the gateway sharing one PostgreSQL (registry, records,
- * pending enrolments) and one Redis (nonces), all started by this file. (b) an enrolment begun at
+ * Fleet mode: two collector processes behind the gateway, each with its own data directory, sharing
+ * one PostgreSQL (registry, records, pending enrolments, pre-registrations) and one Redis (nonces), all
+ * started by this file. (b) an enrolment begun at
  * replica A completes at replica B; (c) a revoke at A is enforced by B within 1 s; (e) PostgreSQL
  * stopped under load answers 503 with Retry-After, loses no acknowledged record and recovers
  * without a restart.
  */
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -16,7 +17,6 @@ import { type NonceResponse, PostgresDatabase, PostgresRegistry } from '@geofenc
 import type { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildSigned } from '../src/demo/raw.js';
-import { upsertPreRegistration } from '../src/preregistrations.js';
 import { silentLog, testDataDir } from './helpers/env.js';
 import { type PathRouter, startPathRouter } from './helpers/path-router.js';
 import { startPostgres, type TestPostgres } from './helpers/postgres.js';
@@ -81,13 +81,12 @@ beforeAll(async () => {
     writeFileSync(p, pem);
     return p;
   });
-  upsertPreRegistration(dir, {
-    agent_name: 'agent-tpm-001',
-    ek: 'any-trusted-ca',
-    geo_policy: { allow: [SANTA_CLARA] },
-  });
   common = {
-    GEOFENCE_DATA_DIR: dir,
+    // One certificate for every service; each replica has a data directory of its own, as on its own
+    // host: nothing is shared but PostgreSQL and Redis.
+    SSL_CERT_PATH: pki.paths.cert,
+    SSL_KEY_PATH: pki.paths.key,
+    SSL_CA_PATH: pki.paths.ca,
     PORT: '0',
     REGISTRY_TYPE: 'postgres',
     RECORDS_STORE: 'postgres',
@@ -100,8 +99,9 @@ beforeAll(async () => {
     GEOFENCE_ADMIN_TOKEN: TOKEN,
   };
   // Both replicas start together: the schema migration runs once, under its advisory lock.
-  [a, b] = await Promise.all([spawnService('collector', common), spawnService('collector', common)]);
-  gw = await spawnService('gateway', { ...common, COLLECTOR_URL: `${a.url},${b.url}` });
+  const own = (name: string) => ({ ...common, GEOFENCE_DATA_DIR: mkdtempSync(join(dir, `${name}-`)) });
+  [a, b] = await Promise.all([spawnService('collector', own('a')), spawnService('collector', own('b'))]);
+  gw = await spawnService('gateway', { ...own('gw'), COLLECTOR_URL: `${a.url},${b.url}` });
   c = client(pki.ca);
 });
 
@@ -143,7 +143,19 @@ describe('(b) enrolment across replicas', () => {
     await router?.close();
   });
 
-  it('enrols at replica A, completes at replica B, then sends through the gateway', async () => {
+  it('pre-registered and enrolled at replica A, completed at replica B, then sends through the gateway', async () => {
+    // The operator pre-registers at A; B (another data directory) learns it from PostgreSQL, and the
+    // completion at B makes the agent active only because B knows the pre-registration.
+    const pre = await http(c, `${a.url}/agents`, {
+      method: 'POST',
+      headers: { ...ADMIN, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        agent_name: 'agent-tpm-001',
+        ek: 'any-trusted-ca',
+        geo_policy: { allow: [SANTA_CLARA] },
+      }),
+    });
+    expect(pre.status).toBe(201);
     // POST /enroll goes to A, its completion to B: the pending enrolment lives in PostgreSQL.
     router = await startPathRouter(pki, c, (method, path) =>
       method === 'POST' && /^\/enroll\/[^/]+\/complete$/.test(path)

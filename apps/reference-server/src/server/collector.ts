@@ -25,18 +25,13 @@ import express, { type Express, type Request, type Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../logger.js';
-import {
-  preRegistrationSchema,
-  readPreRegistrations,
-  toPolicyAgents,
-  upsertPreRegistration,
-  watchPreRegistrations,
-} from '../preregistrations.js';
+import { type PreRegistrationStore, preRegistrationSchema, toPolicyAgents } from '../preregistrations.js';
 import {
   globalGeoPolicy,
   openDatabase,
   openNonceStore,
   openPendingEnrollments,
+  openPreRegistrations,
   openRecords,
   openRegistry,
   openResultSigner,
@@ -60,8 +55,8 @@ export interface CollectorDeps {
   signer: AttestationResultSigner;
   log: Logger;
   adminToken: string;
-  /** Where pre-registrations are kept (`POST /agents` writes `<dataDir>/preregistered.json`). */
-  dataDir?: string | undefined;
+  /** Where `POST /agents` keeps pre-registrations (the data directory's file, or PostgreSQL). */
+  preRegistrations?: PreRegistrationStore | undefined;
   /** Enrolment trust anchors and pre-registrations (mutable `agents` list, see preregistrations.ts). */
   enrollment: {
     ekCaBundle: string[];
@@ -350,16 +345,17 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     res.json(publicRecord(rec));
   });
   // Pre-registration (SPEC §4): the agent becomes active when it completes enrolment.
-  app.post('/agents', admin, express.json({ limit: '64kb' }), (req, res) => {
+  app.post('/agents', admin, express.json({ limit: '64kb' }), async (req, res) => {
     const parsed = preRegistrationSchema.safeParse(req.body);
-    if (!parsed.success || !deps.dataDir) {
+    const store = deps.preRegistrations;
+    if (!parsed.success || !store) {
       sendProblem(
         req,
         res,
         new GeofenceError('request_validation', 'Invalid pre-registration', {
           details: {
             issues: parsed.success
-              ? ['no data directory']
+              ? ['no pre-registration store']
               : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
           },
         }),
@@ -367,9 +363,10 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       );
       return;
     }
-    upsertPreRegistration(deps.dataDir, parsed.data);
-    // Effective at once in this process; other processes pick the file up within a second.
-    const next = toPolicyAgents(readPreRegistrations(deps.dataDir));
+    await store.upsert(parsed.data);
+    // Effective at once in this process; other processes pick the change up (file: within a second;
+    // PostgreSQL: by the table's notification).
+    const next = toPolicyAgents(await store.list());
     deps.enrollment.agents.splice(0, deps.enrollment.agents.length, ...next);
     log.info({ agent_name: parsed.data.agent_name }, 'agent pre-registered');
     res.status(201).json({ status: 'pre-registered', ...parsed.data });
@@ -483,8 +480,9 @@ export async function startCollector(
   const scheme = cfg.tls.enabled ? 'https' : 'http';
   const signer = await openResultSigner(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
   const agents: PreRegisteredAgent[] = [];
-  const stopWatch = watchPreRegistrations(cfg.dataDir, agents, (e) =>
-    log.error({ err: e.message }, 'invalid pre-registration file'),
+  const preRegistrations = await openPreRegistrations(cfg, db);
+  const stopWatch = await preRegistrations.watch(agents, (e) =>
+    log.error({ err: e.message }, 'invalid pre-registrations'),
   );
   const otlp = cfg.otel.endpoint
     ? createOtlpForwarder({
@@ -502,7 +500,7 @@ export async function startCollector(
     signer,
     log,
     adminToken: ensureAdminToken(cfg),
-    dataDir: cfg.dataDir,
+    preRegistrations,
     enrollment: {
       ekCaBundle: [...readEkCaBundle(cfg), ...(o.ekCaCertificates ?? [])],
       approvedEkHashes: cfg.enrollment.approvedEkHashes,
@@ -548,7 +546,8 @@ export async function startCollector(
     deps,
     close: async () => {
       await listening.close();
-      stopWatch();
+      await stopWatch();
+      await preRegistrations.close();
       await otlp?.close();
       await nonces.close();
       await records.close();

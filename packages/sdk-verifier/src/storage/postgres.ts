@@ -90,6 +90,20 @@ const MIGRATIONS: readonly string[] = [
      used boolean NOT NULL DEFAULT false
    );
    CREATE INDEX geofence_pending_forget ON geofence_pending_enrollments (forget_at);`,
+  // Operator pre-registrations (the `agents` of an EnrollmentPolicy), shared by a fleet's replicas;
+  // each change notifies every replica, which re-reads the list.
+  `CREATE TABLE geofence_preregistrations (
+     agent_name text PRIMARY KEY,
+     entry jsonb NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE FUNCTION geofence_preregistrations_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+   BEGIN
+     PERFORM pg_notify('geofence_preregistrations', '');
+     RETURN NULL;
+   END $$;
+   CREATE TRIGGER geofence_preregistrations_changed AFTER INSERT OR UPDATE OR DELETE ON geofence_preregistrations
+     FOR EACH STATEMENT EXECUTE FUNCTION geofence_preregistrations_notify();`,
 ];
 
 /** Advisory lock key held while migrating, so replicas starting together migrate one at a time. */
