@@ -20,10 +20,12 @@ import {
   PostgresPendingEnrollmentStore,
   PostgresRecordStore,
   PostgresRegistry,
+  type PreRegisteredAgent,
   type RecordStore,
   StoreUnavailableError,
 } from '@geofence/verifier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PostgresPreRegistrations } from '../src/preregistrations-postgres.js';
 import { SqliteRecordStore } from '../src/records.js';
 import { startPostgres, type TestPostgres } from './helpers/postgres.js';
 import { acceptedRecord } from './helpers/records.js';
@@ -252,6 +254,41 @@ describe('PostgreSQL pending enrolments', () => {
     expect(await two.take('enr-2', now)).toEqual({ status: 'expired' });
     expect(await two.take('enr-2', now)).toEqual({ status: 'used' });
     expect(await two.take('enr-none', now)).toEqual({ status: 'unknown' });
+  });
+});
+
+describe('PostgreSQL pre-registrations', () => {
+  it('an upsert at one replica reaches the enrolment policy another replica watches', async () => {
+    const one = new PostgresPreRegistrations(await open());
+    const two = new PostgresPreRegistrations(await open());
+    const policy: PreRegisteredAgent[] = [];
+    const errors: Error[] = [];
+    const stop = await two.watch(policy, (e) => errors.push(e));
+    try {
+      await one.upsert({
+        agent_name: 'pg-pre-001',
+        ek: 'any-trusted-ca',
+        geo_policy: { allow: [{ region: 'US' }] },
+      });
+      expect(await until(async () => policy.length === 1, 1000)).toBe(true);
+      expect(policy).toEqual([
+        { agentName: 'pg-pre-001', ek: 'any-trusted-ca', geoPolicy: { allow: [{ region: 'US' }] } },
+      ]);
+      await one.upsert({
+        agent_name: 'pg-pre-001',
+        ek: { hash: 'a'.repeat(64) },
+        geo_policy: { allow: [{ region: 'DE' }] },
+      });
+      expect(await until(async () => policy[0]?.geoPolicy.allow?.[0]?.region === 'DE', 1000)).toBe(true);
+      expect(policy[0]?.ek).toEqual({ hash: 'a'.repeat(64) });
+      await expect(
+        one.upsert({ agent_name: 'bad name!', ek: 'any-trusted-ca', geo_policy: {} } as never),
+      ).rejects.toThrow();
+      expect((await two.list()).map((p) => p.agent_name)).toEqual(['pg-pre-001']);
+      expect(errors).toEqual([]);
+    } finally {
+      await stop();
+    }
   });
 });
 
