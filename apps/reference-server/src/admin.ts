@@ -3,11 +3,16 @@
  * changes up without restart (the SQLite registry and the pre-registration file are hot-reloaded).
  */
 import { readFileSync } from 'node:fs';
-import type { AgentRecord, AgentStatus, GeoPolicy } from '@geofence/verifier';
+import {
+  type AgentRecord,
+  type AgentStatus,
+  type GeoPolicy,
+  StoreUnavailableError,
+} from '@geofence/verifier';
 import type { Config } from './config.js';
 import { err, type OutputFormat, out, printTable as table } from './output.js';
-import { type PreRegistration, readPreRegistrations, upsertPreRegistration } from './preregistrations.js';
-import { openRegistry } from './runtime.js';
+import type { PreRegistration } from './preregistrations.js';
+import { openPreRegistrations, openRegistry } from './runtime.js';
 
 /** An allow list as `US/California, DE` (+ the number of fences). */
 export function placeOf(p: GeoPolicy): string {
@@ -32,9 +37,10 @@ function preRecord(p: PreRegistration) {
  */
 export async function agentsList(cfg: Config, format: OutputFormat = 'table'): Promise<void> {
   const registry = await openRegistry(cfg);
+  const preRegistrations = await openPreRegistrations(cfg);
   try {
     const records = await registry.list();
-    const pre = readPreRegistrations(cfg.dataDir).filter(
+    const pre = (await preRegistrations.list()).filter(
       (p) => !records.some((r) => r.agent_name === p.agent_name),
     );
     if (format === 'json') {
@@ -50,6 +56,7 @@ export async function agentsList(cfg: Config, format: OutputFormat = 'table'): P
     }
     table(rows);
   } finally {
+    await preRegistrations.close();
     await registry.close();
   }
 }
@@ -60,9 +67,10 @@ export async function agentsList(cfg: Config, format: OutputFormat = 'table'): P
  */
 export async function agentsShow(cfg: Config, name: string, format: OutputFormat = 'table'): Promise<number> {
   const registry = await openRegistry(cfg);
+  const preRegistrations = await openPreRegistrations(cfg);
   try {
     const rec: AgentRecord | undefined = await registry.getByName(name);
-    const pre = readPreRegistrations(cfg.dataDir).find((p) => p.agent_name === name);
+    const pre = (await preRegistrations.list()).find((p) => p.agent_name === name);
     if (!rec && !pre) {
       err(`agent ${name} not found`);
       return 1;
@@ -82,6 +90,7 @@ export async function agentsShow(cfg: Config, name: string, format: OutputFormat
     table(rows);
     return 0;
   } finally {
+    await preRegistrations.close();
     await registry.close();
   }
 }
@@ -101,15 +110,19 @@ export async function agentsAdd(
   if (o.city) entry.city = o.city;
   const geo_policy: GeoPolicy = { allow: [entry] };
   if (o.fence) geo_policy.fences = [JSON.parse(readFileSync(o.fence, 'utf8'))];
+  const preRegistrations = await openPreRegistrations(cfg);
   try {
-    upsertPreRegistration(cfg.dataDir, {
+    await preRegistrations.upsert({
       agent_name: name,
       ek: o.ekHash ? { hash: o.ekHash.toLowerCase() } : 'any-trusted-ca',
       geo_policy,
     });
   } catch (e) {
+    if (e instanceof StoreUnavailableError) throw e;
     err((e as Error).message);
     return 2;
+  } finally {
+    await preRegistrations.close();
   }
   out(`pre-registered ${name} for ${placeOf(geo_policy)}; it becomes active when it completes enrolment`);
   return 0;

@@ -92,3 +92,36 @@ export function watchPreRegistrations(
   watchFile(path, { interval: intervalMs, persistent: false }, load);
   return () => unwatchFile(path, load);
 }
+
+/**
+ * Where pre-registrations live: the data directory's file (one host, the default) or the fleet's
+ * PostgreSQL (with `REGISTRY_TYPE=postgres`, see `preregistrations-postgres.ts`).
+ */
+export interface PreRegistrationStore {
+  /** All pre-registrations, by agent name. */
+  list(): Promise<PreRegistration[]>;
+  /** Adds or replaces one (validated). */
+  upsert(entry: PreRegistration): Promise<void>;
+  /**
+   * Keeps `target` (the array passed as `EnrollmentPolicy.agents`) equal to the store's content,
+   * including changes made by other processes. Resolves with a stop function.
+   */
+  watch(target: PreRegisteredAgent[], onError: (err: Error) => void): Promise<() => Promise<void>>;
+  /** Releases the store's resources. */
+  close(): Promise<void>;
+}
+
+/** The file store of `<dataDir>/preregistered.json`. */
+export function filePreRegistrations(dataDir: string): PreRegistrationStore {
+  return {
+    list: async () => readPreRegistrations(dataDir),
+    upsert: async (entry) => {
+      upsertPreRegistration(dataDir, entry);
+    },
+    watch: async (target, onError) => {
+      const stop = watchPreRegistrations(dataDir, target, onError);
+      return async () => stop();
+    },
+    close: async () => {},
+  };
+}

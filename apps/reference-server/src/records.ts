@@ -49,8 +49,9 @@ function toRecord(r: Row): StoredRecord {
 }
 
 /**
- * SQLite-backed {@link @geofence/verifier#RecordStore} (the default); safe for several processes on one file (WAL, busy timeout). A locked,
- * read-only or full database raises `StoreUnavailableError` (503 `upstream`, `record_store`).
+ * SQLite-backed {@link @geofence/verifier#RecordStore} (the default); safe for several processes on
+ * one file (WAL, busy timeout). A locked, read-only or full database raises `StoreUnavailableError`
+ * (503 `upstream`, `record_store`).
  */
 export class SqliteRecordStore implements RecordStore {
   private readonly db: Database.Database;

@@ -15,6 +15,7 @@ import {
   PostgresPendingEnrollmentStore,
   PostgresRecordStore,
   PostgresRegistry,
+  postgresUrlForHumans,
   type RecordStore,
   RedisNonceStore,
   type Registry,
@@ -25,6 +26,8 @@ import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import { SqlitePendingEnrollmentStore } from './pending-enrollments.js';
+import { filePreRegistrations, type PreRegistrationStore } from './preregistrations.js';
+import { PostgresPreRegistrations } from './preregistrations-postgres.js';
 import { RedisTokenBuckets } from './rate-limit-redis.js';
 import { SqliteRecordStore } from './records.js';
 import type { RateLimiters } from './server/http.js';
@@ -47,12 +50,18 @@ export function usesPostgres(cfg: Config): boolean {
  * schema migrations. One per process, shared by its Postgres stores.
  */
 export async function openDatabase(cfg: Config, onError?: (err: Error) => void): Promise<PostgresDatabase> {
-  if (!cfg.database.url) throw new Error('DATABASE_URL is required for the PostgreSQL stores');
-  return PostgresDatabase.open({
-    url: cfg.database.url,
-    poolMax: cfg.database.poolMax,
-    ...(onError ? { onError } : {}),
-  });
+  const url = cfg.database.url;
+  if (!url) throw new Error('DATABASE_URL is required for the PostgreSQL stores');
+  try {
+    return await PostgresDatabase.open({
+      url,
+      poolMax: cfg.database.poolMax,
+      ...(onError ? { onError } : {}),
+    });
+  } catch (err) {
+    const why = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
+    throw new Error(`cannot connect to PostgreSQL at ${postgresUrlForHumans(url)} (DATABASE_URL): ${why}`);
+  }
 }
 
 /** `store`, whose `close` also closes `db` (a store that opened the database for itself alone). */
@@ -88,6 +97,20 @@ export async function openRegistry(
   return cfg.registry.kind === 'json'
     ? JsonFileRegistry.open({ path, ...(onError ? { onError } : {}) })
     : SqliteRegistry.open({ path, busyTimeoutMs: cfg.sqliteBusyTimeoutMs, ...(onError ? { onError } : {}) });
+}
+
+/**
+ * Where operator pre-registrations live: PostgreSQL with a Postgres registry (through `db` when given,
+ * else a database of its own that its `close` closes), else `<dataDir>/preregistered.json`.
+ */
+export async function openPreRegistrations(
+  cfg: Config,
+  db?: PostgresDatabase,
+): Promise<PreRegistrationStore> {
+  if (cfg.registry.kind !== 'postgres') return filePreRegistrations(cfg.dataDir);
+  if (db) return new PostgresPreRegistrations(db);
+  const own = await openDatabase(cfg);
+  return owning(new PostgresPreRegistrations(own), own);
 }
 
 /**

@@ -193,6 +193,27 @@ describe('geofence CLI', () => {
     expect(r.stdout).not.toMatch(/Redis connection error|Unhandled error event/);
   });
 
+  it('reports an unreachable PostgreSQL as one line naming DATABASE_URL, without its password (exit 1)', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const r = await geofence(['collector', '-d', dir], {
+      REGISTRY_TYPE: 'postgres',
+      RECORDS_STORE: 'postgres',
+      DATABASE_URL: `postgres://geofence:s3cret-pass@127.0.0.1:${port}/geofence`,
+      PORT: '0',
+      LOG_LEVEL: 'info',
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `geofence: cannot connect to PostgreSQL at postgres://geofence:***@127.0.0.1:${port}/geofence (DATABASE_URL): connect ECONNREFUSED 127.0.0.1:${port}`,
+    ]);
+    expect(r.stdout + r.stderr).not.toContain('s3cret-pass');
+  });
+
   it('re-verifies a stored record offline (exit 0 valid, 1 invalid, 2 unknown)', async () => {
     const registry = await SqliteRegistry.open({ path: join(dir, 'registry.db') });
     await registry.setStatus('agent-007', 'active');

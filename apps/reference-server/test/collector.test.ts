@@ -125,6 +125,25 @@ describe('collector', () => {
     const records = page.json.records as Array<{ record_id: string; body_base64: string }>;
     expect(records[0]?.record_id).toBe(recordId);
     expect(Buffer.from(records[0]?.body_base64 ?? '', 'base64').equals(accepted.body)).toBe(true);
+    // The documented snake_case wire (docs/operations.md), mapped from the one camelCase record type.
+    expect(records[0]).toEqual({
+      record_id: recordId,
+      agent_name: 'agent-001',
+      keyid: a1.keyid,
+      received_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      verdict: {
+        accepted: true,
+        checks: expect.arrayContaining(['signature_verification', 'nonce_validation', 'geolocation_policy']),
+        geo: expect.any(Array),
+        rejected_by: null,
+      },
+      http_signature: expect.objectContaining({
+        keyid: a1.keyid,
+        components: expect.arrayContaining(['@method']),
+      }),
+      payload: JSON.parse(accepted.body.toString('utf8')),
+      body_base64: accepted.body.toString('base64'),
+    });
     const bad = await http(c, url('/metrics/records?since=yesterday'), { headers: ADMIN });
     expect(bad.status).toBe(400);
   });

@@ -1,19 +1,22 @@
 /**
- * Fleet mode: two collector processes behind the gateway sharing one PostgreSQL (registry, records,
- * pending enrolments) and one Redis (nonces), all started by this file. (b) an enrolment begun at
+ * Fleet mode: two collector processes behind the gateway, each with its own data directory, sharing
+ * one PostgreSQL (registry, records, pending enrolments, pre-registrations) and one Redis (nonces), all
+ * started by this file. (b) an enrolment begun at
  * replica A completes at replica B; (c) a revoke at A is enforced by B within 1 s; (e) PostgreSQL
  * stopped under load answers 503 with Retry-After, loses no acknowledged record and recovers
  * without a restart.
  */
-import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { createAgent, type Agent as GeofenceAgent, staticLocation } from '@geofence/agent';
 import { type SwtpmInstance, startSwtpm } from '@geofence/native-tpm';
 import { type NonceResponse, PostgresDatabase, PostgresRegistry } from '@geofence/verifier';
 import type { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildSigned } from '../src/demo/raw.js';
-import { upsertPreRegistration } from '../src/preregistrations.js';
 import { silentLog, testDataDir } from './helpers/env.js';
 import { type PathRouter, startPathRouter } from './helpers/path-router.js';
 import { startPostgres, type TestPostgres } from './helpers/postgres.js';
@@ -45,6 +48,23 @@ let gw: Service;
 let c: Agent;
 let dir: string;
 let pki: Awaited<ReturnType<typeof testDataDir>>['pki'];
+let common: Record<string, string>;
+
+const run = promisify(execFile);
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+
+/** `geofence <args>` as its own process; exit code and output. */
+async function geofence(args: string[], env: Record<string, string>) {
+  try {
+    const r = await run(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      env: { ...process.env, ...env },
+    });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
 
 beforeAll(async () => {
   const env = await testDataDir('fleet');
@@ -61,13 +81,12 @@ beforeAll(async () => {
     writeFileSync(p, pem);
     return p;
   });
-  upsertPreRegistration(dir, {
-    agent_name: 'agent-tpm-001',
-    ek: 'any-trusted-ca',
-    geo_policy: { allow: [SANTA_CLARA] },
-  });
-  const common = {
-    GEOFENCE_DATA_DIR: dir,
+  common = {
+    // One certificate for every service; each replica has a data directory of its own, as on its own
+    // host: nothing is shared but PostgreSQL and Redis.
+    SSL_CERT_PATH: pki.paths.cert,
+    SSL_KEY_PATH: pki.paths.key,
+    SSL_CA_PATH: pki.paths.ca,
     PORT: '0',
     REGISTRY_TYPE: 'postgres',
     RECORDS_STORE: 'postgres',
@@ -80,8 +99,9 @@ beforeAll(async () => {
     GEOFENCE_ADMIN_TOKEN: TOKEN,
   };
   // Both replicas start together: the schema migration runs once, under its advisory lock.
-  [a, b] = await Promise.all([spawnService('collector', common), spawnService('collector', common)]);
-  gw = await spawnService('gateway', { ...common, COLLECTOR_URL: `${a.url},${b.url}` });
+  const own = (name: string) => ({ ...common, GEOFENCE_DATA_DIR: mkdtempSync(join(dir, `${name}-`)) });
+  [a, b] = await Promise.all([spawnService('collector', own('a')), spawnService('collector', own('b'))]);
+  gw = await spawnService('gateway', { ...own('gw'), COLLECTOR_URL: `${a.url},${b.url}` });
   c = client(pki.ca);
 });
 
@@ -123,7 +143,19 @@ describe('(b) enrolment across replicas', () => {
     await router?.close();
   });
 
-  it('enrols at replica A, completes at replica B, then sends through the gateway', async () => {
+  it('pre-registered and enrolled at replica A, completed at replica B, then sends through the gateway', async () => {
+    // The operator pre-registers at A; B (another data directory) learns it from PostgreSQL, and the
+    // completion at B makes the agent active only because B knows the pre-registration.
+    const pre = await http(c, `${a.url}/agents`, {
+      method: 'POST',
+      headers: { ...ADMIN, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        agent_name: 'agent-tpm-001',
+        ek: 'any-trusted-ca',
+        geo_policy: { allow: [SANTA_CLARA] },
+      }),
+    });
+    expect(pre.status).toBe(201);
     // POST /enroll goes to A, its completion to B: the pending enrolment lives in PostgreSQL.
     router = await startPathRouter(pki, c, (method, path) =>
       method === 'POST' && /^\/enroll\/[^/]+\/complete$/.test(path)
@@ -152,14 +184,9 @@ describe('(b) enrolment across replicas', () => {
       `POST /enroll → ${a.url}`,
       expect.stringMatching(new RegExp(`^POST /enroll/[^ ]+/complete → ${b.url}$`)),
     ]);
-    // Both replicas know the enrolled agent (A through the registry's notification, within 1 s).
+    // Both replicas know the enrolled agent at once (an index miss is looked up in PostgreSQL).
     for (const replica of [a, b]) {
-      const t0 = Date.now();
-      let r = await http(c, `${replica.url}/agents/agent-tpm-001`, { headers: ADMIN });
-      while (r.status !== 200 && Date.now() - t0 < 1000) {
-        await new Promise((res) => setTimeout(res, 10));
-        r = await http(c, `${replica.url}/agents/agent-tpm-001`, { headers: ADMIN });
-      }
+      const r = await http(c, `${replica.url}/agents/agent-tpm-001`, { headers: ADMIN });
       expect(r.json, `${replica.url}: ${r.text}`).toMatchObject({
         agent_name: 'agent-tpm-001',
         status: 'active',
@@ -167,6 +194,18 @@ describe('(b) enrolment across replicas', () => {
     }
     const sent = await agent.send({ cpu_percent: 3 });
     expect(await storedIds([sent.recordId])).toEqual([sent.recordId]);
+    // The record API and `geofence verify-record` read the shared store, whichever replica stored it.
+    const page = await http(c, `${a.url}/metrics/records?agent=agent-tpm-001&limit=10`, { headers: ADMIN });
+    expect(page.json.records).toEqual([
+      expect.objectContaining({
+        record_id: sent.recordId,
+        agent_name: 'agent-tpm-001',
+        payload: expect.any(Object),
+      }),
+    ]);
+    const verified = await geofence(['verify-record', sent.recordId, '-d', dir], common);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ valid: true, record_id: sent.recordId });
   });
 });
 
@@ -193,6 +232,18 @@ describe('(c) revocation across replicas', () => {
     const late = await postMetrics(c, b.url, prepared);
     expect(late.status).toBe(403);
     expect(late.json.validation_type).toBe('agent_verification');
+    // The operator's CLI writes the same registry: an approval reaches both replicas too.
+    const approved = await geofence(['agents', 'approve', 'agent-revoke-001', '-d', dir], common);
+    expect(approved.code, approved.stderr).toBe(0);
+    for (const replica of [a, b]) {
+      const t1 = Date.now();
+      let n = await http(c, `${replica.url}/nonce?public_key_hash=${agent.keyid}`);
+      while (n.status !== 200 && Date.now() - t1 < 1000) {
+        await new Promise((r) => setTimeout(r, 10));
+        n = await http(c, `${replica.url}/nonce?public_key_hash=${agent.keyid}`);
+      }
+      expect(n.status, replica.url).toBe(200);
+    }
   });
 });
 

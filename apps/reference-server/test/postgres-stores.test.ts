@@ -5,10 +5,12 @@
  * across replicas), idempotent migrations, and the outage rule: a stopped server is `503 upstream`
  * with Retry-After, and every store works again once it is back, without reopening.
  */
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import {
   type AgentRecordInput,
   createMemoryRecordSink,
@@ -18,10 +20,12 @@ import {
   PostgresPendingEnrollmentStore,
   PostgresRecordStore,
   PostgresRegistry,
+  type PreRegisteredAgent,
   type RecordStore,
   StoreUnavailableError,
 } from '@geofence/verifier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PostgresPreRegistrations } from '../src/preregistrations-postgres.js';
 import { SqliteRecordStore } from '../src/records.js';
 import { startPostgres, type TestPostgres } from './helpers/postgres.js';
 import { acceptedRecord } from './helpers/records.js';
@@ -141,6 +145,16 @@ describe('PostgreSQL migrations', () => {
     expect(rows.map((r) => r.version)).toEqual(
       Array.from({ length: PostgresDatabase.schemaVersion }, (_, i) => i + 1),
     );
+    // A database a newer release migrated is refused, not written with an older schema's idea of it.
+    const next = PostgresDatabase.schemaVersion + 1;
+    await opened[0]!.query('registry', 'INSERT INTO geofence_schema (version) VALUES ($1)', [next]);
+    try {
+      await expect(open(1)).rejects.toThrow(
+        `database schema version ${next} is newer than this release knows`,
+      );
+    } finally {
+      await opened[0]!.query('registry', 'DELETE FROM geofence_schema WHERE version = $1', [next]);
+    }
   });
 });
 
@@ -195,7 +209,8 @@ describe('PostgreSQL registry', () => {
     const b = await PostgresRegistry.open({ db: await open() });
     const x = agent('pg-hot-001');
     await a.put(x);
-    expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'active', 1000)).toBe(true);
+    // Unknown to B's index until the notification: looked up in the database, so known at once.
+    expect((await b.getByKeyid(x.keyid))?.status).toBe('active');
     await a.setStatus('pg-hot-001', 'revoked');
     expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'revoked', 1000)).toBe(true);
     await dbA.query(
@@ -204,6 +219,17 @@ describe('PostgreSQL registry', () => {
       ['pg-hot-001'],
     );
     expect(await until(async () => (await b.getByName('pg-hot-001'))?.status === 'active', 1000)).toBe(true);
+    // A lost listener (its backend terminated) misses notifications: B must not keep serving the
+    // stale status — it reads the database until it listens again, then reloads everything.
+    const killed = await dbA.query(
+      'registry',
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN geofence_registry'",
+    );
+    expect(killed.rowCount).toBeGreaterThanOrEqual(2);
+    await a.setStatus('pg-hot-001', 'revoked');
+    expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'revoked', 1000)).toBe(true);
+    await a.setStatus('pg-hot-001', 'active');
+    expect(await until(async () => (await b.getByKeyid(x.keyid))?.status === 'active', 1000)).toBe(true);
     await a.close();
     await b.close();
   });
@@ -228,6 +254,41 @@ describe('PostgreSQL pending enrolments', () => {
     expect(await two.take('enr-2', now)).toEqual({ status: 'expired' });
     expect(await two.take('enr-2', now)).toEqual({ status: 'used' });
     expect(await two.take('enr-none', now)).toEqual({ status: 'unknown' });
+  });
+});
+
+describe('PostgreSQL pre-registrations', () => {
+  it('an upsert at one replica reaches the enrolment policy another replica watches', async () => {
+    const one = new PostgresPreRegistrations(await open());
+    const two = new PostgresPreRegistrations(await open());
+    const policy: PreRegisteredAgent[] = [];
+    const errors: Error[] = [];
+    const stop = await two.watch(policy, (e) => errors.push(e));
+    try {
+      await one.upsert({
+        agent_name: 'pg-pre-001',
+        ek: 'any-trusted-ca',
+        geo_policy: { allow: [{ region: 'US' }] },
+      });
+      expect(await until(async () => policy.length === 1, 1000)).toBe(true);
+      expect(policy).toEqual([
+        { agentName: 'pg-pre-001', ek: 'any-trusted-ca', geoPolicy: { allow: [{ region: 'US' }] } },
+      ]);
+      await one.upsert({
+        agent_name: 'pg-pre-001',
+        ek: { hash: 'a'.repeat(64) },
+        geo_policy: { allow: [{ region: 'DE' }] },
+      });
+      expect(await until(async () => policy[0]?.geoPolicy.allow?.[0]?.region === 'DE', 1000)).toBe(true);
+      expect(policy[0]?.ek).toEqual({ hash: 'a'.repeat(64) });
+      await expect(
+        one.upsert({ agent_name: 'bad name!', ek: 'any-trusted-ca', geo_policy: {} } as never),
+      ).rejects.toThrow();
+      expect((await two.list()).map((p) => p.agent_name)).toEqual(['pg-pre-001']);
+      expect(errors).toEqual([]);
+    } finally {
+      await stop();
+    }
   });
 });
 
@@ -288,5 +349,113 @@ describe('PostgreSQL outage', () => {
     expect(await until(async () => (await reg.getByKeyid(x.keyid))?.status === 'revoked', 3000)).toBe(true);
     await other.close();
     await reg.close();
+  });
+});
+
+describe('PostgreSQL frozen', () => {
+  it('a server that stops answering is 503 after the statement timeout, not a hang, and heals', async () => {
+    const db = await PostgresDatabase.open({
+      url: pg.url,
+      poolMax: 2,
+      statementTimeoutMs: 300,
+      connectTimeoutMs: 500,
+    });
+    dbs.push(db);
+    const store = new PostgresRecordStore(db);
+    await store.ping();
+    await pg.freeze(true);
+    let failure: unknown;
+    try {
+      failure = await store.insert(acceptedRecord(Buffer.from('{"frozen":1}'))).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    } finally {
+      await pg.freeze(false);
+    }
+    expect(failure).toBeInstanceOf(StoreUnavailableError);
+    expect((failure as StoreUnavailableError).status).toBe(503);
+    expect(
+      await until(
+        async () =>
+          store.ping().then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+      ),
+    ).toBe(true);
+  });
+});
+
+describe('PostgreSQL backup and restore (docs/operations.md)', () => {
+  it('pg_dump -Fc of the database and pg_restore --clean bring registry and records back', async () => {
+    const run = promisify(execFile);
+    const db = await open();
+    await db.query('registry', 'CREATE DATABASE geofence_backup');
+    const url = pg.url.replace(/\/postgres$/, '/geofence_backup');
+    const src = await PostgresDatabase.open({ url, poolMax: 2 });
+    dbs.push(src);
+    const reg = await PostgresRegistry.open({ db: src });
+    const records = new PostgresRecordStore(src);
+    const x = agent('pg-backup-001');
+    await reg.put(x);
+    const kept = await records.insert(acceptedRecord(Buffer.from('{"kept":1}')));
+    const dump = join(dir, 'geofence.dump');
+    await run(join(pg.bin, 'pg_dump'), ['--format=custom', `--file=${dump}`, url]);
+    // Changes after the backup: gone after the restore.
+    await reg.setStatus('pg-backup-001', 'revoked');
+    const lost = await records.insert(acceptedRecord(Buffer.from('{"lost":1}')));
+    await reg.close();
+    await run(join(pg.bin, 'pg_restore'), ['--clean', '--if-exists', `--dbname=${url}`, dump]);
+    // Reopening runs the migrations again: a restored schema is current, nothing is re-applied.
+    const restored = await PostgresDatabase.open({ url, poolMax: 2 });
+    dbs.push(restored);
+    const reg2 = await PostgresRegistry.open({ db: restored });
+    const records2 = new PostgresRecordStore(restored);
+    expect((await reg2.getByKeyid(x.keyid))?.status).toBe('active');
+    expect(await records2.get(lost)).toBeUndefined();
+    expect(Buffer.from((await records2.get(kept))?.rawBody ?? []).toString()).toBe('{"kept":1}');
+    // The notify trigger came back with the table: another replica still hears changes.
+    const other = await PostgresRegistry.open({ db: src });
+    await other.setStatus('pg-backup-001', 'revoked');
+    expect(await until(async () => (await reg2.getByKeyid(x.keyid))?.status === 'revoked', 1000)).toBe(true);
+    await other.close();
+    await reg2.close();
+  });
+});
+
+describe('packages/sdk-verifier/README.md', () => {
+  it('the fleet-store example runs against PostgreSQL and prints what it found', async () => {
+    const readme = readFileSync(new URL('../../../packages/sdk-verifier/README.md', import.meta.url), 'utf8');
+    const block = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)]
+      .map((m) => m[1] as string)
+      .find((b) => b.includes('PostgresDatabase.open'));
+    expect(block, 'the README has the fleet-store example').toBeDefined();
+    const body = (block as string).replace(/^import .*$/m, '');
+    const printed: string[] = [];
+    const AsyncFunction = Object.getPrototypeOf(async () => {}).constructor as new (
+      ...args: string[]
+    ) => (...values: unknown[]) => Promise<void>;
+    await new AsyncFunction(
+      'PostgresDatabase',
+      'PostgresRecordStore',
+      'PostgresRegistry',
+      'process',
+      'console',
+      body,
+    )(
+      PostgresDatabase,
+      PostgresRecordStore,
+      PostgresRegistry,
+      { env: { DATABASE_URL: pg.url } },
+      { log: (line: string) => printed.push(line) },
+    );
+    const db = await open();
+    const agents = (await db.query<{ n: string }>('registry', 'SELECT count(*) AS n FROM geofence_agents'))
+      .rows[0]?.n;
+    const records = (await db.query<{ n: string }>('registry', 'SELECT count(*) AS n FROM geofence_records'))
+      .rows[0]?.n;
+    expect(printed).toEqual([`${Math.min(Number(records), 100)} records, ${agents} agents`]);
   });
 });

@@ -222,6 +222,9 @@ export {
 export {
   PostgresDatabase,
   type PostgresOptions,
+  type PostgresQuery,
+  type PostgresRows,
+  type PostgresSubscription,
   postgresUrlForHumans,
 } from './storage/postgres.js';
 export { PostgresPendingEnrollmentStore } from './storage/postgres-pending-store.js';

@@ -32,13 +32,7 @@ import type { Config } from '../config.js';
 import { ConsoleFeed } from '../console/feed.js';
 import { mountConsole, requireConsoleAssets } from '../console/routes.js';
 import { createLogger, type Logger } from '../logger.js';
-import {
-  preRegistrationSchema,
-  readPreRegistrations,
-  toPolicyAgents,
-  upsertPreRegistration,
-  watchPreRegistrations,
-} from '../preregistrations.js';
+import { type PreRegistrationStore, preRegistrationSchema, toPolicyAgents } from '../preregistrations.js';
 import { recordJson } from '../record-json.js';
 import {
   globalGeoPolicy,
@@ -46,6 +40,7 @@ import {
   openDatabase,
   openNonceStore,
   openPendingEnrollments,
+  openPreRegistrations,
   openRecords,
   openRegistry,
   openSharedRateLimiters,
@@ -80,8 +75,8 @@ export interface CollectorDeps {
   ca?: Pick<AttestationIssuer, 'ca' | 'caBundlePem'> | undefined;
   log: Logger;
   adminToken: string;
-  /** Where pre-registrations are kept (`POST /agents` writes `<dataDir>/preregistered.json`). */
-  dataDir?: string | undefined;
+  /** Where `POST /agents` keeps pre-registrations (the data directory's file, or PostgreSQL). */
+  preRegistrations?: PreRegistrationStore | undefined;
   /** Enrolment trust anchors and pre-registrations (mutable `agents` list, see preregistrations.ts). */
   enrollment: {
     ekCaBundle: string[];
@@ -356,16 +351,17 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     res.json(publicRecord(rec));
   });
   // Pre-registration (SPEC §4): the agent becomes active when it completes enrolment.
-  app.post('/agents', admin, express.json({ limit: '64kb' }), (req, res) => {
+  app.post('/agents', admin, express.json({ limit: '64kb' }), async (req, res) => {
     const parsed = preRegistrationSchema.safeParse(req.body);
-    if (!parsed.success || !deps.dataDir) {
+    const store = deps.preRegistrations;
+    if (!parsed.success || !store) {
       sendProblem(
         req,
         res,
         new GeofenceError('request_validation', 'Invalid pre-registration', {
           details: {
             issues: parsed.success
-              ? ['no data directory']
+              ? ['no pre-registration store']
               : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
           },
         }),
@@ -373,9 +369,10 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
       );
       return;
     }
-    upsertPreRegistration(deps.dataDir, parsed.data);
-    // Effective at once in this process; other processes pick the file up within a second.
-    const next = toPolicyAgents(readPreRegistrations(deps.dataDir));
+    await store.upsert(parsed.data);
+    // Effective at once in this process; other processes pick the change up (file: within a second;
+    // PostgreSQL: by the table's notification).
+    const next = toPolicyAgents(await store.list());
     deps.enrollment.agents.splice(0, deps.enrollment.agents.length, ...next);
     log.info({ agent_name: parsed.data.agent_name }, 'agent pre-registered');
     res.status(201).json({ status: 'pre-registered', ...parsed.data });
@@ -508,8 +505,9 @@ export async function startCollector(
   const issuer = await openAttestationIssuer(cfg, `${scheme}://${cfg.host}:${cfg.port}`);
   const { signer } = issuer;
   const agents: PreRegisteredAgent[] = [];
-  const stopWatch = watchPreRegistrations(cfg.dataDir, agents, (e) =>
-    log.error({ err: e.message }, 'invalid pre-registration file'),
+  const preRegistrations = await openPreRegistrations(cfg, db);
+  const stopWatch = await preRegistrations.watch(agents, (e) =>
+    log.error({ err: e.message }, 'invalid pre-registrations'),
   );
   const otlp = cfg.otel.endpoint
     ? createOtlpForwarder({
@@ -528,7 +526,7 @@ export async function startCollector(
     ca: issuer,
     log,
     adminToken: ensureAdminToken(cfg),
-    dataDir: cfg.dataDir,
+    preRegistrations,
     enrollment: {
       ekCaBundle: [...readEkCaBundle(cfg), ...(o.ekCaCertificates ?? [])],
       mnoCaBundle: cfg.enrollment.mnoCaPaths.map((p) => readFileSync(p, 'utf8')),
@@ -566,7 +564,13 @@ export async function startCollector(
       : {}),
   });
   log.info(
-    { url: listening.url, nonce_store: cfg.nonce.store, data_dir: cfg.dataDir },
+    {
+      url: listening.url,
+      nonce_store: cfg.nonce.store,
+      registry: cfg.registry.kind,
+      records_store: cfg.recordsStore,
+      data_dir: cfg.dataDir,
+    },
     // In a cluster worker the primary announces the service once all workers listen.
     cluster.isWorker ? 'collector worker ready' : 'collector listening',
   );
@@ -576,7 +580,8 @@ export async function startCollector(
     deps,
     close: async () => {
       await listening.close();
-      stopWatch();
+      await stopWatch();
+      await preRegistrations.close();
       await otlp?.close();
       await nonces.close();
       await shared?.close();

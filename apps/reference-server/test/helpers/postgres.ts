@@ -4,7 +4,7 @@
  * `postgres` user (`runuser -u postgres --`) and the directory is handed to it.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -30,10 +30,14 @@ export interface TestPostgres {
   /** `postgres://postgres@127.0.0.1:<port>/postgres` (trust authentication on loopback). */
   url: string;
   port: number;
+  /** Directory of the server's binaries (`pg_dump`, `pg_restore`, …). */
+  bin: string;
   /** `pg_ctl stop -m fast`: the server goes away (connections are closed), the data stays. */
   stop(): Promise<void>;
   /** Starts it again on the same port and data. */
   start(): Promise<void>;
+  /** SIGSTOP (`frozen = true`) or SIGCONT to the server and every backend: connections stay open, nothing answers. */
+  freeze(frozen: boolean): Promise<void>;
   /** Stops it and removes its directory. */
   destroy(): Promise<void>;
 }
@@ -82,6 +86,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
+    bin,
     async stop() {
       if (!running) return;
       await ctl('-w', '-m', 'fast', 'stop');
@@ -91,6 +96,12 @@ export async function startPostgres(): Promise<TestPostgres> {
       if (running) return;
       await start();
       running = true;
+    },
+    async freeze(frozen) {
+      const postmaster = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      const { stdout } = await run('pgrep', ['-P', String(postmaster)]).catch(() => ({ stdout: '' }));
+      const pids = [postmaster, ...stdout.split('\n').filter(Boolean).map(Number)];
+      for (const pid of pids) process.kill(pid, frozen ? 'SIGSTOP' : 'SIGCONT');
     },
     async destroy() {
       if (running) await ctl('-w', '-m', 'immediate', 'stop').catch(() => {});

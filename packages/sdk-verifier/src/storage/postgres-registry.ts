@@ -1,5 +1,4 @@
-import type * as Pg from 'pg';
-import { type PostgresDatabase, REGISTRY_CHANNEL } from './postgres.js';
+import { type PostgresDatabase, type PostgresSubscription, REGISTRY_CHANNEL } from './postgres.js';
 import {
   type AgentRecord,
   type AgentRecordInput,
@@ -39,7 +38,9 @@ interface Row {
  * PostgreSQL registry for fleets. Lookups hit an in-memory index kept current by `LISTEN/NOTIFY`: a
  * trigger on the table notifies every replica of each committed change (by this class, another replica
  * or an operator's SQL), and the replica re-reads that agent before its next lookup of it — a revoke on
- * one replica is enforced by all within the notification's delivery time. While the listening
+ * one replica is enforced by all within the notification's delivery time. A name or keyid the index
+ * does not know is looked up in the database, so an agent enrolled at one replica is known at once by
+ * all. While the listening
  * connection is down (a Postgres restart) the index may be stale, so lookups go to the database until
  * the listener is back and a full reload has run. Writes are transactions holding a per-name advisory
  * lock, so the enrolment compare-and-set ({@link Registry.putIfMatch}) is atomic across replicas. Every
@@ -48,7 +49,7 @@ interface Row {
  */
 export class PostgresRegistry implements Registry {
   private readonly index = new RecordIndex();
-  private listener: Pg.Client | undefined;
+  private listener: PostgresSubscription | undefined;
   private live = false;
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -70,29 +71,31 @@ export class PostgresRegistry implements Registry {
 
   /** LISTEN first, then load: a change committed between the two is seen by the load or notified. */
   private async connectListener(): Promise<void> {
-    const client = await this.db.listenClient();
-    const lost = (err?: Error) => {
-      if (this.listener !== client) return;
-      this.listener = undefined;
-      this.live = false;
-      client.removeAllListeners('notification');
-      client.end().catch(() => {});
-      if (err) this.opts.onError?.(err);
-      this.scheduleReconnect();
-    };
-    client.on('error', lost);
-    client.on('end', () => lost());
-    client.on('notification', (n) => {
-      if (n.channel === REGISTRY_CHANNEL && n.payload) this.reloadAgent(n.payload);
-    });
+    let sub: PostgresSubscription | undefined;
+    sub = await this.db.listen(
+      REGISTRY_CHANNEL,
+      (name) => {
+        if (name) this.reloadAgent(name);
+      },
+      (err) => {
+        if (this.listener !== sub) return;
+        this.listener = undefined;
+        this.live = false;
+        if (err) this.opts.onError?.(err);
+        this.scheduleReconnect();
+      },
+    );
+    if (this.closed) {
+      await sub.close();
+      return;
+    }
+    this.listener = sub;
     try {
-      await client.query(`LISTEN ${REGISTRY_CHANNEL}`);
-      this.listener = client;
       await this.loadAll();
       this.live = true;
     } catch (err) {
       this.listener = undefined;
-      await client.end().catch(() => {});
+      await sub.close();
       throw err;
     }
   }
@@ -141,7 +144,10 @@ export class PostgresRegistry implements Registry {
         // The index entry cannot be trusted: serve this process from the database until a full reload.
         this.live = false;
         this.opts.onError?.(err as Error);
-        this.listener?.end().catch(() => {});
+        const l = this.listener;
+        this.listener = undefined;
+        void l?.close();
+        this.scheduleReconnect();
       })
       .finally(() => {
         if (this.reloading.get(name) === next) this.reloading.delete(name);
@@ -168,11 +174,16 @@ export class PostgresRegistry implements Registry {
     this.assertOpen();
     if (!this.live) return this.fromDb('keyid', keyid);
     await this.settled(this.index.byKey(keyid)?.agent_name);
-    if (this.reloading.size > 0) {
-      // A notified re-key may be moving this keyid between agents: ask the database.
-      return this.fromDb('keyid', keyid);
-    }
-    return this.index.byKey(keyid);
+    const known = this.reloading.size > 0 ? undefined : this.index.byKey(keyid);
+    // A miss may be an agent another replica enrolled a moment ago (its notification still on the
+    // way), or a notified re-key moving this keyid between agents: the database decides.
+    return known ?? this.missed(await this.fromDb('keyid', keyid));
+  }
+
+  /** A record read from the database after an index miss joins the index (a fresh read). */
+  private missed(record: AgentRecord | undefined): AgentRecord | undefined {
+    if (record && this.live && !this.reloading.has(record.agent_name)) this.index.set(record);
+    return record;
   }
 
   /** {@inheritDoc Registry.getByName} */
@@ -180,7 +191,7 @@ export class PostgresRegistry implements Registry {
     this.assertOpen();
     if (!this.live) return this.fromDb('agent_name', agentName);
     await this.settled(agentName);
-    return this.index.byAgent(agentName);
+    return this.index.byAgent(agentName) ?? this.missed(await this.fromDb('agent_name', agentName));
   }
 
   /** {@inheritDoc Registry.list} */
@@ -289,6 +300,6 @@ export class PostgresRegistry implements Registry {
     clearTimeout(this.reconnectTimer);
     const l = this.listener;
     this.listener = undefined;
-    await l?.end().catch(() => {});
+    await l?.close();
   }
 }

@@ -27,6 +27,32 @@ export interface PostgresOptions {
   onError?: (err: Error) => void;
 }
 
+/**
+ * Rows of a statement (the part of the driver's result the stores use; no driver types in this API).
+ * @public
+ */
+export interface PostgresRows<R> {
+  /** The rows returned. */
+  rows: R[];
+  /** Rows the statement affected or returned. */
+  rowCount: number | null;
+}
+
+/**
+ * Runs one statement inside {@link PostgresDatabase.transaction}.
+ * @public
+ */
+export type PostgresQuery = <R extends object>(sql: string, params?: unknown[]) => Promise<PostgresRows<R>>;
+
+/**
+ * An active `LISTEN` (see {@link PostgresDatabase.listen}).
+ * @public
+ */
+export interface PostgresSubscription {
+  /** Stops listening and closes its connection. */
+  close(): Promise<void>;
+}
+
 /** Schema versions, applied in order once each; never edit one that has shipped, append a new one. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE geofence_agents (
@@ -64,6 +90,20 @@ const MIGRATIONS: readonly string[] = [
      used boolean NOT NULL DEFAULT false
    );
    CREATE INDEX geofence_pending_forget ON geofence_pending_enrollments (forget_at);`,
+  // Operator pre-registrations (the `agents` of an EnrollmentPolicy), shared by a fleet's replicas;
+  // each change notifies every replica, which re-reads the list.
+  `CREATE TABLE geofence_preregistrations (
+     agent_name text PRIMARY KEY,
+     entry jsonb NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE FUNCTION geofence_preregistrations_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+   BEGIN
+     PERFORM pg_notify('geofence_preregistrations', '');
+     RETURN NULL;
+   END $$;
+   CREATE TRIGGER geofence_preregistrations_changed AFTER INSERT OR UPDATE OR DELETE ON geofence_preregistrations
+     FOR EACH STATEMENT EXECUTE FUNCTION geofence_preregistrations_notify();`,
 ];
 
 /** Advisory lock key held while migrating, so replicas starting together migrate one at a time. */
@@ -148,16 +188,22 @@ export class PostgresDatabase {
         'SELECT max(version) AS v FROM geofence_schema',
       );
       const current = rows[0]?.v ?? 0;
+      if (current > MIGRATIONS.length) {
+        // A newer release migrated this database: an older one must not write a schema it does not know.
+        throw new Error(
+          `database schema version ${current} is newer than this release knows (${MIGRATIONS.length})`,
+        );
+      }
       for (let v = current + 1; v <= MIGRATIONS.length; v++) {
         await client.query(MIGRATIONS[v - 1] as string);
         await client.query('INSERT INTO geofence_schema (version) VALUES ($1)', [v]);
       }
       await client.query('COMMIT');
+      client.release();
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
+      client.release(true);
       throw err;
-    } finally {
-      client.release();
     }
   }
 
@@ -167,14 +213,14 @@ export class PostgresDatabase {
   }
 
   /** Runs one statement for `store`; any failure is {@link StoreUnavailableError}. */
-  async query<R extends Pg.QueryResultRow>(
+  async query<R extends object>(
     store: StoreName,
     sql: string,
     params: unknown[] = [],
-  ): Promise<Pg.QueryResult<R>> {
+  ): Promise<PostgresRows<R>> {
     this.assertOpen(store);
     try {
-      return await this.pool.query<R>(sql, params);
+      return await this.pool.query<R & Pg.QueryResultRow>(sql, params);
     } catch (err) {
       throw new StoreUnavailableError(store, err);
     }
@@ -188,9 +234,7 @@ export class PostgresDatabase {
    */
   async transaction<T>(
     store: StoreName,
-    fn: (
-      q: <R extends Pg.QueryResultRow>(sql: string, params?: unknown[]) => Promise<Pg.QueryResult<R>>,
-    ) => Promise<T>,
+    fn: (q: PostgresQuery) => Promise<T>,
     map?: (err: unknown) => Error | undefined,
   ): Promise<T> {
     this.assertOpen(store);
@@ -201,9 +245,9 @@ export class PostgresDatabase {
       throw new StoreUnavailableError(store, err);
     }
     const dbErrors = new WeakSet<object>();
-    const q = async <R extends Pg.QueryResultRow>(sql: string, params: unknown[] = []) => {
+    const q = async <R extends object>(sql: string, params: unknown[] = []): Promise<PostgresRows<R>> => {
       try {
-        return await client.query<R>(sql, params);
+        return await client.query<R & Pg.QueryResultRow>(sql, params);
       } catch (err) {
         if (err && typeof err === 'object') dbErrors.add(err);
         throw err;
@@ -232,17 +276,45 @@ export class PostgresDatabase {
   }
 
   /**
-   * A dedicated connection outside the pool (for `LISTEN`, which holds its connection). The caller
-   * owns it and ends it.
+   * Listens on `channel` on a dedicated connection outside the pool (a `LISTEN` holds its
+   * connection): `onNotify` receives each notification's payload; `onLost` is called once when the
+   * connection fails or ends (the subscription is then over; subscribe again to resume).
    */
-  async listenClient(): Promise<Pg.Client> {
+  async listen(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onLost: (err?: Error) => void,
+  ): Promise<PostgresSubscription> {
+    if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new TypeError(`invalid channel name ${channel}`);
     this.assertOpen('registry');
     const client = new this.pg.Client({
       connectionString: this.options.url,
       connectionTimeoutMillis: this.options.connectTimeoutMs ?? 2000,
     });
-    await client.connect();
-    return client;
+    let over = false;
+    const end = async () => {
+      over = true;
+      client.removeAllListeners('notification');
+      await client.end().catch(() => {});
+    };
+    const lost = (err?: Error) => {
+      if (over) return;
+      void end();
+      onLost(err);
+    };
+    client.on('error', lost);
+    client.on('end', () => lost());
+    client.on('notification', (n) => {
+      if (!over && n.channel === channel) onNotify(n.payload ?? '');
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${channel}`);
+    } catch (err) {
+      await end();
+      throw new StoreUnavailableError('registry', err);
+    }
+    return { close: end };
   }
 
   private assertOpen(store: StoreName): void {
