@@ -6,6 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ import {
 } from '@geofence/protocol';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireGeofenceFastify } from '../src/fastify.js';
@@ -30,12 +32,13 @@ import {
   jwkThumbprint,
   MemoryNonceStore,
   PogCertificateAuthority,
+  RedisNonceStore,
   type RequireGeofenceOptions,
   requireGeofence,
   verifyAttestationResult,
 } from '../src/index.js';
 import { close, listen } from './helpers/http.js';
-import { freePort } from './helpers/redis.js';
+import { freePort, startRedis } from './helpers/redis.js';
 
 const ISSUER = 'https://collector.test';
 const DIGEST = 'a'.repeat(64);
@@ -451,5 +454,86 @@ describe('verifyAttestationResult policy options (issue 16 item 6)', () => {
     await expect(verifyAttestationResult(stale, signer.jwks(), { maxAgeSeconds: 600 })).rejects.toThrow(
       /too old/,
     );
+  });
+});
+
+describe('trust anchors and shared replay store', () => {
+  /** An Express app with `requireGeofence(options)` in front of a 200, on a free port. */
+  async function guarded(options: Omit<RequireGeofenceOptions, 'origin'>) {
+    const server = createServer();
+    const base = await listen(server);
+    const app = express();
+    app.use(requireGeofence({ ...options, origin: base }));
+    app.get('/models/model.bin', (_req, res) => {
+      res.json({ ok: true });
+    });
+    server.on('request', app);
+    return { base, close: () => close(server) };
+  }
+
+  it('names the issuer check for a trusted key that signs as another issuer', async () => {
+    const sameKeyOtherIss = await AttestationResultSigner.create({
+      key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      issuer: 'https://rogue.test',
+    });
+    const s = await guarded({
+      issuer: ISSUER,
+      jwks: { keys: [...signer.jwks().keys, ...sameKeyOtherIss.jwks().keys] },
+    });
+    try {
+      const jwt = await sameKeyOtherIss.sign('agent-001', alice.publicKey, claim());
+      const r = await call(s.base, { credential: { jwt } }, alice);
+      expect(r.status).toBe(403);
+      expect(check(r)).toEqual({ validation_type: 'attestation', check: 'credential_issuer' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('an unreachable remote JWKS is 503 upstream with Retry-After, never an accept or a 500', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}/.well-known/jwks.json`;
+    const s = await guarded({ issuer: ISSUER, jwks: dead });
+    try {
+      const headers = await pogHeaders(s.base, { credential: { jwt: aliceJwt } }, alice);
+      const res = await fetch(`${s.base}/models/model.bin`, { headers });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(((await res.json()) as { validation_type: string }).validation_type).toBe('upstream');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('replicas sharing a Redis replay store accept a request once; Redis down is 503, not an accept', async () => {
+    const redis = await startRedis();
+    const clients = [0, 1].map(
+      () => new Redis(redis.url, { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 0 }),
+    );
+    for (const c of clients) {
+      c.on('error', () => undefined); // reconnect noise once Redis is stopped below
+      if (c.status !== 'ready') await once(c, 'ready');
+    }
+    const replicas = await Promise.all(
+      clients.map((client) =>
+        guarded({ issuer: ISSUER, jwks: signer.jwks(), replay: new RedisNonceStore({ client }) }),
+      ),
+    );
+    try {
+      // Both replicas serve one origin in production; here each signs for its own, so sign once per
+      // replica with the same nonce: the second replica must refuse the nonce the first consumed.
+      const nonce = randomBytes(16).toString('base64url');
+      const first = await call(replicas[0]!.base, { credential: { jwt: aliceJwt }, nonce }, alice);
+      expect(first.status).toBe(200);
+      const second = await call(replicas[1]!.base, { credential: { jwt: aliceJwt }, nonce }, alice);
+      expect(check(second)).toEqual({ validation_type: 'nonce_validation', check: 'nonce_reused' });
+      await redis.stop();
+      const down = await call(replicas[0]!.base, { credential: { jwt: aliceJwt } }, alice);
+      expect(down.status).toBe(503);
+      expect(down.body.validation_type).toBe('upstream');
+    } finally {
+      for (const r of replicas) await r.close();
+      for (const c of clients) c.disconnect();
+      await redis.stop();
+    }
   });
 });

@@ -153,7 +153,10 @@ export class RedisNonceStore implements NonceStore {
   async claimRequest(keyid: string, requestId: string, until: Date): Promise<boolean> {
     // At least 1 ms: PX 0 is an error, and a mark that is already over claims nothing lasting.
     const ttl = Math.max(1, until.getTime() - this.o.now());
-    const r = await this.client.set(`${this.prefix}r:${keyid}:${requestId}`, '1', 'PX', ttl, 'NX');
+    // Through storeCall like every other command: Redis down is a 503, never an unexplained 500.
+    const r = await storeCall('nonce_store', () =>
+      this.client.set(`${this.prefix}r:${keyid}:${requestId}`, '1', 'PX', ttl, 'NX'),
+    );
     return r === 'OK';
   }
 
