@@ -490,6 +490,38 @@ describe('trust anchors and shared replay store', () => {
     }
   });
 
+  it('a fences policy admits only credentials decided by a named fence', async () => {
+    const s = await guarded({
+      issuer: ISSUER,
+      jwks: signer.jwks(),
+      policy: { fences: ['santa-clara-campus'] },
+    });
+    try {
+      const inFence = await signer.sign(
+        'agent-001',
+        alice.publicKey,
+        claim({ area: { region: 'US', state: 'California', fence: 0, fence_id: 'santa-clara-campus' } }),
+      );
+      expect((await call(s.base, { credential: { jwt: inFence } }, alice)).status).toBe(200);
+      const other = await signer.sign(
+        'agent-001',
+        alice.publicKey,
+        claim({ area: { region: 'US', state: 'California', fence: 0, fence_id: 'austin-lab' } }),
+      );
+      expect(check(await call(s.base, { credential: { jwt: other } }, alice))).toEqual({
+        validation_type: 'geolocation_policy',
+        check: 'fence',
+      });
+      // aliceJwt was decided by region entries only: no fence, so no admission under a fence policy.
+      expect(check(await call(s.base, { credential: { jwt: aliceJwt } }, alice))).toEqual({
+        validation_type: 'geolocation_policy',
+        check: 'fence',
+      });
+    } finally {
+      await s.close();
+    }
+  });
+
   it('an unreachable remote JWKS is 503 upstream with Retry-After, never an accept or a 500', async () => {
     const dead = `http://127.0.0.1:${await freePort()}/.well-known/jwks.json`;
     const s = await guarded({ issuer: ISSUER, jwks: dead });
