@@ -569,3 +569,21 @@ describe('trust anchors and shared replay store', () => {
     }
   });
 });
+
+describe('no side effects at import', () => {
+  it('importing the package root does not load @peculiar/x509 (its reflect-metadata polyfill)', () => {
+    const root = new URL('../src/index.ts', import.meta.url).href;
+    const out = execFileSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `await import(${JSON.stringify(root)}); console.log(typeof Reflect.getMetadata);`,
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(out.trim().split('\n').pop()).toBe('undefined');
+  });
+});

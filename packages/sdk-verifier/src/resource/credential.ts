@@ -4,10 +4,9 @@
  * refusal is a {@link GeofenceError} whose `details.check` names the failed check.
  */
 
-import type { KeyObject } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import { createPublicKey } from 'node:crypto';
 import { CREDENTIAL_CERTIFICATE_HEADER, CREDENTIAL_HEADER } from '@geofence/protocol';
-import type { X509Certificate } from '@peculiar/x509';
 import type { JWK, JWTVerifyGetKey } from 'jose';
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify } from 'jose';
 import {
