@@ -22,7 +22,7 @@ import {
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
-import { createLocalJWKSet, jwtVerify } from 'jose';
+import { createLocalJWKSet, exportJWK, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireGeofenceFastify } from '../src/fastify.js';
 import {
@@ -45,6 +45,7 @@ const DIGEST = 'a'.repeat(64);
 const dir = mkdtempSync(join(tmpdir(), 'geofence-rg-'));
 
 let signer: AttestationResultSigner;
+let issuerKey: KeyObject;
 let otherIssuer: AttestationResultSigner;
 let ca: PogCertificateAuthority;
 let jwksServer: Server;
@@ -154,7 +155,8 @@ let aliceJwt: string;
 let aliceCert: Uint8Array;
 
 beforeAll(async () => {
-  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  issuerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const key = issuerKey;
   signer = await AttestationResultSigner.create({ key, issuer: ISSUER });
   otherIssuer = await AttestationResultSigner.create({
     key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
@@ -365,6 +367,20 @@ describe('requireGeofence (Express)', () => {
     expect(check(short)).toEqual({ validation_type: 'nonce_validation', check: 'nonce_length' });
     const tag = await call(expressBase, { credential: { jwt: aliceJwt }, tag: 'geofence/v1' }, alice);
     expect(check(tag)).toEqual({ validation_type: 'signature_verification', check: 'signature_missing' });
+  });
+
+  it('refuses a credential whose cnf.jwk is not the key cnf.jkt names', async () => {
+    // Signed by the trusted issuer key itself, so only the binding check can catch it.
+    const { payload } = await signer.issue('agent-001', alice.publicKey, claim());
+    const forged = await new SignJWT({
+      ...payload,
+      cnf: { jkt: alice.jkt, jwk: await exportJWK(mallory.publicKey) },
+    })
+      .setProtectedHeader({ alg: 'ES256', typ: 'geofence-ar+jwt', kid: signer.kid })
+      .sign(issuerKey);
+    const r = await call(expressBase, { credential: { jwt: forged } }, mallory, undefined);
+    expect(r.status).toBe(403);
+    expect(check(r)).toEqual({ validation_type: 'attestation', check: 'credential_key' });
   });
 
   it('refuses a certificate from an untrusted CA and both credential headers at once', async () => {
