@@ -217,6 +217,12 @@ beforeAll(async () => {
     served: 'model.bin',
     agent: request.geofenceCredential?.agentName,
   }));
+  // Bodies as raw bytes: content-digest covers the exact bytes.
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  fastify.post('/models/upload', { preHandler: guard }, async (request) => ({
+    bytes: (request.body as Buffer).length,
+  }));
   await fastify.listen({ port, host: '127.0.0.1' });
 });
 
@@ -394,6 +400,13 @@ describe('requireGeofence (Express)', () => {
     const both = await call(expressBase, { credential: { jwt: aliceJwt, cert: aliceCert } }, alice);
     expect(both.status).toBe(400);
     expect(check(both)).toEqual({ validation_type: 'request_validation', check: 'credential_ambiguous' });
+    // The same header twice (two field lines): which one would the signature have covered?
+    const signed = await pogHeaders(expressBase, { credential: { jwt: aliceJwt } }, alice);
+    const twice = new Headers(signed);
+    twice.append(CREDENTIAL_HEADER, aliceJwt);
+    const res = await fetch(`${expressBase}/models/model.bin`, { headers: twice });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { details: { check: string } }).details.check).toBe('credential_ambiguous');
   });
 });
 
@@ -407,6 +420,25 @@ describe('requireGeofenceFastify', () => {
     expect(ok).toMatchObject({ status: 200, body: { served: 'model.bin', agent: 'agent-001' } });
     const replay = await call(fastifyBase, { credential: { jwt: medium } }, alice, ok.headers);
     expect(check(replay)).toEqual({ validation_type: 'nonce_validation', check: 'nonce_reused' });
+    const post = await call(
+      fastifyBase,
+      { method: 'POST', path: '/models/upload', body: 'hello fastify', credential: { jwt: medium } },
+      alice,
+    );
+    expect(post, JSON.stringify(post.body)).toMatchObject({ status: 200, body: { bytes: 13 } });
+    // The body edited after signing: Content-Digest no longer matches.
+    const signed = await pogHeaders(
+      fastifyBase,
+      { method: 'POST', path: '/models/upload', body: 'hello fastify', credential: { jwt: medium } },
+      alice,
+    );
+    const edited = await fetch(`${fastifyBase}/models/upload`, {
+      method: 'POST',
+      headers: { ...signed, 'content-type': 'text/plain' },
+      body: 'hello FASTIFY',
+    });
+    expect(edited.status).toBe(400);
+    expect(((await edited.json()) as { details: { check: string } }).details.check).toBe('content_digest');
   });
 });
 

@@ -94,11 +94,15 @@ export function compileTrust(trust: CredentialTrust): CompiledTrust {
   return { issuer: trust.issuer, keys, remote, cas };
 }
 
+/**
+ * The one field line of `name`, `undefined` when absent, `null` when sent more than once: Node joins
+ * repeated fields with `, `, and neither a compact JWS nor a byte sequence contains a comma.
+ */
 function headerValue(headers: Record<string, string | string[] | undefined>, name: string) {
   const v = headers[name];
   if (v === undefined) return undefined;
-  if (Array.isArray(v)) return v.length === 1 ? v[0] : null;
-  return v;
+  const one = Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
+  return one === undefined || one.includes(',') ? null : one;
 }
 
 function checkClaimShape(payload: Record<string, unknown>): AttestationResultPayload {
