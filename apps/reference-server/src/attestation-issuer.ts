@@ -85,7 +85,7 @@ export async function openAttestationIssuer(cfg: Config, issuer: string): Promis
   const extra = extraPems.length > 0 ? loadPogCaCertificates(extraPems) : [];
   const previousPublicKeys: JWK[] = [];
   for (const c of extra) {
-    const jwk = new X509Certificate(Buffer.from(c.rawData)).publicKey.export({ format: 'jwk' }) as JWK;
+    const jwk = c.publicKey.export({ format: 'jwk' }) as JWK;
     // kid as the signer names its own key (the RFC 7638 thumbprint), so JWTs it signed still resolve.
     previousPublicKeys.push({ ...jwk, kid: await jwkThumbprint(jwk), alg: 'ES256', use: 'sig' });
   }
@@ -95,8 +95,6 @@ export async function openAttestationIssuer(cfg: Config, issuer: string): Promis
     ttlSeconds: cfg.enrollment.credentialLifetimeSeconds,
     previousPublicKeys,
   });
-  const caBundlePem = [ca.certificatePem, ...extra.map((c) => c.toString('pem'))]
-    .map((p) => p.trim())
-    .join('\n');
+  const caBundlePem = [ca.certificatePem, ...extra.map((c) => c.toString())].map((p) => p.trim()).join('\n');
   return { signer, ca, caBundlePem: `${caBundlePem}\n` };
 }

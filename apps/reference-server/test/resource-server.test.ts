@@ -356,3 +356,23 @@ describe('trust level medium: GNSS corroborated by a signed MNO location (V-PEA 
     ).toBe('nonce');
   });
 });
+
+describe('credential status for relying parties', () => {
+  it('GET /credentials/status tells active from revoked and unknown', async () => {
+    const claims = JSON.parse(Buffer.from(credential.jwt.split('.')[1]!, 'base64url').toString());
+    const keyid = claims.geofence.keyid as string;
+    const status = async (k: string) => {
+      const r = await request(`${col.url}/credentials/status?keyid=${k}`, { dispatcher });
+      return { code: r.statusCode, body: (await r.body.json()) as Record<string, unknown> };
+    };
+    expect(await status(keyid)).toEqual({ code: 200, body: { keyid, status: 'active' } });
+    expect((await status('0'.repeat(64))).body.status).toBe('unknown');
+    expect((await status('nope')).code).toBe(400);
+    await col.deps.registry.setStatus('agent-001', 'revoked');
+    try {
+      expect((await status(keyid)).body.status).toBe('revoked');
+    } finally {
+      await col.deps.registry.setStatus('agent-001', 'active');
+    }
+  });
+});

@@ -6,6 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -20,7 +21,8 @@ import {
 } from '@geofence/protocol';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { createLocalJWKSet, jwtVerify } from 'jose';
+import { Redis } from 'ioredis';
+import { createLocalJWKSet, exportJWK, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireGeofenceFastify } from '../src/fastify.js';
 import {
@@ -30,18 +32,20 @@ import {
   jwkThumbprint,
   MemoryNonceStore,
   PogCertificateAuthority,
+  RedisNonceStore,
   type RequireGeofenceOptions,
   requireGeofence,
   verifyAttestationResult,
 } from '../src/index.js';
 import { close, listen } from './helpers/http.js';
-import { freePort } from './helpers/redis.js';
+import { freePort, startRedis } from './helpers/redis.js';
 
 const ISSUER = 'https://collector.test';
 const DIGEST = 'a'.repeat(64);
 const dir = mkdtempSync(join(tmpdir(), 'geofence-rg-'));
 
 let signer: AttestationResultSigner;
+let issuerKey: KeyObject;
 let otherIssuer: AttestationResultSigner;
 let ca: PogCertificateAuthority;
 let jwksServer: Server;
@@ -151,7 +155,8 @@ let aliceJwt: string;
 let aliceCert: Uint8Array;
 
 beforeAll(async () => {
-  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  issuerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const key = issuerKey;
   signer = await AttestationResultSigner.create({ key, issuer: ISSUER });
   otherIssuer = await AttestationResultSigner.create({
     key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
@@ -211,6 +216,12 @@ beforeAll(async () => {
   fastify.get('/models/model.bin', { preHandler: guard }, async (request) => ({
     served: 'model.bin',
     agent: request.geofenceCredential?.agentName,
+  }));
+  // Bodies as raw bytes: content-digest covers the exact bytes.
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  fastify.post('/models/upload', { preHandler: guard }, async (request) => ({
+    bytes: (request.body as Buffer).length,
   }));
   await fastify.listen({ port, host: '127.0.0.1' });
 });
@@ -364,6 +375,20 @@ describe('requireGeofence (Express)', () => {
     expect(check(tag)).toEqual({ validation_type: 'signature_verification', check: 'signature_missing' });
   });
 
+  it('refuses a credential whose cnf.jwk is not the key cnf.jkt names', async () => {
+    // Signed by the trusted issuer key itself, so only the binding check can catch it.
+    const { payload } = await signer.issue('agent-001', alice.publicKey, claim());
+    const forged = await new SignJWT({
+      ...payload,
+      cnf: { jkt: alice.jkt, jwk: await exportJWK(mallory.publicKey) },
+    })
+      .setProtectedHeader({ alg: 'ES256', typ: 'geofence-ar+jwt', kid: signer.kid })
+      .sign(issuerKey);
+    const r = await call(expressBase, { credential: { jwt: forged } }, mallory, undefined);
+    expect(r.status).toBe(403);
+    expect(check(r)).toEqual({ validation_type: 'attestation', check: 'credential_key' });
+  });
+
   it('refuses a certificate from an untrusted CA and both credential headers at once', async () => {
     const rogueCa = await PogCertificateAuthority.create({
       key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
@@ -375,6 +400,13 @@ describe('requireGeofence (Express)', () => {
     const both = await call(expressBase, { credential: { jwt: aliceJwt, cert: aliceCert } }, alice);
     expect(both.status).toBe(400);
     expect(check(both)).toEqual({ validation_type: 'request_validation', check: 'credential_ambiguous' });
+    // The same header twice (two field lines): which one would the signature have covered?
+    const signed = await pogHeaders(expressBase, { credential: { jwt: aliceJwt } }, alice);
+    const twice = new Headers(signed);
+    twice.append(CREDENTIAL_HEADER, aliceJwt);
+    const res = await fetch(`${expressBase}/models/model.bin`, { headers: twice });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { details: { check: string } }).details.check).toBe('credential_ambiguous');
   });
 });
 
@@ -388,6 +420,25 @@ describe('requireGeofenceFastify', () => {
     expect(ok).toMatchObject({ status: 200, body: { served: 'model.bin', agent: 'agent-001' } });
     const replay = await call(fastifyBase, { credential: { jwt: medium } }, alice, ok.headers);
     expect(check(replay)).toEqual({ validation_type: 'nonce_validation', check: 'nonce_reused' });
+    const post = await call(
+      fastifyBase,
+      { method: 'POST', path: '/models/upload', body: 'hello fastify', credential: { jwt: medium } },
+      alice,
+    );
+    expect(post, JSON.stringify(post.body)).toMatchObject({ status: 200, body: { bytes: 13 } });
+    // The body edited after signing: Content-Digest no longer matches.
+    const signed = await pogHeaders(
+      fastifyBase,
+      { method: 'POST', path: '/models/upload', body: 'hello fastify', credential: { jwt: medium } },
+      alice,
+    );
+    const edited = await fetch(`${fastifyBase}/models/upload`, {
+      method: 'POST',
+      headers: { ...signed, 'content-type': 'text/plain' },
+      body: 'hello FASTIFY',
+    });
+    expect(edited.status).toBe(400);
+    expect(((await edited.json()) as { details: { check: string } }).details.check).toBe('content_digest');
   });
 });
 
@@ -451,5 +502,136 @@ describe('verifyAttestationResult policy options (issue 16 item 6)', () => {
     await expect(verifyAttestationResult(stale, signer.jwks(), { maxAgeSeconds: 600 })).rejects.toThrow(
       /too old/,
     );
+  });
+});
+
+describe('trust anchors and shared replay store', () => {
+  /** An Express app with `requireGeofence(options)` in front of a 200, on a free port. */
+  async function guarded(options: Omit<RequireGeofenceOptions, 'origin'>) {
+    const server = createServer();
+    const base = await listen(server);
+    const app = express();
+    app.use(requireGeofence({ ...options, origin: base }));
+    app.get('/models/model.bin', (_req, res) => {
+      res.json({ ok: true });
+    });
+    server.on('request', app);
+    return { base, close: () => close(server) };
+  }
+
+  it('names the issuer check for a trusted key that signs as another issuer', async () => {
+    const sameKeyOtherIss = await AttestationResultSigner.create({
+      key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      issuer: 'https://rogue.test',
+    });
+    const s = await guarded({
+      issuer: ISSUER,
+      jwks: { keys: [...signer.jwks().keys, ...sameKeyOtherIss.jwks().keys] },
+    });
+    try {
+      const jwt = await sameKeyOtherIss.sign('agent-001', alice.publicKey, claim());
+      const r = await call(s.base, { credential: { jwt } }, alice);
+      expect(r.status).toBe(403);
+      expect(check(r)).toEqual({ validation_type: 'attestation', check: 'credential_issuer' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a fences policy admits only credentials decided by a named fence', async () => {
+    const s = await guarded({
+      issuer: ISSUER,
+      jwks: signer.jwks(),
+      policy: { fences: ['santa-clara-campus'] },
+    });
+    try {
+      const inFence = await signer.sign(
+        'agent-001',
+        alice.publicKey,
+        claim({ area: { region: 'US', state: 'California', fence: 0, fence_id: 'santa-clara-campus' } }),
+      );
+      expect((await call(s.base, { credential: { jwt: inFence } }, alice)).status).toBe(200);
+      const other = await signer.sign(
+        'agent-001',
+        alice.publicKey,
+        claim({ area: { region: 'US', state: 'California', fence: 0, fence_id: 'austin-lab' } }),
+      );
+      expect(check(await call(s.base, { credential: { jwt: other } }, alice))).toEqual({
+        validation_type: 'geolocation_policy',
+        check: 'fence',
+      });
+      // aliceJwt was decided by region entries only: no fence, so no admission under a fence policy.
+      expect(check(await call(s.base, { credential: { jwt: aliceJwt } }, alice))).toEqual({
+        validation_type: 'geolocation_policy',
+        check: 'fence',
+      });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('an unreachable remote JWKS is 503 upstream with Retry-After, never an accept or a 500', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}/.well-known/jwks.json`;
+    const s = await guarded({ issuer: ISSUER, jwks: dead });
+    try {
+      const headers = await pogHeaders(s.base, { credential: { jwt: aliceJwt } }, alice);
+      const res = await fetch(`${s.base}/models/model.bin`, { headers });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(((await res.json()) as { validation_type: string }).validation_type).toBe('upstream');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('replicas sharing a Redis replay store accept a request once; Redis down is 503, not an accept', async () => {
+    const redis = await startRedis();
+    const clients = [0, 1].map(
+      () => new Redis(redis.url, { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 0 }),
+    );
+    for (const c of clients) {
+      c.on('error', () => undefined); // reconnect noise once Redis is stopped below
+      if (c.status !== 'ready') await once(c, 'ready');
+    }
+    const replicas = await Promise.all(
+      clients.map((client) =>
+        guarded({ issuer: ISSUER, jwks: signer.jwks(), replay: new RedisNonceStore({ client }) }),
+      ),
+    );
+    try {
+      // Both replicas serve one origin in production; here each signs for its own, so sign once per
+      // replica with the same nonce: the second replica must refuse the nonce the first consumed.
+      const nonce = randomBytes(16).toString('base64url');
+      const first = await call(replicas[0]!.base, { credential: { jwt: aliceJwt }, nonce }, alice);
+      expect(first.status).toBe(200);
+      const second = await call(replicas[1]!.base, { credential: { jwt: aliceJwt }, nonce }, alice);
+      expect(check(second)).toEqual({ validation_type: 'nonce_validation', check: 'nonce_reused' });
+      await redis.stop();
+      const down = await call(replicas[0]!.base, { credential: { jwt: aliceJwt } }, alice);
+      expect(down.status).toBe(503);
+      expect(down.body.validation_type).toBe('upstream');
+    } finally {
+      for (const r of replicas) await r.close();
+      for (const c of clients) c.disconnect();
+      await redis.stop();
+    }
+  });
+});
+
+describe('no side effects at import', () => {
+  it('importing the package root does not load @peculiar/x509 (its reflect-metadata polyfill)', () => {
+    const root = new URL('../src/index.ts', import.meta.url).href;
+    const out = execFileSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `await import(${JSON.stringify(root)}); console.log(typeof Reflect.getMetadata);`,
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(out.trim().split('\n').pop()).toBe('undefined');
   });
 });

@@ -7,7 +7,7 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentState, createAgent, GeofenceRejection, gpsdLocation } from '@geofence/agent';
+import { AgentState, createAgent, gpsdLocation } from '@geofence/agent';
 import type { Signer } from '@geofence/http-sig';
 import { type Tpm, tpmSigner } from '@geofence/native-tpm';
 import { parsePublic, publicToPem } from '@geofence/tpm-wire';
@@ -19,7 +19,7 @@ import type { RunningCollector } from '../server/collector.js';
 import { startResourceServer } from '../server/resource.js';
 import { startSimulatedReceiver } from './gnss.js';
 import { obtainCredential, sendResourceRequest, signResourceRequest } from './pog-client.js';
-import type { Expected, Observed } from './table.js';
+import { type Expected, fromError, type Observed, observe } from './table.js';
 
 /** A simulated host as the demo started it. */
 export interface PogHost {
@@ -61,32 +61,6 @@ export interface PogPartOptions {
   say: (msg: string) => void;
   record: (scenario: string, expected: Expected, observed: Observed) => void;
   onClose: (name: string, fn: () => Promise<unknown>) => void;
-}
-
-function observedProblem(status: number, problem: unknown, note?: string): Observed {
-  const p = (problem ?? {}) as {
-    validation_type?: string;
-    rejected_by?: string;
-    details?: { check?: string };
-  };
-  return {
-    status,
-    validationType: status === 200 ? null : (p.validation_type ?? null),
-    rejectedBy: status === 200 ? null : (p.rejected_by ?? null),
-    ...(note ? { note } : p.details?.check ? { note: p.details.check } : {}),
-  };
-}
-
-function fromRejection(err: unknown): Observed {
-  if (err instanceof GeofenceRejection) {
-    return {
-      status: err.status,
-      validationType: err.validationType,
-      rejectedBy: err.rejectedBy ?? null,
-      note: String(err.details?.check ?? err.error),
-    };
-  }
-  return { status: null, validationType: null, rejectedBy: null, note: (err as Error).message };
 }
 
 async function appSigner(host: PogHost, state: AgentState): Promise<Signer> {
@@ -194,7 +168,7 @@ export async function runPogPart(o: PogPartOptions): Promise<void> {
       'download model.bin',
       { status: 200, validationType: null, rejectedBy: null },
       {
-        ...observedProblem(r.status, r.problem),
+        ...observe(r.status, r.problem),
         ...(r.status === 200 ? { note: same ? `${r.bytes.length} bytes match` : 'BYTES DIFFER' } : {}),
         ...(r.status === 200 && !same ? { status: null } : {}),
       },
@@ -206,14 +180,14 @@ export async function runPogPart(o: PogPartOptions): Promise<void> {
     record(
       'download with certificate',
       { status: 200, validationType: null, rejectedBy: null },
-      observedProblem(
+      observe(
         c.status,
         c.problem,
         c.status === 200 && c.bytes.equals(model) ? 'X.509 credential' : undefined,
       ),
     );
   } catch (err) {
-    record('download model.bin', { status: 200, validationType: null, rejectedBy: null }, fromRejection(err));
+    record('download model.bin', { status: 200, validationType: null, rejectedBy: null }, fromError(err));
   }
 
   const expect401 = (vt: string): Expected => ({ status: 401, validationType: vt, rejectedBy: 'resource' });
@@ -225,11 +199,7 @@ export async function runPogPart(o: PogPartOptions): Promise<void> {
       await signResourceRequest({ url: modelUrl, credential, signer: thiefSigner }),
       dispatcher,
     );
-    record(
-      'copied credential',
-      expect401('signature_verification'),
-      observedProblem(stolen.status, stolen.problem),
-    );
+    record('copied credential', expect401('signature_verification'), observe(stolen.status, stolen.problem));
 
     // Scenario 3: one captured request (credential + signature) replayed verbatim.
     const captured = await signResourceRequest({ url: modelUrl, credential, signer: signer1 });
@@ -239,8 +209,8 @@ export async function runPogPart(o: PogPartOptions): Promise<void> {
       'replayed resource request',
       expect401('nonce_validation'),
       first.status === 200
-        ? observedProblem(again.status, again.problem)
-        : observedProblem(first.status, first.problem, `first copy got ${first.status}`),
+        ? observe(again.status, again.problem)
+        : observe(first.status, first.problem, `first copy got ${first.status}`),
     );
   }
 
@@ -268,7 +238,7 @@ export async function runPogPart(o: PogPartOptions): Promise<void> {
     record(
       'Berlin asks for credential',
       { status: 403, validationType: 'geolocation_policy', rejectedBy: 'collector' },
-      fromRejection(err),
+      fromError(err),
     );
   }
 
@@ -306,7 +276,7 @@ export async function runPogPart(o: PogPartOptions): Promise<void> {
     record(
       'modified workload',
       { status: 403, validationType: 'attestation', rejectedBy: 'collector' },
-      fromRejection(err),
+      fromError(err),
     );
   }
 }

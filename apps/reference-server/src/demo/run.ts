@@ -8,7 +8,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { type Agent, createAgent, GeofenceRejection, staticLocation } from '@geofence/agent';
+import { type Agent, createAgent, staticLocation } from '@geofence/agent';
 import { type SwtpmInstance, startSwtpm, Tpm, tpmSigner } from '@geofence/native-tpm';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../logger.js';
@@ -22,9 +22,12 @@ import { buildSigned, demoDispatcher, fetchNonce, post, type RawAnswer, tamper }
 import {
   crossModeViolations,
   type DemoMode,
+  describeObserved,
   type Expected,
+  fromError,
   matches,
   type Observed,
+  observe,
   type ResultRow,
   renderTable,
 } from './table.js';
@@ -90,39 +93,6 @@ class Cleanup {
     })();
     return this.running;
   }
-}
-
-function observe(status: number | null, body: unknown, note?: string): Observed {
-  const b = (body ?? {}) as { validation_type?: string; rejected_by?: string };
-  return {
-    status,
-    validationType: status === 200 ? null : (b.validation_type ?? null),
-    rejectedBy: status === 200 ? null : (b.rejected_by ?? null),
-    ...(note ? { note } : {}),
-  };
-}
-
-function fromError(err: unknown): Observed {
-  if (err instanceof GeofenceRejection) {
-    return {
-      status: err.status,
-      validationType: err.validationType,
-      rejectedBy: err.rejectedBy ?? null,
-      note: err.error,
-    };
-  }
-  return {
-    status: null,
-    validationType: null,
-    rejectedBy: null,
-    note: (err as Error).message ?? String(err),
-  };
-}
-
-function describeObserved(observed: Observed): string {
-  return observed.status === 200
-    ? `200${observed.note ? ` ${observed.note}` : ''}`
-    : `${observed.status ?? 'error'} ${observed.validationType ?? '-'} (rejected_by ${observed.rejectedBy ?? '-'})`;
 }
 
 const ok = (): Expected => ({ status: 200, validationType: null, rejectedBy: null });

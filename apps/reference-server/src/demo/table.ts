@@ -2,6 +2,8 @@
  * The demo's results table: scenario × mode → status, validation_type, rejected_by, as expected?
  */
 
+import { GeofenceRejection } from '@geofence/agent';
+
 /** Deployment modes of the demo (SPEC §6.4). */
 export type DemoMode = 'standard' | 'gateway-policy-enforcement';
 
@@ -84,4 +86,40 @@ export function renderTable(rows: ResultRow[]): string {
   const line = (cells: string[]) => `| ${cells.map((c, i) => pad(c, widths[i] ?? 0)).join(' | ')} |`;
   const sep = `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`;
   return [line(header), sep, ...body.map(line)].join('\n');
+}
+
+/** What an HTTP answer observed (a problem body's validation_type and rejected_by). */
+export function observe(status: number | null, body: unknown, note?: string): Observed {
+  const b = (body ?? {}) as { validation_type?: string; rejected_by?: string };
+  return {
+    status,
+    validationType: status === 200 ? null : (b.validation_type ?? null),
+    rejectedBy: status === 200 ? null : (b.rejected_by ?? null),
+    ...(note ? { note } : {}),
+  };
+}
+
+/** What a thrown error observed: a rejection's problem fields, else the error text. */
+export function fromError(err: unknown): Observed {
+  if (err instanceof GeofenceRejection) {
+    return {
+      status: err.status,
+      validationType: err.validationType,
+      rejectedBy: err.rejectedBy ?? null,
+      note: String(err.details?.check ?? err.error),
+    };
+  }
+  return {
+    status: null,
+    validationType: null,
+    rejectedBy: null,
+    note: (err as Error).message ?? String(err),
+  };
+}
+
+/** One-line rendering of an observation for the progress log. */
+export function describeObserved(observed: Observed): string {
+  return observed.status === 200
+    ? `200${observed.note ? ` ${observed.note}` : ''}`
+    : `${observed.status ?? 'error'} ${observed.validationType ?? '-'} (rejected_by ${observed.rejectedBy ?? '-'})`;
 }

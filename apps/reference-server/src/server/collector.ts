@@ -404,6 +404,29 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
 
   app.get('/metrics-prometheus', metricsExposition(metrics.registry, REJECTED_BY));
 
+  // Status of the agent behind a credential (`geofence.keyid`), for relying parties that honour
+  // revocation before `exp` (docs/pog-credentials.md). Public: a keyid is not secret and the answer
+  // names no agent; a store outage is a 503 through the error handler.
+  app.get('/credentials/status', limited, async (req, res, next) => {
+    const keyid = typeof req.query.keyid === 'string' ? req.query.keyid : '';
+    if (!/^[0-9a-f]{64}$/.test(keyid)) {
+      sendProblem(
+        req,
+        res,
+        new GeofenceError('request_validation', 'keyid must be 64 lowercase hex characters'),
+        REJECTED_BY,
+      );
+      return;
+    }
+    try {
+      const rec = await registry.getByKeyid(keyid);
+      res.setHeader('cache-control', 'no-store');
+      res.json({ keyid, status: rec?.status ?? 'unknown' });
+    } catch (err) {
+      next(err);
+    }
+  });
+
   if (deps.ca) {
     const { caBundlePem } = deps.ca;
     app.get(ATTESTATION_CA_PATH, (_req, res) => {

@@ -9,10 +9,25 @@
  */
 
 import type { KeyObject } from 'node:crypto';
-import { createPrivateKey, createPublicKey, webcrypto } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  X509Certificate as NodeX509Certificate,
+  webcrypto,
+} from 'node:crypto';
 import { CREDENTIAL_X509_EXTENSION_OID, jcsBytes } from '@geofence/protocol';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import type { AttestationResultPayload } from './result.js';
+
+/**
+ * `@peculiar/x509`, loaded on first use: importing it installs the `reflect-metadata` polyfill on
+ * the global `Reflect`, a side effect no user of the package root should get without asking for X.509.
+ */
+let peculiar: Promise<typeof X509> | undefined;
+function x509lib(): Promise<typeof X509> {
+  peculiar ??= import('@peculiar/x509');
+  return peculiar;
+}
 
 const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
@@ -103,10 +118,10 @@ export interface PogCertificateAuthorityOptions {
 export class PogCertificateAuthority {
   /** The CA certificate (PEM): the trust anchor relying parties configure. */
   readonly certificatePem: string;
-  private readonly cert: x509.X509Certificate;
+  private readonly cert: X509.X509Certificate;
   private readonly signingKey: webcrypto.CryptoKey;
 
-  private constructor(cert: x509.X509Certificate, signingKey: webcrypto.CryptoKey) {
+  private constructor(cert: X509.X509Certificate, signingKey: webcrypto.CryptoKey) {
     this.cert = cert;
     this.certificatePem = cert.toString('pem');
     this.signingKey = signingKey;
@@ -114,6 +129,7 @@ export class PogCertificateAuthority {
 
   /** Imports the key (EC P-256 only) and loads or creates the CA certificate. */
   static async create(options: PogCertificateAuthorityOptions): Promise<PogCertificateAuthority> {
+    const x509 = await x509lib();
     const keyObject = typeof options.key === 'string' ? createPrivateKey(options.key) : options.key;
     if (
       keyObject.type !== 'private' ||
@@ -126,7 +142,7 @@ export class PogCertificateAuthority {
     const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, EC, false, ['sign']);
     const spki = createPublicKey(keyObject).export({ type: 'spki', format: 'der' });
     const publicKey = await webcrypto.subtle.importKey('spki', spki, EC, true, ['verify']);
-    let cert: x509.X509Certificate;
+    let cert: X509.X509Certificate;
     if (options.certificate !== undefined) {
       cert = new x509.X509Certificate(options.certificate);
       const certSpki = Buffer.from(cert.publicKey.rawData);
@@ -159,6 +175,7 @@ export class PogCertificateAuthority {
    * the critical extension. Returns the DER bytes.
    */
   async issue(payload: AttestationResultPayload, appKey: KeyObject | Uint8Array): Promise<Uint8Array> {
+    const x509 = await x509lib();
     const spki =
       appKey instanceof Uint8Array
         ? appKey
@@ -222,13 +239,13 @@ export class PogCertificateError extends Error {
  * {@link verifyPogCertificate}. Throws `TypeError` for a block that does not parse.
  * @public
  */
-export function loadPogCaCertificates(pems: string | readonly string[]): x509.X509Certificate[] {
+export function loadPogCaCertificates(pems: string | readonly string[]): NodeX509Certificate[] {
   const text = typeof pems === 'string' ? pems : pems.join('\n');
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length === 0) throw new TypeError('no CA certificate given');
   return blocks.map((b, i) => {
     try {
-      return new x509.X509Certificate(b);
+      return new NodeX509Certificate(b);
     } catch (err) {
       throw new TypeError(`attestation CA certificate #${i + 1} does not parse`, { cause: err });
     }
@@ -243,27 +260,26 @@ export function loadPogCaCertificates(pems: string | readonly string[]): x509.X5
  */
 export async function verifyPogCertificate(
   der: Uint8Array,
-  cas: readonly x509.X509Certificate[],
+  cas: readonly NodeX509Certificate[],
   options: { now?: Date; clockToleranceSeconds?: number } = {},
 ): Promise<VerifiedPogCertificate> {
-  let cert: x509.X509Certificate;
+  const x509 = await x509lib();
+  let cert: X509.X509Certificate;
+  let nodeCert: NodeX509Certificate;
   try {
     cert = new x509.X509Certificate(der);
+    nodeCert = new NodeX509Certificate(der);
   } catch {
     throw new PogCertificateError('certificate_malformed', 'the certificate is not X.509 DER');
   }
-  let trusted = false;
-  for (const ca of cas) {
-    if (ca.subject !== cert.issuer) continue;
+  // Issuer name and signature by one of the anchors (node's checks: RFC 5280 name match, signature).
+  const trusted = cas.some((ca) => {
     try {
-      if (await cert.verify({ publicKey: ca, signatureOnly: true }, webcrypto)) {
-        trusted = true;
-        break;
-      }
+      return nodeCert.checkIssued(ca) && nodeCert.verify(ca.publicKey);
     } catch {
-      // another CA may match
+      return false;
     }
-  }
+  });
   if (!trusted) throw new PogCertificateError('certificate_untrusted', 'no trusted attestation CA issued it');
   const now = (options.now ?? new Date()).getTime();
   const tolerance = (options.clockToleranceSeconds ?? 30) * 1000;

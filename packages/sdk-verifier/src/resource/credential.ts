@@ -4,10 +4,9 @@
  * refusal is a {@link GeofenceError} whose `details.check` names the failed check.
  */
 
-import type { KeyObject } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import { createPublicKey } from 'node:crypto';
 import { CREDENTIAL_CERTIFICATE_HEADER, CREDENTIAL_HEADER } from '@geofence/protocol';
-import type { X509Certificate } from '@peculiar/x509';
 import type { JWK, JWTVerifyGetKey } from 'jose';
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify } from 'jose';
 import {
@@ -95,11 +94,15 @@ export function compileTrust(trust: CredentialTrust): CompiledTrust {
   return { issuer: trust.issuer, keys, remote, cas };
 }
 
+/**
+ * The one field line of `name`, `undefined` when absent, `null` when sent more than once: Node joins
+ * repeated fields with `, `, and neither a compact JWS nor a byte sequence contains a comma.
+ */
 function headerValue(headers: Record<string, string | string[] | undefined>, name: string) {
   const v = headers[name];
   if (v === undefined) return undefined;
-  if (Array.isArray(v)) return v.length === 1 ? v[0] : null;
-  return v;
+  const one = Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
+  return one === undefined || one.includes(',') ? null : one;
 }
 
 function checkClaimShape(payload: Record<string, unknown>): AttestationResultPayload {

@@ -17,9 +17,9 @@ declare module 'fastify' {
 
 /**
  * A Fastify `preHandler` admitting a request only with a valid PoG credential and a signature by
- * its key. Requests with a body need it as raw bytes (`request.body` a Buffer: register a
- * `parseAs: 'buffer'` content-type parser on these routes), because `content-digest` covers the
- * exact bytes.
+ * its key. Requests with a body need it as raw bytes (`request.body` a Buffer:
+ * `removeAllContentTypeParsers()` and a `'*'` parser with `parseAs: 'buffer'` in these routes'
+ * context), because `content-digest` covers the exact bytes; a parsed body is an `internal` error.
  *
  * @example
  * ```ts
