@@ -290,7 +290,11 @@ describe('worker processes and shared rate limits (issue 12)', () => {
   });
 
   it('refuses more than one collector worker on the memory nonce store, naming NONCE_STORE', () => {
-    for (const env of [{ COLLECTOR_WORKERS: '2' }, { COLLECTOR_WORKERS: 'auto', NONCE_STORE: 'memory' }]) {
+    const envs: Record<string, string>[] = [
+      { COLLECTOR_WORKERS: '2' },
+      { COLLECTOR_WORKERS: 'auto', NONCE_STORE: 'memory' },
+    ];
+    for (const env of envs) {
       const issues = issuesOf('collector', env);
       expect(issues).toHaveLength(1);
       expect(issues[0]).toMatch(
