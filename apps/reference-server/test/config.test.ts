@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { globalGeoPolicy, maxSpeedOption } from '../src/runtime.js';
+import { globalGeoPolicy, maxSpeedOption, rateLimitStore } from '../src/runtime.js';
 
 const cwd = mkdtempSync(join(tmpdir(), 'gf-config-'));
 
@@ -279,5 +279,71 @@ describe('loadConfig', () => {
       expect(c.enrollment.ekCaPaths).toEqual([join(cwd, 'ca.pem')]);
       expect(c.geo.allow).toEqual([{ region: 'US', state: 'California' }]);
     });
+  });
+});
+
+describe('worker processes and shared rate limits (issue 12)', () => {
+  /** The issues of a configuration that must not load. */
+  function issuesOf(role: 'collector' | 'gateway', env: Record<string, string>): string[] {
+    try {
+      loadConfig({ role, env, cwd });
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      return (e as ConfigError).issues;
+    }
+    throw new Error('expected a ConfigError');
+  }
+
+  it('reads COLLECTOR_WORKERS / GATEWAY_WORKERS as a count or auto, default 1', () => {
+    expect(loadConfig({ role: 'collector', env: {}, cwd }).workers).toEqual({ collector: 1, gateway: 1 });
+    const c = loadConfig({
+      role: 'collector',
+      env: { COLLECTOR_WORKERS: 'auto', GATEWAY_WORKERS: '3', NONCE_STORE: 'sqlite' },
+      cwd,
+    });
+    expect(c.workers).toEqual({ collector: 'auto', gateway: 3 });
+    expect(issuesOf('collector', { COLLECTOR_WORKERS: 'many', NONCE_STORE: 'sqlite' })).toEqual([
+      'COLLECTOR_WORKERS: expected an integer, got "many"',
+    ]);
+    expect(issuesOf('gateway', { GATEWAY_WORKERS: '0' })[0]).toMatch(/^GATEWAY_WORKERS: /);
+  });
+
+  it('refuses more than one collector worker on the memory nonce store, naming NONCE_STORE', () => {
+    const envs: Record<string, string>[] = [
+      { COLLECTOR_WORKERS: '2' },
+      { COLLECTOR_WORKERS: 'auto', NONCE_STORE: 'memory' },
+    ];
+    for (const env of envs) {
+      const issues = issuesOf('collector', env);
+      expect(issues).toHaveLength(1);
+      expect(issues[0]).toMatch(
+        /^nonce\.store \(env NONCE_STORE\): the memory nonce store is private to one process/,
+      );
+    }
+    // The gateway keeps no nonces: its workers need no shared nonce store.
+    expect(loadConfig({ role: 'gateway', env: { GATEWAY_WORKERS: '2' }, cwd }).workers.gateway).toBe(2);
+  });
+
+  it('needs REDIS_URL for RATE_LIMIT_STORE=redis', () => {
+    expect(issuesOf('gateway', { RATE_LIMIT_STORE: 'redis' })).toEqual([
+      'nonce.redisUrl (env REDIS_URL): required when the rate limit store is redis',
+    ]);
+    const c = loadConfig({
+      role: 'gateway',
+      env: { RATE_LIMIT_STORE: 'redis', REDIS_URL: 'redis://127.0.0.1:6379' },
+      cwd,
+    });
+    expect(c.rateLimit.bucketStore).toBe('redis');
+  });
+
+  it('shares the rate limits in Redis by default when the nonces are there, and not otherwise', () => {
+    const redis = { NONCE_STORE: 'redis', REDIS_URL: 'redis://127.0.0.1:6379' };
+    expect(rateLimitStore(loadConfig({ role: 'collector', env: redis, cwd }))).toBe('redis');
+    expect(
+      rateLimitStore(loadConfig({ role: 'collector', env: { ...redis, RATE_LIMIT_STORE: 'memory' }, cwd })),
+    ).toBe('memory');
+    expect(rateLimitStore(loadConfig({ role: 'collector', env: { NONCE_STORE: 'sqlite' }, cwd }))).toBe(
+      'memory',
+    );
   });
 });
