@@ -9,11 +9,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { gpsdLocation } from '@geofence/agent';
 import { Tpm } from '@geofence/native-tpm';
 import { publicToKeyObject } from '@geofence/tpm-wire';
-import { loadEkCaBundle, verifyEkCertificate } from '@geofence/verifier';
+import { loadEkCaBundle, postgresUrlForHumans, verifyEkCertificate } from '@geofence/verifier';
+import pg from 'pg';
 import { request, Agent as UndiciAgent } from 'undici';
 import { type Config, collectorUrlOf } from './config.js';
 import { type OutputFormat, printJson, printTable } from './output.js';
-import { openNonceStore, readEkCaBundle, redisUrlForHumans } from './runtime.js';
+import { openNonceStore, readEkCaBundle, redisUrlForHumans, usesPostgres } from './runtime.js';
 import { demoCaPath } from './tls.js';
 
 /** Outcome of one check: `warn` does not fail the run, `skip` means not configured. */
@@ -225,26 +226,60 @@ async function redisCheck(cfg: Config, ms: number): Promise<DoctorCheck> {
   }
 }
 
+/**
+ * PostgreSQL, when a store is configured on it: connects with `DATABASE_URL` and reads the schema
+ * version, without migrating (the doctor changes nothing; the collector migrates at start).
+ */
+async function postgresCheck(cfg: Config, ms: number): Promise<DoctorCheck> {
+  if (!usesPostgres(cfg))
+    return { check: 'postgres', status: 'skip', detail: 'no PostgreSQL store configured' };
+  const url = cfg.database.url;
+  if (!url) return { check: 'postgres', status: 'fail', detail: 'DATABASE_URL is not set' };
+  const where = postgresUrlForHumans(url);
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: ms, query_timeout: ms });
+  try {
+    await within(ms, `PostgreSQL ${where}`, () => client.connect());
+    // Two statements: PostgreSQL resolves a table name while planning, even in an untaken branch.
+    const table = await within(ms, `PostgreSQL ${where}`, () =>
+      client.query<{ t: string | null }>("SELECT to_regclass('geofence_schema')::text AS t"),
+    );
+    const rows =
+      table.rows[0]?.t == null
+        ? [{ v: null }]
+        : (
+            await within(ms, `PostgreSQL ${where}`, () =>
+              client.query<{ v: number | null }>('SELECT max(version) AS v FROM geofence_schema'),
+            )
+          ).rows;
+    const v = rows[0]?.v ?? null;
+    return v === null
+      ? {
+          check: 'postgres',
+          status: 'warn',
+          detail: `${where}: connected; no schema yet (the collector creates it at start)`,
+        }
+      : { check: 'postgres', status: 'pass', detail: `${where}: connected, schema version ${v}` };
+  } catch (e) {
+    return { check: 'postgres', status: 'fail', detail: `${where}: ${oneLine(e)}` };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** Runs every check (side by side where independent). */
 export async function runDoctor(cfg: Config, o: DoctorOptions = {}): Promise<DoctorCheck[]> {
   const ms = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   // The first collector when several replicas are listed.
   const target = o.url ?? cfg.agent.gatewayUrl ?? collectorUrlOf(cfg).split(',')[0] ?? '';
   const url = target.trim().replace(/\/+$/, '');
-  const [tpm, service, gpsd, redis] = await Promise.all([
+  const [tpm, service, gpsd, redis, postgres] = await Promise.all([
     tpmChecks(cfg, ms),
     serviceChecks(cfg, url, ms),
     gpsdCheck(cfg, ms),
     redisCheck(cfg, ms),
+    postgresCheck(cfg, ms),
   ]);
-  return [
-    ...tpm,
-    ...service,
-    gpsd,
-    redis,
-    // The reference server's stores are SQLite and Redis; nothing here connects to PostgreSQL.
-    { check: 'postgres', status: 'skip', detail: 'no PostgreSQL store configured' },
-  ];
+  return [...tpm, ...service, gpsd, redis, postgres];
 }
 
 /** CLI entry: prints the report; exit code 0 when no check failed, 1 otherwise. */

@@ -203,7 +203,7 @@ describe('(b) enrolment across replicas', () => {
         payload: expect.any(Object),
       }),
     ]);
-    const verified = await geofence(['verify-record', sent.recordId, '-d', dir], common);
+    const verified = await geofence(['verify-record', sent.recordId, '-o', 'json', '-d', dir], common);
     expect(verified.code, verified.stderr).toBe(0);
     expect(JSON.parse(verified.stdout)).toMatchObject({ valid: true, record_id: sent.recordId });
   });

@@ -24,7 +24,14 @@ import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SqliteRecordStore } from '../src/records.js';
 import { testDataDir } from './helpers/env.js';
-import { childPids, type Service, spawnService, startRedis, type TestRedis } from './helpers/procs.js';
+import {
+  childPids,
+  type Service,
+  spawnService,
+  startRedis,
+  type TestRedis,
+  workerPids,
+} from './helpers/procs.js';
 import {
   http,
   postMetrics,
@@ -131,7 +138,7 @@ afterAll(async () => {
 describe('two collectors × two workers behind a two-worker gateway', () => {
   it('runs each service as a primary with two workers on one port', () => {
     for (const s of [a, b, gw]) {
-      const kids = childPids(s.child.pid as number);
+      const kids = workerPids(s.child.pid as number);
       expect(kids, `children ${kids.map(commandLine).join('; ')}\n${s.output()}`).toHaveLength(2);
     }
   });
@@ -163,12 +170,12 @@ describe('two collectors × two workers behind a two-worker gateway', () => {
 
   it('replaces a worker killed with SIGKILL and counts the restart', async () => {
     const primary = a.child.pid as number;
-    const [victim] = childPids(primary);
+    const [victim] = workerPids(primary);
     expect(victim).toBeDefined();
     expect(sample(await scrape(a.url), 'geofence_worker_restarts_total')).toBe(0);
     process.kill(victim as number, 'SIGKILL');
     await until(() => {
-      const now = childPids(primary);
+      const now = workerPids(primary);
       return now.length === 2 && !now.includes(victim as number);
     }, 'a replacement worker runs');
     // The replacement answers once it listens; the scrape may land on either worker.

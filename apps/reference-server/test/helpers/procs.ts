@@ -64,7 +64,21 @@ export function spawnService(
   });
 }
 
-/** Pids of the direct child processes of `pid` (the workers of a clustered service), from /proc. */
+/**
+ * The cluster workers of service `pid`: its children that run the geofence CLI (tsx also starts an
+ * esbuild service child in a service run from the sources, which is not a worker).
+ */
+export function workerPids(pid: number): number[] {
+  return childPids(pid).filter((p) => {
+    try {
+      return /\bcli\.[jt]s\b/.test(readFileSync(`/proc/${p}/cmdline`, 'utf8'));
+    } catch {
+      return false; // exited meanwhile
+    }
+  });
+}
+
+/** Pids of the direct child processes of `pid`, from /proc. */
 export function childPids(pid: number): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
