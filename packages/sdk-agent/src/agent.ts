@@ -3,7 +3,7 @@
  * queue, deliverer, delivery loop, credential keeper and PoG fetcher together, and each public
  * method delegates to the one module that does the job.
  */
-import { type GeolocationPayload, jwkThumbprint } from '@geofence/protocol';
+import { jwkThumbprint } from '@geofence/protocol';
 import { Agent as HttpAgent, type RequestInit, type Response } from 'undici';
 import {
   type LocationAttestationOutcome,

@@ -3,7 +3,7 @@
  * defaults that turn it into the settings every other module reads.
  */
 import { Tpm } from '@geofence/native-tpm';
-import { agentNameSchema, type GeolocationPayload, type MnoLocation } from '@geofence/protocol';
+import { agentNameSchema, type MnoLocation } from '@geofence/protocol';
 import { destination, pino } from 'pino';
 import { z } from 'zod';
 import type { LocationToSeal } from './attestation/location.js';

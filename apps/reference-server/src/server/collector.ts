@@ -22,7 +22,6 @@ import {
   type RecordStore,
   type Registry,
   STORE_RETRY_AFTER_SECONDS,
-  type StoredRecord,
   type StoreName,
 } from '@geofence/verifier';
 import express, { type Express, type Request, type Response } from 'express';

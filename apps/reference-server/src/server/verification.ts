@@ -12,7 +12,6 @@ import {
   type GeofenceIncomingMessage,
   type GeoPolicy,
   geofence,
-  type LocationReading,
   type NonceStore,
   type Registry,
   type VerifierRequest,
