@@ -9,12 +9,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { gpsdLocation } from '@geofence/agent';
 import { Tpm } from '@geofence/native-tpm';
 import { publicToKeyObject } from '@geofence/tpm-wire';
-import { loadEkCaBundle, postgresUrlForHumans, verifyEkCertificate } from '@geofence/verifier';
+import { loadEkCaBundle, urlWithoutPassword, verifyEkCertificate } from '@geofence/verifier';
 import pg from 'pg';
 import { request, Agent as UndiciAgent } from 'undici';
 import { type Config, collectorUrlOf } from './config.js';
 import { type OutputFormat, printJson, printTable } from './output.js';
-import { openNonceStore, readEkCaBundle, redisUrlForHumans, usesPostgres } from './runtime.js';
+import { openNonceStore, readEkCaBundle, usesPostgres } from './runtime.js';
 import { demoCaPath } from './tls.js';
 
 /** Outcome of one check: `warn` does not fail the run, `skip` means not configured. */
@@ -212,7 +212,7 @@ async function gpsdCheck(cfg: Config, ms: number): Promise<DoctorCheck> {
 async function redisCheck(cfg: Config, ms: number): Promise<DoctorCheck> {
   if (cfg.nonce.store !== 'redis' || !cfg.nonce.redisUrl)
     return { check: 'redis', status: 'skip', detail: `nonce store is ${cfg.nonce.store}` };
-  const where = redisUrlForHumans(cfg.nonce.redisUrl);
+  const where = urlWithoutPassword(cfg.nonce.redisUrl);
   try {
     const store = await within(ms, `Redis ${where}`, () => openNonceStore(cfg));
     try {
@@ -235,7 +235,7 @@ async function postgresCheck(cfg: Config, ms: number): Promise<DoctorCheck> {
     return { check: 'postgres', status: 'skip', detail: 'no PostgreSQL store configured' };
   const url = cfg.database.url;
   if (!url) return { check: 'postgres', status: 'fail', detail: 'DATABASE_URL is not set' };
-  const where = postgresUrlForHumans(url);
+  const where = urlWithoutPassword(url);
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: ms, query_timeout: ms });
   try {
     await within(ms, `PostgreSQL ${where}`, () => client.connect());

@@ -15,12 +15,12 @@ import {
   PostgresPendingEnrollmentStore,
   PostgresRecordStore,
   PostgresRegistry,
-  postgresUrlForHumans,
   type RecordStore,
   RedisNonceStore,
   type Registry,
   SqliteNonceStore,
   SqliteRegistry,
+  urlWithoutPassword,
 } from '@geofence/verifier';
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
@@ -60,7 +60,7 @@ export async function openDatabase(cfg: Config, onError?: (err: Error) => void):
     });
   } catch (err) {
     const why = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
-    throw new Error(`cannot connect to PostgreSQL at ${postgresUrlForHumans(url)} (DATABASE_URL): ${why}`);
+    throw new Error(`cannot connect to PostgreSQL at ${urlWithoutPassword(url)} (DATABASE_URL): ${why}`);
   }
 }
 
@@ -183,7 +183,7 @@ export async function connectRedis(cfg: Config, onError?: (err: Error) => void):
     client.disconnect();
     const why = (firstError ?? (err as Error)).message;
     throw new Error(
-      `cannot connect to Redis at ${redisUrlForHumans(cfg.nonce.redisUrl as string)} (REDIS_URL): ${why}`,
+      `cannot connect to Redis at ${urlWithoutPassword(cfg.nonce.redisUrl as string)} (REDIS_URL): ${why}`,
     );
   } finally {
     client.off('error', atStart);
@@ -250,17 +250,6 @@ export async function openSharedRateLimiters(
       await client.quit().catch(() => client.disconnect());
     },
   };
-}
-
-/** A Redis URL without its password, for messages (the URL is a secret when it carries one). */
-export function redisUrlForHumans(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
 }
 
 /**

@@ -225,7 +225,7 @@ export {
   type PostgresQuery,
   type PostgresRows,
   type PostgresSubscription,
-  postgresUrlForHumans,
+  urlWithoutPassword,
 } from './storage/postgres.js';
 export { PostgresPendingEnrollmentStore } from './storage/postgres-pending-store.js';
 export { PostgresRecordStore } from './storage/postgres-record-store.js';

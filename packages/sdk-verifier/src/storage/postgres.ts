@@ -167,7 +167,7 @@ export class PostgresDatabase {
     } catch (err) {
       await pool.end().catch(() => {});
       throw new Error(
-        `cannot open PostgreSQL at ${postgresUrlForHumans(options.url)}: ${(err as Error).message}`,
+        `cannot open PostgreSQL at ${urlWithoutPassword(options.url)}: ${(err as Error).message}`,
         {
           cause: err,
         },
@@ -330,10 +330,11 @@ export class PostgresDatabase {
 }
 
 /**
- * A PostgreSQL URL without its password, for messages.
+ * A connection URL (PostgreSQL, Redis, …) without its password, for messages and logs: the URL is a
+ * secret when it carries one.
  * @public
  */
-export function postgresUrlForHumans(url: string): string {
+export function urlWithoutPassword(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
