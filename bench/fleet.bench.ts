@@ -3,10 +3,9 @@
  * and with 2 worker processes (`COLLECTOR_WORKERS`, node:cluster on one port), on each back end:
  *
  * - `sqlite`: SQLite nonce store and SQLite records on this host (the one-host fleet);
- * - `redis`: Redis nonce store (a throwaway redis-server started here), SQLite records.
- *
- * PostgreSQL records and registry (`RECORDS_STORE=postgres`, `REGISTRY_TYPE=postgres`) are a
- * separate change; once they are in, `postgres` joins `--backends` here with the same load.
+ * - `redis`: Redis nonce store (a throwaway redis-server started here), SQLite records;
+ * - `postgres`: the fleet mode — PostgreSQL registry and records (a throwaway cluster started here,
+ *   one database per setup) and Redis nonces.
  *
  * The load is bench/flow.bench.ts's (bench/lib/flow-load.ts): N software agents, each a closed loop
  * of signed `GET /nonce` → sign → `POST /metrics` over HTTPS with verification, straight to the
@@ -15,14 +14,15 @@
  * scaling ratio is bounded by that, CPU per flow is the stable figure.
  *
  * Run: node --import tsx bench/fleet.bench.ts [--agents N] [--seconds S] [--warmup S]
- *      [--workers 1,2] [--backends sqlite,redis] [--rounds R] [--json[=DIR] | --json DIR]
+ *      [--workers 1,2] [--backends sqlite,redis,postgres] [--rounds R] [--json[=DIR] | --json DIR]
  */
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteRegistry } from '@geofence/verifier';
+import { PostgresDatabase, PostgresRegistry, SqliteRegistry } from '@geofence/verifier';
 import { ensureDemoPki } from '../apps/reference-server/src/tls.js';
+import { startPostgres, type TestPostgres } from '../apps/reference-server/test/helpers/postgres.js';
 import { startRedis, type TestRedis } from '../apps/reference-server/test/helpers/procs.js';
 import { register, type SoftAgent, softAgent } from '../apps/reference-server/test/helpers/soft-agent.js';
 import {
@@ -45,7 +45,7 @@ const AGENTS = Number(arg('--agents') || 8);
 const SECONDS = Number(arg('--seconds') || 10);
 const WARMUP = Number(arg('--warmup') || 3);
 const WORKERS = (arg('--workers') || '1,2').split(',').map(Number);
-const BACKENDS = (arg('--backends') || 'sqlite,redis').split(',');
+const BACKENDS = (arg('--backends') || 'sqlite,redis,postgres').split(',');
 const ROUNDS = Number(arg('--rounds') || 1);
 
 /** One collector configuration under test. */
@@ -71,16 +71,33 @@ async function dataDir(
   return { dir, ca: (await ensureDemoPki(dir)).ca };
 }
 
+/** A fresh database `name` on the cluster, migrated and with the agents registered; its URL. */
+async function postgresDatabase(pg: TestPostgres, name: string, agents: SoftAgent[]): Promise<string> {
+  const admin = await PostgresDatabase.open({ url: pg.url });
+  await admin.query(`CREATE DATABASE "${name.replace(/[^a-z0-9_]/g, '_')}"`);
+  await admin.close();
+  const url = pg.url.replace(/\/postgres$/, `/${name.replace(/[^a-z0-9_]/g, '_')}`);
+  const db = await PostgresDatabase.open({ url });
+  const registry = await PostgresRegistry.open({ db });
+  for (const a of agents) await register(registry, a);
+  await registry.close();
+  await db.close();
+  return url;
+}
+
 async function main(): Promise<void> {
-  for (const b of BACKENDS) if (b !== 'sqlite' && b !== 'redis') throw new Error(`unknown backend ${b}`);
+  for (const b of BACKENDS)
+    if (b !== 'sqlite' && b !== 'redis' && b !== 'postgres') throw new Error(`unknown backend ${b}`);
   const root = mkdtempSync(join(tmpdir(), 'gf-bench-fleet-'));
   const agents = Array.from({ length: AGENTS }, (_, i) => softAgent(`fleet-agent-${i}`));
   let redis: TestRedis | undefined;
+  let pg: TestPostgres | undefined;
   const setups: Setup[] = [];
   const results: Array<ScenarioResult & { backend: string; workers: number }> = [];
   let bare: BareInputs | undefined;
   try {
-    if (BACKENDS.includes('redis')) redis = await startRedis();
+    if (BACKENDS.includes('redis') || BACKENDS.includes('postgres')) redis = await startRedis();
+    if (BACKENDS.includes('postgres')) pg = await startPostgres();
     for (const backend of BACKENDS) {
       for (const workers of WORKERS) {
         const name = `${backend}.w${workers}`;
@@ -90,9 +107,16 @@ async function main(): Promise<void> {
           RATE_LIMIT_ENABLED: 'false',
           GEOFENCE_ADMIN_TOKEN: 'bench-admin-token-0123456789abcdef',
           COLLECTOR_WORKERS: String(workers),
-          ...(backend === 'redis'
-            ? { NONCE_STORE: 'redis', REDIS_URL: (redis as TestRedis).url }
-            : { NONCE_STORE: 'sqlite' }),
+          ...(backend === 'sqlite'
+            ? { NONCE_STORE: 'sqlite' }
+            : { NONCE_STORE: 'redis', REDIS_URL: (redis as TestRedis).url }),
+          ...(backend === 'postgres'
+            ? {
+                REGISTRY_TYPE: 'postgres',
+                RECORDS_STORE: 'postgres',
+                DATABASE_URL: await postgresDatabase(pg as TestPostgres, `bench_${name}`, agents),
+              }
+            : {}),
         });
         setups.push({ name, backend, workers, service, ca });
       }
@@ -123,6 +147,7 @@ async function main(): Promise<void> {
       }
     }
     await redis?.stop();
+    await pg?.destroy();
   }
   if (!bare) throw new Error('no flow completed');
   const bareMs = bareCryptoMsPerFlow(bare);
