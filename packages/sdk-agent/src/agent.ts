@@ -22,6 +22,7 @@ import { DeliveryQueue, type SendResult } from './delivery-queue.js';
 import { AgentClosedError, DeliveryDeferredError } from './errors.js';
 import { type AgentIdentity, type AgentKeys, type AgentTimings, TpmIdentity } from './identity.js';
 import { type LocationProvider, NoLocationError, type SensorIdentity } from './location/types.js';
+import { NoncePool } from './nonce-pool.js';
 import { NonceRequester } from './nonce-request.js';
 import { type AgentLogger, type AgentOptions, type ResolvedAgentOptions, resolveOptions } from './options.js';
 import { MemoryQueue, type QueuedMessage, SqliteOutbox } from './outbox.js';
@@ -134,7 +135,7 @@ export class Agent {
       origin: o.gateway.origin,
       keys: () => this.keys(),
       transport: this.transport,
-      nonces: this.nonces,
+      nonces: new NoncePool(this.nonces, o.nonceBatch),
       location: o.location,
       outbox,
       timings: this.timings,

@@ -7,7 +7,7 @@ import { DeliveryUncertainError, GeofenceRejection } from './errors.js';
 import type { AgentKeys, AgentTimings } from './identity.js';
 import type { LocationObservation, LocationProvider } from './location/types.js';
 import { buildMetricsRequest, type SignedMetricsRequest } from './message.js';
-import type { NonceRequester } from './nonce-request.js';
+import type { NoncePool } from './nonce-pool.js';
 import type { AgentLogger } from './options.js';
 import type { MessageQueue, QueuedMessage } from './outbox.js';
 import { RetriableError, type Transport } from './transport.js';
@@ -34,7 +34,8 @@ export interface DelivererOptions {
   origin: string;
   keys: () => Promise<AgentKeys>;
   transport: Transport;
-  nonces: NonceRequester;
+  /** Where each attempt takes its nonce (prefetched in batches when configured). */
+  nonces: NoncePool;
   location: LocationProvider;
   /** The queue whose saved resend survives restarts. */
   outbox: MessageQueue;
@@ -129,7 +130,7 @@ export class Deliverer {
             ? (first.metrics as Record<string, unknown>)
             : { batch: group.map((m) => m.metrics as Record<string, unknown>) };
       const n0 = performance.now();
-      const { response: nonce, signingMs } = await this.o.nonces.fetch(identity.keyid, signer);
+      const { response: nonce, signingMs } = await this.o.nonces.take(identity.keyid, signer);
       network = performance.now() - n0 - signingMs;
       const now = new Date();
       const req = await buildMetricsRequest({
@@ -158,6 +159,9 @@ export class Deliverer {
     try {
       return await transport.postMetrics(transport.path('/metrics'), signed.req.headers, signed.req.body);
     } catch (err) {
+      // A refused nonce may mean the collector forgot what it issued (a restart): drop the rest.
+      if (err instanceof GeofenceRejection && err.validationType === 'nonce_validation')
+        this.o.nonces.clear();
       if (err instanceof RetriableError) {
         // The request may have been processed and only the answer lost: the next attempt sends
         // the very same bytes, so the collector's single-use nonce decides — it stores the message

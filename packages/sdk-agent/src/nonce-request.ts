@@ -32,9 +32,23 @@ export class NonceRequester {
 
   /** `GET /nonce?public_key_hash=<keyid>`, signed by `signer` when signing is on. */
   async fetch(keyid: string, signer: Signer): Promise<FetchedNonce> {
+    const { responses, signingMs } = await this.fetchMany(keyid, signer, 1);
+    return { response: responses[0] as NonceResponse, signingMs };
+  }
+
+  /**
+   * Up to `count` nonces for one request (`&count=n`, SPEC §16; only with signing on, as the
+   * collector issues batches to signed requests only). A collector without batches gives one.
+   */
+  async fetchMany(
+    keyid: string,
+    signer: Signer,
+    count: number,
+  ): Promise<{ responses: NonceResponse[]; signingMs: number }> {
     let signingMs = 0;
-    const response = await this.transport.nonce(
+    const responses = await this.transport.nonces(
       keyid,
+      this.signed ? count : 1,
       this.signed
         ? async (target) => {
             const s0 = performance.now();
@@ -46,7 +60,7 @@ export class NonceRequester {
           }
         : undefined,
     );
-    return { response, signingMs };
+    return { responses, signingMs };
   }
 
   /**

@@ -63,6 +63,12 @@ export interface AgentOptions {
    */
   signNonceRequests?: boolean;
   /**
+   * Nonces fetched per signed `GET /nonce` for metrics delivery (`&count=n`, SPEC §16; 1–100,
+   * default 1): with n > 1 a steady sender pays one nonce round trip per n messages. Keep it at most
+   * the collector's `NONCE_MAX_OUTSTANDING` (it refuses larger batches). Needs `signNonceRequests`.
+   */
+  nonceBatch?: number;
+  /**
    * Durable outbox (default enabled): messages are stored in SQLite in the state directory before
    * delivery and survive restarts. `false` keeps the queue in memory.
    */
@@ -118,6 +124,7 @@ export interface ResolvedAgentOptions {
   /** Signature validity, seconds. */
   validitySeconds: number;
   signNonceRequests: boolean;
+  nonceBatch: number;
   /** `false`: in-memory queue. */
   durableOutbox: boolean;
   maxMessages: number;
@@ -169,6 +176,7 @@ const optionsSchema = z.strictObject({
   maxBatchSize: z.number().int().min(1).max(100_000).optional(),
   signatureValiditySeconds: z.number().int().min(1).max(300).optional(),
   signNonceRequests: z.boolean().optional(),
+  nonceBatch: z.number().int().min(1).max(100).optional(),
   outbox: z
     .union([z.literal(false), z.strictObject({ maxMessages: z.number().int().positive().optional() })])
     .optional(),
@@ -207,6 +215,11 @@ export function resolveOptions(options: AgentOptions): ResolvedAgentOptions {
     );
   }
   const opts = parsed.data;
+  if ((opts.nonceBatch ?? 1) > 1 && opts.signNonceRequests === false) {
+    throw new AgentOptionsError([
+      'nonceBatch: batches are issued to signed nonce requests only; leave signNonceRequests on or use nonceBatch 1',
+    ]);
+  }
   const logger = opts.logger ?? pino({ name: 'geofence-agent', level: 'warn' }, destination(2));
   const gateway = new URL(opts.gateway);
   if (gateway.protocol === 'http:') {
@@ -239,6 +252,7 @@ export function resolveOptions(options: AgentOptions): ResolvedAgentOptions {
     maxBatchSize: opts.maxBatchSize ?? 500,
     validitySeconds: opts.signatureValiditySeconds ?? 60,
     signNonceRequests: opts.signNonceRequests ?? true,
+    nonceBatch: opts.nonceBatch ?? 1,
     durableOutbox: opts.outbox !== false,
     maxMessages: (opts.outbox === false ? undefined : opts.outbox?.maxMessages) ?? 100_000,
     logger,

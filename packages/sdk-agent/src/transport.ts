@@ -1,4 +1,9 @@
-import { type NonceResponse, nonceResponseSchema } from '@geofence/protocol';
+import {
+  NONCE_COUNT_PARAMETER,
+  type NonceResponse,
+  nonceBatchResponseSchema,
+  nonceResponseSchema,
+} from '@geofence/protocol';
 import { type Dispatcher, Pool } from 'undici';
 import { AgentError, GeofenceRejection } from './errors.js';
 
@@ -83,11 +88,30 @@ export class Transport {
     keyid: string,
     sign?: (target: string) => Promise<Record<string, string>>,
   ): Promise<NonceResponse> {
-    const target = `${this.path('/nonce')}?public_key_hash=${encodeURIComponent(keyid)}`;
+    const [first] = await this.nonces(keyid, 1, sign);
+    return first as NonceResponse;
+  }
+
+  /**
+   * `GET /nonce?public_key_hash=<keyid>` for `count` nonces: `&count=n` when `count > 1` (SPEC §16,
+   * a signed request only), answered `{nonces, expires_in}`; a collector without batches answers one
+   * nonce, which is returned alone.
+   */
+  async nonces(
+    keyid: string,
+    count: number,
+    sign?: (target: string) => Promise<Record<string, string>>,
+  ): Promise<NonceResponse[]> {
+    const query = count > 1 ? `&${NONCE_COUNT_PARAMETER}=${count}` : '';
+    const target = `${this.path('/nonce')}?public_key_hash=${encodeURIComponent(keyid)}${query}`;
     const a = await this.exchange('GET', target, sign ? await sign(target) : {});
-    const parsed = nonceResponseSchema.safeParse(a.body);
-    if (!parsed.success) throw new RetriableError('malformed /nonce answer from the gateway');
-    return parsed.data;
+    const one = nonceResponseSchema.safeParse(a.body);
+    if (one.success) return [one.data];
+    const batch = nonceBatchResponseSchema.safeParse(a.body);
+    if (batch.success) {
+      return batch.data.nonces.map((n) => ({ ...n, expires_in: batch.data.expires_in }));
+    }
+    throw new RetriableError('malformed /nonce answer from the gateway');
   }
 
   /** `POST /metrics`; returns the record id of the accepted message. */

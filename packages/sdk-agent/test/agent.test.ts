@@ -89,6 +89,36 @@ describe('Agent.send against a TLS collector with swtpm', () => {
     });
   });
 
+  it('nonceBatch: one signed GET /nonce?count=n per n messages, each nonce accepted once', async () => {
+    const agent = await agentFor('agent-batch', { nonceBatch: 4 });
+    const before = collector.hits['/nonce'] ?? 0;
+    const ids = new Set<string>();
+    // One at a time, so each message is its own delivery (and takes its own nonce).
+    for (let i = 0; i < 8; i++) ids.add((await agent.send({ seq: i })).recordId);
+    expect(ids.size).toBe(8);
+    expect((collector.hits['/nonce'] ?? 0) - before).toBe(2);
+    const nonces = collector.records
+      .filter((r) => ids.has(r.recordId))
+      .map((r) => (JSON.parse(r.raw) as { nonce: string }).nonce);
+    expect(new Set(nonces).size).toBe(8);
+  });
+
+  it('nonceBatch needs signed nonce requests (a clear option error)', () => {
+    expect(() =>
+      createAgent({
+        name: 'agent-x',
+        tpm,
+        gateway: collector.url,
+        tls: { ca: pki.caPem },
+        location: staticLocation(SANTA_CLARA),
+        stateDir: mkdtempSync(join(tmpdir(), 'agent-x-')),
+        outbox: false,
+        nonceBatch: 4,
+        signNonceRequests: false,
+      }),
+    ).toThrow(/nonceBatch: batches are issued to signed nonce requests only/);
+  });
+
   it('sends with an RSA-2048 AppSK (rsa-v1_5-sha256)', async () => {
     const agent = await agentFor('agent-rsa', { algorithm: 'rsa-2048' });
     const { recordId } = await agent.send({ n: 1 });
