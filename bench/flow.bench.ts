@@ -20,8 +20,12 @@
  * The figures are those of whatever else runs on the machine too: CPU per flow is less disturbed by
  * other load than flows/s and latency.
  *
+ * Each scenario runs with one nonce per flow (`n1`) and with nonce batches (`n16`: one signed
+ * `GET /nonce?…&count=16` per 16 flows, SPEC §16); `bare_crypto_per_flow` is the three verifications
+ * of an n1 flow, so the n16 ratios are against more crypto than such a flow needs (2 + 1/16).
+ *
  * Run: node --import tsx bench/flow.bench.ts [--agents N] [--seconds S] [--warmup S]
- *      [--scenarios direct,gateway] [--rounds R] [--json[=DIR] | --json DIR]
+ *      [--scenarios direct,gateway] [--nonce-batch 1,16] [--rounds R] [--json[=DIR] | --json DIR]
  *      (`npm run bench -- --json=DIR` passes `--json=DIR` through scripts/bench.mjs)
  */
 import type { ChildProcess } from 'node:child_process';
@@ -51,6 +55,12 @@ const AGENTS = Number(arg('--agents') || 4);
 const SECONDS = Number(arg('--seconds') || 10);
 const WARMUP = Number(arg('--warmup') || 2);
 const SCENARIOS = (arg('--scenarios') || 'direct,gateway').split(',');
+/** Nonces per signed `GET /nonce` (`&count=n`, SPEC §16): each scenario runs once per value. */
+const NONCE_BATCHES = (arg('--nonce-batch') || '1,16').split(',').map(Number);
+/** Every scenario × nonce batch, named `direct.n1`, `gateway.n16`, … */
+const RUNS = SCENARIOS.flatMap((scenario) =>
+  NONCE_BATCHES.map((n) => ({ scenario, n, name: `${scenario}.n${n}` })),
+);
 /** Rounds of all scenarios (interleaved); with more than one, medians and min/max are printed. */
 const ROUNDS = Number(arg('--rounds') || 1);
 
@@ -86,13 +96,13 @@ async function main(): Promise<void> {
     if (gateway) children.push(gateway.child);
     const services = [collector, ...(gateway ? [gateway] : [])];
     for (let round = 0; round < ROUNDS; round++) {
-      for (const scenario of SCENARIOS) {
+      for (const { scenario, n, name } of RUNS) {
         const base =
           scenario === 'gateway' ? gateway?.url : scenario === 'direct' ? collector.url : undefined;
         if (!base) throw new Error(`unknown scenario ${scenario} (direct, gateway)`);
         results.push(
           await runScenario(
-            scenario,
+            name,
             base,
             agents,
             pki.ca,
@@ -100,7 +110,7 @@ async function main(): Promise<void> {
             (b) => {
               bare ??= b;
             },
-            { warmup: WARMUP, seconds: SECONDS },
+            { warmup: WARMUP, seconds: SECONDS, nonceBatch: n },
           ),
         );
       }
@@ -127,9 +137,9 @@ async function main(): Promise<void> {
       );
   };
   if (ROUNDS > 1) lines.push(`flow.rounds: ${ROUNDS} rounds (figures are medians over rounds)`);
-  for (const scenario of SCENARIOS) {
-    const rs = results.filter((r) => r.scenario === scenario);
-    const p = `flow.${scenario}`;
+  for (const { scenario, name } of RUNS) {
+    const rs = results.filter((r) => r.scenario === name);
+    const p = `flow.${name}`;
     stat(
       `${p}.flows_per_s`,
       rs.map((r) => r.flowsPerSecond),

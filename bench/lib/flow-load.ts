@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { createSignatureBase } from '@geofence/http-sig';
 import {
   type MetricsPayload,
+  type NonceBatchResponse,
   type NonceResponse,
   payloadSigningInput,
   SIGNATURE_LABEL,
@@ -210,8 +211,10 @@ export async function runScenario(
   ca: string,
   services: Service[],
   capture: (b: BareInputs) => void,
-  window: { warmup: number; seconds: number },
+  window: { warmup: number; seconds: number; nonceBatch?: number },
 ): Promise<ScenarioResult> {
+  // n > 1: one signed `GET /nonce?…&count=n` serves the next n flows of an agent (SPEC §16).
+  const batch = window.nonceBatch ?? 1;
   const lat = { nonce: new Samples(), metrics: new Samples(), flow: new Samples() };
   let measuring = false;
   let stopping = false;
@@ -226,20 +229,30 @@ export async function runScenario(
       connections: 1,
       keepAliveTimeout: 30_000,
     });
-    const target = `${base}/nonce?public_key_hash=${a.keyid}`;
+    const target = `${base}/nonce?public_key_hash=${a.keyid}${batch > 1 ? `&count=${batch}` : ''}`;
+    const pooled: NonceResponse[] = [];
+    let nonceHeaders: Record<string, string> = {};
     try {
       while (!stopping) {
         const t0 = performance.now();
-        const nonceHeaders = await signedNonceHeaders(a, target);
-        const nr = await request(target, { headers: nonceHeaders, dispatcher });
-        const nonceText = await nr.body.text();
-        const t1 = performance.now();
-        if (nr.statusCode !== 200) {
-          errors++;
-          if (errors > 50) throw new Error(`nonce ${nr.statusCode}: ${nonceText}`);
-          continue;
+        let fetched = false;
+        if (pooled.length === 0) {
+          nonceHeaders = await signedNonceHeaders(a, target);
+          const nr = await request(target, { headers: nonceHeaders, dispatcher });
+          const nonceText = await nr.body.text();
+          if (nr.statusCode !== 200) {
+            errors++;
+            if (errors > 50) throw new Error(`nonce ${nr.statusCode}: ${nonceText}`);
+            continue;
+          }
+          const answer = JSON.parse(nonceText) as NonceResponse | NonceBatchResponse;
+          if ('nonces' in answer) {
+            for (const n of answer.nonces) pooled.push({ ...n, expires_in: answer.expires_in });
+          } else pooled.push(answer);
+          fetched = true;
         }
-        const nonce = JSON.parse(nonceText) as NonceResponse;
+        const t1 = performance.now();
+        const nonce = pooled.shift() as NonceResponse;
         const signed = await buildSigned({
           agentName: a.name,
           keyid: a.keyid,
@@ -293,7 +306,7 @@ export async function runScenario(
         }
         if (measuring) {
           flows++;
-          lat.nonce.add(t1 - t0);
+          if (fetched) lat.nonce.add(t1 - t0);
           lat.metrics.add(t3 - t2);
           lat.flow.add(t3 - t0);
         }
