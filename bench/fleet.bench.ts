@@ -21,6 +21,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PostgresDatabase, PostgresRegistry, SqliteRegistry } from '@geofence/verifier';
+import Pg from 'pg';
 import { ensureDemoPki } from '../apps/reference-server/src/tls.js';
 import { startPostgres, type TestPostgres } from '../apps/reference-server/test/helpers/postgres.js';
 import { startRedis, type TestRedis } from '../apps/reference-server/test/helpers/procs.js';
@@ -73,9 +74,10 @@ async function dataDir(
 
 /** A fresh database `name` on the cluster, migrated and with the agents registered; its URL. */
 async function postgresDatabase(pg: TestPostgres, name: string, agents: SoftAgent[]): Promise<string> {
-  const admin = await PostgresDatabase.open({ url: pg.url });
+  const admin = new Pg.Client({ connectionString: pg.url });
+  await admin.connect();
   await admin.query(`CREATE DATABASE "${name.replace(/[^a-z0-9_]/g, '_')}"`);
-  await admin.close();
+  await admin.end();
   const url = pg.url.replace(/\/postgres$/, `/${name.replace(/[^a-z0-9_]/g, '_')}`);
   const db = await PostgresDatabase.open({ url });
   const registry = await PostgresRegistry.open({ db });
