@@ -24,6 +24,9 @@
  * `GET /nonce?…&count=16` per 16 flows, SPEC §16); `bare_crypto_per_flow` is the three verifications
  * of an n1 flow, so the n16 ratios are against more crypto than such a flow needs (2 + 1/16).
  *
+ * Profile the services under this load with `BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"` (node
+ * flags for the service processes only; NODE_OPTIONS refuses --cpu-prof).
+ *
  * Run: node --import tsx bench/flow.bench.ts [--agents N] [--seconds S] [--warmup S]
  *      [--scenarios direct,gateway] [--nonce-batch 1,16] [--rounds R] [--json[=DIR] | --json DIR]
  *      (`npm run bench -- --json=DIR` passes `--json=DIR` through scripts/bench.mjs)

@@ -96,7 +96,10 @@ export async function startService(
   const logPath = join(dir, `${logName}.log`);
   const port = await freePort();
   const fd = openSync(logPath, 'w');
-  const node = FROM_DIST ? [CLI, role] : ['--import', 'tsx', CLI, role];
+  // BENCH_NODE_ARGS: extra node flags for the services only, e.g. `--cpu-prof --cpu-prof-dir=DIR`
+  // (which NODE_OPTIONS refuses) to profile them under this load.
+  const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const node = [...extra, ...(FROM_DIST ? [CLI, role] : ['--import', 'tsx', CLI, role])];
   const child = spawn(process.execPath, node, {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL, ...env, HOST: '127.0.0.1', PORT: String(port) },
