@@ -4,7 +4,7 @@
  * the raw body (base64) and the signature facts, so a script can read the fields and still
  * re-verify the exact bytes.
  */
-import type { StoredRecord } from '@geofence/verifier';
+import type { RecordHttpSignature, StoredRecord } from '@geofence/verifier';
 
 /** A stored record as the admin API, the CLI and the console show it. */
 export interface RecordJson {
@@ -15,13 +15,7 @@ export interface RecordJson {
   /** What the collector decided (every stored record was accepted). */
   verdict: Record<string, unknown>;
   /** The RFC 9421 signature facts, or `null` when an enforcing gateway stripped the signature. */
-  http_signature: {
-    keyid: string;
-    alg: string;
-    created: number | undefined;
-    expires: number | undefined;
-    components: string[];
-  } | null;
+  http_signature: RecordHttpSignature | null;
   /** The verified payload. */
   payload: unknown;
   /** The body bytes exactly as received, base64. */
@@ -30,7 +24,6 @@ export interface RecordJson {
 
 /** {@link RecordJson} of a stored record. */
 export function recordJson(r: StoredRecord): RecordJson {
-  const sig = r.httpSignature;
   return {
     record_id: r.id,
     agent_name: r.agentName,
@@ -44,15 +37,8 @@ export function recordJson(r: StoredRecord): RecordJson {
       ...(r.verdict.fix_time !== undefined ? { fix_time: r.verdict.fix_time } : {}),
       rejected_by: null,
     },
-    http_signature: sig
-      ? {
-          keyid: sig.keyid,
-          alg: sig.alg,
-          created: sig.created,
-          expires: sig.expires,
-          components: sig.components,
-        }
-      : null,
+    // The stored facts already carry the wire's field names.
+    http_signature: r.httpSignature,
     payload: r.payload,
     body_base64: Buffer.from(r.rawBody).toString('base64'),
   };

@@ -214,33 +214,38 @@ export async function runPogPart(o: PogPartOptions): Promise<void> {
     );
   }
 
+  /** A credential request the collector must refuse (`expected`): issuing one is the failure. */
+  const expectRefused = async (
+    scenario: string,
+    expected: Expected,
+    request: Parameters<typeof obtainCredential>[0],
+  ): Promise<void> => {
+    try {
+      await obtainCredential(request);
+      record(scenario, expected, {
+        status: 200,
+        validationType: null,
+        rejectedBy: null,
+        note: 'credential issued',
+      });
+    } catch (err) {
+      record(scenario, expected, fromError(err));
+    }
+  };
+
   // Scenario 4: the Berlin agent asks for a credential: refused, so it never reaches the model.
   const berlin = host('agent-geo-policy-violation-002');
-  try {
-    await obtainCredential({
+  await expectRefused(
+    'Berlin asks for credential',
+    { status: 403, validationType: 'geolocation_policy', rejectedBy: 'collector' },
+    {
       collector: collector.url,
       dispatcher,
       tpm: berlin.tpm,
       state: stateOf(berlin.agent),
       location: BERLIN_POINT,
-    });
-    record(
-      'Berlin asks for credential',
-      { status: 403, validationType: 'geolocation_policy', rejectedBy: 'collector' },
-      {
-        status: 200,
-        validationType: null,
-        rejectedBy: null,
-        note: 'credential issued',
-      },
-    );
-  } catch (err) {
-    record(
-      'Berlin asks for credential',
-      { status: 403, validationType: 'geolocation_policy', rejectedBy: 'collector' },
-      fromError(err),
-    );
-  }
+    },
+  );
 
   // Scenario 5: agent-001's workload binary was modified: its measured digest is not the approved
   // (enrolled) one, so no credential. Same host, same TPM and keys; only the image differs.
@@ -254,29 +259,15 @@ export async function runPogPart(o: PogPartOptions): Promise<void> {
   };
   enrollment.workload.image_path = image;
   writeFileSync(enrollmentFile, JSON.stringify(enrollment));
-  try {
-    await obtainCredential({
+  await expectRefused(
+    'modified workload',
+    { status: 403, validationType: 'attestation', rejectedBy: 'collector' },
+    {
       collector: collector.url,
       dispatcher,
       tpm: a1.tpm,
       state: AgentState.open(modifiedDir),
       location: here,
-    });
-    record(
-      'modified workload',
-      { status: 403, validationType: 'attestation', rejectedBy: 'collector' },
-      {
-        status: 200,
-        validationType: null,
-        rejectedBy: null,
-        note: 'credential issued',
-      },
-    );
-  } catch (err) {
-    record(
-      'modified workload',
-      { status: 403, validationType: 'attestation', rejectedBy: 'collector' },
-      fromError(err),
-    );
-  }
+    },
+  );
 }

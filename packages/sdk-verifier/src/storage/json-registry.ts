@@ -13,6 +13,7 @@ import {
   type RegistryExpectation,
   stampRecord,
   validateAgentRecord,
+  withStatus,
 } from './registry.js';
 import { isFileFault, StoreUnavailableError } from './store-fault.js';
 
@@ -189,12 +190,7 @@ export class JsonFileRegistry implements Registry {
 
   /** {@inheritDoc Registry.setStatus} */
   setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
-    return this.serial(() =>
-      this.write1(agentName, (current) => {
-        if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
-        return { ...current, status };
-      }),
-    );
+    return this.serial(() => this.write1(agentName, withStatus(agentName, status)));
   }
 
   /** Validates and writes the record `decide` returns after checking (or deriving it from) the current one. */

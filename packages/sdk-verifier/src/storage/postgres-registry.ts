@@ -10,6 +10,7 @@ import {
   type RegistryExpectation,
   stampRecord,
   validateAgentRecord,
+  withStatus,
 } from './registry.js';
 
 /**
@@ -226,10 +227,7 @@ export class PostgresRegistry implements Registry {
 
   /** {@inheritDoc Registry.setStatus} */
   async setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
-    return this.write(agentName, (current) => {
-      if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
-      return { ...current, status };
-    });
+    return this.write(agentName, withStatus(agentName, status));
   }
 
   /**

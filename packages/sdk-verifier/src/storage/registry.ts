@@ -218,6 +218,21 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/**
+ * The decision of every registry's `setStatus`: the record as stored, with `status`; applied to the
+ * row as the write sees it, so a status change never writes back a key a concurrent re-enrolment
+ * has just replaced. An agent that is not registered is `not_found`.
+ */
+export function withStatus(
+  agentName: string,
+  status: AgentStatus,
+): (current: AgentRecord | undefined) => AgentRecordInput {
+  return (current) => {
+    if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
+    return { ...current, status };
+  };
+}
+
 /** Fill timestamps of a record being written, keeping `enrolled_at` of an existing record. */
 export function stampRecord(input: AgentRecordInput, existing: AgentRecord | undefined, now: Date): unknown {
   return {

@@ -9,6 +9,7 @@ import {
   type RegistryExpectation,
   stampRecord,
   validateAgentRecord,
+  withStatus,
 } from './registry.js';
 import { openSqlite, type SqliteDatabase, type SqliteStatement } from './sqlite.js';
 import { SqliteFaultGuard, StoreUnavailableError } from './store-fault.js';
@@ -136,12 +137,8 @@ export class SqliteRegistry implements Registry {
 
   /** {@inheritDoc Registry.setStatus} */
   async setStatus(agentName: string, status: AgentStatus): Promise<AgentRecord> {
-    // The status change applies to the row as it is inside the transaction, so an approval can
-    // never write back a key that a concurrent re-enrolment has just replaced.
-    return this.write(agentName, (current) => {
-      if (!current) throw new RegistryError('not_found', `agent ${agentName} is not registered`);
-      return { ...current, status };
-    });
+    // Decided on the row as it is inside the transaction.
+    return this.write(agentName, withStatus(agentName, status));
   }
 
   /**
