@@ -7,6 +7,9 @@
  * processes (`geofence collector|gateway` from the TypeScript sources via tsx, as the tests'
  * `spawnService` does; `BENCH_SERVICES=dist` runs the built CLI instead); rate limits are off. Two scenarios: direct to the collector, and through the
  * enforcing gateway (both requests of a flow go to the gateway, which forwards them to the collector).
+ * A third, `floor`, runs the same load against bench/lib/floor-service.mjs: bare `node:https` doing the
+ * three verifications and a durable append per record and nothing else, so `*_cpu_vs_floor` says how
+ * far a service is from what Node.js itself needs for a flow on this machine.
  *
  * Per scenario: flows/s, p50/p99 latency of each request and of the whole flow (nonce request start →
  * metrics answer, signing included), CPU ms per flow of each service process (utime + stime of
@@ -28,7 +31,7 @@
  * flags for the service processes only; NODE_OPTIONS refuses --cpu-prof).
  *
  * Run: node --import tsx bench/flow.bench.ts [--agents N] [--seconds S] [--warmup S]
- *      [--scenarios direct,gateway] [--nonce-batch 1,16] [--rounds R] [--json[=DIR] | --json DIR]
+ *      [--scenarios floor,direct,gateway] [--nonce-batch 1,16] [--rounds R] [--json[=DIR] | --json DIR]
  *      (`npm run bench -- --json=DIR` passes `--json=DIR` through scripts/bench.mjs)
  */
 import type { ChildProcess } from 'node:child_process';
@@ -49,6 +52,7 @@ import {
   median,
   runScenario,
   type ScenarioResult,
+  startFloorService,
   startService,
 } from './lib/flow-load.js';
 
@@ -57,7 +61,7 @@ const arg = (name: string) => argOf(args, name);
 const AGENTS = Number(arg('--agents') || 4);
 const SECONDS = Number(arg('--seconds') || 10);
 const WARMUP = Number(arg('--warmup') || 2);
-const SCENARIOS = (arg('--scenarios') || 'direct,gateway').split(',');
+const SCENARIOS = (arg('--scenarios') || 'floor,direct,gateway').split(',');
 /** Nonces per signed `GET /nonce` (`&count=n`, SPEC §16): each scenario runs once per value. */
 const NONCE_BATCHES = (arg('--nonce-batch') || '1,16').split(',').map(Number);
 /** Every scenario × nonce batch, named `direct.n1`, `gateway.n16`, … */
@@ -97,19 +101,27 @@ async function main(): Promise<void> {
         })
       : undefined;
     if (gateway) children.push(gateway.child);
+    const floor = SCENARIOS.includes('floor') ? await startFloorService(dir, pki.paths) : undefined;
+    if (floor) children.push(floor.child);
     const services = [collector, ...(gateway ? [gateway] : [])];
     for (let round = 0; round < ROUNDS; round++) {
       for (const { scenario, n, name } of RUNS) {
         const base =
-          scenario === 'gateway' ? gateway?.url : scenario === 'direct' ? collector.url : undefined;
-        if (!base) throw new Error(`unknown scenario ${scenario} (direct, gateway)`);
+          scenario === 'gateway'
+            ? gateway?.url
+            : scenario === 'direct'
+              ? collector.url
+              : scenario === 'floor'
+                ? floor?.url
+                : undefined;
+        if (!base) throw new Error(`unknown scenario ${scenario} (floor, direct, gateway)`);
         results.push(
           await runScenario(
             name,
             base,
             agents,
             pki.ca,
-            services,
+            scenario === 'floor' && floor ? [floor] : services,
             (b) => {
               bare ??= b;
             },
@@ -172,6 +184,12 @@ async function main(): Promise<void> {
         2,
         true,
       );
+      // Against what bare Node.js needs for the same flow in the same run (same nonce batch).
+      const floorMs = results
+        .filter((r) => r.scenario === name.replace(/^[a-z]+\./, 'floor.'))
+        .map((r) => r.cpuMsPerFlow.floor as number);
+      if (scenario !== 'floor' && floorMs.length > 0)
+        stat(`${p}.${role}_cpu_vs_floor`, [median(ms) / median(floorMs)], 'ratio', 2);
     }
     stat(
       `${p}.client_cpu_per_flow`,
@@ -207,7 +225,8 @@ async function main(): Promise<void> {
       )}\n`,
     );
   }
-  rmSync(dir, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP_DIR) process.stderr.write(`kept ${dir}\n`);
+  else rmSync(dir, { recursive: true, force: true });
 }
 
 main().catch((err) => {

@@ -93,13 +93,32 @@ export async function startService(
   env: Record<string, string>,
   logName = role,
 ): Promise<Service> {
+  return startProcess(dir, role, FROM_DIST ? [CLI, role] : ['--import', 'tsx', CLI, role], env, logName);
+}
+
+/**
+ * Starts the floor service (bench/lib/floor-service.mjs: bare `node:https`, the three verifications, a
+ * durable append per record, no @geofence code) with the demo PKI's server certificate.
+ */
+export async function startFloorService(dir: string, pki: { cert: string; key: string }): Promise<Service> {
+  const script = fileURLToPath(new URL('./floor-service.mjs', import.meta.url));
+  return startProcess(dir, 'floor', [script, pki.cert, pki.key, join(dir, 'floor-records.jsonl')], {});
+}
+
+async function startProcess(
+  dir: string,
+  role: string,
+  args: string[],
+  env: Record<string, string>,
+  logName = role,
+): Promise<Service> {
   const logPath = join(dir, `${logName}.log`);
   const port = await freePort();
   const fd = openSync(logPath, 'w');
   // BENCH_NODE_ARGS: extra node flags for the services only, e.g. `--cpu-prof --cpu-prof-dir=DIR`
   // (which NODE_OPTIONS refuses) to profile them under this load.
   const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const node = [...extra, ...(FROM_DIST ? [CLI, role] : ['--import', 'tsx', CLI, role])];
+  const node = [...extra, ...args];
   const child = spawn(process.execPath, node, {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL, ...env, HOST: '127.0.0.1', PORT: String(port) },
