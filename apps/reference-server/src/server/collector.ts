@@ -7,6 +7,7 @@
 
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import type { RequestListener } from 'node:http';
 import { ATTESTATION_CA_PATH } from '@geofence/protocol';
 import {
   type AttestationResultSigner,
@@ -49,6 +50,7 @@ import {
   warnPerWorkerLimits,
 } from '../runtime.js';
 import { resolveTls } from '../tls.js';
+import { serviceListener } from './hot-routes.js';
 import {
   errorHandler,
   metricsExposition,
@@ -111,7 +113,10 @@ export interface CollectorAppOptions {
 
 /** The app and its metrics. */
 export interface CollectorApp {
+  /** Every route but the hot ones. */
   app: Express;
+  /** What the server runs: `GET /nonce` and `POST /metrics` directly (hot-routes.ts), the rest on `app`. */
+  listener: RequestListener;
   metrics: ServiceMetrics;
   enrollment: EnrollmentService;
 }
@@ -148,7 +153,13 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
   );
   const counters = { accepted: 0, rejected: 0 };
 
-  const { app, limited, admin } = serviceApp(opts, metrics, deps.adminToken, REJECTED_BY, deps.rateLimiters);
+  const { app, limited, admin, first } = serviceApp(
+    opts,
+    metrics,
+    deps.adminToken,
+    REJECTED_BY,
+    deps.rateLimiters,
+  );
 
   app.get('/health', (_req, res) => {
     res.json({
@@ -206,54 +217,46 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     ...(deps.enrollment.pendingStore ? { pendingStore: deps.enrollment.pendingStore } : {}),
   });
 
-  app.get(
-    '/nonce',
-    limited,
-    nonceRoute({
-      registry,
-      nonces,
-      metrics,
-      log,
-      rejectedBy: REJECTED_BY,
-      clockSkewSeconds: opts.clockSkewSeconds,
-      maxNonceBatch: opts.nonceMaxOutstanding,
-    }),
-  );
+  const nonceHandler = nonceRoute({
+    registry,
+    nonces,
+    metrics,
+    log,
+    rejectedBy: REJECTED_BY,
+    clockSkewSeconds: opts.clockSkewSeconds,
+    maxNonceBatch: opts.nonceMaxOutstanding,
+  });
 
-  app.post(
-    '/metrics',
-    limited,
-    metricsRoute({
-      registry,
-      nonces,
-      metrics,
-      log,
-      rejectedBy: REJECTED_BY,
-      bodyLimitBytes: opts.bodyLimitBytes,
-      clockSkewSeconds: opts.clockSkewSeconds,
-      globalGeoPolicy: deps.globalGeoPolicy,
-      ...(opts.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: opts.maxSpeedKmh }),
-      onRejected: (err, vr) => {
-        counters.rejected += 1;
-        deps.console?.feed.rejected(err, vr.rawBody, REJECTED_BY);
-      },
-      accept: async (rec) => {
-        // Durable before the 200: the store's insert resolves only after its commit.
-        const id = await records.insert(rec);
-        metrics.recordsStored.inc();
-        counters.accepted += 1;
-        deps.console?.feed.accepted(rec, id);
-        deps.otlp?.record({
-          agentName: rec.agentName,
-          metrics: rec.payload.metrics,
-          timestamp: rec.payload.timestamp,
-          region: rec.payload.geographic_region,
-          locationQuality: locationQualityOf(rec),
-        });
-        return id;
-      },
-    }),
-  );
+  const metricsHandler = metricsRoute({
+    registry,
+    nonces,
+    metrics,
+    log,
+    rejectedBy: REJECTED_BY,
+    bodyLimitBytes: opts.bodyLimitBytes,
+    clockSkewSeconds: opts.clockSkewSeconds,
+    globalGeoPolicy: deps.globalGeoPolicy,
+    ...(opts.maxSpeedKmh === undefined ? {} : { maxSpeedKmh: opts.maxSpeedKmh }),
+    onRejected: (err, vr) => {
+      counters.rejected += 1;
+      deps.console?.feed.rejected(err, vr.rawBody, REJECTED_BY);
+    },
+    accept: async (rec) => {
+      // Durable before the 200: the store's insert resolves only after its commit.
+      const id = await records.insert(rec);
+      metrics.recordsStored.inc();
+      counters.accepted += 1;
+      deps.console?.feed.accepted(rec, id);
+      deps.otlp?.record({
+        agentName: rec.agentName,
+        metrics: rec.payload.metrics,
+        timestamp: rec.payload.timestamp,
+        region: rec.payload.geographic_region,
+        locationQuality: locationQualityOf(rec),
+      });
+      return id;
+    },
+  });
 
   app.get('/metrics/status', async (_req, res) => {
     const st = await nonces.stats();
@@ -473,9 +476,29 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     });
   }
 
-  app.use(notFound(REJECTED_BY));
-  app.use(errorHandler(log, REJECTED_BY));
-  return { app, metrics, enrollment };
+  const fallThrough = notFound(REJECTED_BY);
+  const onError = errorHandler(log, REJECTED_BY);
+  app.use(fallThrough);
+  app.use(onError);
+  // The two routes of every flow, before the app: the same handlers an Express route would run.
+  const listener = serviceListener(
+    app,
+    [
+      {
+        methods: ['GET', 'HEAD'],
+        path: '/nonce',
+        handlers: [first, metrics.countedAs('/nonce'), limited, nonceHandler],
+      },
+      {
+        methods: ['POST'],
+        path: '/metrics',
+        handlers: [first, metrics.countedAs('/metrics'), limited, metricsHandler],
+      },
+    ],
+    onError,
+    fallThrough,
+  );
+  return { app, listener, metrics, enrollment };
 }
 
 /** A running collector. */
@@ -578,7 +601,7 @@ export async function startCollector(
     deps,
   );
   const tls = cfg.tls.enabled ? await resolveTls(cfg) : undefined;
-  const listening = await listen(built.app, {
+  const listening = await listen(built.listener, {
     host: cfg.host,
     port: cfg.port,
     ...(tls

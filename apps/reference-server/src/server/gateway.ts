@@ -8,6 +8,7 @@
 
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import type { RequestListener } from 'node:http';
 import { extname, join } from 'node:path';
 import {
   createForwarder,
@@ -17,7 +18,7 @@ import {
   headersStrippedByGateway,
   type Registry,
 } from '@geofence/verifier';
-import type { Express, RequestHandler, Response } from 'express';
+import type { Express, Response } from 'express';
 import { ensureAdminToken } from '../admin-token.js';
 import { type Config, collectorUrlOf } from '../config.js';
 import { HeaderLog } from '../header-log.js';
@@ -31,7 +32,16 @@ import {
 } from '../runtime.js';
 import { ensureDemoPki, resolveTls } from '../tls.js';
 import { workerSlot } from './cluster.js';
-import { errorHandler, metricsExposition, notFound, type RateLimiters, serviceApp } from './http.js';
+import { serviceListener } from './hot-routes.js';
+import {
+  errorHandler,
+  metricsExposition,
+  type NodeHandler,
+  notFound,
+  type RateLimiters,
+  serviceApp,
+  targetOf,
+} from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
 import { gatewayCheck } from './verification.js';
@@ -65,7 +75,10 @@ export interface GatewayDeps {
 
 /** The app and its metrics. */
 export interface GatewayApp {
+  /** Every route but the hot ones. */
   app: Express;
+  /** What the server runs: `GET /nonce` and `POST /metrics` directly (hot-routes.ts), the rest on `app`. */
+  listener: RequestListener;
   metrics: ServiceMetrics;
 }
 
@@ -76,7 +89,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     throw new TypeError('gateway policy enforcement needs the agent allowlist (registry)');
   }
   const metrics = createServiceMetrics(opts.serviceName, undefined, true);
-  const { app, limiters, limited, admin } = serviceApp(
+  const { app, limiters, limited, admin, first } = serviceApp(
     opts,
     metrics,
     deps.adminToken,
@@ -85,18 +98,20 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
   );
   let allowlistLoadedAt = new Date().toISOString();
 
-  const headerLog: RequestHandler = (req, res, next) => {
+  const headerLog: NodeHandler = (req, res, next) => {
     if (deps.headerLog) {
       // Snapshot now: in enforcement mode the signature headers are stripped before forwarding.
       const headers = { ...req.headers };
+      const { path, query } = targetOf(req.url);
       res.on('finish', () => {
+        const validationType = (res as Response).validationType;
         deps.headerLog?.record({
-          endpoint: req.path,
-          method: req.method,
-          path: req.path,
-          query: { ...(req.query as Record<string, unknown>) },
+          endpoint: path,
+          method: req.method ?? 'GET',
+          path,
+          query,
           headers,
-          decision: `${res.statusCode}${res.validationType ? ` ${res.validationType}` : ''}`,
+          decision: `${res.statusCode}${validationType ? ` ${validationType}` : ''}`,
         });
       });
     }
@@ -104,7 +119,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
   };
   // The verifier's forwarder reads the body (limit → 413) when no check before it did, forwards the
   // bytes as received and strips by the one rule only when enforcing.
-  const forward = (enforcing: boolean): RequestHandler =>
+  const forward = (enforcing: boolean): NodeHandler =>
     geofence.express.forward({
       forwarder: upstream,
       rejectedBy: REJECTED_BY,
@@ -118,7 +133,7 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
         const requestId = (req as { requestId?: string }).requestId;
         log.warn({ request_id: requestId, error: err.error, status: err.status }, 'upstream failure');
       },
-    }) as unknown as RequestHandler;
+    }) as NodeHandler;
 
   const enforce = opts.policyEnforcement;
   const checkCtx = {
@@ -143,21 +158,23 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
     });
   });
 
-  app.get(
-    '/nonce',
+  const nonceHandlers = [
+    first,
+    metrics.countedAs('/nonce'),
     limited,
     headerLog,
     ...(enforce ? [gatewayCheck(checkCtx, '/nonce')] : []),
     forward(enforce),
-  );
-  app.post(
-    '/metrics',
+  ];
+  const metricsHandlers = [
+    first,
+    metrics.countedAs('/metrics'),
     limited,
     headerLog,
     // Enforcement: the verifier middleware reads the body (limit → 413) and keeps it in req.rawBody.
     ...(enforce ? [gatewayCheck(checkCtx, '/metrics')] : []),
     forward(enforce),
-  );
+  ];
   // Enrolment and location attestation are verified by the collector only (the gateway cannot appraise TPM evidence).
   app.post('/enroll', limited, headerLog, forward(false));
   app.post('/enroll/:id/complete', limited, headerLog, forward(false));
@@ -210,9 +227,21 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
 
   app.get('/metrics-prometheus', metricsExposition(metrics.registry, REJECTED_BY));
 
-  app.use(notFound(REJECTED_BY));
-  app.use(errorHandler(log, REJECTED_BY));
-  return { app, metrics };
+  const fallThrough = notFound(REJECTED_BY);
+  const onError = errorHandler(log, REJECTED_BY);
+  app.use(fallThrough);
+  app.use(onError);
+  // The two routes of every flow, before the app: the same handlers an Express route would run.
+  const listener = serviceListener(
+    app,
+    [
+      { methods: ['GET', 'HEAD'], path: '/nonce', handlers: nonceHandlers },
+      { methods: ['POST'], path: '/metrics', handlers: metricsHandlers },
+    ],
+    onError,
+    fallThrough,
+  );
+  return { app, listener, metrics };
 }
 
 /** A running gateway. */
@@ -307,7 +336,7 @@ export async function startGateway(
       rateLimiters: shared?.limiters,
     },
   );
-  const listening = await listen(gateway.app, {
+  const listening = await listen(gateway.listener, {
     host: cfg.host,
     port: cfg.port,
     ...(tlsOn && tls ? { tls: { ...tls, minVersion: cfg.tls.minVersion } } : {}),

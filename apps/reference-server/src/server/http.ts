@@ -4,6 +4,8 @@
  * final error handler (no stack traces in bodies).
  */
 import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parse as parseQuery } from 'node:querystring';
 import {
   GeofenceError,
   type RejectedBy,
@@ -18,6 +20,7 @@ import express, {
   type Response,
 } from 'express';
 import type { Registry } from 'prom-client';
+import proxyaddr from 'proxy-addr';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { claimedKeyid, RateLimiter, type TokenBuckets } from '../rate-limit.js';
@@ -32,8 +35,18 @@ declare module 'express-serve-static-core' {
   }
 }
 
+/**
+ * A handler that needs nothing Express adds to Node's request and response: it runs the same on an
+ * Express route and on a {@link HotRoute} of hot-routes.ts.
+ */
+export type NodeHandler = (
+  req: IncomingMessage & { requestId?: string },
+  res: ServerResponse,
+  next: (err?: unknown) => void,
+) => void;
+
 /** Request id of `req` (set by {@link requestIdMiddleware}). */
-export function requestIdOf(req: Request): string {
+export function requestIdOf(req: { requestId?: string }): string {
   return req.requestId ?? 'unknown';
 }
 
@@ -41,16 +54,40 @@ export function requestIdOf(req: Request): string {
  * Assigns the request id by the verifier's one rule (`requestIdOf`: ours, never the client's), which
  * the verifier's handlers then reuse from the response header.
  */
-export function requestIdMiddleware(): RequestHandler {
+export function requestIdMiddleware(): NodeHandler {
   return (req, res, next) => {
     req.requestId = verifierRequestIdOf(res);
     next();
   };
 }
 
+/**
+ * Path and query of a request target, as Express's router and its `simple` query parser
+ * (`node:querystring`) see them: `/nonce?public_key_hash=…` → `/nonce`, `{public_key_hash: …}`.
+ */
+export function targetOf(url: string | undefined): { path: string; query: Record<string, unknown> } {
+  const u = url ?? '/';
+  const q = u.indexOf('?');
+  return q < 0 ? { path: u, query: {} } : { path: u.slice(0, q), query: parseQuery(u.slice(q + 1)) };
+}
+
+/**
+ * The client address of a request by the app's `trust proxy` setting: the very function Express
+ * compiles from it for `req.ip` (`trust proxy fn`), applied by `proxy-addr` as `req.ip` does.
+ */
+export function clientAddressOf(app: Express): (req: IncomingMessage) => string {
+  const trust = app.get('trust proxy fn') as Parameters<typeof proxyaddr>[1];
+  return (req) => proxyaddr(req, trust);
+}
+
 /** Answers with an aligned-model problem+json body, through the verifier's one problem writer. */
-export function sendProblem(req: Request, res: Response, err: GeofenceError, rejectedBy: RejectedBy): void {
-  res.validationType = err.validationType;
+export function sendProblem(
+  req: { requestId?: string },
+  res: ServerResponse,
+  err: GeofenceError,
+  rejectedBy: RejectedBy,
+): void {
+  (res as Response).validationType = err.validationType;
   writeProblem(res, err, rejectedBy, requestIdOf(req));
 }
 
@@ -102,15 +139,16 @@ export interface RateLimiters {
 export function rateLimitMiddleware(
   limiters: RateLimiters | undefined,
   rejectedBy: RejectedBy,
+  clientAddress: (req: IncomingMessage) => string | undefined,
   onLimited?: (kind: 'ip' | 'keyid') => void,
-): RequestHandler {
+): NodeHandler {
   return (req, res, next) => {
     if (!limiters) return next();
-    const kid = claimedKeyid(req.query, headerString(req, 'signature-input'));
+    const kid = claimedKeyid(targetOf(req.url).query, headerString(req, 'signature-input'));
     const decide = async (): Promise<{ kind: 'ip' | 'keyid'; retry: number } | undefined> => {
       // Both buckets are asked at once (one round trip of latency with a shared store).
       const [ip, key] = await Promise.all([
-        limiters.ip.take(`ip:${req.ip ?? 'unknown'}`),
+        limiters.ip.take(`ip:${clientAddress(req) ?? 'unknown'}`),
         kid ? limiters.keyid.peek(`kid:${kid}`) : undefined,
       ]);
       if (!ip.allowed) return { kind: 'ip', retry: ip.retryAfterSeconds };
@@ -152,7 +190,7 @@ export function rateLimitMiddleware(
 }
 
 /** A header as one string (joined when repeated). */
-export function headerString(req: Request, name: string): string | undefined {
+export function headerString(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v.join(', ') : v;
 }
@@ -161,11 +199,11 @@ export function headerString(req: Request, name: string): string | undefined {
  * 404 for unknown routes (no catch-all proxying, SPEC §8): the aligned problem of type
  * `request_validation` with status 404.
  */
-export function notFound(rejectedBy: RejectedBy): RequestHandler {
+export function notFound(rejectedBy: RejectedBy): NodeHandler {
   return (req, res) => {
     const err = new GeofenceError('request_validation', 'Not found', {
       status: 404,
-      details: { method: req.method, path: req.path },
+      details: { method: req.method, path: targetOf(req.url).path },
     });
     sendProblem(req, res, err, rejectedBy);
   };
@@ -222,9 +260,11 @@ export interface ServiceApp {
   /** Rate limiters (undefined when rate limiting is off). */
   limiters: RateLimiters | undefined;
   /** Rate-limiting middleware for the routes agents call. */
-  limited: RequestHandler;
+  limited: NodeHandler;
   /** Admin bearer-token check. */
   admin: RequestHandler;
+  /** What runs before every route, on Express and on the hot routes alike: the request id. */
+  first: NodeHandler;
 }
 
 /**
@@ -245,7 +285,8 @@ export function serviceApp(
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
   app.set('trust proxy', opts.trustProxy);
-  app.use(requestIdMiddleware());
+  const first = requestIdMiddleware();
+  app.use(first);
   app.use(metrics.middleware);
   const limiters: RateLimiters | undefined = !opts.rateLimit.enabled
     ? undefined
@@ -254,6 +295,8 @@ export function serviceApp(
         keyid: new RateLimiter(opts.rateLimit.perKeyidPerSecond, opts.rateLimit.perKeyidBurst),
         store: 'memory',
       });
-  const limited = rateLimitMiddleware(limiters, rejectedBy, (kind) => metrics.rateLimited.inc({ kind }));
-  return { app, limiters, limited, admin: adminAuth(adminToken, rejectedBy) };
+  const limited = rateLimitMiddleware(limiters, rejectedBy, clientAddressOf(app), (kind) =>
+    metrics.rateLimited.inc({ kind }),
+  );
+  return { app, limiters, limited, admin: adminAuth(adminToken, rejectedBy), first };
 }

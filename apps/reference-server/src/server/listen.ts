@@ -1,12 +1,11 @@
 /**
- * Starts an Express app on HTTPS (default; TLS ≥ 1.2) or, when explicitly disabled, HTTP, and returns
+ * Starts a request listener (an Express app, or a service's listener of hot-routes.ts) on HTTPS (default; TLS ≥ 1.2) or, when explicitly disabled, HTTP, and returns
  * a handle that closes it including idle keep-alive connections.
  */
 import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { Express } from 'express';
 
 /** A started listener. */
 export interface Listening {
@@ -30,7 +29,7 @@ export interface ListenOptions {
 }
 
 /** Listens and resolves once the socket is bound (port 0 picks a free port). */
-export async function listen(app: Express, opts: ListenOptions): Promise<Listening> {
+export async function listen(app: http.RequestListener, opts: ListenOptions): Promise<Listening> {
   if (opts.tls?.requestCert && !opts.tls.ca) {
     // Never fail open: requiring client certificates without a trust anchor would accept none or all.
     throw new TypeError('client certificates required but no CA configured (SSL_CA_PATH)');

@@ -3,8 +3,9 @@
  * verification latency histogram, nonce store size. Each service gets its own registry (no global
  * state, so several services can run in one process as the demo does).
  */
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
+import type { NodeHandler } from './http.js';
 
 /**
  * validation_type of rejections answered by the verifier middleware (which sends its own problem
@@ -30,6 +31,11 @@ export interface ServiceMetrics {
   rateLimited: Counter<'kind'>;
   /** Express middleware counting every response (validation_type read from problem answers). */
   middleware: RequestHandler;
+  /**
+   * The same count for a route served outside Express (hot-routes.ts), labelled `route`: Express's
+   * middleware reads the label from the route it matched.
+   */
+  countedAs(route: string): NodeHandler;
 }
 
 declare module 'express-serve-static-core' {
@@ -89,19 +95,36 @@ export function createServiceMetrics(
     labelNames: ['kind'] as const,
     registers: [registry],
   });
+  const count = (route: string, req: IncomingMessage, res: ServerResponse & { validationType?: string }) => {
+    requests.inc({
+      route,
+      method: req.method ?? 'GET',
+      status: String(res.statusCode),
+      validation_type:
+        res.validationType ?? rejections.get(req.headers) ?? (res.statusCode < 400 ? 'none' : 'unknown'),
+    });
+  };
   const middleware: RequestHandler = (req, res, next) => {
     res.on('finish', () => {
       // route pattern, never the raw path (bounded label cardinality)
-      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
-      requests.inc({
-        route: String(route),
-        method: req.method,
-        status: String(res.statusCode),
-        validation_type:
-          res.validationType ?? rejections.get(req.headers) ?? (res.statusCode < 400 ? 'none' : 'unknown'),
-      });
+      count(String((req.route as { path?: string } | undefined)?.path ?? 'unmatched'), req, res);
     });
     next();
   };
-  return { registry, requests, verifyLatency, nonceStoreSize, recordsStored, rateLimited, middleware };
+  const countedAs =
+    (route: string): NodeHandler =>
+    (req, res, next) => {
+      res.on('finish', () => count(route, req, res));
+      next();
+    };
+  return {
+    registry,
+    requests,
+    verifyLatency,
+    nonceStoreSize,
+    recordsStored,
+    rateLimited,
+    middleware,
+    countedAs,
+  };
 }

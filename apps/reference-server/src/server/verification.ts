@@ -17,8 +17,8 @@ import {
   type VerifierRequest,
   WORKLOAD_GEO_ID_HEADER,
 } from '@geofence/verifier';
-import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger.js';
+import type { NodeHandler } from './http.js';
 import { noteRejection, type ServiceMetrics } from './prom.js';
 
 /**
@@ -75,8 +75,8 @@ function onReject(c: Common, route: string) {
  * Mounts a verifier middleware: times it for the latency histogram and labels rejections. `next` is
  * only reached by the gateway middleware (verified → forward).
  */
-function mount(c: Common, route: string, mw: GeofenceHandler): RequestHandler {
-  return (req: Request, res: Response, next) => {
+function mount(c: Common, route: string, mw: GeofenceHandler): NodeHandler {
+  return (req, res, next) => {
     const started = process.hrtime.bigint();
     let observed = false;
     const observe = (outcome: 'accepted' | 'rejected') => {
@@ -95,7 +95,7 @@ function mount(c: Common, route: string, mw: GeofenceHandler): RequestHandler {
 /** `GET /nonce` on the collector (`geofence.express.nonce`). */
 export function nonceRoute(
   c: Common & { nonces: NonceStore; maxNonceBatch?: number | undefined },
-): RequestHandler {
+): NodeHandler {
   return mount(
     c,
     '/nonce',
@@ -121,7 +121,7 @@ export function metricsRoute(
     /** Called with every rejection and the request it rejected (after logging). */
     onRejected?: (err: GeofenceError, vr: VerifierRequest) => void;
   },
-): RequestHandler {
+): NodeHandler {
   const reject = onReject(c, '/metrics');
   const mw = geofence.express.collector({
     registry: c.registry,
@@ -155,7 +155,7 @@ export interface GatewayChecks {
 export function gatewayCheck(
   c: Common & { validate: GatewayChecks; bodyLimitBytes: number; globalGeoPolicy?: GeoPolicy | undefined },
   route: '/nonce' | '/metrics',
-): RequestHandler {
+): NodeHandler {
   return mount(
     c,
     route,
