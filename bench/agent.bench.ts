@@ -13,10 +13,11 @@
  * Figures:
  *   - tpm.sign: bare `tpm.sign` of a SHA-256 digest (the unit of TPM work; a send does three);
  *   - agent.send.*: per sequential `send()`, from the agent's own accounting — TPM time (the three sign
- *     calls: GET /nonce, payload, HTTP message), network wait (GET /nonce + POST /metrics round trips,
- *     which include the collector's verification in its own process), and the agent's own overhead =
- *     caller-observed mean latency − TPM − network (JCS, hashing, header building, location, queue,
- *     HTTP client, event-loop hops). SPEC target: overhead ≤ 10 % of TPM time;
+ *     calls: GET /nonce, payload, HTTP message), network time (GET /nonce + POST /metrics, each from
+ *     handing the request to the HTTP client until the last byte of its answer was read: HTTP/1.1
+ *     framing, TLS, loopback and the collector's verification in its own process), and the agent's own
+ *     overhead = caller-observed mean latency − TPM − network (queue, location, JCS, hashing, header
+ *     building, parsing the answers, event-loop hops, timers). SPEC target: overhead ≤ 10 % of TPM time;
  *   - agent.send.main_thread_cpu: CPU time of the agent's main thread per send (all of it: the agent's
  *     JS, TLS and HTTP work, and the JS side of the three TPM calls), from /proc (Linux only);
  *   - throughput: metric sets/s with one message per metric set vs `sendBatch` of 500.

@@ -15,12 +15,6 @@ import type { Transport } from './transport.js';
 /** Signature algorithms that give the same bytes for the same input (so a signature base must not repeat). */
 const DETERMINISTIC: ReadonlySet<string> = new Set(['rsa-v1_5-sha256']);
 
-/** A nonce and the ms the TPM spent signing its request (0 when unsigned). */
-export interface FetchedNonce {
-  response: NonceResponse;
-  signingMs: number;
-}
-
 /** Obtains nonces over the agent's transport, one signed request at a time. */
 export class NonceRequester {
   /** `created`/`expires` of the last signed nonce request (see {@link NonceRequester.signature}). */
@@ -34,36 +28,20 @@ export class NonceRequester {
   ) {}
 
   /** `GET /nonce?public_key_hash=<keyid>`, signed by `signer` when signing is on. */
-  async fetch(keyid: string, signer: Signer): Promise<FetchedNonce> {
-    const { responses, signingMs } = await this.fetchMany(keyid, signer, 1);
-    return { response: responses[0] as NonceResponse, signingMs };
+  async fetch(keyid: string, signer: Signer): Promise<NonceResponse> {
+    return (await this.fetchMany(keyid, signer, 1))[0] as NonceResponse;
   }
 
   /**
    * Up to `count` nonces for one request (`&count=n`, SPEC §16; only with signing on, as the
    * collector issues batches to signed requests only). A collector without batches gives one.
    */
-  async fetchMany(
-    keyid: string,
-    signer: Signer,
-    count: number,
-  ): Promise<{ responses: NonceResponse[]; signingMs: number }> {
-    let signingMs = 0;
-    const responses = await this.transport.nonces(
+  fetchMany(keyid: string, signer: Signer, count: number): Promise<NonceResponse[]> {
+    return this.transport.nonces(
       keyid,
       this.signed ? count : 1,
-      this.signed
-        ? async (target) => {
-            const s0 = performance.now();
-            try {
-              return await this.signature(signer, target);
-            } finally {
-              signingMs = performance.now() - s0;
-            }
-          }
-        : undefined,
+      this.signed ? (target) => this.signature(signer, target) : undefined,
     );
-    return { responses, signingMs };
   }
 
   /**
