@@ -120,6 +120,9 @@ export class Agent {
       connectTimeoutMs: o.connectTimeoutMs,
       requestTimeoutMs: o.requestTimeoutMs,
       connections: 4,
+      onWire: (ms) => {
+        this.timings.networkMs += ms;
+      },
     });
     this.identity = new TpmIdentity(o.tpm, this.state, o.algorithm, this.timings);
     this.nonces = new NonceRequester(
@@ -322,7 +325,7 @@ export class Agent {
       tpm,
       state: this.state,
       post: (path, json) => this.transport.postJson(path, json),
-      nonce: async (keyid) => (await this.nonces.fetch(keyid, signer)).response.nonce,
+      nonce: async (keyid) => (await this.nonces.fetch(keyid, signer)).nonce,
       location,
       ...(mnoLocation ? { mnoLocation } : {}),
     });

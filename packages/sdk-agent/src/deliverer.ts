@@ -2,7 +2,6 @@
  * One delivery attempt of a group of queued messages: fresh location, fresh nonce, sign, `POST
  * /metrics` — or, after an attempt whose answer was lost, the very same signed request again.
  */
-import { parseSignatureInput } from '@geofence/http-sig';
 import { DeliveryUncertainError, GeofenceRejection } from './errors.js';
 import type { AgentKeys, AgentTimings } from './identity.js';
 import type { LocationObservation, LocationProvider } from './location/types.js';
@@ -109,7 +108,6 @@ export class Deliverer {
     const { transport, timings } = this.o;
     const t0 = performance.now();
     const ids = group.map((m) => m.id);
-    let network = 0;
     let signed = this.resend && sameIds(this.resend.ids, ids) ? this.resend : undefined;
     // Resend only while the collector will still take it; later, a fresh nonce is the only way.
     if (signed && signed.validUntil - Date.now() < RESEND_MARGIN_MS) {
@@ -129,9 +127,7 @@ export class Deliverer {
           : group.length === 1
             ? (first.metrics as Record<string, unknown>)
             : { batch: group.map((m) => m.metrics as Record<string, unknown>) };
-      const n0 = performance.now();
-      const { response: nonce, signingMs } = await this.o.nonces.take(identity.keyid, signer);
-      network = performance.now() - n0 - signingMs;
+      const nonce = await this.o.nonces.take(identity.keyid, signer);
       const now = new Date();
       const req = await buildMetricsRequest({
         agentName: this.o.agentName,
@@ -146,16 +142,11 @@ export class Deliverer {
         now,
         validitySeconds: this.o.validitySeconds,
       });
-      const expires = parseSignatureInput(req.headers['signature-input'] ?? '')[0]?.expires;
-      const validUntil = Math.min(
-        Date.parse(nonce.expires_at),
-        expires !== undefined ? expires * 1000 : now.getTime(),
-      );
+      const validUntil = Math.min(Date.parse(nonce.expires_at), req.expires * 1000);
       signed = { ids, req, validUntil, resent: false };
     } else {
       signed = { ...signed, resent: true };
     }
-    const p0 = performance.now();
     try {
       return await transport.postMetrics(transport.path('/metrics'), signed.req.headers, signed.req.body);
     } catch (err) {
@@ -176,9 +167,7 @@ export class Deliverer {
       }
       throw err;
     } finally {
-      network += performance.now() - p0;
       timings.deliveries++;
-      timings.networkMs += network;
       timings.totalMs += performance.now() - t0;
     }
   }

@@ -31,7 +31,11 @@ export interface AgentTimings {
   tpmMs: number;
   /** ms spent building, signing and posting messages, in total (includes `tpmMs`). */
   totalMs: number;
-  /** ms spent waiting for the network (nonce + POST), part of `totalMs`. */
+  /**
+   * ms requests to the gateway spent on the wire (`GET /nonce`, `POST /metrics`, and any other):
+   * from handing each to the HTTP client until the last byte of its answer was read — framing, TLS,
+   * the round trip and the gateway's processing. Parsing the answer is not part of it.
+   */
   networkMs: number;
 }
 

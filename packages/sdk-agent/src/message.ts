@@ -47,6 +47,8 @@ export interface SignedMetricsRequest {
   body: Uint8Array;
   /** `content-type`, `content-digest`, `workload-geo-id`, `signature-input`, `signature`. */
   headers: Record<string, string>;
+  /** The RFC 9421 signature's `expires` (Unix seconds): after it the collector refuses the request. */
+  expires: number;
 }
 
 /**
@@ -110,6 +112,7 @@ export async function buildMetricsRequest(input: MetricsRequestInput): Promise<S
   const created = Math.floor(input.now.getTime() / 1000);
   const nonceLeft = Math.floor((Date.parse(input.nonce.expires_at) - input.now.getTime()) / 1000);
   const validity = Math.max(1, Math.min(input.validitySeconds, MAX_SIGNATURE_VALIDITY_SECONDS, nonceLeft));
+  const expires = created + validity;
   const sig = await signRequest(
     { method: 'POST', url: `${input.origin}${input.path}`, headers, body },
     {
@@ -118,11 +121,11 @@ export async function buildMetricsRequest(input: MetricsRequestInput): Promise<S
       label: SIGNATURE_LABEL,
       tag: SIGNATURE_TAG,
       created,
-      expires: created + validity,
+      expires,
       nonce: input.nonce.nonce,
     },
   );
   headers['signature-input'] = sig['signature-input'];
   headers.signature = sig.signature;
-  return { payload, body, headers };
+  return { payload, body, headers, expires };
 }

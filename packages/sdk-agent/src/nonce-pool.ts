@@ -7,7 +7,7 @@
  */
 import type { Signer } from '@geofence/http-sig';
 import type { NonceResponse } from '@geofence/protocol';
-import type { FetchedNonce, NonceRequester } from './nonce-request.js';
+import type { NonceRequester } from './nonce-request.js';
 
 /** A nonce is not handed out with less than this left: signing and one POST must fit in it. */
 const MIN_REMAINING_MS = 15_000;
@@ -16,7 +16,7 @@ const MIN_REMAINING_MS = 15_000;
 export class NoncePool {
   private pool: NonceResponse[] = [];
   private keyid: string | undefined;
-  private filling: Promise<{ first: NonceResponse; signingMs: number }> | undefined;
+  private filling: Promise<NonceResponse> | undefined;
 
   constructor(
     private readonly requester: NonceRequester,
@@ -25,14 +25,14 @@ export class NoncePool {
   ) {}
 
   /** A nonce for `keyid`: from the pool while one is fresh enough, else from a new request. */
-  async take(keyid: string, signer: Signer): Promise<FetchedNonce> {
+  async take(keyid: string, signer: Signer): Promise<NonceResponse> {
     if (this.keyid !== keyid) {
       this.clear();
       this.keyid = keyid;
     }
     for (;;) {
       const pooled = this.nextFresh();
-      if (pooled) return { response: pooled, signingMs: 0 };
+      if (pooled) return pooled;
       // Concurrent takers share one request, and each takes its own nonce from what it brought.
       if (this.filling) {
         await this.filling.catch(() => undefined);
@@ -41,9 +41,9 @@ export class NoncePool {
       this.filling = this.fill(keyid, signer).finally(() => {
         this.filling = undefined;
       });
-      const { first, signingMs } = await this.filling;
+      const first = await this.filling;
       // A collector whose nonces live shorter than the margin: use what it gave (nobody else took it).
-      return { response: this.nextFresh() ?? first, signingMs };
+      return this.nextFresh() ?? first;
     }
   }
 
@@ -67,9 +67,9 @@ export class NoncePool {
     return undefined;
   }
 
-  private async fill(keyid: string, signer: Signer): Promise<{ first: NonceResponse; signingMs: number }> {
-    const { responses, signingMs } = await this.requester.fetchMany(keyid, signer, this.batch);
+  private async fill(keyid: string, signer: Signer): Promise<NonceResponse> {
+    const responses = await this.requester.fetchMany(keyid, signer, this.batch);
     this.pool.push(...responses);
-    return { first: responses[0] as NonceResponse, signingMs };
+    return responses[0] as NonceResponse;
   }
 }

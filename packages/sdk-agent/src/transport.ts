@@ -41,6 +41,12 @@ export interface TransportOptions {
   connectTimeoutMs: number;
   requestTimeoutMs: number;
   connections: number;
+  /**
+   * Hears the time of each exchange on the wire: from handing the request to the HTTP client until
+   * the last byte of the answer was read (HTTP/1.1 framing, TLS, the round trip and the gateway's
+   * own processing); parsing the answer is not part of it.
+   */
+  onWire?: (ms: number) => void;
 }
 
 interface Answer {
@@ -56,9 +62,11 @@ interface Answer {
 export class Transport {
   private readonly pool: Pool;
   private readonly basePath: string;
+  private readonly onWire: ((ms: number) => void) | undefined;
 
   constructor(opts: TransportOptions) {
     const { gateway, tls } = opts;
+    this.onWire = opts.onWire;
     this.basePath = gateway.pathname.replace(/\/+$/, '');
     this.pool = new Pool(gateway.origin, {
       connections: opts.connections,
@@ -169,22 +177,27 @@ export class Transport {
     headers: Record<string, string>,
     body?: Uint8Array,
   ): Promise<Answer> {
+    const t0 = performance.now();
     let res: Dispatcher.ResponseData;
-    try {
-      res = await this.pool.request({
-        method,
-        path,
-        headers: { accept: 'application/json', ...headers },
-        body,
-      });
-    } catch (err) {
-      throw new RetriableError(`${method} ${path}: ${(err as Error).message}`, { cause: err });
-    }
     let text: string;
     try {
-      text = await readLimited(res.body);
-    } catch (err) {
-      throw new RetriableError(`${method} ${path}: reading the answer failed`, { cause: err });
+      try {
+        res = await this.pool.request({
+          method,
+          path,
+          headers: { accept: 'application/json', ...headers },
+          body,
+        });
+      } catch (err) {
+        throw new RetriableError(`${method} ${path}: ${(err as Error).message}`, { cause: err });
+      }
+      try {
+        text = await readLimited(res.body);
+      } catch (err) {
+        throw new RetriableError(`${method} ${path}: reading the answer failed`, { cause: err });
+      }
+    } finally {
+      this.onWire?.(performance.now() - t0);
     }
     let parsed: unknown;
     try {
