@@ -63,9 +63,11 @@ describe('polygon grid: indexed answers equal the exact edge scans', () => {
       const vertex = fc.constantFrom(...big).chain((p) =>
         fc.tuple(
           fc.constant(p),
-          fc.integer({ min: 0, max: p.rings.length - 1 }).chain((ri) =>
-            fc.integer({ min: 0, max: p.rings[ri]!.length - 1 }).map((vi) => p.rings[ri]![vi]!),
-          ),
+          fc
+            .integer({ min: 0, max: p.rings.length - 1 })
+            .chain((ri) =>
+              fc.integer({ min: 0, max: p.rings[ri]!.length - 1 }).map((vi) => p.rings[ri]![vi]!),
+            ),
         ),
       );
       fc.assert(
@@ -91,9 +93,7 @@ describe('polygon grid: indexed answers equal the exact edge scans', () => {
     });
 
     it(`${name}: anywhere in and around the bbox`, () => {
-      const poly = polys.reduce((a, b) =>
-        a.rings[0]!.length >= b.rings[0]!.length ? a : b,
-      );
+      const poly = polys.reduce((a, b) => (a.rings[0]!.length >= b.rings[0]!.length ? a : b));
       const [minX, minY, maxX, maxY] = poly.bbox;
       const w = maxX - minX;
       const h = maxY - minY;
