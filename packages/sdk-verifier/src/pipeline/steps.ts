@@ -268,6 +268,11 @@ export function checkPayloadSignature(
   }
 }
 
+/** A timestamp_proximity failure (module level: no closure per request). */
+function fail(field: string, reason: string): GeofenceError {
+  return new GeofenceError('timestamp_proximity', undefined, { details: { field, reason } });
+}
+
 /** Step 4 — timestamp_proximity for the payload timestamp and the header created/expires. */
 export function checkTimes(
   r: Resolved,
@@ -275,8 +280,6 @@ export function checkTimes(
   payloadTimestamp: string | undefined,
   sig: VerifiedSignature | undefined,
 ): void {
-  const fail = (field: string, reason: string) =>
-    new GeofenceError('timestamp_proximity', undefined, { details: { field, reason } });
   if (payloadTimestamp !== undefined) {
     const t = Date.parse(payloadTimestamp);
     if (!Number.isFinite(t) || t > now + r.skewMs) throw fail('timestamp', 'in the future');
