@@ -87,4 +87,41 @@ for (let round = 0; round < Number(process.env.R ?? 4); round++) {
   const u1 = process.cpuUsage(t1);
   console.log(`full collector: ${((u.user + u.system) / 1000).toFixed(1)} us, bare x2 ${((u1.user + u1.system) / 1000).toFixed(1)} us`);
 }
+import { checkAgent, checkPayloadSignature, checkHeaderNonce } from './packages/sdk-verifier/src/pipeline/steps.js';
+{
+  const acc: Record<string, number> = {};
+  const TICK = process.env.TICK === '1'; const tick = (k: string, t0: NodeJS.CpuUsage) => { if (!TICK) return t0; const u = process.cpuUsage(t0); acc[k] = (acc[k] ?? 0) + u.user + u.system; return process.cpuUsage(); };
+  for (let round = 0; round < 6; round++) {
+    const reqs = await prep(1000);
+    for (const k of Object.keys(acc)) acc[k] = 0;
+    const T0 = process.cpuUsage();
+    for (const q of reqs) {
+      let t = process.cpuUsage();
+      const { payload: pl, raw, geoHeader } = parseMetricsRequest(q as never, r, false); t = tick('parse', t);
+      let rec: any;
+      const sig = await verifyHeaders(q as never, r, METRICS_COMPONENTS, METRICS_PARAMS, async (kid) => { rec = await checkAgent(options as never, pl.tpm_public_key_hash, pl.agent_name, kid); return pinned(rec); }, true); t = tick('headers', t);
+      checkPayloadSignature(raw, pl, rec); t = tick('payloadSig', t);
+      const nw = r.now(); checkTimes(r, nw.getTime(), pl.timestamp, sig); checkHeaderNonce(sig, pl); t = tick('times', t);
+      const c = await nonces.consume(rec.keyid, pl.nonce); if (c !== 'ok') throw new Error(c); t = tick('nonce', t);
+      checkGeo(options as never, r, nw, rec.agent_name, rec, pl, geoHeader); t = tick('geo', t);
+    }
+    const TT = process.cpuUsage(T0); acc.total = TT.user + TT.system;
+    console.log(Object.entries(acc).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`).join(' | '));
+  }
+}
 await registry.close();
+{
+  const work = () => { let x = 0; for (let i = 0; i < 20; i++) x += JSON.stringify(JSON.parse(body)).length; return x; };
+  for (let round = 0; round < 5; round++) {
+    let t = process.cpuUsage();
+    for (let i = 0; i < 1000; i++) cv('sha256', input, { key, dsaEncoding: 'ieee-p1363' }, sigBytes);
+    let u = process.cpuUsage(t); const bare = (u.user + u.system) / 1000;
+    t = process.cpuUsage();
+    for (let i = 0; i < 1000; i++) work();
+    u = process.cpuUsage(t); const w = (u.user + u.system) / 1000;
+    t = process.cpuUsage();
+    for (let i = 0; i < 1000; i++) { work(); cv('sha256', input, { key, dsaEncoding: 'ieee-p1363' }, sigBytes); }
+    u = process.cpuUsage(t); const both = (u.user + u.system) / 1000;
+    console.log(`verify ${bare.toFixed(1)} work ${w.toFixed(1)} interleaved ${both.toFixed(1)} → verify cost when interleaved ${(both - w).toFixed(1)}`);
+  }
+}

@@ -13,7 +13,10 @@
  */
 import type { z } from 'zod';
 
-/** A predicate compiled from a schema: true only for values the schema accepts unchanged. */
+/**
+ * A predicate compiled from a schema: true only for values the schema accepts unchanged.
+ * @public
+ */
 export type SchemaCheck = (v: unknown) => boolean;
 
 /** The parts of zod v4's internal definitions this compiler reads (all optional: be defensive). */
