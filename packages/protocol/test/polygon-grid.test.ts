@@ -10,7 +10,8 @@ import {
   placeOutline,
   pointInside,
 } from '../src/index.js';
-import { scanOnly } from '../src/places/polygon.js';
+import { gridForTests, scanOnly } from '../src/places/polygon.js';
+import { GRID_INSIDE, GRID_OUTSIDE } from '../src/places/polygon-grid.js';
 
 /** Real outlines with many edges (so they get a grid), plus a ring with a hole. */
 function polygonsOf(region: string, state?: string): CompiledPolygon[] {
@@ -119,5 +120,10 @@ describe('polygon grid: indexed answers equal the exact edge scans', () => {
     expect(circleInside(ca!, -121.97, 37.35, 25)).toBe(true);
     expect(circleOutside(ca!, -119.81, 39.53, 25)).toBe(true);
     expect(circleInside(ca!, -119.81, 39.53, 25)).toBe(false);
+    const grid = gridForTests(ca!);
+    expect(grid).toBeDefined();
+    const d = 25 / 110_574;
+    expect(grid!.classify(-121.97 - d, 37.35 - d, -121.97 + d, 37.35 + d)).toBe(GRID_INSIDE);
+    expect(grid!.classify(-119.81 - d, 39.53 - d, -119.81 + d, 39.53 + d)).toBe(GRID_OUTSIDE);
   });
 });

@@ -26,6 +26,8 @@ const EPS = 1e-7;
 const MIN_EDGES = 64;
 /** Upper bound of cells per side. */
 const MAX_SIDE = 256;
+/** Cells marked per cell of the grid, at most, before the grid is given up as too costly to build. */
+const MAX_MARK_WORK = 32;
 
 /** Cell states. */
 const EDGE = 0;
@@ -80,18 +82,28 @@ export function buildPolygonGrid(
   const state = new Uint8Array(nx * ny).fill(OUTSIDE);
 
   // Mark every cell a widened edge box overlaps (including the closing edge, as inRings has it).
+  // Clamped at both ends: an edge beyond the bbox (a stray hole) marks the border cells.
+  const boxes = new Int32Array(4 * edges);
+  let work = 0;
+  let e = 0;
   for (const r of rings) {
-    for (let i = 0, j = r.length - 1; i < r.length; j = i++) {
+    for (let i = 0, j = r.length - 1; i < r.length; j = i++, e += 4) {
       const xi = r[i]![0]!;
       const yi = r[i]![1]!;
       const xj = r[j]![0]!;
       const yj = r[j]![1]!;
-      // Clamped at both ends: an edge beyond the bbox (a stray hole) marks the border cells.
-      const c0 = clamp(col(Math.min(xi, xj) - EPS), nx);
-      const c1 = clamp(col(Math.max(xi, xj) + EPS), nx);
-      const r0 = clamp(row(Math.min(yi, yj) - EPS), ny);
-      const r1 = clamp(row(Math.max(yi, yj) + EPS), ny);
-      for (let y = r0; y <= r1; y++) for (let x = c0; x <= c1; x++) state[y * nx + x] = EDGE;
+      boxes[e] = clamp(col(Math.min(xi, xj) - EPS), nx);
+      boxes[e + 1] = clamp(col(Math.max(xi, xj) + EPS), nx);
+      boxes[e + 2] = clamp(row(Math.min(yi, yj) - EPS), ny);
+      boxes[e + 3] = clamp(row(Math.max(yi, yj) + EPS), ny);
+      work += (boxes[e + 1]! - boxes[e]! + 1) * (boxes[e + 3]! - boxes[e + 2]! + 1);
+    }
+  }
+  // Many long diagonal edges (a spiky hand-drawn fence) would mark most cells at great cost: no grid.
+  if (work > MAX_MARK_WORK * nx * ny) return undefined;
+  for (let b = 0; b < boxes.length; b += 4) {
+    for (let y = boxes[b + 2]!; y <= boxes[b + 3]!; y++) {
+      for (let x = boxes[b]!; x <= boxes[b + 1]!; x++) state[y * nx + x] = EDGE;
     }
   }
 

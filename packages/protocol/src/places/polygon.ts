@@ -125,18 +125,13 @@ function segDist2(ax: number, ay: number, bx: number, by: number): number {
  * area is this point in" (labelling, contradiction), not "is it certainly inside" (policy).
  */
 export function pointInside(poly: CompiledPolygon, lon: number, lat: number): boolean {
-  return pointInsideWith(poly, lon, lat, gridOf(poly));
+  return pointInsideWith(poly, lon, lat, true);
 }
 
-function pointInsideWith(
-  poly: CompiledPolygon,
-  lon: number,
-  lat: number,
-  grid: PolygonGrid | undefined,
-): boolean {
+function pointInsideWith(poly: CompiledPolygon, lon: number, lat: number, indexed: boolean): boolean {
   const [minX, minY, maxX, maxY] = poly.bbox;
   if (lon < minX || lon > maxX || lat < minY || lat > maxY) return false;
-  const known = grid?.classify(lon, lat, lon, lat);
+  const known = indexed ? gridOf(poly)?.classify(lon, lat, lon, lat) : undefined;
   if (known === GRID_INSIDE) return true;
   if (known === GRID_OUTSIDE) return false;
   return inRings(poly.rings, lon, lat, true);
@@ -149,7 +144,7 @@ function pointInsideWith(
  * longitude/latitude edges `@turf/boolean-point-in-polygon` uses.
  */
 export function circleInside(poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean {
-  return circleInsideWith(poly, lon, lat, accuracy, gridOf(poly));
+  return circleInsideWith(poly, lon, lat, accuracy, true);
 }
 
 function circleInsideWith(
@@ -157,10 +152,12 @@ function circleInsideWith(
   lon: number,
   lat: number,
   accuracy: number,
-  grid: PolygonGrid | undefined,
+  indexed: boolean,
 ): boolean {
   const [minX, minY, maxX, maxY] = poly.bbox;
   if (lon <= minX || lon >= maxX || lat <= minY || lat >= maxY) return false;
+  // Built on the first test that gets past the bbox check.
+  const grid = indexed ? gridOf(poly) : undefined;
   if (accuracy <= 0) {
     const known = grid?.classify(lon, lat, lon, lat);
     if (known === GRID_INSIDE) return true;
@@ -205,7 +202,7 @@ function circleInsideWith(
  * it certainly is. Used to decide that a claimed place contradicts the reported point.
  */
 export function circleOutside(poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean {
-  return circleOutsideWith(poly, lon, lat, accuracy, gridOf(poly));
+  return circleOutsideWith(poly, lon, lat, accuracy, true);
 }
 
 function circleOutsideWith(
@@ -213,7 +210,7 @@ function circleOutsideWith(
   lon: number,
   lat: number,
   accuracy: number,
-  grid: PolygonGrid | undefined,
+  indexed: boolean,
 ): boolean {
   const [minX, minY, maxX, maxY] = poly.bbox;
   const a = accuracy > 0 ? accuracy : 0;
@@ -227,6 +224,7 @@ function circleOutsideWith(
     if (dx * dx + dy * dy > a * a) return true;
   }
   // The grid answers both scans when the circle's box touches only edge-free cells of one side.
+  const grid = indexed ? gridOf(poly) : undefined;
   if (grid !== undefined && (a === 0 || kx >= MIN_GRID_KX)) {
     const rx = a === 0 ? 0 : a / kx;
     const known = grid.classify(lon - rx, lat - dLat, lon + rx, lat + dLat);
@@ -254,15 +252,22 @@ function circleOutsideWith(
 }
 
 /**
+ * The polygon's grid, for the property test to check that the grid really answers. Not part of
+ * the package API.
+ * @internal
+ */
+export const gridForTests = gridOf;
+
+/**
  * The three containment tests without the grid (the edge scans alone), so the property test can
  * compare the grid's answers with the scans'. Not part of the package API.
  * @internal
  */
 export const scanOnly = {
   pointInside: (poly: CompiledPolygon, lon: number, lat: number): boolean =>
-    pointInsideWith(poly, lon, lat, undefined),
+    pointInsideWith(poly, lon, lat, false),
   circleInside: (poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean =>
-    circleInsideWith(poly, lon, lat, accuracy, undefined),
+    circleInsideWith(poly, lon, lat, accuracy, false),
   circleOutside: (poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean =>
-    circleOutsideWith(poly, lon, lat, accuracy, undefined),
+    circleOutsideWith(poly, lon, lat, accuracy, false),
 };
