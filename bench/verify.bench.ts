@@ -2,7 +2,7 @@
  * @geofence/verifier: in-process throughput of the full collector verification of `POST /metrics`
  * (SPEC §13) vs the bare `crypto.verify` calls it makes.
  *
- * Full path (`createCollectorVerifier(options).verify`): size/media-type checks, JSON.parse, schema (fast validator, zod fallback), Content-Digest (SHA-256),
+ * Full path (`createCollectorVerifier(options).verify`): size/media-type checks, JSON.parse, schema (predicate compiled from the zod schema, zod fallback), Content-Digest (SHA-256),
  * Workload-Geo-ID parse, RFC 9421 verification (structured-header parsing, signature base, ECDSA P-256),
  * registry lookup (JSON-file registry, in-memory index), payload JCS + ECDSA P-256, timestamps,
  * nonce consume (memory store), geo policy, record sink.
@@ -15,7 +15,7 @@
  * interleaved with a rotating order; the ratio is the median of the per-round ratios (min/max printed too).
  * BENCH_ROUNDS sets the number of rounds (default 7).
  *
- * Run: npm run build -w packages/http-sig -w packages/tpm-wire -w packages/sdk-verifier &&
+ * Run: npm run build -w packages/http-sig -w packages/protocol -w packages/tpm-wire -w packages/sdk-verifier &&
  *      node --import tsx bench/verify.bench.ts [--json[=DIR]]
  */
 import { verify as cryptoVerify, generateKeyPairSync } from 'node:crypto';
@@ -257,7 +257,8 @@ for (const [name, { value, unit }] of Object.entries(results)) {
     `${name}: ${unit === 'ratio' ? value.toFixed(3) : value.toFixed(unit === 'us' ? 1 : 0)} ${unit}`,
   );
 }
-console.log(`verifier.verify_ratio_target: 0.8 ${ratio >= 0.8 ? 'met' : 'MISSED'}`);
+// SPEC §13 asks 0.8; issue 13 item 5 raises the bar to 0.85.
+console.log(`verifier.verify_ratio_target: 0.85 ${ratio >= 0.85 ? 'met' : 'MISSED'}`);
 const jsonArg = process.argv.find((a) => a === '--json' || a.startsWith('--json='));
 if (jsonArg !== undefined) {
   const out = jsonArg.includes('=') ? jsonArg.slice('--json='.length) : 'bench-results';

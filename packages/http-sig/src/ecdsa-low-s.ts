@@ -7,6 +7,8 @@
 /** Order n of the NIST P-256 group. */
 const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 const P256_HALF_N = P256_N >> 1n;
+/** n/2 as 32 big-endian bytes, for {@link isLowS}. */
+const HALF_N_BYTES = Buffer.from(P256_HALF_N.toString(16).padStart(64, '0'), 'hex');
 
 function sOf(signature: Uint8Array): bigint {
   return BigInt(`0x${Buffer.from(signature.subarray(32, 64)).toString('hex')}`);
@@ -19,8 +21,21 @@ function sOf(signature: Uint8Array): bigint {
  */
 export function isLowS(signature: Uint8Array): boolean {
   if (signature.length !== 64) return false;
-  const s = sOf(signature);
-  return s >= 1n && s <= P256_HALF_N;
+  // s is big-endian in bytes 32..63: compare with n/2 byte by byte (no BigInt, no hex string).
+  let nonZero = false;
+  for (let i = 0; i < 32; i++) {
+    const b = signature[32 + i]!;
+    const h = HALF_N_BYTES[i]!;
+    if (b !== 0) nonZero = true;
+    if (b !== h) return b < h && (nonZero || rest(signature, 33 + i));
+  }
+  return true; // s = n/2
+}
+
+/** Whether any byte from `from` to the end is non-zero. */
+function rest(signature: Uint8Array, from: number): boolean {
+  for (let i = from; i < 64; i++) if (signature[i] !== 0) return true;
+  return false;
 }
 
 /**

@@ -71,8 +71,10 @@ function array(a: unknown[], depth: number): string {
   let out = '[';
   for (let i = 0; i < a.length; i++) {
     if (i > 0) out += ',';
+    // A hole is not an undefined element to canonicalize (its `reduce` skips holes and writes
+    // "[,1]"): leave sparse arrays to it. Undefined elements (and symbols) are written as null.
+    if (!(i in a)) throw FALLBACK;
     const e = a[i];
-    // canonicalize writes null for undefined array elements (holes included); symbols too.
     out += e === undefined ? 'null' : value(e, depth + 1, undefined);
   }
   return `${out}]`;

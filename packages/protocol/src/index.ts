@@ -46,6 +46,7 @@ export {
   sensorInfoSchema,
 } from './attestation/schemas.js';
 export { expectedWorkloadPcr } from './attestation/workload.js';
+export { compileSchemaCheck, type SchemaCheck } from './compile-schema.js';
 export {
   ATTESTATION_CA_PATH,
   CREDENTIAL_CERTIFICATE_HEADER,
@@ -61,6 +62,7 @@ export {
   DEFAULT_CREDENTIAL_LIFETIME_SECONDS,
 } from './credential.js';
 export { boxContains, builtinReverseGeocode, lookupRegion, type RegionBox } from './geocode.js';
+export { hasDuplicateJsonKeys } from './json-duplicates.js';
 export { jwkThumbprint } from './jwk-thumbprint.js';
 export { caseFold, foldPlaceName } from './places/fold.js';
 export {
@@ -106,7 +108,6 @@ export {
   encodeBase64url,
   type GeographicRegion,
   geographicRegionSchema,
-  hasDuplicateJsonKeys,
   jcs,
   keyidSchema,
   LOCATION_QUALITIES,

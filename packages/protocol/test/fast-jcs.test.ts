@@ -86,6 +86,9 @@ describe('fastJcs', () => {
       a = 'x';
     })();
     const holes = [1, undefined, 3];
+    // A real hole: canonicalize's reduce skips it ("[,1]"), unlike an undefined element.
+    // biome-ignore lint/suspicious/noSparseArray: the case under test
+    const sparse = [, 1];
     const withUndefined = { b: undefined, a: 1, c: Symbol('s') };
     const nullProto = Object.assign(Object.create(null) as object, { b: 1, a: 2 });
     for (const v of [
@@ -93,6 +96,8 @@ describe('fastJcs', () => {
       withToJson,
       classy,
       holes,
+      sparse,
+      { a: sparse },
       withUndefined,
       nullProto,
       { toJSON: 'not a function' },

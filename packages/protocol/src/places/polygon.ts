@@ -4,6 +4,8 @@
  * table: a point with accuracy `r` metres is inside only when its whole accuracy circle is.
  */
 
+import { buildPolygonGrid, GRID_INSIDE, GRID_OUTSIDE, type PolygonGrid } from './polygon-grid.js';
+
 type Ring = ReadonlyArray<readonly number[]>;
 
 /** A polygon prepared for repeated containment tests (bbox precomputed). */
@@ -42,6 +44,34 @@ function inRings(rings: readonly Ring[], x: number, y: number, onEdge: boolean):
   }
   return inside;
 }
+
+/** Where a polygon keeps its grid: built on first containment test, `null` when it has none. */
+const GRID: unique symbol = Symbol('polygon-grid');
+interface Indexed extends CompiledPolygon {
+  [GRID]?: PolygonGrid | null;
+}
+
+/**
+ * The polygon's grid (polygon-grid.ts), built on first use and kept on the polygon object itself
+ * (non-enumerable, so it never shows in comparisons or JSON); none for small polygons or frozen
+ * objects a caller built by hand.
+ */
+function gridOf(poly: CompiledPolygon): PolygonGrid | undefined {
+  const p = poly as Indexed;
+  let g = p[GRID];
+  if (g === undefined) {
+    g = buildPolygonGrid(poly.rings, poly.bbox) ?? null;
+    if (!Object.isExtensible(p)) return g ?? undefined;
+    Object.defineProperty(p, GRID, { value: g, enumerable: false });
+  }
+  return g ?? undefined;
+}
+
+/**
+ * Scales below this many metres per degree of longitude (within ≈0.6° of a pole) make the grid's
+ * margin too thin to outweigh rounding: the exact scans decide there.
+ */
+const MIN_GRID_KX = 1000;
 
 /**
  * Prepares Polygon coordinate arrays (outer ring first, then holes) for {@link circleInside}.
@@ -95,8 +125,15 @@ function segDist2(ax: number, ay: number, bx: number, by: number): number {
  * area is this point in" (labelling, contradiction), not "is it certainly inside" (policy).
  */
 export function pointInside(poly: CompiledPolygon, lon: number, lat: number): boolean {
+  return pointInsideWith(poly, lon, lat, true);
+}
+
+function pointInsideWith(poly: CompiledPolygon, lon: number, lat: number, indexed: boolean): boolean {
   const [minX, minY, maxX, maxY] = poly.bbox;
   if (lon < minX || lon > maxX || lat < minY || lat > maxY) return false;
+  const known = indexed ? gridOf(poly)?.classify(lon, lat, lon, lat) : undefined;
+  if (known === GRID_INSIDE) return true;
+  if (known === GRID_OUTSIDE) return false;
   return inRings(poly.rings, lon, lat, true);
 }
 
@@ -107,18 +144,45 @@ export function pointInside(poly: CompiledPolygon, lon: number, lat: number): bo
  * longitude/latitude edges `@turf/boolean-point-in-polygon` uses.
  */
 export function circleInside(poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean {
+  return circleInsideWith(poly, lon, lat, accuracy, true);
+}
+
+function circleInsideWith(
+  poly: CompiledPolygon,
+  lon: number,
+  lat: number,
+  accuracy: number,
+  indexed: boolean,
+): boolean {
   const [minX, minY, maxX, maxY] = poly.bbox;
   if (lon <= minX || lon >= maxX || lat <= minY || lat >= maxY) return false;
-  if (!inRings(poly.rings, lon, lat, false)) return false;
-  if (accuracy <= 0) return true;
+  // Built on the first test that gets past the bbox check.
+  const grid = indexed ? gridOf(poly) : undefined;
+  if (accuracy <= 0) {
+    const known = grid?.classify(lon, lat, lon, lat);
+    if (known === GRID_INSIDE) return true;
+    if (known === GRID_OUTSIDE) return false;
+    return inRings(poly.rings, lon, lat, false);
+  }
   const dLat = accuracy / M_PER_DEG_LAT;
   const worstLat = Math.min(90, Math.abs(lat) + dLat);
   const kx = M_PER_DEG_LON_AT_EQUATOR * Math.cos((worstLat * Math.PI) / 180);
   const ky = M_PER_DEG_LAT;
+  // The grid answers the two scans (point in rings, no edge within the circle) when the circle's
+  // box touches only edge-free cells; the O(1) checks below still run as they always did.
+  let scan = true;
+  if (grid !== undefined && kx >= MIN_GRID_KX) {
+    const rx = accuracy / kx;
+    const known = grid.classify(lon - rx, lat - dLat, lon + rx, lat + dLat);
+    if (known === GRID_OUTSIDE) return false;
+    if (known === GRID_INSIDE) scan = false;
+  }
+  if (scan && !inRings(poly.rings, lon, lat, false)) return false;
   // The circle reaches beyond the bbox: cannot be inside.
   if ((lat - minY) * ky < accuracy || (maxY - lat) * ky < accuracy) return false;
   if (kx <= 0) return false;
   if ((lon - minX) * kx < accuracy || (maxX - lon) * kx < accuracy) return false;
+  if (!scan) return true;
   const acc2 = accuracy * accuracy;
   for (const r of poly.rings) {
     for (let i = 1; i < r.length; i++) {
@@ -138,6 +202,16 @@ export function circleInside(poly: CompiledPolygon, lon: number, lat: number, ac
  * it certainly is. Used to decide that a claimed place contradicts the reported point.
  */
 export function circleOutside(poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean {
+  return circleOutsideWith(poly, lon, lat, accuracy, true);
+}
+
+function circleOutsideWith(
+  poly: CompiledPolygon,
+  lon: number,
+  lat: number,
+  accuracy: number,
+  indexed: boolean,
+): boolean {
   const [minX, minY, maxX, maxY] = poly.bbox;
   const a = accuracy > 0 ? accuracy : 0;
   const dLat = a / M_PER_DEG_LAT;
@@ -148,6 +222,14 @@ export function circleOutside(poly: CompiledPolygon, lon: number, lat: number, a
     const dx = lon < minX ? (minX - lon) * kx : lon > maxX ? (lon - maxX) * kx : 0;
     const dy = lat < minY ? (minY - lat) * M_PER_DEG_LAT : lat > maxY ? (lat - maxY) * M_PER_DEG_LAT : 0;
     if (dx * dx + dy * dy > a * a) return true;
+  }
+  // The grid answers both scans when the circle's box touches only edge-free cells of one side.
+  const grid = indexed ? gridOf(poly) : undefined;
+  if (grid !== undefined && (a === 0 || kx >= MIN_GRID_KX)) {
+    const rx = a === 0 ? 0 : a / kx;
+    const known = grid.classify(lon - rx, lat - dLat, lon + rx, lat + dLat);
+    if (known === GRID_INSIDE) return false;
+    if (known === GRID_OUTSIDE) return true;
   }
   if (inRings(poly.rings, lon, lat, true)) return false;
   if (a === 0) return true;
@@ -168,3 +250,24 @@ export function circleOutside(poly: CompiledPolygon, lon: number, lat: number, a
   }
   return true;
 }
+
+/**
+ * The polygon's grid, for the property test to check that the grid really answers. Not part of
+ * the package API.
+ * @internal
+ */
+export const gridForTests = gridOf;
+
+/**
+ * The three containment tests without the grid (the edge scans alone), so the property test can
+ * compare the grid's answers with the scans'. Not part of the package API.
+ * @internal
+ */
+export const scanOnly = {
+  pointInside: (poly: CompiledPolygon, lon: number, lat: number): boolean =>
+    pointInsideWith(poly, lon, lat, false),
+  circleInside: (poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean =>
+    circleInsideWith(poly, lon, lat, accuracy, false),
+  circleOutside: (poly: CompiledPolygon, lon: number, lat: number, accuracy: number): boolean =>
+    circleOutsideWith(poly, lon, lat, accuracy, false),
+};

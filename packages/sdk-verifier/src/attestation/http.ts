@@ -3,10 +3,9 @@
  * (and any other framework) only move bytes: parsing, status codes and problem bodies live here.
  */
 import { randomUUID } from 'node:crypto';
-import type { RejectedBy } from '@geofence/protocol';
+import { hasDuplicateJsonKeys, type RejectedBy } from '@geofence/protocol';
 import { GeofenceError } from '../errors.js';
 import { type HttpAnswer, jsonAnswer, problemAnswer } from '../kit/answer.js';
-import { fastHasDuplicateJsonKeys } from '../pipeline/fast-validate.js';
 import { resolveMaxSpeed } from '../plausibility.js';
 import type { EnrollmentService } from './enrollment.js';
 import { appraiseLocationBundle, type LocationAppraisalContext } from './location.js';
@@ -111,7 +110,7 @@ export function decodeJsonBody(req: AttestationHttpRequest, limit: number): unkn
   } catch {
     throw new GeofenceError('request_validation', 'Request body is not valid JSON');
   }
-  if (fastHasDuplicateJsonKeys(text, value)) {
+  if (hasDuplicateJsonKeys(text, value)) {
     throw new GeofenceError('request_validation', 'Request body has duplicate member names', {
       details: { reason: 'duplicate member names' },
     });

@@ -6,7 +6,9 @@ import {
   verifyRequest,
 } from '@geofence/http-sig';
 import {
+  compileSchemaCheck,
   foldPlaceName,
+  hasDuplicateJsonKeys,
   MAX_SIGNATURE_VALIDITY_SECONDS,
   METRICS_SIGNATURE_COMPONENTS,
   type MetricsPayload,
@@ -22,15 +24,17 @@ import {
 import { GeofenceError } from '../errors.js';
 import { evaluateGeoPolicy, type GeoMatch, type GeoPolicy, geoPolicyRestricts } from '../geo.js';
 import { type AgentRecord, recordPublicKey } from '../storage/registry.js';
-import {
-  fastContentDigest,
-  fastHasDuplicateJsonKeys,
-  fastValidPayload,
-  fastValidWorkloadGeoId,
-} from './fast-validate.js';
 import type { Resolved } from './options.js';
 import { bad, hasSignatureHeaders, header, httpMessage, joinedHeader, singleHeader } from './request-view.js';
 import type { VerifierBaseOptions, VerifierRequest } from './types.js';
+
+/**
+ * Hot-path predicates compiled from the schemas themselves: true only for values zod would accept
+ * unchanged (skipping zod's copy of every object); anything else is parsed by zod, which decides
+ * and describes the errors.
+ */
+const isValidPayload = compileSchemaCheck(metricsPayloadSchema);
+const isValidWorkloadGeoId = compileSchemaCheck(workloadGeoIdSchema);
 
 /** The `message` of a 200 from `POST /metrics` (the original product's wording). */
 export const SUCCESS_MESSAGE = 'Metrics received and verified successfully';
@@ -101,9 +105,9 @@ function parseWorkloadGeoId(req: VerifierRequest): WorkloadGeoId | undefined {
   } catch {
     throw bad('Invalid Workload-Geo-ID header', { reason: 'not JSON' });
   }
-  if (fastHasDuplicateJsonKeys(text, json))
+  if (hasDuplicateJsonKeys(text, json))
     throw bad('Invalid Workload-Geo-ID header', { reason: 'duplicate member names' });
-  if (fastValidWorkloadGeoId(json)) {
+  if (isValidWorkloadGeoId(json)) {
     if (geoCache.size >= GEO_CACHE_MAX) geoCache.clear();
     geoCache.set(text, deepFreeze(json as WorkloadGeoId));
     return json as WorkloadGeoId;
@@ -190,10 +194,10 @@ export function parseMetricsRequest(
   } catch {
     throw bad('Invalid payload structure', { reason: 'body is not JSON' });
   }
-  if (fastHasDuplicateJsonKeys(text, raw))
+  if (hasDuplicateJsonKeys(text, raw))
     throw bad('Invalid payload structure', { reason: 'duplicate member names' });
   let payload: MetricsPayload;
-  if (fastValidPayload(raw)) payload = raw as MetricsPayload;
+  if (isValidPayload(raw)) payload = raw as MetricsPayload;
   else {
     const parsed = metricsPayloadSchema.safeParse(raw);
     if (!parsed.success) throw bad('Invalid payload structure', { issues: issues(parsed.error.issues) });
@@ -201,14 +205,10 @@ export function parseMetricsRequest(
   }
   const digest = joinedHeader(req, 'content-digest');
   if (digest !== undefined) {
-    const fast = fastContentDigest(digest, body);
-    if (fast === false) throw bad('Content-Digest does not match the body', { reason: 'digest_mismatch' });
-    if (fast === undefined) {
-      try {
-        verifyContentDigest(digest, body);
-      } catch (err) {
-        throw mapHttpSigError(err);
-      }
+    try {
+      verifyContentDigest(digest, body);
+    } catch (err) {
+      throw mapHttpSigError(err);
     }
   }
   const geoHeader = parseWorkloadGeoId(req);
@@ -268,6 +268,11 @@ export function checkPayloadSignature(
   }
 }
 
+/** A timestamp_proximity failure (module level: no closure per request). */
+function fail(field: string, reason: string): GeofenceError {
+  return new GeofenceError('timestamp_proximity', undefined, { details: { field, reason } });
+}
+
 /** Step 4 — timestamp_proximity for the payload timestamp and the header created/expires. */
 export function checkTimes(
   r: Resolved,
@@ -275,8 +280,6 @@ export function checkTimes(
   payloadTimestamp: string | undefined,
   sig: VerifiedSignature | undefined,
 ): void {
-  const fail = (field: string, reason: string) =>
-    new GeofenceError('timestamp_proximity', undefined, { details: { field, reason } });
   if (payloadTimestamp !== undefined) {
     const t = Date.parse(payloadTimestamp);
     if (!Number.isFinite(t) || t > now + r.skewMs) throw fail('timestamp', 'in the future');
