@@ -50,15 +50,8 @@ import {
   warnPerWorkerLimits,
 } from '../runtime.js';
 import { resolveTls } from '../tls.js';
-import { serviceListener } from './hot-routes.js';
-import {
-  errorHandler,
-  metricsExposition,
-  notFound,
-  type RateLimiters,
-  sendProblem,
-  serviceApp,
-} from './http.js';
+import { agentRoutesListener } from './hot-routes.js';
+import { metricsExposition, type RateLimiters, sendProblem, serviceApp } from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createOtlpForwarder, type OtlpForwarder } from './otlp.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
@@ -476,28 +469,11 @@ export function createCollectorApp(opts: CollectorAppOptions, deps: CollectorDep
     });
   }
 
-  const fallThrough = notFound(REJECTED_BY);
-  const onError = errorHandler(log, REJECTED_BY);
-  app.use(fallThrough);
-  app.use(onError);
   // The two routes of every flow, before the app: the same handlers an Express route would run.
-  const listener = serviceListener(
-    app,
-    [
-      {
-        methods: ['GET', 'HEAD'],
-        path: '/nonce',
-        handlers: [first, metrics.countedAs('/nonce'), limited, nonceHandler],
-      },
-      {
-        methods: ['POST'],
-        path: '/metrics',
-        handlers: [first, metrics.countedAs('/metrics'), limited, metricsHandler],
-      },
-    ],
-    onError,
-    fallThrough,
-  );
+  const listener = agentRoutesListener(app, log, REJECTED_BY, {
+    nonce: [first, metrics.countedAs('/nonce'), limited, nonceHandler],
+    metrics: [first, metrics.countedAs('/metrics'), limited, metricsHandler],
+  });
   return { app, listener, metrics, enrollment };
 }
 

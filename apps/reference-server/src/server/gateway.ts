@@ -32,16 +32,8 @@ import {
 } from '../runtime.js';
 import { ensureDemoPki, resolveTls } from '../tls.js';
 import { workerSlot } from './cluster.js';
-import { serviceListener } from './hot-routes.js';
-import {
-  errorHandler,
-  metricsExposition,
-  type NodeHandler,
-  notFound,
-  type RateLimiters,
-  serviceApp,
-  targetOf,
-} from './http.js';
+import { agentRoutesListener } from './hot-routes.js';
+import { metricsExposition, type NodeHandler, type RateLimiters, serviceApp, targetOf } from './http.js';
 import { type Listening, listen } from './listen.js';
 import { createServiceMetrics, type ServiceMetrics } from './prom.js';
 import { gatewayCheck } from './verification.js';
@@ -227,20 +219,11 @@ export function createGatewayApp(opts: GatewayAppOptions, deps: GatewayDeps): Ga
 
   app.get('/metrics-prometheus', metricsExposition(metrics.registry, REJECTED_BY));
 
-  const fallThrough = notFound(REJECTED_BY);
-  const onError = errorHandler(log, REJECTED_BY);
-  app.use(fallThrough);
-  app.use(onError);
   // The two routes of every flow, before the app: the same handlers an Express route would run.
-  const listener = serviceListener(
-    app,
-    [
-      { methods: ['GET', 'HEAD'], path: '/nonce', handlers: nonceHandlers },
-      { methods: ['POST'], path: '/metrics', handlers: metricsHandlers },
-    ],
-    onError,
-    fallThrough,
-  );
+  const listener = agentRoutesListener(app, log, REJECTED_BY, {
+    nonce: nonceHandlers,
+    metrics: metricsHandlers,
+  });
   return { app, listener, metrics };
 }
 

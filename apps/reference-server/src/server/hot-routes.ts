@@ -8,8 +8,10 @@
  * run, in the same order; this module only dispatches and chains them.
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { RejectedBy } from '@geofence/verifier';
 import type { ErrorRequestHandler, Express, Request, Response } from 'express';
-import type { NodeHandler } from './http.js';
+import type { Logger } from '../logger.js';
+import { errorHandler, type NodeHandler, notFound } from './http.js';
 
 /** A route served by {@link serviceListener} instead of the Express app. */
 export interface HotRoute {
@@ -76,4 +78,29 @@ export function serviceListener(
     if (hot) hot(req, res);
     else app(req, res);
   };
+}
+
+/**
+ * Finishes a service's app (404 and final error handler, shared with the hot routes) and returns
+ * its listener with `GET`/`HEAD /nonce` and `POST /metrics` served by `handlers`.
+ */
+export function agentRoutesListener(
+  app: Express,
+  log: Logger,
+  rejectedBy: RejectedBy,
+  handlers: { nonce: readonly NodeHandler[]; metrics: readonly NodeHandler[] },
+): RequestListener {
+  const fallThrough = notFound(rejectedBy);
+  const onError = errorHandler(log, rejectedBy);
+  app.use(fallThrough);
+  app.use(onError);
+  return serviceListener(
+    app,
+    [
+      { methods: ['GET', 'HEAD'], path: '/nonce', handlers: handlers.nonce },
+      { methods: ['POST'], path: '/metrics', handlers: handlers.metrics },
+    ],
+    onError,
+    fallThrough,
+  );
 }

@@ -12,12 +12,7 @@ import {
   requestIdOf as verifierRequestIdOf,
   sendProblem as writeProblem,
 } from '@geofence/verifier';
-import express, {
-  type ErrorRequestHandler,
-  type Express,
-  type RequestHandler,
-  type Response,
-} from 'express';
+import express, { type ErrorRequestHandler, type Express, type RequestHandler, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import proxyaddr from 'proxy-addr';
 import type { Config } from '../config.js';
